@@ -1,0 +1,31 @@
+"""The core's own task types, heads, backbones and trainers, registered through the public hooks."""
+
+from __future__ import annotations
+
+from .backbones import embedded_minilm_path
+from .heads import SequenceClassificationHead, TokenClassificationHead
+from .hookspecs import hookimpl
+from .tasks import TextClassificationTask, TokenClassificationTask
+from .trainers import TransformersTrainer
+
+
+@hookimpl
+def register_task_types(register):  # type: ignore[no-untyped-def]
+    register(TextClassificationTask.name, TextClassificationTask)
+    register(TokenClassificationTask.name, TokenClassificationTask)
+
+
+@hookimpl
+def register_heads(register):  # type: ignore[no-untyped-def]
+    register("sequence-classification", SequenceClassificationHead)
+    register("token-classification", TokenClassificationHead)
+
+
+@hookimpl
+def register_backbones(register):  # type: ignore[no-untyped-def]
+    register("all-MiniLM-L6-v2", embedded_minilm_path)
+
+
+@hookimpl
+def register_trainers(register):  # type: ignore[no-untyped-def]
+    register("transformers", TransformersTrainer)

@@ -1,0 +1,227 @@
+"""The ``verticals`` command line. Errors are printed on one line with a non-zero exit, never a traceback
+(set VERTICALS_DEBUG=1 to see one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import VerticalsError
+
+EXIT_BAD_INPUT = 2
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _summary(prediction: Any) -> str:
+    if hasattr(prediction, "summary") and callable(prediction.summary):
+        return str(prediction.summary())
+    data = prediction.model_dump()
+    if "label" in data and "score" in data:
+        return f"{data['label']} ({data['score']:.3f})"
+    if "entities" in data:
+        found = ", ".join(f"{e['type']}: {e['text']}" for e in data["entities"]) or "no entities"
+        return found
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+# ---- verbs ------------------------------------------------------------------------------------------
+def cmd_packs(args: argparse.Namespace) -> int:
+    from ._plugins import get_catalog
+
+    catalog = get_catalog()
+    generic = [
+        {"name": name, "description": catalog.task_types.get(name).description}
+        for name in catalog.task_types.names() if "." not in name
+    ]
+    packs = []
+    for name in catalog.packs.names():
+        pack = catalog.packs.get(name)
+        packs.append({
+            "name": pack.name, "version": pack.version, "description": pack.description,
+            "distribution": catalog.packs.source(name),
+            "tasks": [{"name": f"{pack.name}.{t.name}", "task_type": t.task_type, "description": t.description,
+                       "labels": t.labels, "metrics": t.metrics, "primary_metric": t.primary_metric}
+                      for t in pack.tasks],
+        })
+    broken = [{"plugin": b.name, "distribution": b.distribution, "error": b.error} for b in catalog.broken]
+    if args.json:
+        _print_json({"generic_tasks": generic, "packs": packs, "broken": broken})
+        return 0
+    print("Generic tasks:")
+    for task in generic:
+        print(f"  {task['name']:<28} {task['description']}")
+    print("Packs:" if packs else "Packs: none installed (pip install verticals-<domain>)")
+    for pack in packs:
+        print(f"  {pack['name']} {pack['version']}  {pack['description']}")
+        for task in pack["tasks"]:
+            print(f"    {task['name']:<26} {task['description']}")
+    for item in broken:
+        print(f"Broken plugin {item['plugin']} ({item['distribution']}): {item['error']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import train
+
+    predictor = train(
+        args.task, args.train, output=args.output, validation=args.validation, test=args.test,
+        config=args.config, overrides=args.set or [], backbone=args.backbone, overwrite=args.overwrite,
+        resume=args.resume,
+    )
+    result = {"bundle": str(args.output), "task": predictor.info.task, "labels": len(predictor.info.labels),
+              "metrics": predictor.info.metrics, "precision": predictor.info.model.get("precision")}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"wrote bundle {args.output} ({predictor.info.task}, {len(predictor.info.labels)} labels)")
+        for split, metrics in predictor.info.metrics.items():
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            print(f"  {split}: {shown}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .api import load
+
+    evaluation = load(args.bundle).evaluate(args.data)
+    if args.json:
+        _print_json(evaluation.model_dump())
+    else:
+        print(f"{evaluation.task} on {evaluation.n} records")
+        for name, value in evaluation.metrics.items():
+            print(f"  {name:<20} {value:.4f}")
+        if evaluation.per_label:
+            print(f"  {'label':<28} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+            for label, scores in evaluation.per_label.items():
+                print(f"  {label[:28]:<28} {scores.get('precision', 0):>9.4f} {scores.get('recall', 0):>9.4f} "
+                      f"{scores.get('f1', 0):>9.4f} {int(scores.get('support', 0)):>8}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .api import load
+
+    predictor = load(args.bundle)
+    extra = {key: value for key, value in (vars(args).get("field") or [])}
+    inputs: list[Any] = []
+    if args.input:
+        inputs.extend(r.model_dump() for r in predictor.task.read(args.input, require_labels=False))
+    inputs.extend(args.text)
+    if not inputs and extra:
+        inputs.append(extra)
+    if not inputs:
+        raise VerticalsError("nothing to predict: give TEXT arguments or --input PATH")
+    predictions = predictor.predict(inputs)
+    rows = [p.model_dump() for p in predictions]
+    if args.output:
+        from .bundle import atomic_file
+
+        with atomic_file(args.output) as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    elif args.json:
+        _print_json(rows)
+    else:
+        for item, prediction in zip(inputs, predictions):
+            shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)[:80]
+            print(f"{_summary(prediction)}\t{shown}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="verticals", description="Fine-tune pretrained transformers into domain solutions.",
+        epilog="Set VERTICALS_PLUGINS=a,b to load only some packs; VERTICALS_DEBUG=1 shows tracebacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"verticals {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    packs = sub.add_parser("packs", help="list installed packs and generic task types")
+    packs.add_argument("--json", action="store_true", help="print JSON")
+    packs.set_defaults(func=cmd_packs)
+
+    train = sub.add_parser("train", help="fine-tune a task and write a bundle",
+                           description="Fine-tune TASK (a generic task type or PACK.TASK) and write a bundle.")
+    train.add_argument("task", metavar="TASK", help="e.g. text-classification, token-classification, finance.sentiment")
+    train.add_argument("--train", required=True, metavar="PATH", help="training data (CSV, JSONL, CoNLL...)")
+    train.add_argument("--validation", metavar="PATH", help="validation data (default: seeded stratified hold-out)")
+    train.add_argument("--test", metavar="PATH", help="test data, scored into bundle.json")
+    train.add_argument("--output", required=True, metavar="DIR", help="bundle directory to write")
+    train.add_argument("--config", metavar="FILE", help="JSON/YAML config with training/data/task sections")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override one option, e.g. training.epochs=5 (repeatable)")
+    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir or registered name")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
+    train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a bundle on labelled data")
+    evaluate.add_argument("bundle", metavar="BUNDLE")
+    evaluate.add_argument("--data", required=True, metavar="PATH", help="labelled data file")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict with a bundle")
+    predict.add_argument("bundle", metavar="BUNDLE")
+    predict.add_argument("text", nargs="*", metavar="TEXT", help="texts to predict")
+    predict.add_argument("--input", metavar="PATH", help="file of records to predict")
+    predict.add_argument("--output", metavar="PATH", help="write predictions as JSONL here")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # weight-loading bars; training bars come from the Trainer
+    except ImportError:  # pragma: no cover
+        pass
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        print(f"verticals: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = one_line
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args))
+    except VerticalsError as exc:
+        print(f"verticals: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("verticals: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
+        if os.environ.get("VERTICALS_DEBUG"):
+            raise
+        print(f"verticals: internal error: {type(exc).__name__}: {exc} (set VERTICALS_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Batching for training and fast inference: dynamic padding, length-sorted batches, inference mode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .runtime import autocast, device
+
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Collator:
+    """Pads a batch of encoded examples to its own longest member (dynamic padding).
+
+    Keys other than the model inputs and ``labels`` (e.g. word alignment kept for decoding) are dropped.
+    Sequence labels (ints) are stacked; token labels (lists) are padded with -100.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch: dict[str, torch.Tensor] = {}
+        for key in MODEL_KEYS:
+            if key not in features[0]:
+                continue
+            pad = self.pad_token_id if key == "input_ids" else 0
+            rows = [list(f[key]) + [pad] * (length - len(f[key])) for f in features]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        if "labels" in features[0] and features[0]["labels"] is not None:
+            first = features[0]["labels"]
+            if isinstance(first, (list, tuple, np.ndarray)):
+                rows = [list(f["labels"]) + [-100] * (length - len(f["labels"])) for f in features]
+                batch["labels"] = torch.tensor(rows, dtype=torch.long)
+            else:
+                batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        return batch
+
+
+def predict_logits(
+    model: torch.nn.Module,
+    features: Sequence[dict[str, Any]],
+    collator: Collator,
+    *,
+    batch_size: int = 128,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Logits per example in input order (token logits trimmed to each example's length).
+
+    Examples are sorted by length so each batch pads little; results are put back in input order.
+    """
+    if not features:
+        return []
+    dev = next(model.parameters()).device if any(True for _ in model.parameters()) else device()
+    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
+    out: list[np.ndarray | None] = [None] * len(features)
+    model.eval()
+    batches = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="predict", unit="batch")
+    with torch.inference_mode(), autocast(precision, dev):
+        for start in batches:
+            idx = order[start : start + batch_size]
+            batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            logits = model(**batch).logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                out[i] = logits[row, : len(features[i]["input_ids"])] if logits.ndim == 3 else logits[row]
+    return out  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""The trainable model: a Hugging Face backbone plus a Verticals head, and its persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .backbones import load_backbone
+from .errors import BundleError, ConfigError
+from .heads.base import Head, HeadOutput
+
+HEAD_FILE = "head.safetensors"
+BACKBONE_DIR = "backbone"
+
+
+class VerticalsModel(nn.Module):
+    """``backbone(input) -> hidden states -> head -> HeadOutput(loss, logits)``."""
+
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **_: Any,
+    ) -> HeadOutput:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.backbone(**kwargs).last_hidden_state
+        return self.head(hidden, attention_mask, labels)
+
+    def hidden_size(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+
+def apply_strategy(model: VerticalsModel, strategy: str, *, r: int = 8, alpha: int = 16,
+                   dropout: float = 0.1) -> VerticalsModel:
+    """full: train everything; head-only: freeze the backbone; lora: peft adapters on attention."""
+    if strategy == "head-only":
+        for param in model.backbone.parameters():
+            param.requires_grad = False
+    elif strategy == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = _lora_targets(model.backbone)
+        lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
+        model.backbone = get_peft_model(model.backbone, lora)
+    elif strategy != "full":
+        raise ConfigError(f"unknown training.strategy '{strategy}'; expected full, head-only or lora")
+    return model
+
+
+def _lora_targets(backbone: nn.Module) -> list[str]:
+    names = {name.rsplit(".", 1)[-1] for name, mod in backbone.named_modules() if isinstance(mod, nn.Linear)}
+    for candidates in (["query", "value"], ["q_proj", "v_proj"], ["q_lin", "v_lin"], ["qkv"]):
+        if set(candidates) <= names:
+            return candidates
+    raise ConfigError(f"cannot find attention projections for LoRA among linear layers {sorted(names)}")
+
+
+def merge_adapters(model: VerticalsModel) -> VerticalsModel:
+    """Fold LoRA adapters into the base weights so a bundle is a plain backbone."""
+    if hasattr(model.backbone, "merge_and_unload"):
+        model.backbone = model.backbone.merge_and_unload()
+    return model
+
+
+def save_model(model: VerticalsModel, tokenizer: Any, directory: Path) -> None:
+    merge_adapters(model)
+    model.backbone.save_pretrained(directory / BACKBONE_DIR, safe_serialization=True)
+    tokenizer.save_pretrained(directory / BACKBONE_DIR)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+    save_file(state, str(directory / HEAD_FILE))
+
+
+def load_model(directory: Path, head_cls: type[Head], num_labels: int, head_kwargs: dict[str, Any]) -> VerticalsModel:
+    backbone = load_backbone(directory / BACKBONE_DIR)
+    head = head_cls(int(backbone.config.hidden_size), num_labels, **head_kwargs)
+    try:
+        head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=True)
+    except (RuntimeError, OSError) as exc:
+        raise BundleError(f"{directory / HEAD_FILE}: head weights do not match the bundle ({exc})") from None
+    model = VerticalsModel(backbone, head)
+    model.eval()
+    return model

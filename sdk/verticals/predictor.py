@@ -1,0 +1,51 @@
+"""The trained-model object users hold: ``verticals.train(...)`` and ``verticals.load(path)`` return it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .bundle import BundleInfo
+from .tasks.base import Evaluation, TaskType
+
+
+class Predictor:
+    """A fitted task plus its bundle description. ``predict`` takes a list and returns typed predictions."""
+
+    def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None) -> None:
+        self.task = task
+        self.info = info
+        self.path = path
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info.labels)
+
+    @property
+    def task_name(self) -> str:
+        return self.info.task
+
+    def predict(self, inputs: Sequence[str | dict[str, Any] | BaseModel]) -> list[BaseModel]:
+        """Predict a batch: raw texts, dicts with the task's fields, or record objects."""
+        if isinstance(inputs, (str, dict, BaseModel)):
+            raise TypeError("predict() takes a list; use predict_one() for a single input")
+        records = [self.task.as_record(item, i) for i, item in enumerate(inputs)]
+        return self.task.predict(records)
+
+    def predict_one(self, item: str | dict[str, Any] | BaseModel) -> BaseModel:
+        return self.predict([item])[0]
+
+    def evaluate(self, data: str | Path | Sequence[BaseModel]) -> Evaluation:
+        """Score labelled data (a file path in any supported format, or records)."""
+        if isinstance(data, (str, Path)):
+            records = self.task.read(data)
+            self.task.check_split(records, "evaluation", data)
+        else:
+            records = list(data)
+        return self.task.evaluate(records)
+
+    def __repr__(self) -> str:
+        return f"Predictor(task={self.info.task!r}, labels={len(self.info.labels)}, path={self.path})"

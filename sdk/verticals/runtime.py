@@ -1,0 +1,53 @@
+"""Hardware-dependent choices: numeric precision, threads, device. Decided at run time, never assumed."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+
+def device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def bf16_is_fast(dev: torch.device | None = None) -> bool:
+    """True where bf16 runs on native units: CUDA with bf16, or a CPU with AMX tiles or AVX512-BF16."""
+    dev = dev or device()
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported())  # type: ignore[union-attr]
+    except AttributeError:  # older torch without the probes: be conservative
+        return False
+
+
+def resolve_precision(choice: str, dev: torch.device | None = None) -> str:
+    """'auto' -> 'bf16' where fast, else 'fp32'. An explicit choice is honoured."""
+    if choice == "auto":
+        return "bf16" if bf16_is_fast(dev) else "fp32"
+    return choice
+
+
+def autocast(precision: str, dev: torch.device | None = None) -> AbstractContextManager[object]:
+    dev = dev or device()
+    if precision == "bf16":
+        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def configure_threads(num_threads: int | None) -> int:
+    """Use every core we are allowed (not more: oversubscription hurts small machines)."""
+    threads = num_threads or available_cores()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

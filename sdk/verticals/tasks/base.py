@@ -1,0 +1,220 @@
+"""The task-type interface: records in, typed predictions and metrics out.
+
+A task type follows the scikit-learn estimator contract: the constructor stores configuration only,
+``fit`` learns state (attributes ending in ``_``) and returns ``self``, and using a task before
+``fit`` (or ``load``) raises :class:`~verticals.errors.NotFittedError`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from ..config import DataConfig, RunConfig, validate_section
+from ..data import RawRecord, read_raw
+from ..errors import DataError, NotFittedError
+from ..specs import TaskSpec
+
+SelfTask = TypeVar("SelfTask", bound="TaskType")
+
+
+class Record(BaseModel):
+    """Base of every task's record model; remembers the file and line it was read from."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    _path: str | None = PrivateAttr(default=None)
+    _line: int | None = PrivateAttr(default=None)
+
+    def origin(self) -> tuple[str | None, int | None]:
+        return self._path, self._line
+
+
+class NoOptions(BaseModel):
+    """Task types without options of their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Evaluation(BaseModel):
+    """What ``evaluate`` returns and ``evaluate --json`` prints."""
+
+    task: str = Field(description="Full task name, e.g. 'finance.sentiment'.")
+    n: int = Field(description="Number of evaluated records.")
+    metrics: dict[str, float] = Field(description="Metric name -> value.")
+    per_label: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per label/type scores.")
+    details: dict[str, Any] = Field(default_factory=dict, description="Task-specific extras (e.g. confusion).")
+
+
+class TaskType(ABC):
+    """Base class of every task type (core generic ones and those contributed by packs)."""
+
+    name: ClassVar[str]
+    """Registered name, e.g. 'text-classification'."""
+    description: ClassVar[str] = ""
+    Record: ClassVar[type[Record]]
+    """Pydantic model of one input record (with its label, optional at prediction time)."""
+    Prediction: ClassVar[type[BaseModel]]
+    """Pydantic model of one prediction."""
+    DataOptions: ClassVar[type[DataConfig]] = DataConfig
+    """Validates the ``data`` config section."""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    """Validates the ``task`` config section."""
+    metric_names: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[str]
+    greater_is_better: ClassVar[bool] = True
+    label_field: ClassVar[str | None] = "label"
+    """Record field whose absence makes a record unlabelled (None: the task has no single label field)."""
+
+    def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
+        self.config = config or RunConfig()
+        self.task_name = task_name or self.name
+        self.data_options: Any = validate_section(self.DataOptions, self.config.data, "data")
+        self.options: Any = validate_section(self.Options, self.config.task, "task")
+
+    # ---- description -------------------------------------------------------------------------
+    @classmethod
+    def generic_spec(cls) -> TaskSpec:
+        """The spec used when the task type is trained directly, without a pack."""
+        return TaskSpec(
+            name=cls.name,
+            task_type=cls.name,
+            description=cls.description,
+            metrics=list(cls.metric_names),
+            primary_metric=cls.primary_metric,
+        )
+
+    # ---- data --------------------------------------------------------------------------------
+    def field_map(self) -> dict[str, str]:
+        """Record field -> column/key in the user's file (from the ``data`` section)."""
+        return {}
+
+    def read_raw(self, path: str | Path) -> list[RawRecord]:
+        return read_raw(path, self.data_options.format, self.data_options.encoding)
+
+    def read(self, path: str | Path, *, require_labels: bool = True) -> list[BaseModel]:
+        """Read and validate every record of a file; the first invalid one raises :class:`DataError`."""
+        return [self.to_record(raw, require_labels=require_labels) for raw in self.read_raw(path)]
+
+    def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> BaseModel:
+        mapping = self.field_map()
+        values: dict[str, Any] = {}
+        for field_name in self.Record.model_fields:
+            column = mapping.get(field_name, field_name)
+            if column in raw.data:
+                values[field_name] = raw.data[column]
+        for field_name, model_field in self.Record.model_fields.items():
+            column = mapping.get(field_name, field_name)
+            needed = model_field.is_required() or (require_labels and field_name == self.label_field)
+            if needed and column not in raw.data:
+                found = ", ".join(map(str, raw.data)) or "none"
+                setting = self._setting_for(field_name)
+                hint = f"; set {setting}" if setting else ""
+                raise DataError(
+                    f"missing column '{column}' (found: {found}){hint}", path=raw.path, line=raw.line, field=column
+                )
+        if require_labels and self.label_field and str(values.get(self.label_field) or "").strip() == "":
+            raise DataError(
+                "empty label; every training/evaluation record needs one",
+                path=raw.path,
+                line=raw.line,
+                field=mapping.get(self.label_field, self.label_field),
+            )
+        try:
+            record = self.Record.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field_name = str(err["loc"][0]) if err["loc"] else None
+            column = mapping.get(field_name, field_name) if field_name else None
+            raise DataError(_humane(err), path=raw.path, line=raw.line, field=column) from None
+        if isinstance(record, Record):
+            record._path, record._line = raw.path, raw.line
+        return record
+
+    def _setting_for(self, field_name: str) -> str | None:
+        for option in self.DataOptions.model_fields:
+            if option == f"{field_name}_column":
+                return f"data.{option}"
+        return None
+
+    def as_record(self, item: Any, index: int = 0) -> BaseModel:
+        """Turn API input (a record, a dict, or a raw text string) into a validated record."""
+        if isinstance(item, self.Record):
+            return item
+        if isinstance(item, str):
+            item = self.record_from_text(item)
+        if isinstance(item, BaseModel):
+            item = item.model_dump()
+        if not isinstance(item, dict):
+            raise DataError(f"expected a text or an object, got {type(item).__name__}", path="<input>",
+                            line=index + 1)
+        return self.to_record(RawRecord("<input>", index + 1, item), require_labels=False)
+
+    def record_from_text(self, text: str) -> dict[str, Any]:
+        """How a bare string from the CLI/API becomes a record (text tasks: the text field)."""
+        return {self.field_map().get("text", "text"): text}
+
+    def stratify_key(self, record: BaseModel) -> Any | None:
+        """Value used to stratify the held-out validation split (None = no stratification)."""
+        return getattr(record, self.label_field, None) if self.label_field else None
+
+    def check_split(self, records: Sequence[BaseModel], split: str, raw_path: str | Path | None) -> None:
+        """Validate a validation/test split against what ``fit`` learnt (e.g. unseen labels)."""
+
+    # ---- estimator ---------------------------------------------------------------------------
+    def prepare(self, train: Sequence[BaseModel]) -> None:
+        """Learn cheap vocabulary-like state (e.g. the label set) before validation data is checked."""
+
+    @abstractmethod
+    def fit(self: SelfTask, train: Sequence[BaseModel], validation: Sequence[BaseModel]) -> SelfTask:
+        """Learn from ``train``, select/early-stop on ``validation``; return ``self``."""
+
+    @abstractmethod
+    def predict(self, records: Sequence[BaseModel]) -> list[BaseModel]:
+        """Typed predictions, one per record, in input order."""
+
+    @abstractmethod
+    def score(self, records: Sequence[BaseModel], predictions: Sequence[BaseModel]) -> Evaluation:
+        """Metrics of ``predictions`` against the labels in ``records``."""
+
+    def evaluate(self, records: Sequence[BaseModel]) -> Evaluation:
+        return self.score(records, self.predict(records))
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write learned state as files (safetensors/JSON/faiss; never pickle) into ``directory``."""
+
+    @abstractmethod
+    def load_state(self, directory: Path, state: dict[str, Any]) -> None:
+        """Restore what ``save`` wrote plus the JSON ``state()`` stored in bundle.json."""
+
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable learned state for bundle.json (labels, thresholds, ...)."""
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """Extra fields for bundle.json that describe the trained model (precision, parameters...)."""
+        return {}
+
+    @classmethod
+    def load(cls: type[SelfTask], directory: Path, config: RunConfig, state: dict[str, Any],
+             task_name: str | None = None) -> SelfTask:
+        task = cls(config, task_name=task_name)
+        task.load_state(directory, state)
+        return task
+
+    def check_is_fitted(self, attribute: str = "labels_") -> None:
+        if not hasattr(self, attribute):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted yet; call fit() or load a bundle with verticals.load()"
+            )
+
+
+def _humane(err: dict[str, Any]) -> str:
+    found = err.get("input")
+    shown = repr(found) if not isinstance(found, str) or len(found) < 40 else f"{found[:37]!r}..."
+    return f"{err['msg']} (found {shown})"

@@ -1,0 +1,94 @@
+"""Generic single-label text classification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator
+
+from ..metrics import classification_metrics, softmax
+from .base import Evaluation, Record
+from .transformer import TransformerTask, check_labels_known
+
+
+class TextRecord(Record):
+    text: str = Field(description="The input text.")
+    label: str | None = Field(None, description="Gold label (needed for training and evaluation).")
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _text_not_empty(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("empty text; every record needs non-blank text")
+        return value
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_as_string(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(int(value)) if float(value).is_integer() else str(value)
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+
+class TextPrediction(BaseModel):
+    label: str = Field(description="Predicted label.")
+    score: float = Field(description="Probability of the predicted label.")
+    scores: dict[str, float] = Field(description="Probability of every label.")
+
+
+class TextClassificationTask(TransformerTask):
+    """One label per text: backbone + pooled sequence-classification head, cross-entropy."""
+
+    name = "text-classification"
+    description = "Single-label text classification (generic)."
+    Record = TextRecord
+    Prediction = TextPrediction
+    head_name = "sequence-classification"
+    metric_names = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1")
+    primary_metric = "accuracy"
+
+    def field_map(self) -> dict[str, str]:
+        return {"text": self.data_options.text_column, "label": self.data_options.label_column}
+
+    def labels_from(self, records):  # type: ignore[no-untyped-def,override]
+        return sorted({r.label for r in records})
+
+    def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
+        check_labels_known(records, self.labels_, split, raw_path, self.data_options.label_column,
+                           lambda r: [r.label] if r.label is not None else [])
+
+    def encode(self, records, *, with_labels):  # type: ignore[no-untyped-def,override]
+        encoded = self.tokenizer_([r.text for r in records], truncation=True,
+                                  max_length=self.config.training.max_length)
+        index = {label: i for i, label in enumerate(self.labels_)}
+        features = []
+        for i, record in enumerate(records):
+            feature = {key: encoded[key][i] for key in encoded.keys()}
+            if with_labels:
+                feature["labels"] = index[record.label]
+            features.append(feature)
+        return features
+
+    def decode(self, records, features, logits):  # type: ignore[no-untyped-def,override]
+        if not len(logits):
+            return []
+        probs = softmax(np.stack(logits).astype(np.float64))
+        predictions = []
+        for row in probs:
+            best = int(row.argmax())
+            predictions.append(TextPrediction(
+                label=self.labels_[best], score=float(row[best]),
+                scores={label: float(p) for label, p in zip(self.labels_, row)}))
+        return predictions
+
+    def score(self, records: Sequence[TextRecord], predictions: Sequence[TextPrediction]) -> Evaluation:  # type: ignore[override]
+        y_true = [r.label for r in records]
+        y_pred = [p.label for p in predictions]
+        metrics, per_label, details = classification_metrics(y_true, y_pred, self.labels_)
+        return Evaluation(task=self.task_name, n=len(records), metrics=metrics, per_label=per_label,
+                          details=details)

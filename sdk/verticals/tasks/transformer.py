@@ -1,0 +1,185 @@
+"""Shared machinery of task types that fine-tune a backbone + head with a trainer.
+
+Subclasses supply the task-specific parts: how labels are learnt from data, how records are encoded,
+how logits decode to predictions, and how predictions are scored.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..backbones import load_tokenizer, resolve_backbone
+from ..errors import ConfigError, DataError
+from ..inference import Collator, predict_logits
+from ..model import VerticalsModel, apply_strategy, load_model, save_model
+from ..runtime import configure_threads, resolve_precision
+from .base import Evaluation, TaskType
+
+
+class TransformerTask(TaskType):
+    """A task type trained by fine-tuning a transformer backbone with a registered head."""
+
+    head_name: ClassVar[str]
+
+    # ---- to be provided by subclasses ---------------------------------------------------------
+    @abstractmethod
+    def labels_from(self, records: Sequence[BaseModel]) -> list[str]:
+        """The label vocabulary learnt from training records (sorted, stable)."""
+
+    @abstractmethod
+    def encode(self, records: Sequence[BaseModel], *, with_labels: bool) -> list[dict[str, Any]]:
+        """Tokenise records into model features (``input_ids``... and ``labels`` when asked)."""
+
+    @abstractmethod
+    def decode(self, records: Sequence[BaseModel], features: Sequence[dict[str, Any]],
+               logits: Sequence[np.ndarray]) -> list[BaseModel]:
+        """Typed predictions from per-example logits."""
+
+    def class_weights(self, records: Sequence[BaseModel]) -> list[float] | None:
+        """Per-label loss weights (None = unweighted); override for imbalanced tasks."""
+        return None
+
+    # ---- shared implementation ----------------------------------------------------------------
+    def _head_cls(self) -> type:
+        from .._plugins import get_catalog
+
+        return get_catalog().heads.get(self.head_name)
+
+    def _head_kwargs(self, class_weights: list[float] | None = None) -> dict[str, Any]:
+        training = self.config.training
+        return {"config": training.head, "label_smoothing": training.label_smoothing,
+                "class_weights": class_weights}
+
+    def _collator(self) -> Collator:
+        return Collator(self.tokenizer_.pad_token_id or 0)
+
+    def prepare(self, train: Sequence[BaseModel]) -> None:
+        self.labels_ = self.resolve_labels(train)
+
+    def resolve_labels(self, train: Sequence[BaseModel]) -> list[str]:
+        learnt = self.labels_from(train)
+        declared = list(self.config.labels)
+        if not declared:
+            return learnt
+        unknown = sorted(set(learnt) - set(declared))
+        if unknown:
+            raise DataError(
+                f"training data has labels {unknown} that are not in the configured labels {declared}; "
+                f"fix the data or set labels=[...] in the config", field="label"
+            )
+        return declared
+
+    def fit(self, train, validation):  # type: ignore[no-untyped-def,override]
+        from transformers import set_seed
+
+        from .._plugins import get_catalog
+
+        training = self.config.training
+        configure_threads(training.num_threads)
+        set_seed(training.seed)
+        self.prepare(train)
+        self.backbone_path_ = str(resolve_backbone(training.backbone))
+        self.tokenizer_ = load_tokenizer(self.backbone_path_)
+        from ..backbones import load_backbone
+
+        backbone = load_backbone(self.backbone_path_)
+        head = self._head_cls()(int(backbone.config.hidden_size), len(self.labels_),
+                                **self._head_kwargs(self.class_weights(train)))
+        model = apply_strategy(VerticalsModel(backbone, head), training.strategy, r=training.lora_r,
+                               alpha=training.lora_alpha, dropout=training.lora_dropout)
+        train_features = self.encode(train, with_labels=True)
+        val_features = self.encode(validation, with_labels=True) if validation else []
+
+        def compute_metrics(logits: list[np.ndarray]) -> dict[str, float]:
+            self.model_ = model
+            return self.score(validation, self.decode(validation, val_features, logits)).metrics
+
+        trainer_cls = get_catalog().trainers.get(training.trainer)
+        self.trainer_ = trainer_cls(training).fit(
+            model, train_features, val_features or None,
+            collator=self._collator(), compute_metrics=compute_metrics if validation else None,
+            primary_metric=self.primary_metric, greater_is_better=self.greater_is_better,
+            checkpoint_dir=Path(self.checkpoint_dir), resume=self.resume,
+            param_groups=self._param_groups(model),
+        )
+        self.model_ = model
+        self.precision_ = resolve_precision(training.precision)
+        return self
+
+    # set by the caller (verticals.train) before fit; plain attributes so direct users may too
+    checkpoint_dir: str = "verticals-checkpoints"
+    resume: bool = False
+
+    def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
+        """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""
+        training = self.config.training
+        head_lr = training.head_learning_rate or training.learning_rate
+        groups: dict[tuple[bool, bool], list[Any]] = {}
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_head = name.startswith("head.")
+            no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            groups.setdefault((is_head, no_decay), []).append(param)
+        return [
+            {"params": params, "lr": head_lr if is_head else training.learning_rate,
+             "weight_decay": 0.0 if no_decay else training.weight_decay}
+            for (is_head, no_decay), params in groups.items()
+        ]
+
+    def predict_logits(self, records: Sequence[BaseModel]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        self.check_is_fitted("model_")
+        features = self.encode(records, with_labels=False)
+        logits = predict_logits(self.model_, features, self._collator(),
+                                batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+        return features, logits
+
+    def predict(self, records):  # type: ignore[no-untyped-def,override]
+        features, logits = self.predict_logits(records)
+        return self.decode(records, features, logits)
+
+    def save(self, directory: Path) -> None:
+        self.check_is_fitted("model_")
+        save_model(self.model_, self.tokenizer_, directory)
+
+    def state(self) -> dict[str, Any]:
+        return {"labels": list(self.labels_)}
+
+    def summary(self) -> dict[str, Any]:
+        params = sum(p.numel() for p in self.model_.parameters())
+        return {"precision": self.precision_, "parameters": int(params),
+                "backbone": {"source": self.config.training.backbone,
+                             "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+
+    def load_state(self, directory: Path, state: dict[str, Any]) -> None:
+        self.labels_ = list(state["labels"])
+        self.tokenizer_ = load_tokenizer(directory / "backbone")
+        self.model_ = load_model(directory, self._head_cls(), len(self.labels_), self._head_kwargs())
+        configure_threads(self.config.training.num_threads)
+        self.precision_ = resolve_precision(self.config.training.precision)
+
+
+def check_labels_known(records: Sequence[BaseModel], labels: Sequence[str], split: str,
+                       path: str | Path | None, field: str, get: Any) -> None:
+    """A validation/test label never seen in training cannot be learnt or scored: say which and where."""
+    known = set(labels)
+    for index, record in enumerate(records, start=1):
+        for value in get(record):
+            if value not in known:
+                shown = ", ".join(sorted(known)[:12]) + (" ..." if len(known) > 12 else "")
+                origin_path, origin_line = record.origin() if hasattr(record, "origin") else (None, None)
+                raise DataError(
+                    f"label '{value}' in {split} data was never seen in training; known labels: {shown}",
+                    path=origin_path or path, line=origin_line or index, field=field,
+                )
+
+
+def require_tokens(tokenizer: Any) -> None:
+    if tokenizer.pad_token_id is None:
+        raise ConfigError("backbone tokenizer has no padding token")

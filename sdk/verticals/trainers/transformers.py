@@ -1,0 +1,139 @@
+"""The default trainer: ``transformers.Trainer`` does the loop, AMP, DDP, checkpoints and resume."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..runtime import available_cores, resolve_precision
+from .base import MetricsFn, Trainer
+
+
+def _split_logits(predictions: Any, features: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    """transformers concatenates eval logits (token logits padded with -100); cut them per example."""
+    array = predictions[0] if isinstance(predictions, tuple) else predictions
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 3:
+        return [array[i, : len(f["input_ids"])] for i, f in enumerate(features)]
+    return [array[i] for i in range(len(features))]
+
+
+def _hf_trainer_class() -> type:
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer as HFTrainer
+
+    class _Trainer(HFTrainer):
+        """transformers' Trainer, except that evaluation keeps dataset order even with length-grouped
+        training batches (transformers 5 also length-groups eval batches, which would misalign our
+        per-record decoding)."""
+
+        def _get_eval_sampler(self, eval_dataset):  # type: ignore[no-untyped-def]
+            if self.args.world_size <= 1 and eval_dataset is not None:
+                return SequentialSampler(eval_dataset)
+            return super()._get_eval_sampler(eval_dataset)
+
+    return _Trainer
+
+
+def _stderr_progress() -> Any:
+    import sys
+
+    from transformers.trainer_callback import ProgressCallback
+
+    class _Progress(ProgressCallback):
+        """Progress bars as usual, but epoch logs go to stderr so `--json` stdout stays parseable."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            if state.is_world_process_zero and logs:
+                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in logs.items()
+                         if not k.endswith(("_runtime", "_per_second"))}
+                print(shown, file=sys.stderr, flush=True)
+
+    return _Progress
+
+
+class TransformersTrainer(Trainer):
+    """AdamW with decoupled weight decay, warmup + schedule, clipping, seeded, bf16 autocast where fast,
+    length-grouped batches, early stopping on the primary metric with the best checkpoint restored,
+    per-epoch checkpoints and resume."""
+
+    def fit(self, model: nn.Module, train, validation, *, collator, compute_metrics: MetricsFn | None,  # type: ignore[no-untyped-def,override]
+            primary_metric: str, greater_is_better: bool = True, checkpoint_dir: Path, resume: bool = False,
+            param_groups: list[dict[str, Any]] | None = None):
+        from transformers import EarlyStoppingCallback, TrainingArguments
+        from transformers.trainer_callback import ProgressCallback
+        from transformers.trainer_utils import get_last_checkpoint
+
+        cfg = self.config
+        precision = resolve_precision(cfg.precision)
+        on_gpu = torch.cuda.is_available()
+        has_eval = bool(validation) and compute_metrics is not None
+        checkpoint_dir = Path(checkpoint_dir)
+        if not resume and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)
+        args = TrainingArguments(
+            output_dir=str(checkpoint_dir),
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.eval_batch_size,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
+            lr_scheduler_type=cfg.scheduler,
+            max_grad_norm=cfg.max_grad_norm,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=precision == "bf16",
+            use_cpu=not on_gpu,
+            eval_strategy="epoch" if has_eval else "no",
+            save_strategy="epoch",
+            save_total_limit=2,
+            load_best_model_at_end=has_eval,
+            metric_for_best_model=primary_metric if has_eval else None,
+            greater_is_better=greater_is_better,
+            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+            logging_strategy="epoch",
+            report_to="none",
+            remove_unused_columns=False,
+            dataloader_pin_memory=on_gpu,
+            dataloader_num_workers=0,
+            torch_compile=cfg.torch_compile,
+            disable_tqdm=False,
+        )
+        optimizer = None
+        if param_groups is not None:
+            optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        callbacks = []
+        if has_eval and cfg.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+
+        def metrics(eval_prediction: Any) -> dict[str, float]:
+            assert compute_metrics is not None and validation is not None
+            return compute_metrics(_split_logits(eval_prediction.predictions, validation))
+
+        trainer = _hf_trainer_class()(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=list(train),
+            eval_dataset=list(validation) if has_eval else None,
+            compute_metrics=metrics if has_eval else None,
+            callbacks=callbacks,
+            optimizers=(optimizer, None),
+        )
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_stderr_progress())
+        last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.is_dir() else None
+        torch.set_num_threads(cfg.num_threads or available_cores())
+        trainer.train(resume_from_checkpoint=last)
+        self.history_ = [dict(entry) for entry in trainer.state.log_history]
+        self.best_metric_ = trainer.state.best_metric
+        self.epochs_run_ = trainer.state.epoch
+        model.eval()
+        return self
