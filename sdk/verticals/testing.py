@@ -6,6 +6,9 @@ MiniLM tokenizer: it trains in seconds, so tests exercise the real code paths wi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -33,3 +36,21 @@ def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+@contextmanager
+def only_plugins(*names: str) -> Iterator[None]:
+    """Load only the named entry-point plugins (none if no names) while the block runs."""
+    from ._plugins import PLUGINS_ENV, set_catalog
+
+    previous = os.environ.get(PLUGINS_ENV)
+    os.environ[PLUGINS_ENV] = ",".join(names)
+    set_catalog(None)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PLUGINS_ENV, None)
+        else:
+            os.environ[PLUGINS_ENV] = previous
+        set_catalog(None)

@@ -1,0 +1,112 @@
+"""A reusable test suite every pack runs from a one-file test (needs pytest).
+
+Usage in ``plugins/<domain>/tests/test_conformance.py``::
+
+    from verticals.conformance import PackConformance
+
+    class TestFinancePack(PackConformance):
+        pack = "finance"
+
+        def make_data(self, task, directory):
+            ...write tiny train/validation files...
+            return {"train": train_path, "validation": validation_path}
+
+Each test trains every task of the pack on the tiny data with a tiny random backbone, then checks the
+bundle round trip, the declared metrics and tamper detection.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import api
+from ._plugins import get_catalog
+from .errors import BundleError
+from .testing import make_tiny_backbone
+
+
+class PackConformance:
+    pack: str = ""
+    overrides: tuple[str, ...] = ("training.epochs=1", "training.batch_size=8")
+
+    def make_data(self, task: str, directory: Path) -> dict[str, Any]:
+        """Write tiny data for ``task`` (full name) under ``directory``; return train/validation(/test) paths
+        and optionally extra 'overrides' (a list of KEY=VALUE)."""
+        raise NotImplementedError
+
+    # ---- fixtures ------------------------------------------------------------------------------
+    @pytest.fixture(scope="class")
+    def tiny_backbone(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return make_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")
+
+    @pytest.fixture(scope="class")
+    def trained(self, tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> dict[str, Any]:
+        """Train each task of the pack once per test class."""
+        results = {}
+        for spec in get_catalog().packs.get(self.pack).tasks:
+            full = f"{self.pack}.{spec.name}"
+            directory = tmp_path_factory.mktemp(full.replace(".", "_"))
+            data = self.make_data(full, directory)
+            overrides = list(self.overrides) + list(data.get("overrides", []))
+            predictor = api.train(full, data["train"], validation=data.get("validation"), output=directory / "bundle",
+                                  overrides=overrides, backbone=str(tiny_backbone))
+            results[full] = {"predictor": predictor, "data": data, "bundle": directory / "bundle"}
+        return results
+
+    # ---- tests ---------------------------------------------------------------------------------
+    def test_registered_through_entry_point(self) -> None:
+        names = {ep.name for ep in importlib.metadata.entry_points(group="verticals")}
+        assert self.pack in names, f"pack '{self.pack}' has no entry point in the 'verticals' group"
+        assert self.pack in get_catalog().packs
+
+    def test_defaults_validate(self) -> None:
+        for spec in get_catalog().packs.get(self.pack).tasks:
+            task, _, _ = api.build_task(f"{self.pack}.{spec.name}")
+            assert spec.primary_metric in spec.metrics
+            assert set(spec.metrics) <= set(type(task).metric_names) | set(getattr(task, "extra_metric_names", ())), (
+                f"{spec.name}: declared metrics {spec.metrics} not all produced by {type(task).__name__}"
+            )
+
+    def test_bundle_round_trip(self, trained: dict[str, Any]) -> None:
+        for full, result in trained.items():
+            loaded = api.load(result["bundle"])
+            assert loaded.info.task == full
+            assert loaded.info.pack == self.pack
+            records = loaded.task.read(result["data"]["validation"] or result["data"]["train"])
+            before = [p.model_dump() for p in result["predictor"].task.predict(records)]
+            after = [p.model_dump() for p in loaded.task.predict(records)]
+            assert _close(before, after), f"{full}: predictions differ after the bundle round trip"
+
+    def test_declared_metrics_reported(self, trained: dict[str, Any]) -> None:
+        for full, result in trained.items():
+            spec, _ = get_catalog().task(full)
+            evaluation = api.load(result["bundle"]).evaluate(result["data"]["validation"])
+            missing = set(spec.metrics) - set(evaluation.metrics)
+            assert not missing, f"{full}: evaluate() lacks declared metrics {sorted(missing)}"
+
+    def test_tampered_bundle_refused(self, trained: dict[str, Any], tmp_path: Path) -> None:
+        import shutil
+
+        for full, result in trained.items():
+            copy = tmp_path / full
+            shutil.copytree(result["bundle"], copy)
+            target = copy / "bundle.json"
+            raw = bytearray(target.read_bytes())
+            raw[10] = ord(" ") if raw[10] != ord(" ") else ord("\t")
+            target.write_bytes(bytes(raw))
+            with pytest.raises(BundleError):
+                api.load(copy)
+
+
+def _close(a: Any, b: Any, tol: float = 1e-3) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    return bool(a == b)
