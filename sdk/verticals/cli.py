@@ -111,6 +111,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
 
     predictor = load(args.bundle)
+    if args.input and args.output and not args.text:
+        # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
+        from .streaming import predict_file
+
+        written = predict_file(predictor, args.input, args.output)
+        print(f"wrote {written} predictions to {args.output}", file=sys.stderr)
+        return 0
     extra = {key: value for key, value in (vars(args).get("field") or [])}
     inputs: list[Any] = []
     if args.input:
@@ -136,6 +143,61 @@ def cmd_predict(args: argparse.Namespace) -> int:
             shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)[:80]
             print(f"{_summary(prediction)}\t{shown}")
     return 0
+
+
+# ---- delivery verbs: serve, report, export, new-pack ------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeLimits, run
+
+    limits = ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars)
+    print(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
+    run(args.bundles, host=args.host, port=args.port, limits=limits)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    result = write_report(args.bundle, args.data, args.output, overwrite=args.overwrite)
+    if args.json:
+        _print_json(result.model_dump())
+    else:
+        print(f"wrote report {result.path}/index.html ({result.n} records; {', '.join(result.files)})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    result = export_onnx(args.bundle, args.output, opset=args.opset, tolerance=args.tolerance,
+                         overwrite=args.overwrite)
+    if args.json:
+        _print_json(result.model_dump())
+    else:
+        print(f"wrote {result.path}/model.onnx ({result.task}); parity vs PyTorch: max abs diff "
+              f"{result.max_abs_diff:.3g} on a {result.check_batch[0]}x{result.check_batch[1]} batch "
+              f"(tolerance {result.tolerance:g})")
+    return 0
+
+
+def cmd_new_pack(args: argparse.Namespace) -> int:
+    from .scaffold import scaffold_pack
+
+    labels = [label for item in args.labels or [] for label in item.split(",")]
+    path = scaffold_pack(args.name, args.output, task=args.task, task_type=args.task_type, labels=labels,
+                         description=args.description, overwrite=args.overwrite)
+    print(f"wrote pack '{args.name}' to {path}; next: pip install -e {path} && verticals packs")
+    return 0
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 # ---- parser -----------------------------------------------------------------------------------------
@@ -180,8 +242,51 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("text", nargs="*", metavar="TEXT", help="texts to predict")
     predict.add_argument("--input", metavar="PATH", help="file of records to predict")
     predict.add_argument("--output", metavar="PATH", help="write predictions as JSONL here")
+    predict.add_argument("--field", action="append", type=_key_value, metavar="KEY=VALUE",
+                         help="build one input record from fields, e.g. --field user=42 --field k=10")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="serve bundles over HTTP (needs verticals[serve])",
+                           description="REST API with OpenAPI docs at /docs: health, models, batch predict.")
+    serve.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=64, metavar="N", help="most records per request (413)")
+    serve.add_argument("--max-chars", type=int, default=20_000, metavar="N",
+                       help="most characters of text per record (that record fails with 422)")
+    serve.set_defaults(func=cmd_serve)
+
+    report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")
+    report.add_argument("bundle", metavar="BUNDLE")
+    report.add_argument("--data", required=True, metavar="PATH", help="labelled data file")
+    report.add_argument("--output", required=True, metavar="DIR", help="report directory to write")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    report.add_argument("--json", action="store_true", help="print the result as JSON")
+    report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser("export", help="export a bundle to ONNX with a parity check")
+    export.add_argument("bundle", metavar="BUNDLE")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--output", required=True, metavar="DIR", help="directory for model.onnx + tokenizer")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    export.set_defaults(func=cmd_export)
+
+    new_pack = sub.add_parser("new-pack", help="scaffold a pack distribution",
+                              description="Write a pip-installable pack with its entry point, spec and tests.")
+    new_pack.add_argument("name", metavar="NAME", help="pack name, e.g. insurance")
+    new_pack.add_argument("--output", required=True, metavar="DIR", help="distribution directory to write")
+    new_pack.add_argument("--task", default="classify", help="task name within the pack (default: classify)")
+    new_pack.add_argument("--task-type", default="text-classification",
+                          choices=["text-classification", "token-classification"])
+    new_pack.add_argument("--labels", action="append", metavar="A,B,...",
+                          help="labels (or entity types for token classification)")
+    new_pack.add_argument("--description", help="one line shown by `verticals packs`")
+    new_pack.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    new_pack.set_defaults(func=cmd_new_pack)
     return parser
 
 

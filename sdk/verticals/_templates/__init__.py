@@ -1,0 +1,1 @@
+"""File templates used by ``verticals new-pack`` (plain ``string.Template`` text, no template engine)."""

@@ -1,0 +1,278 @@
+"""Evaluation reports a client can read: ``verticals report BUNDLE --data PATH --output DIR``.
+
+The report directory holds ``index.html`` (metrics, per-label table, plots), the PNG plots
+(confusion matrix, per-label F1, a precision-recall curve for binary tasks, the fallback threshold
+trade-off when the bundle has confidence thresholds), ``model_card.md`` and ``report.json``. It is
+written to a temporary directory and renamed into place, so a failed run leaves nothing half-written.
+Needs matplotlib (``pip install 'verticals[report]'``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ._version import __version__
+from .bundle import atomic_directory
+from .data import fingerprint
+from .errors import ConfigError
+from .predictor import Predictor
+from .tasks.base import Evaluation
+
+LABEL_FIELDS = ("label", "intent")
+CONFIDENCE_FIELDS = ("confidence", "score")
+
+
+class ReportResult(BaseModel):
+    path: str
+    files: list[str]
+    metrics: dict[str, float]
+    n: int
+
+
+@dataclass
+class _Outcomes:
+    """Gold vs predicted labels at the level the task decides (record, or token for tagging)."""
+
+    level: str
+    y_true: list[str]
+    y_pred: list[str]
+    labels: list[str]
+    positive_scores: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+
+
+def _first(obj: Any, names: Sequence[str]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def find_thresholds(state: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric values under keys naming a threshold, anywhere in the bundle state ('a.b' paths)."""
+    found: dict[str, float] = {}
+    for key, value in state.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found.update(find_thresholds(value, f"{path}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and "threshold" in path.lower():
+            found[path] = float(value)
+    return found
+
+
+def _outcomes(predictor: Predictor, records: Sequence[BaseModel], predictions: Sequence[BaseModel]) -> _Outcomes | None:
+    labels = [str(label) for label in predictor.info.labels]
+    if records and isinstance(getattr(records[0], "tags", None), list) and hasattr(predictions[0], "tags"):
+        y_true = [t for r in records for t in r.tags]  # type: ignore[attr-defined]
+        y_pred = [t for p in predictions for t in p.tags]  # type: ignore[attr-defined]
+        return _Outcomes("token", y_true, y_pred, labels)
+    if not records or _first(predictions[0], LABEL_FIELDS) is None:
+        return None
+    y_true = [str(_first(r, LABEL_FIELDS)) for r in records]
+    y_pred = [str(_first(p, LABEL_FIELDS)) for p in predictions]
+    extra = sorted((set(y_true) | set(y_pred)) - set(labels))  # e.g. an out-of-scope label
+    outcomes = _Outcomes("record", y_true, y_pred, labels + extra)
+    conf = [_first(p, CONFIDENCE_FIELDS) for p in predictions]
+    if all(isinstance(c, (int, float)) for c in conf):
+        outcomes.confidence = np.asarray(conf, dtype=float)
+    if len(labels) == 2:
+        outcomes.positive_scores = _positive_scores(predictor, predictions, y_pred)
+    return outcomes
+
+
+def positive_label(predictor: Predictor) -> str:
+    """The label a binary PR curve is drawn for: the state's ``positive_label``, else the last label."""
+    return str(predictor.info.state.get("positive_label", predictor.info.labels[-1]))
+
+
+def _positive_scores(predictor: Predictor, predictions: Sequence[BaseModel], y_pred: list[str]) -> np.ndarray | None:
+    positive = positive_label(predictor)
+    if all(isinstance(getattr(p, "scores", None), dict) for p in predictions):
+        return np.asarray([p.scores.get(positive, 0.0) for p in predictions], dtype=float)  # type: ignore[attr-defined]
+    scores = [getattr(p, "score", None) for p in predictions]
+    if not all(isinstance(s, (int, float)) for s in scores):
+        return None
+    if isinstance(predictor.info.state.get("threshold"), (int, float)):
+        return np.asarray(scores, dtype=float)  # thresholded tasks report P(positive) itself
+    # Otherwise score is the probability of the predicted label; with two labels P(pos) follows.
+    return np.asarray([s if y == positive else 1.0 - s for s, y in zip(scores, y_pred)], dtype=float)
+
+
+def _fallback_thresholds(predictor: Predictor) -> dict[str, float]:
+    """Confidence thresholds (not retrieval-similarity ones) in [0, 1] found in the bundle state."""
+    return {name: value for name, value in find_thresholds(predictor.info.state).items()
+            if 0.0 <= value <= 1.0 and not any(word in name.lower() for word in ("sim", "retriev", "cost"))}
+
+
+def _out_of_scope_label(predictor: Predictor) -> str:
+    for section in (predictor.info.state, predictor.info.config.get("task", {})):
+        for key, value in section.items():
+            if "out_of_scope" in key and isinstance(value, str):
+                return value
+    return "out_of_scope"
+
+
+def write_report(bundle: str | Path | Predictor, data: str | Path, output: str | Path, *,
+                 overwrite: bool = False) -> ReportResult:
+    """Evaluate ``bundle`` (a bundle directory or a loaded predictor) on the labelled ``data`` and write the
+    report directory ``output``."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("reports need matplotlib: pip install 'verticals[report]'") from None
+    from . import _report_plots as plots
+    from .api import load
+
+    predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
+    bundle = predictor.path or bundle
+    task = predictor.task
+    records = task.read(data)
+    task.check_split(records, "evaluation", data)
+    predictions = task.predict(records)
+    evaluation = task.score(records, predictions)
+    outcomes = _outcomes(predictor, records, predictions)
+    figures: list[tuple[str, str, str]] = []  # (file, title, caption)
+    extras: dict[str, Any] = {}
+
+    with atomic_directory(output, overwrite) as tmp:
+        if outcomes is not None:
+            level = "tag" if outcomes.level == "token" else "label"
+            plots.confusion_matrix_png(tmp / "confusion_matrix.png", outcomes.y_true, outcomes.y_pred,
+                                       outcomes.labels, f"Confusion matrix ({level} level, n={len(outcomes.y_true)})")
+            figures.append(("confusion_matrix.png", "Confusion matrix",
+                            f"Rows are true {level}s, columns predicted; colour is the share of the row."))
+        if evaluation.per_label:
+            kind = "entity type" if outcomes is not None and outcomes.level == "token" else "label"
+            plots.per_label_f1_png(tmp / "per_label_f1.png", evaluation.per_label, f"F1 per {kind}")
+            figures.append(("per_label_f1.png", f"F1 per {kind}", "Worst first; n is the support in this data."))
+        if outcomes is not None and outcomes.positive_scores is not None:
+            positive = positive_label(predictor)
+            y = np.asarray([t == positive for t in outcomes.y_true], dtype=int)
+            if 0 < y.sum() < len(y):
+                threshold = predictor.info.state.get("threshold")
+                extras["average_precision"] = plots.pr_curve_png(
+                    tmp / "pr_curve.png", y, outcomes.positive_scores, positive,
+                    float(threshold) if isinstance(threshold, (int, float)) else None)
+                figures.append(("pr_curve.png", "Precision-recall curve",
+                                f"Binary task; positive label '{positive}'."))
+        fallback = _fallback_thresholds(predictor)
+        if outcomes is not None and outcomes.confidence is not None and fallback and outcomes.level == "record":
+            oos_label = _out_of_scope_label(predictor)
+            oos = np.asarray([t == oos_label for t in outcomes.y_true])
+            correct = np.asarray([t == p for t, p in zip(outcomes.y_true, outcomes.y_pred)])
+            plots.threshold_tradeoff_png(tmp / "threshold_tradeoff.png", outcomes.confidence, correct,
+                                         oos if oos.any() else None, fallback)
+            figures.append(("threshold_tradeoff.png", "Fallback threshold trade-off",
+                            "Dashed lines: the thresholds stored in the bundle."))
+        data_print = fingerprint(data, len(records))
+        (tmp / "model_card.md").write_text(model_card(predictor, evaluation, data_print, extras), encoding="utf-8")
+        (tmp / "index.html").write_text(_html(predictor, evaluation, data_print, figures, extras, bundle),
+                                        encoding="utf-8")
+        summary = {"bundle": str(bundle), "data": data_print, "evaluation": evaluation.model_dump(),
+                   "extra_metrics": extras, "figures": [f for f, _, _ in figures], "sdk_version": __version__}
+        (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        files = sorted(p.name for p in tmp.iterdir())
+    return ReportResult(path=str(output), files=files, metrics=evaluation.metrics | extras, n=evaluation.n)
+
+
+def _intended_use(predictor: Predictor) -> str:
+    from ._plugins import get_catalog
+
+    try:
+        spec, pack = get_catalog().task(predictor.info.task)
+        description = spec.description or predictor.task.description
+    except Exception:  # noqa: BLE001 - a card is still useful when the pack's spec cannot be read
+        description, pack = predictor.task.description, predictor.info.pack
+    where = f"the '{pack}' pack" if pack else "the generic task type"
+    return (f"{description} Task `{predictor.info.task}` ({where}); predicts one of {len(predictor.info.labels)} "
+            f"labels for inputs like those it was trained on.")
+
+
+def _limitations(predictor: Predictor, evaluation: Evaluation) -> list[str]:
+    info = predictor.info
+    train = info.data.get("train", {})
+    lines = [f"Training file: {train.get('records', 'an unknown number of')} records; it can only predict the "
+             f"labels seen in training ({', '.join(info.labels[:15])}{' ...' if len(info.labels) > 15 else ''})."]
+    max_length = info.config.get("training", {}).get("max_length")
+    if max_length:
+        lines.append(f"Inputs longer than {max_length} tokens are truncated before prediction.")
+    weak = [f"{k} (F1 {v['f1']:.2f})" for k, v in evaluation.per_label.items() if v.get("f1", 1.0) < 0.5]
+    if weak:
+        lines.append(f"Weak on this data (F1 < 0.5): {', '.join(weak[:10])}.")
+    rare = [k for k, v in evaluation.per_label.items() if 0 < v.get("support", 0) < 10]
+    if rare:
+        lines.append(f"Fewer than 10 evaluation examples for: {', '.join(rare[:10])}; their scores are noisy.")
+    lines.append(f"Scores hold for data like the evaluation set ({evaluation.n} records); re-evaluate before "
+                 f"using it on another population, language or time period.")
+    return lines
+
+
+def model_card(predictor: Predictor, evaluation: Evaluation, data_print: dict[str, Any],
+               extras: dict[str, Any] | None = None) -> str:
+    """The Markdown model card: intended use, data fingerprints, metrics, thresholds, limitations, versions."""
+    info = predictor.info
+    out = [f"# Model card: {info.task}", "", "## Intended use", "", _intended_use(predictor), "",
+           "## Data", "", "| split | file | records | sha256 |", "|---|---|---|---|"]
+    for split, fp in list(info.data.items()) + [("evaluation (this report)", data_print)]:
+        if "sha256" in fp:
+            out.append(f"| {split} | {fp.get('file', '')} | {fp.get('records', '')} | `{fp['sha256'][:16]}…` |")
+        else:
+            out.append(f"| {split} | held out from {fp.get('held_out_from', '?')} | {fp.get('records', '')} | |")
+    out += ["", "## Metrics", "", "| split | " + " | ".join(evaluation.metrics) + " |",
+            "|---|" + "---|" * len(evaluation.metrics)]
+    rows = list(info.metrics.items()) + [("evaluation (this report)", evaluation.metrics | (extras or {}))]
+    for split, metrics in rows:
+        out.append(f"| {split} | " + " | ".join(f"{metrics[k]:.4f}" if k in metrics else "" for k in evaluation.metrics)
+                   + " |")
+    if extras:
+        out += [""] + [f"- {k}: {v:.4f}" for k, v in extras.items()]
+    thresholds = find_thresholds(info.state)
+    out += ["", "## Thresholds", ""]
+    out += [f"- `{k}` = {v:.4f}" for k, v in thresholds.items()] or ["None: the predicted label is the most probable."]
+    out += ["", "## Limitations", ""] + [f"- {line}" for line in _limitations(predictor, evaluation)]
+    backbone = info.model.get("backbone", {})
+    out += ["", "## Versions", "", f"- Verticals SDK (trained): {info.sdk_version}; (report): {__version__}",
+            f"- Pack: {info.pack or 'none (generic task)'} {info.pack_version or ''}".rstrip(),
+            f"- Backbone: {backbone.get('source', 'n/a')} ({backbone.get('model_type', 'n/a')}), "
+            f"precision {info.model.get('precision', 'n/a')}, {info.model.get('parameters', 'n/a')} parameters",
+            "- Libraries: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()),
+            f"- Bundle created: {info.created_at}", ""]
+    return "\n".join(out)
+
+
+def _html(predictor: Predictor, evaluation: Evaluation, data_print: dict[str, Any],
+          figures: list[tuple[str, str, str]], extras: dict[str, Any], bundle: str | Path) -> str:
+    e = html.escape
+    info = predictor.info
+    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td></tr>" for k, v in (evaluation.metrics | extras).items())
+    label_rows = "".join(
+        f"<tr><td>{e(k)}</td>" + "".join(f"<td>{v.get(m, 0):.3f}</td>" for m in ("precision", "recall", "f1"))
+        + f"<td>{int(v.get('support', 0))}</td></tr>" for k, v in evaluation.per_label.items())
+    images = "".join(f"<figure><h3>{e(title)}</h3><img src=\"{e(name)}\" alt=\"{e(title)}\">"
+                     f"<figcaption>{e(caption)}</figcaption></figure>" for name, title, caption in figures)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {e(info.task)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}figure{{margin:2em 0}}
+.meta{{color:#555}}</style></head><body>
+<h1>Evaluation report: {e(info.task)}</h1>
+<p class="meta">Bundle <code>{e(str(bundle))}</code> ({e(info.task_type)}, pack {e(str(info.pack or 'none'))}
+{e(str(info.pack_version or ''))}, created {e(info.created_at)}); data <code>{e(str(data_print['file']))}</code>,
+{evaluation.n} records, sha256 <code>{e(data_print['sha256'][:16])}…</code>. See also
+<a href="model_card.md">model_card.md</a>.</p>
+<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
+<h2>Per label</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{label_rows}</table>
+<h2>Plots</h2>{images or '<p>No plots apply to this task type.</p>'}
+<p class="meta">Generated by Verticals {e(__version__)}.</p></body></html>
+"""

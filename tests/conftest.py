@@ -1,0 +1,92 @@
+"""Core test fixtures: tiny random backbones, tiny data written by the tests, no installed plugins."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from verticals.testing import make_tiny_backbone, only_plugins
+
+WORDS = {
+    "billing": ["invoice", "charge", "refund", "payment", "bill", "price"],
+    "shipping": ["parcel", "delivery", "courier", "tracking", "package", "shipment"],
+    "account": ["password", "login", "username", "profile", "email", "account"],
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_installed_plugins():
+    """Core tests never see whatever packs happen to be installed."""
+    with only_plugins():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], fieldnames: list[str] | None = None) -> Path:
+    fieldnames = fieldnames or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def text_rows(n_per_label: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for label, words in WORDS.items():
+        for _ in range(n_per_label):
+            a, b = rng.sample(words, 2)
+            rows.append({"text": f"question about my {a} and the {b}", "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture
+def text_data(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", text_rows(16, 0)),
+        "validation": write_csv(tmp_path / "validation.csv", text_rows(4, 1)),
+    }
+
+
+def conll_text(n: int, seed: int) -> str:
+    rng = random.Random(seed)
+    people = ["Alice", "Bob", "Carol", "Dave"]
+    places = ["Paris", "Berlin", "Oslo", "Madrid"]
+    sentences = []
+    for _ in range(n):
+        person, place = rng.choice(people), rng.choice(places)
+        tokens = [(person, "B-PER"), ("Smith", "I-PER"), ("flew", "O"), ("to", "O"), (place, "B-LOC"), (".", "O")]
+        sentences.append("\n".join(f"{t}\t{tag}" for t, tag in tokens))
+    return "\n\n".join(sentences) + "\n"
+
+
+@pytest.fixture
+def token_data(tmp_path: Path) -> dict[str, Path]:
+    train = tmp_path / "train.conll"
+    train.write_text(conll_text(40, 0), encoding="utf-8")
+    validation = tmp_path / "validation.conll"
+    validation.write_text(conll_text(10, 1), encoding="utf-8")
+    return {"train": train, "validation": validation}
+
+
+FAST = ["training.epochs=2", "training.batch_size=8", "training.learning_rate=0.001"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess (no installed packs unless env says otherwise)."""
+    exe = shutil.which("verticals") or str(Path(sys.executable).parent / "verticals")
+    full_env = {**os.environ, "VERTICALS_PLUGINS": "", **(env or {})}
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)

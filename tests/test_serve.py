@@ -1,0 +1,183 @@
+"""The REST server, tested with a real HTTP client against a real uvicorn server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+import verticals  # noqa: E402
+from verticals.serve import ServeLimits, create_app  # noqa: E402
+from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+WORDS = {"pos": ["great", "good", "love", "excellent"], "neg": ["bad", "awful", "hate", "poor"]}
+
+
+def write_text_data(path: Path) -> Path:
+    rows = [{"text": f"{WORDS[lab][i % 4]} {WORDS[lab][(i + 1) % 4]} film", "label": lab}
+            for i in range(24) for lab in ("pos", "neg")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_token_data(path: Path) -> Path:
+    rows = [{"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+            {"tokens": ["Mary", "visited", "Berlin"], "tags": ["B-PER", "O", "B-LOC"]}] * 10
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve")
+    backbone = str(make_tiny_backbone(root / "tiny"))
+    with only_plugins():
+        verticals.train("text-classification", write_text_data(root / "tc.jsonl"), output=root / "sentiment",
+                        backbone=backbone, overrides=["training.epochs=1"])
+        verticals.train("token-classification", write_token_data(root / "ner.jsonl"), output=root / "ner",
+                        backbone=backbone, overrides=["training.epochs=1"])
+    return {"sentiment": root / "sentiment", "ner": root / "ner"}
+
+
+@pytest.fixture(scope="module")
+def server(bundles: dict[str, Path]):  # type: ignore[no-untyped-def]
+    with only_plugins():
+        app = create_app([bundles["sentiment"], bundles["ner"]],
+                         ServeLimits(max_batch=8, max_chars=200, max_body_bytes=20_000))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield client
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def test_health_and_models(server, bundles) -> None:  # type: ignore[no-untyped-def]
+    health = server.get("/health")
+    assert health.status_code == 200
+    assert health.json()["models"] == ["sentiment", "ner"]
+    models = {m["name"]: m for m in server.get("/v1/models").json()}
+    assert models["sentiment"]["task"] == "text-classification"
+    assert models["sentiment"]["labels"] == ["neg", "pos"]
+    assert models["sentiment"]["data"]["train"]["records"] == 48
+    assert "validation" in models["sentiment"]["metrics"]
+    assert models["ner"]["predict_url"] == "/v1/models/ner/predict"
+    assert server.get("/v1/models/ner").json()["task_type"] == "token-classification"
+    assert server.get("/v1/models/nope").status_code == 404
+
+
+def test_batch_predict_matches_python(server, bundles) -> None:  # type: ignore[no-untyped-def]
+    texts = ["great good film", "awful bad film", "love it"]
+    response = server.post("/v1/models/sentiment/predict", json={"inputs": [texts[0], {"text": texts[1]}, texts[2]]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    with only_plugins():
+        expected = verticals.load(bundles["sentiment"]).predict(texts)
+    assert [r["index"] for r in results] == [0, 1, 2]
+    for result, prediction in zip(results, expected):
+        assert result["ok"] and result["error"] is None
+        assert result["prediction"]["label"] == prediction.label
+        assert result["prediction"]["score"] == pytest.approx(prediction.score, abs=1e-4)
+
+
+def test_token_model(server) -> None:  # type: ignore[no-untyped-def]
+    response = server.post("/v1/models/ner/predict",
+                           json={"inputs": ["John lives in Berlin", {"tokens": ["Mary", "visited", "Paris"]}]})
+    assert response.status_code == 200
+    first, second = response.json()["results"]
+    assert first["prediction"]["tokens"] == ["John", "lives", "in", "Berlin"]
+    assert len(second["prediction"]["tags"]) == 3
+
+
+def test_bad_records_fail_alone(server) -> None:  # type: ignore[no-untyped-def]
+    inputs = ["good film", {"text": "   "}, {"txt": "wrong field"}, 42, "x" * 201, {"text": "bad film"}]
+    response = server.post("/v1/models/sentiment/predict", json={"inputs": inputs})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["ok"] for r in results] == [True, False, False, False, False, True]
+    assert "empty text" in results[1]["error"]["message"] and results[1]["error"]["field"] == "text"
+    assert "missing column 'text'" in results[2]["error"]["message"]
+    assert "got int" in results[3]["error"]["message"]
+    assert "201 characters" in results[4]["error"]["message"] and results[4]["error"]["status"] == 422
+    assert results[5]["prediction"]["label"] in {"pos", "neg"}
+
+
+def test_limits_and_malformed_bodies(server) -> None:  # type: ignore[no-untyped-def]
+    url = "/v1/models/sentiment/predict"
+    too_many = server.post(url, json={"inputs": ["good"] * 9})
+    assert too_many.status_code == 413 and "limit is 8" in too_many.json()["detail"]
+    too_big = server.post(url, json={"inputs": ["a" * 25_000]})
+    assert too_big.status_code == 413 and "bytes" in too_big.json()["detail"]
+    broken = server.post(url, content=b'{"inputs": ["good",', headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and "malformed JSON" in broken.json()["detail"]
+    assert server.post(url, content=b"not json at all").status_code == 422
+    wrong_shape = server.post(url, json={"texts": ["good"]})
+    assert wrong_shape.status_code == 422 and "inputs" in wrong_shape.json()["detail"]
+    assert server.post(url, json={"inputs": []}).status_code == 422
+    assert server.post(url, json=["good"]).status_code == 422
+    unknown = server.post("/v1/models/nope/predict", json={"inputs": ["good"]})
+    assert unknown.status_code == 404 and "sentiment, ner" in unknown.json()["detail"]
+
+
+def test_concurrent_requests(server) -> None:  # type: ignore[no-untyped-def]
+    def call(i: int) -> tuple[int, str]:
+        response = server.post("/v1/models/sentiment/predict", json={"inputs": ["great film", "bad film"]})
+        return response.status_code, json.dumps(response.json()["results"])
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(call, range(36)))
+    assert {status for status, _ in outcomes} == {200}
+    assert len({body for _, body in outcomes}) == 1  # same input, same answer under concurrency
+
+
+def test_openapi_documents_per_model_schemas(server) -> None:  # type: ignore[no-untyped-def]
+    spec = server.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    items = schemas["SentimentPredictRequest"]["properties"]["inputs"]["items"]["anyOf"]
+    assert {"$ref": "#/components/schemas/TextRecord"} in items
+    assert "TokenPrediction" in schemas
+    assert "/v1/models/ner/predict" in spec["paths"]
+    assert server.get("/docs").status_code == 200
+
+
+def test_cli_serve_subprocess(bundles) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, VERTICALS_PLUGINS="")
+    process = subprocess.Popen([sys.executable, "-m", "verticals", "serve", str(bundles["sentiment"]),
+                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answer is not None and answer.json()["models"] == ["sentiment"], process.stdout
+    finally:
+        process.terminate()
+        process.wait(10)
