@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from verticals.testing import make_tiny_backbone, only_plugins
 
 WORDS = {

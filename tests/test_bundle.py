@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 import verticals
 from verticals.bundle import atomic_directory
 from verticals.errors import BundleError
@@ -79,3 +78,20 @@ def test_bundle_needing_a_missing_pack(bundle, tmp_path):
     write_manifest(copy)
     with pytest.raises(BundleError, match="pip install verticals-finance"):
         verticals.load(copy)
+
+
+def test_newer_bundle_with_unknown_options_loads_with_warning(bundle, tmp_path):
+    import json
+
+    from verticals.bundle import write_manifest
+
+    copy = _copy(bundle, tmp_path)
+    info = json.loads((copy / "bundle.json").read_text())
+    info["config"]["training"]["future_option"] = 1
+    info["format_version"] = 99
+    info["future_field"] = "x"
+    (copy / "bundle.json").write_text(json.dumps(info))
+    write_manifest(copy)
+    with pytest.warns(UserWarning, match="future_option"):
+        predictor = verticals.load(copy)
+    assert predictor.predict(["hello"])[0].label

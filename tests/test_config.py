@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from verticals.config import parse_set, resolve_config
 from verticals.errors import ConfigError
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 import verticals
 from verticals.backbones import embedded_minilm_path, load_backbone, load_tokenizer
 

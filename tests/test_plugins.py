@@ -9,7 +9,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
 import verticals
 from verticals import PackSpec, TaskSpec, hookimpl, hookspecs
 from verticals._plugins import catalog_with

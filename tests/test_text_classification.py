@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 import verticals
 from verticals.errors import NotFittedError
 from verticals.tasks import TextClassificationTask

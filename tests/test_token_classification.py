@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 import verticals
 from verticals.tasks.token_classification import bio_labels, repair_bio, spans
 

@@ -138,8 +138,9 @@ def build_catalog(pm: PluginManager, broken: list[BrokenPlugin] | None = None) -
                 continue
             source = source_of(impl.plugin)
 
-            def register(*args: Any, _registry: Registry[Any] = registry, _source: str = source) -> None:
-                if is_pack:
+            def register(*args: Any, _registry: Registry[Any] = registry, _source: str = source,
+                         _is_pack: bool = is_pack) -> None:
+                if _is_pack:
                     (spec,) = args
                     _registry.register(spec.name, spec, source=_source)
                 else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from ._plugins import get_catalog
 from ._version import __version__
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
-from .config import deep_merge, resolve_config
+from .config import RunConfig, deep_merge, resolve_config
 from .data import fingerprint, split_indices
 from .errors import BundleError
 from .predictor import Predictor
@@ -121,6 +122,29 @@ def train(
     return Predictor(model, info, output)
 
 
+def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
+    """A bundle written by a newer Verticals may carry options we do not know: drop them with a warning
+    instead of refusing the bundle (the weights and the manifest are what matter)."""
+    from pydantic import ValidationError
+
+    values = deep_merge({}, values)
+    for _ in range(50):
+        try:
+            return RunConfig.model_validate(values)
+        except ValidationError as exc:
+            unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
+            if not unknown:
+                raise BundleError(f"{path}: bundle.json has an invalid config ({exc.errors()[0]['msg']})") from None
+            for loc in unknown:
+                parent = values
+                for key in loc[:-1]:
+                    parent = parent[key]
+                parent.pop(loc[-1], None)
+                warnings.warn(f"{path}: ignoring unknown config option {'.'.join(map(str, loc))} "
+                              f"(bundle written by a newer Verticals?)", UserWarning, stacklevel=3)
+    raise BundleError(f"{path}: bundle.json config could not be read")
+
+
 def load(path: str | Path) -> Predictor:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles."""
     path = Path(path)
@@ -134,9 +158,7 @@ def load(path: str | Path) -> Predictor:
         )
     if info.task_type not in catalog.task_types:
         raise BundleError(f"{path}: needs task type '{info.task_type}', which no installed plugin provides")
-    from .config import RunConfig
-
-    run_config = RunConfig.model_validate(info.config)
+    run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     return Predictor(task, info, path)

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
 from ..model import VerticalsModel, apply_strategy, load_model, save_model
 from ..runtime import configure_threads, resolve_precision
-from .base import Evaluation, TaskType
+from .base import TaskType
 
 
 class TransformerTask(TaskType):

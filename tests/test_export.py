@@ -1,0 +1,89 @@
+"""ONNX export: parity with PyTorch for text and token classification, and the exported files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+import verticals  # noqa: E402
+from verticals.cli import main  # noqa: E402
+from verticals.export import ParityError, export_onnx  # noqa: E402
+from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export")
+    backbone = str(make_tiny_backbone(root / "tiny"))
+    (root / "tc.jsonl").write_text("".join(
+        json.dumps({"text": f"{w} service today", "label": lab}) + "\n"
+        for lab, w in [("ok", "fine"), ("ok", "good"), ("bad", "slow"), ("bad", "rude"), ("meh", "average")] * 6))
+    (root / "ner.jsonl").write_text("".join(
+        json.dumps(r) + "\n" for r in [{"tokens": ["Aspirin", "treats", "pain"], "tags": ["B-Drug", "O", "B-Sym"]},
+                                       {"tokens": ["Take", "ibuprofen", "for", "fever", "now"],
+                                        "tags": ["O", "B-Drug", "O", "B-Sym", "O"]}] * 8))
+    with only_plugins():
+        for name, task, data in (("tc", "text-classification", "tc.jsonl"), ("ner", "token-classification", "ner.jsonl")):
+            verticals.train(task, root / data, output=root / name, backbone=backbone, overrides=["training.epochs=1"])
+    return {"tc": root / "tc", "ner": root / "ner"}
+
+
+@pytest.mark.parametrize("name", ["tc", "ner"])
+def test_export_parity(bundles: dict[str, Path], tmp_path: Path, name: str) -> None:
+    with only_plugins():
+        result = export_onnx(bundles[name], tmp_path / "onnx")
+        predictor = verticals.load(bundles[name])
+    assert result.max_abs_diff < 1e-4
+    assert result.check_batch[0] == 5 and result.inputs[:2] == ["input_ids", "attention_mask"]
+    files = {p.name for p in (tmp_path / "onnx").iterdir()}
+    assert {"model.onnx", "export.json", "tokenizer.json"} <= files
+    meta = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert meta["labels"] == predictor.labels and meta["token_level"] == (name == "ner")
+
+    # The exported graph alone (with the exported tokenizer) reproduces the bundle's predictions.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "onnx")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    texts = ["good service today", "rude and slow service", "Take aspirin for pain"]
+    encoded = tokenizer(texts, padding=True, return_tensors="np")
+    (logits,) = session.run(["logits"], {k: encoded[k].astype(np.int64) for k in result.inputs})
+    predictor.task.precision_ = "fp32"  # bundles may predict under bf16 autocast; ONNX runs fp32
+    predictions = predictor.predict(texts)
+    if name == "tc":
+        assert [meta["labels"][i] for i in logits.argmax(-1)] == [p.label for p in predictions]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        assert probs.max(-1) == pytest.approx([p.score for p in predictions], abs=1e-4)
+    else:
+        for row, text, prediction in zip(logits, texts, predictions):
+            words = tokenizer(text.split(), is_split_into_words=True).word_ids()
+            firsts = [i for i, w in enumerate(words) if w is not None and (i == 0 or words[i - 1] != w)]
+            tags = [meta["labels"][row[i].argmax()] for i in firsts]
+            from verticals.tasks.token_classification import repair_bio
+
+            assert repair_bio(tags) == prediction.tags
+
+
+def test_parity_failure_writes_nothing(bundles: dict[str, Path], tmp_path: Path) -> None:
+    with only_plugins(), pytest.raises(ParityError, match="differ from PyTorch"):
+        export_onnx(bundles["tc"], tmp_path / "onnx", tolerance=-1.0)
+    assert not (tmp_path / "onnx").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export(bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with only_plugins():
+        assert main(["export", str(bundles["ner"]), "--format", "onnx", "--output", str(tmp_path / "x"),
+                     "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["max_abs_diff"] < 1e-4 and out["task"] == "token-classification"
+        assert main(["export", str(bundles["ner"]), "--output", str(tmp_path / "x")]) == 2  # exists
+        assert "already exists" in capsys.readouterr().err
+        assert main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "y")]) == 2
