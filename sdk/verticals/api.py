@@ -57,6 +57,14 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _wait_for_all_ranks() -> None:
+    """Under DDP: block until every rank got here (no-op in a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def train(
     task: str,
     train: str | Path,
@@ -115,6 +123,7 @@ def train(
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
     )
+    _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():
         write_bundle(output, info, model.save, overwrite=overwrite or resume)
         if not model.config.training.keep_checkpoints:

@@ -10,13 +10,15 @@ an object store URI that the workers mount).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import errors
 from .bundle import atomic_directory
 from .data import RawRecord
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, VerticalsError
 from .streaming import flatten_prediction, stream_format
 
 
@@ -64,24 +66,58 @@ class BundleScorer:
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """pandas gives numpy scalars/arrays; records expect plain Python values (token lists, ints...)."""
+    """pandas gives numpy scalars/arrays and fills fields a row lacks with NaN/None; records expect plain
+    Python values (token lists, ints...) and missing fields to be absent, so errors name them."""
     plain = {}
     for key, value in row.items():
         if hasattr(value, "tolist"):
             value = value.tolist()
+        if value is None or (isinstance(value, float) and value != value):
+            continue
         plain[key] = value
     return plain
 
 
+def _verticals_cause(exc: BaseException) -> VerticalsError | None:
+    """The DataError/ConfigError a worker raised, out of Ray's wrapping exceptions."""
+    pending: list[Any] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, VerticalsError):
+            return current
+        pending += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    # Ray does not always ship the original exception object back, only its formatted traceback.
+    found = re.search(r"verticals\.errors\.(\w+Error): (.+)", str(exc))
+    cls = getattr(errors, found.group(1), None) if found else None
+    if found and isinstance(cls, type) and issubclass(cls, VerticalsError):
+        error = cls.__new__(cls)
+        Exception.__init__(error, found.group(2).strip())
+        error.path = error.line = error.field = None  # type: ignore[attr-defined]
+        return error
+    return None
+
+
 def score_dataset(dataset: Any, bundle: str | Path, *, workers: int = 2, batch_size: int = 1024,
-                  cpus_per_worker: float = 1, gpus_per_worker: float = 0, keep_columns: Sequence[str] = ()) -> Any:
+                  cpus_per_worker: float | None = None, gpus_per_worker: float = 0,
+                  keep_columns: Sequence[str] = ()) -> Any:
     """A lazy Ray Dataset of predictions for ``dataset`` (one flat row per input row, nested values as JSON
-    strings): ``workers`` actors each hold one loaded copy of the bundle."""
-    _ray()
+    strings): ``workers`` actors each hold one loaded copy of the bundle.
+
+    ``cpus_per_worker`` defaults to an even share of the cluster's CPUs (at most 1) that leaves one CPU for
+    the read and write tasks: actors holding every CPU would starve the readers and never get input.
+    """
+    ray = _ray()
+    if cpus_per_worker is None:
+        total = float(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1.0
+        cpus_per_worker = max(0.1, min(1.0, (total - 1) / workers))
     return dataset.map_batches(
         BundleScorer,
         fn_constructor_kwargs={"bundle": str(Path(bundle).resolve()), "keep_columns": list(keep_columns),
-                               "num_threads": max(1, int(cpus_per_worker))},
+                               "num_threads": max(1, round(cpus_per_worker))},
         batch_size=batch_size,
         batch_format="pandas",
         concurrency=workers,
@@ -90,27 +126,30 @@ def score_dataset(dataset: Any, bundle: str | Path, *, workers: int = 2, batch_s
     )
 
 
-def read_dataset(path: str | Path, fmt: str = "auto") -> Any:
-    """A Ray Dataset over a CSV / TSV / JSONL / Parquet file or directory of such files."""
+def read_dataset(path: str | Path, fmt: str = "auto", *, blocks: int | None = None) -> Any:
+    """A Ray Dataset over a CSV / TSV / JSONL / Parquet file or directory of such files (``blocks``:
+    split the input into at least this many blocks, so small files still reach every worker)."""
     ray = _ray()
     kind = stream_format(path, fmt)
     location = str(path)
+    split = {"override_num_blocks": blocks} if blocks else {}
     if kind == "csv":
-        return ray.data.read_csv(location)
+        return ray.data.read_csv(location, **split)
     if kind == "tsv":
         import pyarrow.csv as pacsv
 
-        return ray.data.read_csv(location, parse_options=pacsv.ParseOptions(delimiter="\t"))
+        return ray.data.read_csv(location, parse_options=pacsv.ParseOptions(delimiter="\t"), **split)
     if kind == "jsonl":
-        return ray.data.read_json(location, lines=True)
+        return ray.data.read_json(location, lines=True, **split)
     if kind == "parquet":
-        return ray.data.read_parquet(location)
+        return ray.data.read_parquet(location, **split)
     raise DataError("Ray scoring reads csv, tsv, jsonl or parquet; give the format of a directory with fmt=",
                     path=path)
 
 
 def score_file(bundle: str | Path, input: str | Path, output: str | Path, *, workers: int = 2,
-               batch_size: int = 1024, keep_columns: Sequence[str] = (), fmt: str = "auto") -> int:
+               batch_size: int = 1024, keep_columns: Sequence[str] = (), fmt: str = "auto",
+               blocks: int | None = None) -> int:
     """Score ``input`` with Ray into a new directory ``output`` of Parquet files; return the row count.
 
     Starts a local Ray cluster if none is connected (``ray.init()`` honours ``RAY_ADDRESS``).
@@ -118,12 +157,18 @@ def score_file(bundle: str | Path, input: str | Path, output: str | Path, *, wor
     ray = _ray()
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
-    predictions = score_dataset(read_dataset(input, fmt), bundle, workers=workers, batch_size=batch_size,
-                                keep_columns=keep_columns)
+    dataset = read_dataset(input, fmt, blocks=blocks)
+    predictions = score_dataset(dataset, bundle, workers=workers, batch_size=batch_size, keep_columns=keep_columns)
     # Ray streams blocks from readers through the actors into the writer; the directory appears only
     # when complete (written under a temporary name, then renamed).
     with atomic_directory(output, overwrite=False) as tmp:
-        predictions.write_parquet(str(tmp))
+        try:
+            predictions.write_parquet(str(tmp))
+        except Exception as exc:
+            cause = _verticals_cause(exc)
+            if cause is None:
+                raise
+            raise cause from None
         import pyarrow.parquet as pq
 
         return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(Path(tmp).glob("*.parquet")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +32,11 @@ def _hf_trainer_class() -> type:
     class _Trainer(HFTrainer):
         """transformers' Trainer, except that evaluation keeps dataset order even with length-grouped
         training batches (transformers 5 also length-groups eval batches, which would misalign our
-        per-record decoding)."""
+        per-record decoding). Under DDP accelerate shards the sequential batches across ranks and
+        ``gather_for_metrics`` puts them back in order, so every rank scores the full validation set."""
 
         def _get_eval_sampler(self, eval_dataset):  # type: ignore[no-untyped-def]
-            if self.args.world_size <= 1 and eval_dataset is not None:
+            if eval_dataset is not None:
                 return SequentialSampler(eval_dataset)
             return super()._get_eval_sampler(eval_dataset)
 
@@ -75,11 +77,18 @@ class TransformersTrainer(Trainer):
         on_gpu = torch.cuda.is_available()
         has_eval = bool(validation) and compute_metrics is not None
         checkpoint_dir = Path(checkpoint_dir)
-        if not resume and checkpoint_dir.exists():
-            shutil.rmtree(checkpoint_dir)
+        # Under torchrun/DDP training.batch_size stays the global batch: each of WORLD_SIZE processes takes
+        # its share, so steps, learning-rate schedule and results match a single-process run.
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if cfg.batch_size % world_size:
+            import warnings
+
+            warnings.warn(f"training.batch_size={cfg.batch_size} is not divisible by the {world_size} processes; "
+                          f"the effective batch is {max(1, cfg.batch_size // world_size) * world_size}",
+                          UserWarning, stacklevel=2)
         args = TrainingArguments(
             output_dir=str(checkpoint_dir),
-            per_device_train_batch_size=cfg.batch_size,
+            per_device_train_batch_size=max(1, cfg.batch_size // world_size),
             per_device_eval_batch_size=cfg.eval_batch_size,
             num_train_epochs=cfg.epochs,
             learning_rate=cfg.learning_rate,
@@ -106,6 +115,9 @@ class TransformersTrainer(Trainer):
             torch_compile=cfg.torch_compile,
             disable_tqdm=False,
         )
+        with args.main_process_first(local=False, desc="clean checkpoints"):  # one rank deletes; the others wait
+            if not resume and args.process_index == 0 and checkpoint_dir.exists():
+                shutil.rmtree(checkpoint_dir)
         optimizer = None
         if param_groups is not None:
             optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -117,6 +129,10 @@ class TransformersTrainer(Trainer):
             assert compute_metrics is not None and validation is not None
             return compute_metrics(_split_logits(eval_prediction.predictions, validation))
 
+        # Our heads return the batch-mean loss and ignore `num_items_in_batch`; left to introspection (forward
+        # takes **kwargs), transformers would multiply that mean by the world size under DDP.
+        for module in (model, getattr(model, "get_base_model", lambda: model)()):
+            module.accepts_loss_kwargs = False
         trainer = _hf_trainer_class()(
             model=model,
             args=args,
@@ -130,7 +146,9 @@ class TransformersTrainer(Trainer):
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_stderr_progress())
         last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.is_dir() else None
-        torch.set_num_threads(cfg.num_threads or available_cores())
+        # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(cfg.num_threads or max(1, available_cores() // local_processes))
         trainer.train(resume_from_checkpoint=last)
         self.history_ = [dict(entry) for entry in trainer.state.log_history]
         self.best_metric_ = trainer.state.best_metric
