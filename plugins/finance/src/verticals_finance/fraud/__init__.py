@@ -1,0 +1,1 @@
+"""Transaction fraud: tabular + text features, a fusion head, cost-based decision threshold."""

@@ -1,0 +1,64 @@
+"""Financial news sentiment: text classification that also reads the Financial PhraseBank format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from verticals import DataConfig, DataError
+from verticals.data import RawRecord, read_raw, read_text
+from verticals.tasks import TextClassificationTask
+
+PHRASEBANK = "phrasebank"
+
+
+class SentimentDataOptions(DataConfig):
+    """The core data options plus the PhraseBank format."""
+
+    format: str = Field(
+        "auto",
+        description="auto (by extension; .txt = phrasebank), csv, tsv, jsonl, or phrasebank "
+        "('sentence@label' per line, as in the Financial PhraseBank release).",
+    )
+    encoding: str | None = Field(
+        None,
+        description="Text encoding; default latin-1 for phrasebank files (as released), utf-8 otherwise.",
+    )
+
+
+def read_phrasebank(path: str | Path, encoding: str = "latin-1", *, text_key: str = "text",
+                    label_key: str = "label") -> list[RawRecord]:
+    """One ``sentence@label`` per line; split on the *last* '@' because sentences may contain '@'."""
+    text = read_text(path, encoding)
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        sentence, sep, label = line.rpartition("@")
+        if not sep:
+            raise DataError("expected 'sentence@label' (no '@' found)", path=path, line=number, field=label_key)
+        if not sentence.strip() or not label.strip():
+            missing = "sentence" if not sentence.strip() else "label"
+            raise DataError(f"empty {missing}; expected 'sentence@label'", path=path, line=number,
+                            field=text_key if missing == "sentence" else label_key)
+        records.append(RawRecord(str(path), number, {text_key: sentence.strip(), label_key: label.strip()}))
+    return records
+
+
+class FinancialSentimentTask(TextClassificationTask):
+    """Text classification whose reader also understands PhraseBank files (``data.format=phrasebank``)."""
+
+    name = "finance.sentiment"
+    description = "Financial news sentiment (negative/neutral/positive); reads PhraseBank, CSV and JSONL."
+    DataOptions = SentimentDataOptions
+
+    def _is_phrasebank(self, path: Path) -> bool:
+        fmt = self.data_options.format
+        return fmt == PHRASEBANK or (fmt == "auto" and path.suffix.lower() == ".txt")
+
+    def read_raw(self, path: str | Path) -> list[RawRecord]:
+        path = Path(path)
+        if self._is_phrasebank(path):
+            return read_phrasebank(path, self.data_options.encoding or "latin-1",
+                                   text_key=self.data_options.text_column, label_key=self.data_options.label_column)
+        return read_raw(path, self.data_options.format, self.data_options.encoding or "utf-8")
