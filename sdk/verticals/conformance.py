@@ -40,18 +40,20 @@ class PackConformance:
 
     # ---- fixtures ------------------------------------------------------------------------------
     @pytest.fixture(scope="class")
-    def tiny_backbone(self, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    @classmethod
+    def tiny_backbone(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
         return make_tiny_backbone(tmp_path_factory.mktemp("backbone") / "tiny-bert")
 
     @pytest.fixture(scope="class")
-    def trained(self, tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> dict[str, Any]:
+    @classmethod
+    def trained(cls, tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> dict[str, Any]:
         """Train each task of the pack once per test class."""
         results = {}
-        for spec in get_catalog().packs.get(self.pack).tasks:
-            full = f"{self.pack}.{spec.name}"
+        for spec in get_catalog().packs.get(cls.pack).tasks:
+            full = f"{cls.pack}.{spec.name}"
             directory = tmp_path_factory.mktemp(full.replace(".", "_"))
-            data = self.make_data(full, directory)
-            overrides = list(self.overrides) + list(data.get("overrides", []))
+            data = cls().make_data(full, directory)
+            overrides = list(cls.overrides) + list(data.get("overrides", []))
             predictor = api.train(full, data["train"], validation=data.get("validation"), output=directory / "bundle",
                                   overrides=overrides, backbone=str(tiny_backbone))
             results[full] = {"predictor": predictor, "data": data, "bundle": directory / "bundle"}
