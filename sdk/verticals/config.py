@@ -41,7 +41,9 @@ class TrainingConfig(_Strict):
     strategy: Literal["full", "head-only", "lora"] = Field(
         "full", description="Train every weight, only the head (frozen backbone), or LoRA adapters (peft)."
     )
-    learning_rate: float = Field(5e-5, gt=0, description="Peak AdamW learning rate.")
+    learning_rate: float = Field(
+        1e-4, gt=0, description="Peak AdamW learning rate (1e-4 suits the small default MiniLM backbone)."
+    )
     head_learning_rate: float | None = Field(
         None, gt=0, description="Learning rate for the freshly initialised head; defaults to learning_rate."
     )
