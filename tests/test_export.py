@@ -29,7 +29,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                        {"tokens": ["Take", "ibuprofen", "for", "fever", "now"],
                                         "tags": ["O", "B-Drug", "O", "B-Sym", "O"]}] * 8))
     with only_plugins():
-        for name, task, data in (("tc", "text-classification", "tc.jsonl"), ("ner", "token-classification", "ner.jsonl")):
+        for name, task, data in (("tc", "text-classification", "tc.jsonl"),
+                                 ("ner", "token-classification", "ner.jsonl")):
             verticals.train(task, root / data, output=root / name, backbone=backbone, overrides=["training.epochs=1"])
     return {"tc": root / "tc", "ner": root / "ner"}
 

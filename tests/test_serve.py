@@ -181,3 +181,33 @@ def test_cli_serve_subprocess(bundles) -> None:  # type: ignore[no-untyped-def]
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_batcher_merges_concurrent_requests() -> None:
+    from verticals.serve import Batcher
+
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def predict(records: list[int]) -> list[int]:
+        calls.append(len(records))
+        gate.wait(5)  # hold the first pass so later requests queue up behind it
+        return [r * 10 for r in records]
+
+    batcher = Batcher(predict, max_records=64)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(batcher, [i, i + 100]) for i in range(6)]
+        time.sleep(0.3)
+        gate.set()
+        results = [f.result(5) for f in futures]
+    batcher.close()
+    assert results == [[i * 10, (i + 100) * 10] for i in range(6)]
+    assert sum(calls) == 12 and len(calls) < 6  # queued requests shared forward passes
+
+    def failing(records: list[int]) -> list[int]:
+        raise ValueError("boom")
+
+    broken = Batcher(failing, max_records=8, batching=False)
+    with pytest.raises(ValueError, match="boom"):
+        broken([1])
+    broken.close()

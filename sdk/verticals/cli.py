@@ -148,7 +148,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeLimits, run
 
-    limits = ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=not args.no_batching)
+    limits = ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
     print(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
     run(args.bundles, host=args.host, port=args.port, limits=limits)
     return 0
@@ -254,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch", type=int, default=64, metavar="N", help="most records per request (413)")
     serve.add_argument("--max-chars", type=int, default=20_000, metavar="N",
                        help="most characters of text per record (that record fails with 422)")
-    serve.add_argument("--no-batching", action="store_true",
-                       help="one forward pass per request (default: batch concurrent requests together)")
+    serve.add_argument("--batching", action="store_true",
+                       help="predict concurrent requests together in one forward pass (default: one per request)")
     serve.set_defaults(func=cmd_serve)
 
     report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")

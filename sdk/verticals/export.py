@@ -120,6 +120,9 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
                               tolerance=tolerance, check_batch=list(check["input_ids"].shape))
         description = result.model_dump() | {"output": "logits", "token_level": token_logits,
                                              "sdk_version": predictor.info.sdk_version,
-                                             "pack": predictor.info.pack, "pack_version": predictor.info.pack_version}
+                                             "pack": predictor.info.pack, "pack_version": predictor.info.pack_version,
+                                             # e.g. calibrated thresholds or a retrieval index: applied by the
+                                             # task after the network, so not part of the ONNX graph
+                                             "not_in_graph": sorted(set(predictor.info.state) - {"labels"})}
         (tmp / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
     return result

@@ -108,15 +108,34 @@ def _positive_scores(predictor: Predictor, predictions: Sequence[BaseModel], y_p
 
 
 def _fallback_thresholds(predictor: Predictor) -> dict[str, float]:
-    """Confidence thresholds (not retrieval-similarity ones) in [0, 1] found in the bundle state."""
+    """Classifier-confidence thresholds in [0, 1] in the bundle state (e.g. ``thresholds.confidence`` of a
+    customer-service fallback); retrieval-similarity thresholds and calibration targets are left out."""
     return {name: value for name, value in find_thresholds(predictor.info.state).items()
-            if 0.0 <= value <= 1.0 and not any(word in name.lower() for word in ("sim", "retriev", "cost"))}
+            if 0.0 <= value <= 1.0 and _is_confidence_threshold(name.lower())}
+
+
+def _is_confidence_threshold(path: str) -> bool:
+    last = path.rsplit(".", 1)[-1]
+    return "confidence" in last or ("fallback" in last and "threshold" in last)
+
+
+def _threshold_lines(state: dict[str, Any], prefix: str = "") -> list[str]:
+    """Everything under state keys naming thresholds (values, objectives, targets) for the model card."""
+    lines = []
+    for key, value in state.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lines += _threshold_lines(value, f"{path}.")
+        elif "threshold" in path.lower():
+            shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value, default=str)
+            lines.append(f"- `{path}` = {shown}")
+    return lines
 
 
 def _out_of_scope_label(predictor: Predictor) -> str:
     for section in (predictor.info.state, predictor.info.config.get("task", {})):
         for key, value in section.items():
-            if "out_of_scope" in key and isinstance(value, str):
+            if ("out_of_scope" in key or "oos" in key) and isinstance(value, str):
                 return value
     return "out_of_scope"
 
@@ -168,7 +187,10 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
         if outcomes is not None and outcomes.confidence is not None and fallback and outcomes.level == "record":
             oos_label = _out_of_scope_label(predictor)
             oos = np.asarray([t == oos_label for t in outcomes.y_true])
-            correct = np.asarray([t == p for t, p in zip(outcomes.y_true, outcomes.y_pred)])
+            # The classifier's own top label (before any fallback) is what the threshold gates.
+            top = [max(p.scores, key=p.scores.get) if getattr(p, "scores", None) else y  # type: ignore[attr-defined]
+                   for p, y in zip(predictions, outcomes.y_pred)]
+            correct = np.asarray([t == p for t, p in zip(outcomes.y_true, top)])
             plots.threshold_tradeoff_png(tmp / "threshold_tradeoff.png", outcomes.confidence, correct,
                                          oos if oos.any() else None, fallback)
             figures.append(("threshold_tradeoff.png", "Fallback threshold trade-off",
@@ -235,9 +257,8 @@ def model_card(predictor: Predictor, evaluation: Evaluation, data_print: dict[st
                    + " |")
     if extras:
         out += [""] + [f"- {k}: {v:.4f}" for k, v in extras.items()]
-    thresholds = find_thresholds(info.state)
     out += ["", "## Thresholds", ""]
-    out += [f"- `{k}` = {v:.4f}" for k, v in thresholds.items()] or ["None: the predicted label is the most probable."]
+    out += _threshold_lines(info.state) or ["None: the predicted label is the most probable."]
     out += ["", "## Limitations", ""] + [f"- {line}" for line in _limitations(predictor, evaluation)]
     backbone = info.model.get("backbone", {})
     out += ["", "## Versions", "", f"- Verticals SDK (trained): {info.sdk_version}; (report): {__version__}",

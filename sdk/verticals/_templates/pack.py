@@ -73,7 +73,7 @@ def _only_this_pack():
         yield
 '''
 
-TEST_CONFORMANCE = '''"""Runs the Verticals conformance kit: registration, defaults, training, bundle round trip, metrics."""
+TEST_CONFORMANCE = '''"""The Verticals conformance kit: registration, defaults, training, bundle round trip, metrics."""
 
 from __future__ import annotations
 

@@ -100,8 +100,9 @@ class TransformerTask(TaskType):
             self.model_ = model
             return self.score(validation, self.decode(validation, val_features, logits)).metrics
 
+        self.precision_ = resolve_precision(training.precision, hidden_size=model.hidden_size())
         trainer_cls = get_catalog().trainers.get(training.trainer)
-        self.trainer_ = trainer_cls(training).fit(
+        self.trainer_ = trainer_cls(training.model_copy(update={"precision": self.precision_})).fit(
             model, train_features, val_features or None,
             collator=self._collator(), compute_metrics=compute_metrics if validation else None,
             primary_metric=self.primary_metric, greater_is_better=self.greater_is_better,
@@ -109,7 +110,6 @@ class TransformerTask(TaskType):
             param_groups=self._param_groups(model),
         )
         self.model_ = model
-        self.precision_ = resolve_precision(training.precision)
         return self
 
     # set by the caller (verticals.train) before fit; plain attributes so direct users may too
@@ -162,7 +162,7 @@ class TransformerTask(TaskType):
         self.tokenizer_ = load_tokenizer(directory / "backbone")
         self.model_ = load_model(directory, self._head_cls(), len(self.labels_), self._head_kwargs())
         configure_threads(self.config.training.num_threads)
-        self.precision_ = resolve_precision(self.config.training.precision)
+        self.precision_ = resolve_precision(self.config.training.precision, hidden_size=self.model_.hidden_size())
 
 
 def check_labels_known(records: Sequence[BaseModel], labels: Sequence[str], split: str,
