@@ -1,0 +1,140 @@
+"""Choosing the two fallback thresholds on validation data.
+
+The decision rule at prediction time is::
+
+    confidence >= confidence_threshold            -> the classifier's intent
+    else similarity >= similarity_threshold       -> the intent of the nearest indexed entries (retrieval)
+    else                                          -> out of scope
+
+Both thresholds are searched jointly over a grid of observed values (vectorised with numpy) and the pair
+that maximises a stated objective wins:
+
+- ``accuracy_at_oos_recall`` (default with out-of-scope examples): the highest in-scope accuracy among
+  pairs whose out-of-scope recall reaches ``oos_recall_target``; when no pair reaches it, the highest
+  recall (then accuracy). This is the operating point a support team asks for: "catch at least 80 % of
+  what we cannot answer, and lose as little as possible on what we can".
+- ``balanced``: the harmonic mean (F1) of in-scope accuracy and out-of-scope recall.
+- ``precision`` (default without out-of-scope examples): the largest share of answered queries whose
+  answered intent is correct at least ``precision_target`` of the time; when unreachable, the most
+  precise pair.
+
+Ties go to the pair with the lower fallback rate (fewer detours for users).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+OBJECTIVES = ("accuracy_at_oos_recall", "balanced", "precision")
+NEEDS_OOS = ("accuracy_at_oos_recall", "balanced")
+
+# Bounds outside the observed ranges: confidence is a probability (<= 1) and similarity a cosine (>= -1),
+# so a confidence threshold above 1 sends every query to retrieval and a similarity threshold above 1
+# turns every fallback into "out of scope". Finite, so they survive JSON.
+ALWAYS = 1.0 + 1e-6
+NEVER_CONF = 0.0
+NEVER_SIM = -1.0 - 1e-6
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Per validation query: what the classifier and the retrieval would answer, and the truth."""
+
+    confidence: np.ndarray  # max softmax probability
+    classifier_correct: np.ndarray  # bool: argmax intent == gold (False for out-of-scope gold)
+    similarity: np.ndarray  # similarity of the retrieval's answer
+    retrieval_correct: np.ndarray  # bool: retrieved intent == gold (False for out-of-scope gold)
+    is_oos: np.ndarray  # bool: gold is the out-of-scope label
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    confidence: float
+    similarity: float
+    objective: str
+    target: float | None
+    achieved: dict[str, float]
+    target_met: bool
+
+    def as_state(self) -> dict[str, Any]:
+        return {"confidence": self.confidence, "similarity": self.similarity, "objective": self.objective,
+                "target": self.target, "target_met": self.target_met, "achieved": self.achieved}
+
+
+def _candidates(values: np.ndarray, lower: float, upper: float, size: int = 120) -> np.ndarray:
+    """Thresholds at the observed values (quantiles when many), plus the two 'never/always' bounds."""
+    finite = values[np.isfinite(values)]
+    grid = np.quantile(finite, np.linspace(0.0, 1.0, size)) if len(finite) else np.zeros(0)
+    return np.unique(np.concatenate([[lower], grid, [upper]]))
+
+
+def rates(outcomes: Outcomes, conf_t: np.ndarray, sim_t: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics for every (confidence, similarity) threshold pair: arrays of shape [len(conf_t), len(sim_t)]."""
+    o = outcomes
+    by_clf = o.confidence[None, None, :] >= conf_t[:, None, None]
+    by_ret = ~by_clf & (o.similarity[None, None, :] >= sim_t[None, :, None])
+    flagged = ~by_clf & ~by_ret
+    correct = (by_clf & o.classifier_correct) | (by_ret & o.retrieval_correct)
+    in_scope, oos = ~o.is_oos, o.is_oos
+    n_in, n_oos = max(int(in_scope.sum()), 1), max(int(oos.sum()), 1)
+    answered = (~flagged).sum(-1)
+    n_flagged = flagged.sum(-1)
+    return {
+        "in_scope_accuracy": (correct & in_scope).sum(-1) / n_in,
+        "oos_recall": (flagged & oos).sum(-1) / n_oos,
+        "oos_precision": np.where(n_flagged > 0, (flagged & oos).sum(-1) / np.maximum(n_flagged, 1), 0.0),
+        "answered_precision": np.where(answered > 0, correct.sum(-1) / np.maximum(answered, 1), 0.0),
+        "coverage": answered / len(o.confidence),
+        "fallback_rate": np.broadcast_to((~by_clf).mean(-1), flagged.shape[:2]),
+    }
+
+
+def calibrate(outcomes: Outcomes, objective: str = "auto", *, oos_recall_target: float = 0.8,
+              precision_target: float = 0.95, use_retrieval: bool = True) -> Thresholds:
+    """Pick the threshold pair that maximises ``objective`` on ``outcomes`` (see the module docstring).
+
+    ``objective='auto'`` means ``accuracy_at_oos_recall`` when out-of-scope examples are present, else
+    ``precision``. ``use_retrieval=False`` searches the confidence threshold alone (low confidence means
+    out of scope), the classic single-threshold baseline.
+    """
+    has_oos = bool(outcomes.is_oos.any())
+    if objective == "auto":
+        objective = "accuracy_at_oos_recall" if has_oos else "precision"
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective '{objective}'; expected auto or one of {', '.join(OBJECTIVES)}")
+    if objective in NEEDS_OOS and not has_oos:
+        raise ValueError(f"objective '{objective}' needs out-of-scope examples in the calibration data")
+    conf_t = _candidates(outcomes.confidence, NEVER_CONF, ALWAYS)
+    sim_t = _candidates(outcomes.similarity, NEVER_SIM, ALWAYS) if use_retrieval else np.array([ALWAYS])
+    r = rates(outcomes, conf_t, sim_t)
+    # Lexicographic choice: primary score, then a secondary score, then fewer fallbacks.
+    if objective == "accuracy_at_oos_recall":
+        target: float | None = oos_recall_target
+        met = r["oos_recall"] >= target - 1e-12
+        primary = np.where(met, 1.0, 0.0)
+        secondary = np.where(met, r["in_scope_accuracy"], r["oos_recall"])
+        tertiary = np.where(met, r["oos_recall"], r["in_scope_accuracy"])
+    elif objective == "balanced":
+        target = None
+        acc, rec = r["in_scope_accuracy"], r["oos_recall"]
+        met = np.ones_like(acc, dtype=bool)
+        primary = np.where(acc + rec > 0, 2 * acc * rec / np.maximum(acc + rec, 1e-12), 0.0)
+        secondary, tertiary = acc, rec
+    else:
+        target = precision_target
+        met = r["answered_precision"] >= target - 1e-12
+        primary = np.where(met, 1.0, 0.0)
+        secondary = np.where(met, r["coverage"], r["answered_precision"])
+        tertiary = np.where(met, r["answered_precision"], r["coverage"])
+    keys = (-r["fallback_rate"].ravel(), tertiary.ravel(), secondary.ravel(), primary.ravel())
+    best = int(np.lexsort(keys)[-1])
+    i, j = np.unravel_index(best, primary.shape)
+    achieved = {name: float(values[i, j]) for name, values in r.items()}
+    if not has_oos:
+        for name in ("oos_recall", "oos_precision"):
+            achieved.pop(name)
+    return Thresholds(confidence=float(conf_t[i]), similarity=float(sim_t[j]), objective=objective,
+                      target=target, achieved=achieved, target_met=bool(met[i, j]))

@@ -1,0 +1,322 @@
+"""``customer_service.intent``: intent classification with a calibrated FAISS retrieval fallback.
+
+The classifier is the core text classifier fine-tuned on the in-scope intents. After fitting, the
+training utterances (and the optional FAQ knowledge base) are embedded with the *fine-tuned* backbone
+into a FAISS index stored inside the bundle. At prediction time one forward pass gives both the intent
+probabilities and the query embedding; when the classifier is not confident enough, the nearest indexed
+entries decide between "intent via retrieval" and "out of scope" (see ``calibration``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from verticals import ConfigError, DataError
+from verticals.embeddings import encode_texts
+from verticals.heads.sequence import pool
+from verticals.inference import MODEL_KEYS
+from verticals.metrics import classification_metrics, softmax
+from verticals.retrieval import VectorIndex
+from verticals.runtime import autocast
+from verticals.tasks import TextClassificationTask
+from verticals.tasks.base import Evaluation
+from verticals.tasks.transformer import check_labels_known
+
+from .calibration import NEEDS_OOS, Outcomes, calibrate
+from .knowledge import FaqEntry, read_faq
+from .taxonomy import DEFAULT_INTENTS
+
+INDEX_NAME = "fallback_index"
+# Labels that mean "none of the intents" in public data sets (CLINC150 uses 'oos'); seeing one in
+# training data while task.oos_label names another almost always means a forgotten setting.
+OOS_LOOKALIKES = {"oos", "out_of_scope", "outofscope", "ood", "out_of_domain", "unknown_intent"}
+
+
+class IntentOptions(BaseModel):
+    """The ``task`` section of ``customer_service.intent``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    oos_label: str = Field("out_of_scope", min_length=1, description=(
+        "Label of out-of-scope examples. They are never trained as an intent; in validation (and as "
+        "unused training rows) they calibrate the fallback thresholds."))
+    faq: str | None = Field(None, description=(
+        "Optional FAQ knowledge base (CSV/TSV/JSONL with question, answer[, intent]); its questions are "
+        "indexed with the training utterances and its answers returned with matches."))
+    objective: Literal["auto", "accuracy_at_oos_recall", "balanced", "precision"] = Field("auto", description=(
+        "Threshold calibration objective; auto = accuracy_at_oos_recall with out-of-scope validation "
+        "examples, precision without."))
+    oos_recall_target: float = Field(0.8, gt=0, le=1, description=(
+        "accuracy_at_oos_recall: out-of-scope recall the thresholds must reach on validation data."))
+    precision_target: float = Field(0.95, gt=0, le=1, description=(
+        "precision: share of answered queries whose intent must be right on validation data."))
+    top_k: int = Field(5, ge=1, le=50, description="Retrieved entries per query (the retrieval intent is "
+                                                   "their similarity-weighted vote).")
+    fallback: bool = Field(True, description="Apply the fallback at prediction time (false = classifier only).")
+
+
+class Match(BaseModel):
+    text: str = Field(description="Indexed training utterance or FAQ question.")
+    intent: str | None = Field(description="Its intent (None for an FAQ entry without one).")
+    answer: str | None = Field(description="FAQ answer for the entry (or for its intent), if any.")
+    similarity: float = Field(description="Cosine similarity to the query.")
+    source: Literal["utterance", "faq"] = Field(description="Where the entry came from.")
+
+
+class IntentPrediction(BaseModel):
+    intent: str = Field(description="Predicted intent, or the out-of-scope label.")
+    confidence: float = Field(description="Classifier probability of its top intent.")
+    out_of_scope: bool = Field(description="True when the query matches no intent well enough.")
+    fallback: bool = Field(description="True when the classifier was not confident and retrieval decided.")
+    reason: str = Field(description="Why the fallback fired or not, with the thresholds compared.")
+    answer: str | None = Field(None, description="FAQ answer for the predicted intent / best FAQ match.")
+    matches: list[Match] = Field(default_factory=list, description="Nearest indexed entries (fallback only).")
+    scores: dict[str, float] = Field(default_factory=dict, description="Classifier probability of every intent.")
+
+    def summary(self) -> str:
+        shown = "OUT OF SCOPE" if self.out_of_scope else self.intent
+        how = " via retrieval" if self.fallback and not self.out_of_scope else ""
+        answer = f" -> {self.answer}" if self.answer and not self.out_of_scope else ""
+        return f"{shown}{how} ({self.confidence:.3f}){answer}"
+
+
+class IntentTask(TextClassificationTask):
+    """Customer-service intents with a calibrated two-threshold retrieval fallback."""
+
+    name = "customer_service.intent"
+    description = "Customer-service intents; calibrated FAISS retrieval fallback and out-of-scope detection."
+    Prediction = IntentPrediction
+    Options = IntentOptions
+    metric_names = ("accuracy", "macro_f1", "in_scope_accuracy", "oos_precision", "oos_recall", "oos_f1",
+                    "fallback_rate")
+    primary_metric = "accuracy"
+
+    # ---- labels: the out-of-scope label is never an intent ---------------------------------------
+    def labels_from(self, records):  # type: ignore[no-untyped-def,override]
+        oos = self.options.oos_label
+        learnt = sorted({r.label for r in records if r.label != oos})
+        for label in learnt:
+            if label.lower().replace("-", "_").replace(" ", "_") in OOS_LOOKALIKES:
+                raise DataError(f"training label '{label}' looks like an out-of-scope label, but task.oos_label "
+                                f"is '{oos}'; set task.oos_label={label} (or rename the label)",
+                                field=self.data_options.label_column)
+        if not learnt:
+            raise DataError(f"training data has no in-scope intents (every record is labelled '{oos}')",
+                            field=self.data_options.label_column)
+        return learnt
+
+    def resolve_labels(self, train):  # type: ignore[no-untyped-def,override]
+        declared = list(self.config.labels)
+        if self.options.oos_label in declared:
+            raise ConfigError(f"labels include the out-of-scope label '{self.options.oos_label}'; it is not an "
+                              f"intent: drop it from labels (task.oos_label names it)")
+        if declared == list(DEFAULT_INTENTS):
+            # The shipped taxonomy is a default for the starter data: users' own intents replace it.
+            return self.labels_from(train)
+        return super().resolve_labels(train)
+
+    def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
+        check_labels_known(records, [*self.labels_, self.options.oos_label], split, raw_path,
+                           self.data_options.label_column, lambda r: [r.label] if r.label is not None else [])
+
+    # ---- fit: classifier, then index, then thresholds --------------------------------------------
+    def fit(self, train, validation):  # type: ignore[no-untyped-def,override]
+        oos = self.options.oos_label
+        self.prepare(train)
+        in_train = [r for r in train if r.label != oos]
+        in_val = [r for r in validation if r.label != oos]
+        # Out-of-scope rows of the training file were never trained on, so they are as good as
+        # validation rows for calibrating how out-of-scope queries score.
+        calibration = list(validation) + [r for r in train if r.label == oos]
+        objective = self.options.objective
+        if objective in NEEDS_OOS and not any(r.label == oos for r in calibration):
+            raise DataError(f"task.objective={objective} needs out-of-scope examples, but no training or "
+                            f"validation record is labelled '{oos}' (task.oos_label); label some "
+                            f"'{oos}' or use objective=precision", field=self.data_options.label_column)
+        # Read the knowledge base before training so a bad FAQ file fails in seconds, not after training.
+        faq = read_faq(self.options.faq, self.labels_) if self.options.faq else []
+        super().fit(in_train, in_val)
+        self.build_index(in_train, faq)
+        self.calibrate(calibration)
+        return self
+
+    def build_index(self, train: Sequence[Any], faq: Sequence[FaqEntry] = ()) -> None:
+        """Index the training utterances and the FAQ questions with the fine-tuned backbone."""
+        self.check_is_fitted("model_")
+        texts = [r.text for r in train] + [e.question for e in faq]
+        meta = ([{"text": r.text, "intent": r.label, "source": "utterance"} for r in train]
+                + [{"text": e.question, "intent": e.intent, "answer": e.answer, "source": "faq"} for e in faq])
+        vectors = encode_texts(self.model_.backbone, self.tokenizer_, texts,
+                               max_length=self.config.training.max_length,
+                               batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+        self.index_ = VectorIndex(vectors.shape[1]).add(vectors, meta)
+        self._answers_from_index()
+
+    def _answers_from_index(self) -> None:
+        self.answers_: dict[str, str] = {}
+        for entry in self.index_.metadata:
+            if entry.get("source") == "faq" and entry.get("intent") and entry.get("answer"):
+                self.answers_.setdefault(entry["intent"], entry["answer"])
+
+    def calibrate(self, records: Sequence[Any]) -> None:
+        """Choose both thresholds on labelled records (out-of-scope ones labelled ``task.oos_label``)."""
+        outcomes = self.outcomes(records)
+        thresholds = calibrate(outcomes, self.options.objective, oos_recall_target=self.options.oos_recall_target,
+                               precision_target=self.options.precision_target)
+        self.thresholds_ = thresholds.as_state() | {"n_calibration": len(records),
+                                                    "n_out_of_scope": int(outcomes.is_oos.sum())}
+
+    def outcomes(self, records: Sequence[Any]) -> Outcomes:
+        """What the classifier and the retrieval each answer for labelled records (for calibration)."""
+        probs, vectors = self._forward(records)
+        hits = self.index_.search(vectors, self.options.top_k)
+        retrieved = [self._vote(h) for h in hits]
+        gold = np.array([r.label for r in records], dtype=object)
+        argmax = np.array([self.labels_[i] for i in probs.argmax(-1)], dtype=object)
+        return Outcomes(
+            confidence=probs.max(-1), classifier_correct=argmax == gold,
+            similarity=np.array([s for _, s in retrieved], dtype=np.float64),
+            retrieval_correct=np.array([i for i, _ in retrieved], dtype=object) == gold,
+            is_oos=gold == self.options.oos_label)
+
+    # ---- prediction ------------------------------------------------------------------------------
+    def _forward(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One pass of the fine-tuned backbone gives intent probabilities and the (mean-pooled, unit)
+        query embedding the index was built with, so the fallback costs no second forward pass."""
+        self.check_is_fitted("model_")
+        hidden_size = int(self.model_.backbone.config.hidden_size)
+        probs = np.zeros((len(records), len(self.labels_)), dtype=np.float64)
+        vectors = np.zeros((len(records), hidden_size), dtype=np.float32)
+        if not records:
+            return probs, vectors
+        features = self.encode(records, with_labels=False)
+        collator = self._collator()
+        order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
+        dev = next(self.model_.parameters()).device
+        size = self.config.training.eval_batch_size
+        self.model_.eval()
+        with torch.inference_mode(), autocast(self.precision_, dev):
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
+                batch = {k: v.to(dev) for k, v in batch.items()}
+                hidden = self.model_.backbone(**batch).last_hidden_state
+                logits = self.model_.head(hidden, batch["attention_mask"]).logits
+                probs[idx] = softmax(logits.float().cpu().numpy().astype(np.float64))
+                pooled = pool(hidden.float(), batch["attention_mask"], "mean")
+                vectors[idx] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+        return probs, vectors
+
+    @staticmethod
+    def _vote(hits: list[tuple[float, dict[str, Any]]]) -> tuple[str | None, float]:
+        """Similarity-weighted vote of the retrieved entries; returns (intent, best similarity for it)."""
+        totals: dict[str, float] = defaultdict(float)
+        best: dict[str, float] = {}
+        for similarity, meta in hits:
+            intent = meta.get("intent")
+            if intent:
+                totals[intent] += max(similarity, 0.0)
+                best[intent] = max(best.get(intent, -1.0), similarity)
+        if not totals:
+            return None, max((s for s, _ in hits), default=-1.0)
+        winner = max(totals, key=lambda name: (totals[name], best[name]))
+        return winner, best[winner]
+
+    def predict(self, records, *, fallback: bool | None = None):  # type: ignore[no-untyped-def,override]
+        """Predict intents; ``fallback=False`` gives the classifier alone (default: ``task.fallback``)."""
+        self.check_is_fitted("thresholds_")
+        use_fallback = self.options.fallback if fallback is None else fallback
+        probs, vectors = self._forward(records)
+        conf_t, sim_t = self.thresholds_["confidence"], self.thresholds_["similarity"]
+        low = np.flatnonzero(probs.max(-1) < conf_t) if use_fallback else np.zeros(0, dtype=int)
+        hits = dict(zip(low.tolist(), self.index_.search(vectors[low], self.options.top_k))) if len(low) else {}
+        out = []
+        for i, row in enumerate(probs):
+            top = int(row.argmax())
+            intent, confidence = self.labels_[top], float(row[top])
+            scores = {label: float(p) for label, p in zip(self.labels_, row)}
+            if i not in hits:
+                reason = (f"confidence {confidence:.3f} >= threshold {conf_t:.3f}" if use_fallback
+                          else "fallback disabled")
+                out.append(IntentPrediction(intent=intent, confidence=confidence, out_of_scope=False,
+                                            fallback=False, reason=reason, answer=self.answers_.get(intent),
+                                            scores=scores))
+                continue
+            matches = [self._match(s, m) for s, m in hits[i]]
+            voted, similarity = self._vote(hits[i])
+            why = f"confidence {confidence:.3f} < threshold {conf_t:.3f}; "
+            if voted is not None and similarity >= sim_t:
+                reason = why + f"retrieved intent '{voted}' at similarity {similarity:.3f} >= {sim_t:.3f}"
+                answer = self.answers_.get(voted)
+                out.append(IntentPrediction(intent=voted, confidence=confidence, out_of_scope=False,
+                                            fallback=True, reason=reason, answer=answer, matches=matches,
+                                            scores=scores))
+            else:
+                reason = why + f"best retrieval similarity {similarity:.3f} < {sim_t:.3f}: out of scope"
+                out.append(IntentPrediction(intent=self.options.oos_label, confidence=confidence,
+                                            out_of_scope=True, fallback=True, reason=reason, matches=matches,
+                                            scores=scores))
+        return out
+
+    def _match(self, similarity: float, meta: dict[str, Any]) -> Match:
+        intent = meta.get("intent")
+        answer = meta.get("answer") or (self.answers_.get(intent) if intent else None)
+        return Match(text=meta["text"], intent=intent, answer=answer, similarity=float(similarity),
+                     source=meta.get("source", "utterance"))
+
+    def decode(self, records, features, logits):  # type: ignore[no-untyped-def,override]
+        # Used while the classifier trains (model selection on in-scope validation): no fallback yet.
+        predictions = super().decode(records, features, logits)
+        return [IntentPrediction(intent=p.label, confidence=p.score, out_of_scope=False, fallback=False,
+                                 reason="classifier only", scores=p.scores) for p in predictions]
+
+    # ---- metrics -----------------------------------------------------------------------------------
+    def score(self, records, predictions):  # type: ignore[no-untyped-def,override]
+        oos = self.options.oos_label
+        y_true = [r.label for r in records]
+        y_pred = [p.intent for p in predictions]
+        labels = list(self.labels_) + ([oos] if oos in set(y_true) | set(y_pred) else [])
+        metrics, per_label, details = classification_metrics(y_true, y_pred, labels)
+        metrics = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+        gold_oos = np.array([t == oos for t in y_true], dtype=bool)
+        pred_oos = np.array([p.out_of_scope for p in predictions], dtype=bool)
+        correct = np.array([t == p for t, p in zip(y_true, y_pred)], dtype=bool)
+        if (~gold_oos).any():
+            metrics["in_scope_accuracy"] = float(correct[~gold_oos].mean())
+        # Out-of-scope rates are reported only where defined (a 0 for "no such examples" would lie).
+        if pred_oos.any():
+            metrics["oos_precision"] = float((gold_oos & pred_oos).sum() / pred_oos.sum())
+        if gold_oos.any():
+            recall = float((gold_oos & pred_oos).sum() / gold_oos.sum())
+            precision = metrics.get("oos_precision", 0.0)
+            metrics["oos_recall"] = recall
+            metrics["oos_f1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        metrics["fallback_rate"] = float(np.mean([p.fallback for p in predictions])) if predictions else 0.0
+        return Evaluation(task=self.task_name, n=len(records), metrics=metrics, per_label=per_label,
+                          details=details)
+
+    # ---- persistence -------------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        super().save(directory)
+        self.index_.save(directory, INDEX_NAME)
+
+    def state(self) -> dict[str, Any]:
+        sources = [m.get("source") for m in self.index_.metadata]
+        return super().state() | {
+            "oos_label": self.options.oos_label,
+            "thresholds": self.thresholds_,
+            "index": {"file": f"{INDEX_NAME}.faiss", "utterances": sources.count("utterance"),
+                      "faq": sources.count("faq")},
+        }
+
+    def load_state(self, directory: Path, state: dict[str, Any]) -> None:
+        super().load_state(directory, state)
+        self.index_ = VectorIndex.load(directory, INDEX_NAME)
+        self._answers_from_index()
+        self.thresholds_ = dict(state["thresholds"])

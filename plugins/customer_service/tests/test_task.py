@@ -1,0 +1,88 @@
+"""customer_service.intent end to end on tiny data: calibration, FAQ, fallback, bundle round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from verticals import BundleError, api
+
+from .data import FAST
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path, intent_data: dict[str, Path]) -> Any:
+    out = tmp_path_factory.mktemp("cs") / "bundle"
+    return api.train("customer_service.intent", intent_data["train"], validation=intent_data["validation"],
+                     output=out, overrides=[*FAST, f"task.faq={intent_data['faq']}"], backbone=str(tiny_backbone))
+
+
+def test_thresholds_and_objective_in_bundle_json(trained: Any) -> None:
+    info = json.loads((trained.path / "bundle.json").read_text())
+    thresholds = info["state"]["thresholds"]
+    assert thresholds["objective"] == "accuracy_at_oos_recall"
+    assert thresholds["target"] == 0.8
+    assert thresholds["n_out_of_scope"] == 12
+    assert info["labels"] == ["refund_status", "reset_password", "track_order"]  # never 'out_of_scope'
+    assert info["state"]["index"] == {"file": "fallback_index.faiss", "utterances": 48, "faq": 3}
+
+
+def test_calibrated_thresholds_reproduce_on_the_calibration_data(trained: Any, intent_data: dict[str, Path]) -> None:
+    # The training file has no out-of-scope rows, so the calibration data is exactly the validation file:
+    # the metrics promised by calibration must be what predict() then delivers on it.
+    achieved = trained.info.state["thresholds"]["achieved"]
+    metrics = trained.evaluate(intent_data["validation"]).metrics
+    for name in ("in_scope_accuracy", "oos_recall", "fallback_rate"):
+        assert metrics[name] == pytest.approx(achieved[name]), name
+    assert trained.info.state["thresholds"]["target_met"] == (achieved["oos_recall"] >= 0.8)
+
+
+def test_evaluate_reports_issue_metrics(trained: Any, intent_data: dict[str, Path]) -> None:
+    evaluation = trained.evaluate(intent_data["validation"])
+    assert {"accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision", "oos_f1",
+            "fallback_rate"} <= set(evaluation.metrics)
+    assert "out_of_scope" in evaluation.per_label and "track_order" in evaluation.per_label
+
+
+def test_prediction_object(trained: Any, intent_data: dict[str, Path]) -> None:
+    records = trained.task.read(intent_data["validation"])
+    predictions = trained.task.predict(records)
+    oos_label = trained.task.options.oos_label
+    assert any(p.fallback for p in predictions)
+    for p in predictions:
+        assert p.out_of_scope == (p.intent == oos_label)
+        assert p.fallback == bool(p.matches)  # matches are retrieved exactly when the fallback fires
+        if p.out_of_scope:
+            assert p.fallback and "out of scope" in p.reason
+        if p.fallback:
+            assert "< threshold" in p.reason
+            sims = [m.similarity for m in p.matches]
+            assert sims == sorted(sims, reverse=True) and len(sims) == 5
+        if not p.out_of_scope and p.intent in {"track_order", "reset_password"}:
+            assert p.answer  # FAQ answers are attached to their intents
+    plain = trained.task.predict(records, fallback=False)
+    assert not any(p.fallback or p.out_of_scope for p in plain)
+    assert [p.confidence for p in plain] == [p.confidence for p in predictions]
+    single = trained.predict_one("my parcel tracking please")
+    assert single.model_dump() == trained.predict(["my parcel tracking please"])[0].model_dump()
+
+
+def test_bundle_round_trip_includes_index(trained: Any, intent_data: dict[str, Path], tmp_path: Path) -> None:
+    manifest = json.loads((trained.path / "manifest.json").read_text())
+    listed = json.dumps(manifest)
+    assert "fallback_index.faiss" in listed and "fallback_index.json" in listed
+    loaded = api.load(trained.path)
+    records = loaded.task.read(intent_data["validation"])
+    before = [p.model_dump() for p in trained.task.predict(records)]
+    after = [p.model_dump() for p in loaded.task.predict(records)]
+    assert len(loaded.task.index_) == 51
+    assert json.dumps(before, sort_keys=True) == json.dumps(after, sort_keys=True)
+    copy = tmp_path / "tampered"
+    shutil.copytree(trained.path, copy)
+    meta = copy / "fallback_index.json"
+    meta.write_text(meta.read_text().replace("parcel", "parcels", 1))
+    with pytest.raises(BundleError):
+        api.load(copy)
