@@ -1,0 +1,261 @@
+"""``recommendation.scoring``: a text two-tower recommender with a FAISS index over the whole catalogue."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from verticals import DataError, Evaluation, TaskType
+from verticals.backbones import load_backbone, load_tokenizer, resolve_backbone
+from verticals.data import RawRecord
+from verticals.embeddings import encode_texts
+from verticals.errors import BundleError, ConfigError
+from verticals.retrieval import VectorIndex
+from verticals.runtime import configure_threads, resolve_precision
+
+from .catalogue import Catalogue, Histories, build_histories, check_items, is_positive, read_catalogue
+from .evaluation import rank_cases
+from .schema import InteractionRecord, RecommendationData, RecommendationOptions, Recommendations, ScoredItem
+from .towers import Pair, fit_two_tower, user_text
+
+BACKBONE_DIR = "backbone"
+INDEX_NAME = "items"
+HISTORIES_FILE = "histories.json"
+BASE_METRICS = ("hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full")
+
+
+class RecommendationTask(TaskType):
+    """Interactions + item catalogue in; ranked items per user out. Cold items are ranked from their text."""
+
+    name = "recommendation.scoring"
+    description = "Two-tower text recommender (item text / history text) with FAISS retrieval"
+    Record = InteractionRecord
+    Prediction = Recommendations
+    DataOptions = RecommendationData
+    Options = RecommendationOptions
+    metric_names: ClassVar[tuple[str, ...]] = BASE_METRICS
+    extra_metric_names: ClassVar[tuple[str, ...]] = tuple(
+        f"{m}_{part}" for part in ("warm", "cold") for m in BASE_METRICS
+    )
+    primary_metric = "hr@10"
+    label_field = None
+
+    # ---- data --------------------------------------------------------------------------------
+    def field_map(self) -> dict[str, str]:
+        d = self.data_options
+        return {"user": d.user_column, "item": d.item_column, "rating": d.rating_column,
+                "timestamp": d.timestamp_column}
+
+    def record_from_text(self, text: str) -> dict[str, Any]:
+        """A bare CLI argument is a user id."""
+        return {self.data_options.user_column: text}
+
+    def as_record(self, item: Any, index: int = 0) -> InteractionRecord:
+        # API/CLI requests may use field names ('user') even when the files use other column names.
+        if isinstance(item, dict):
+            item = dict(item)
+            for name, column in self.field_map().items():
+                if name in item and column not in item:
+                    item[column] = item.pop(name)
+        return super().as_record(item, index)  # type: ignore[return-value]
+
+    def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> InteractionRecord:
+        record = super().to_record(raw, require_labels=require_labels)
+        if require_labels and record.item is None:  # type: ignore[attr-defined]
+            column = self.data_options.item_column
+            found = ", ".join(map(str, raw.data)) or "none"
+            problem = "empty item id" if column in raw.data else f"missing column '{column}' (found: {found})"
+            raise DataError(f"{problem}; every interaction needs an item (data.item_column)",
+                            path=raw.path, line=raw.line, field=column)
+        return record  # type: ignore[return-value]
+
+    def check_split(self, records: Sequence[Any], split: str, raw_path: str | Path | None) -> None:
+        check_items(records, self._catalogue(), self.data_options, raw_path)
+
+    def _catalogue(self) -> Catalogue:
+        if not hasattr(self, "catalogue_"):
+            self.catalogue_ = read_catalogue(self.data_options)
+        return self.catalogue_
+
+    # ---- estimator ---------------------------------------------------------------------------
+    def prepare(self, train: Sequence[Any]) -> None:
+        """Read the catalogue and the training histories; every interaction must name a catalogue item."""
+        catalogue = self._catalogue()
+        check_items(train, catalogue, self.data_options)
+        self.histories_ = build_histories(train, catalogue, self.data_options)
+        if not any(self.histories_.positives.values()):
+            raise DataError(f"no positive interactions in the training data (rating >= "
+                            f"{self.data_options.positive_threshold}); lower data.positive_threshold",
+                            field=self.data_options.rating_column)
+        counts = np.zeros(len(catalogue), dtype=np.int64)
+        for seen in self.histories_.seen.values():
+            counts[seen] += 1
+        self.interaction_counts_ = counts
+
+    def _pairs(self) -> list[Pair]:
+        opts, texts = self.options, self.catalogue_.texts
+        pairs = []
+        for user in sorted(self.histories_.positives):
+            positives = self.histories_.positives[user]
+            first = 1 if opts.targets_per_user is None else max(1, len(positives) - opts.targets_per_user)
+            pairs.extend(Pair(user_text(texts, positives[:t], opts.history_length), positives[t])
+                         for t in range(first, len(positives)))
+        if len(pairs) < 2:
+            raise DataError("too few training pairs: the user tower learns from users with at least two positive "
+                            "interactions (a history and a next item); add interactions or lower "
+                            "data.positive_threshold", field=self.data_options.user_column)
+        return pairs
+
+    def fit(self, train: Sequence[Any], validation: Sequence[Any]) -> RecommendationTask:
+        training = self.config.training
+        if training.strategy != "full":
+            raise ConfigError(f"training.strategy={training.strategy} is not supported by {self.name}; use full")
+        configure_threads(training.num_threads)
+        random.seed(training.seed)
+        np.random.seed(training.seed)
+        torch.manual_seed(training.seed)
+        self.prepare(train)
+        self.precision_ = resolve_precision(training.precision)
+        self.backbone_path_ = str(resolve_backbone(training.backbone))
+        self.tokenizer_ = load_tokenizer(self.backbone_path_)
+        self.backbone_ = load_backbone(self.backbone_path_)
+        pairs = self._pairs()
+        log_q = None
+        if self.options.logq_correction:
+            counts = np.bincount([p.item for p in pairs], minlength=len(self.catalogue_)).astype(np.float64)
+            log_q = np.log((counts + 1.0) / (counts.sum() + len(counts)))
+        cases = [r for r in validation if is_positive(r, self.data_options.positive_threshold)]
+
+        def validate() -> float:
+            self._index_items()
+            return self._evaluate(cases, limit=self.options.max_validation_cases).metrics.get("hr@10", 0.0)
+
+        self.training_log_ = fit_two_tower(
+            self.backbone_, self.tokenizer_, pairs, self.catalogue_.texts, training=training,
+            temperature=self.options.temperature, item_max_length=self.options.item_max_length, log_q=log_q,
+            precision=self.precision_,
+            # a single epoch leaves nothing to select, so it skips the per-epoch validation pass
+            validate=validate if cases and training.epochs > 1 else None,
+        )
+        self._index_items()
+        return self
+
+    def _encode(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        return encode_texts(self.backbone_, self.tokenizer_, texts, max_length=max_length,
+                            batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+
+    def _index_items(self) -> None:
+        vectors = self._encode(self.catalogue_.texts, self.options.item_max_length)
+        self.item_vectors_ = vectors
+        self.index_ = VectorIndex(vectors.shape[1]).add(
+            vectors, [{"item": i, "text": t} for i, t in zip(self.catalogue_.ids, self.catalogue_.texts)])
+
+    # ---- prediction --------------------------------------------------------------------------
+    def _history(self, record: InteractionRecord) -> list[int]:
+        path, line = record.origin()
+        if record.history:
+            return [self.catalogue_.position(i, path=path, line=line, field="history") for i in record.history]
+        positives = self.histories_.positives.get(record.user)
+        if not positives:
+            known = "has no positive interactions" if record.user in self.histories_.seen else "is unknown"
+            raise DataError(f"user '{record.user}' {known} in the training data, so there is nothing to build "
+                            f"the user from; pass 'history' (liked item ids) with the request",
+                            path=path, line=line, field=self.data_options.user_column)
+        return positives
+
+    def user_vectors(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
+        """User-tower embeddings of the given positive histories (item rows, most recent last)."""
+        texts = [user_text(self.catalogue_.texts, h, self.options.history_length) for h in histories]
+        return self._encode(texts, self.config.training.max_length)
+
+    def predict(self, records: Sequence[Any]) -> list[Recommendations]:
+        self.check_is_fitted("index_")
+        histories = [self._history(r) for r in records]
+        vectors = self.user_vectors(histories)
+        out = []
+        for record, history, vector in zip(records, histories, vectors):
+            path, line = record.origin()
+            if record.items:
+                rows = [self.catalogue_.position(i, path=path, line=line, field="items") for i in record.items]
+                scores = self.item_vectors_[rows] @ vector
+                ranked = sorted(zip(scores.tolist(), rows), key=lambda pair: (-pair[0], pair[1]))
+            else:
+                excluded: set[int] = set()
+                if record.exclude_seen:  # the given history and every training interaction of the user
+                    excluded.update(history, self.histories_.seen.get(record.user, []))
+                k = record.k or self.options.k
+                hits = self.index_.search_one(vector, min(len(self.catalogue_), k + len(excluded)))
+                ranked = [(s, self.catalogue_.index[m["item"]]) for s, m in hits]
+                ranked = [(s, row) for s, row in ranked if row not in excluded][:k]
+            out.append(Recommendations(user=record.user, items=[
+                ScoredItem(item=self.catalogue_.ids[row], score=float(s), cold=bool(self.interaction_counts_[row] == 0),
+                           text=self.catalogue_.texts[row]) for s, row in ranked]))
+        return out
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluate(self, records: Sequence[Any]) -> Evaluation:
+        """Leave-out ranking metrics: each positive against sampled negatives, and full-catalogue top-10."""
+        self.check_is_fitted("index_")
+        return self._evaluate([r for r in records if is_positive(r, self.data_options.positive_threshold)])
+
+    def _evaluate(self, positives: Sequence[InteractionRecord], limit: int | None = None) -> Evaluation:
+        seed = self.options.eval_seed if self.options.eval_seed is not None else self.config.training.seed
+        return rank_cases(self, positives, seed=seed, limit=limit)
+
+    def score(self, records: Sequence[Any], predictions: Sequence[Any]) -> Evaluation:
+        """Full-ranking recall@10/NDCG@10 of given top-k predictions against the records' positives."""
+        from .ranking import full_ranking_metrics
+
+        relevant: dict[str, set[str]] = {}
+        for r in records:
+            if r.item is not None and is_positive(r, self.data_options.positive_threshold):
+                relevant.setdefault(r.user, set()).add(r.item)
+        tops: dict[str, list[str]] = {}
+        for p in predictions:
+            tops.setdefault(p.user, [s.item for s in p.items])
+        users = [u for u in relevant if u in tops]
+        metrics = full_ranking_metrics([tops[u] for u in users], [relevant[u] for u in users])
+        return Evaluation(task=self.task_name, n=len(users), metrics=metrics)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        self.check_is_fitted("index_")
+        self.backbone_.save_pretrained(directory / BACKBONE_DIR, safe_serialization=True)
+        self.tokenizer_.save_pretrained(directory / BACKBONE_DIR)
+        self.index_.save(directory, INDEX_NAME)
+        payload = {"histories": self.histories_.to_json(self.catalogue_),
+                   "interaction_counts": self.interaction_counts_.tolist()}
+        (directory / HISTORIES_FILE).write_text(json.dumps(payload, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def state(self) -> dict[str, Any]:
+        return {"items": len(self.catalogue_), "users": len(self.histories_.seen),
+                "cold_items": int((self.interaction_counts_ == 0).sum()),
+                "training_log": getattr(self, "training_log_", {})}
+
+    def summary(self) -> dict[str, Any]:
+        return {"precision": self.precision_, "parameters": int(sum(p.numel() for p in self.backbone_.parameters())),
+                "backbone": {"source": self.config.training.backbone,
+                             "model_type": getattr(self.backbone_.config, "model_type", None)},
+                "towers": "shared backbone, mean pooling, cosine score"}
+
+    def load_state(self, directory: Path, state: dict[str, Any]) -> None:
+        self.index_ = VectorIndex.load(directory, INDEX_NAME)
+        ids = [m["item"] for m in self.index_.metadata]
+        self.catalogue_ = Catalogue(ids, [m["text"] for m in self.index_.metadata])
+        self.item_vectors_ = self.index_.index.reconstruct_n(0, len(self.index_))
+        try:
+            payload = json.loads((directory / HISTORIES_FILE).read_text(encoding="utf-8"))
+            self.histories_ = Histories.from_json(payload["histories"], self.catalogue_)
+            self.interaction_counts_ = np.asarray(payload["interaction_counts"], dtype=np.int64)
+        except (OSError, KeyError, ValueError) as exc:
+            raise BundleError(f"{directory / HISTORIES_FILE}: unreadable user histories ({exc})") from None
+        self.tokenizer_ = load_tokenizer(directory / BACKBONE_DIR)
+        self.backbone_ = load_backbone(directory / BACKBONE_DIR)
+        self.backbone_.eval()
+        configure_threads(self.config.training.num_threads)
+        self.precision_ = resolve_precision(self.config.training.precision)
