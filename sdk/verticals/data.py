@@ -101,6 +101,17 @@ def read_delimited(path: str | Path, delimiter: str = ",", encoding: str = "utf-
     return records
 
 
+def parse_json_line(line: str, path: str | Path, number: int) -> RawRecord:
+    """One JSONL line as a record, or a DataError naming the file and line."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON ({exc.msg}); expected one object per line", path=path, line=number) from None
+    if not isinstance(item, dict):
+        raise DataError(f"expected a JSON object, found {type(item).__name__}", path=path, line=number)
+    return RawRecord(str(path), number, item)
+
+
 def read_jsonl(path: str | Path, encoding: str = "utf-8") -> list[RawRecord]:
     text = read_text(path, encoding)
     records: list[RawRecord] = []
@@ -118,14 +129,7 @@ def read_jsonl(path: str | Path, encoding: str = "utf-8") -> list[RawRecord]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg}); expected one object per line", path=path,
-                            line=number) from None
-        if not isinstance(item, dict):
-            raise DataError(f"expected a JSON object, found {type(item).__name__}", path=path, line=number)
-        records.append(RawRecord(str(path), number, item))
+        records.append(parse_json_line(line, path, number))
     if not records:
         raise DataError("file is empty; expected at least one record", path=path)
     return records

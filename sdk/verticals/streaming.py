@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .data import EXTENSION_FORMATS, RawRecord
+from .data import EXTENSION_FORMATS, RawRecord, parse_json_line
 from .errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -109,15 +109,9 @@ def _iter_jsonl(path: Path, encoding: str, progress: _Progress) -> Iterator[RawR
         if not found and line.lstrip().startswith("["):
             raise DataError("a JSON array cannot be streamed; write one object per line (JSONL)", path=path,
                             line=number)
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON ({exc.msg}); expected one object per line", path=path,
-                            line=number) from None
-        if not isinstance(item, dict):
-            raise DataError(f"expected a JSON object, found {type(item).__name__}", path=path, line=number)
+        record = parse_json_line(line, path, number)
         found = True
-        yield RawRecord(str(path), number, item)
+        yield record
     if not found:
         raise DataError("file is empty; expected at least one record", path=path)
 
