@@ -27,25 +27,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from _common import data_dir, write_csv
 
 TASK = "customer_service.intent"
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("VERTICALS_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(handle)]
-
-
-def write_csv(rows: list[dict[str, str]], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def split(rows: list[dict[str, str]], seed: int, max_per_intent: int | None) -> tuple[list, list]:

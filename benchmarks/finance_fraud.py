@@ -12,21 +12,17 @@ split by time 70/15/15, ours with and without its text columns beside the same b
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import data_dir
 
 ULB_FEATURES = ["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount"]
 AWS_NUMERIC = ["order_price", "billing_latitude", "billing_longitude"]
 AWS_CATEGORICAL = ["product_category", "billing_state", "payment_currency", "card_bin"]
 AWS_TEXT = ["merchant", "customer_job", "user_agent"]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("VERTICALS_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -11,17 +11,12 @@ same test split in one run. The baseline is ``AutoModelForSequenceClassification
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("VERTICALS_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+from _common import data_dir, write_csv
 
 
 def split(rows: list[dict[str, str]], seed: int) -> tuple[list, list, list]:
@@ -31,14 +26,6 @@ def split(rows: list[dict[str, str]], seed: int) -> tuple[list, list, list]:
     train, rest = train_test_split(rows, test_size=0.2, random_state=seed, stratify=labels)
     validation, test = train_test_split(rest, test_size=0.5, random_state=seed, stratify=[r["label"] for r in rest])
     return train, validation, test
-
-
-def write_csv(rows: list[dict[str, str]], path: Path) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def run_pack(train: Path, validation: Path, test: Path, work: Path, overrides: list[str]) -> dict[str, float]:

@@ -21,19 +21,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import data_dir
 
 TASK = "recommendation.scoring"
 METRICS = ("hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full")
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("VERTICALS_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 def split(ratings: Path, *, seed: int, max_users: int | None, cold_fraction: float) -> dict[str, list[tuple]]:

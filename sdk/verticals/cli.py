@@ -120,7 +120,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     extra = {key: value for key, value in (vars(args).get("field") or [])}
     inputs: list[Any] = []
     if args.input:
-        inputs.extend(r.model_dump() for r in predictor.task.read(args.input, require_labels=False))
+        # Records are validated once here; predict() takes them as they are.
+        inputs.extend(predictor.task.read(args.input, require_labels=False))
     inputs.extend(args.text)
     if not inputs and extra:
         inputs.append(extra)
@@ -139,7 +140,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _print_json(rows)
     else:
         for item, prediction in zip(inputs, predictions):
-            shown = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)[:80]
+            data = item.model_dump() if hasattr(item, "model_dump") else item
+            shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)[:80]
             print(f"{_summary(prediction)}\t{shown}")
     return 0
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..backbones import load_tokenizer, resolve_backbone
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..inference import Collator, predict_logits
 from ..model import VerticalsModel, apply_strategy, load_model, save_model
 from ..runtime import configure_threads, resolve_precision
@@ -179,7 +179,3 @@ def check_labels_known(records: Sequence[BaseModel], labels: Sequence[str], spli
                     path=origin_path or path, line=origin_line or index, field=field,
                 )
 
-
-def require_tokens(tokenizer: Any) -> None:
-    if tokenizer.pad_token_id is None:
-        raise ConfigError("backbone tokenizer has no padding token")
