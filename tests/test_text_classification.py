@@ -108,8 +108,13 @@ def test_strategies(tmp_path, tiny_backbone, text_data, strategy):
         key = next(k for k in original if "word_embeddings" in k)
         assert (saved[key] == original[key]).all(), "head-only must not change backbone weights"
     else:
-        names = (tmp_path / strategy / "backbone" / "model.safetensors")
-        assert names.exists()  # adapters merged into a plain backbone
+        from safetensors.torch import load_file
+
+        saved = load_file(str(tmp_path / strategy / "backbone" / "model.safetensors"))
+        assert not [k for k in saved if "lora" in k.lower()], "adapters must be merged into a plain backbone"
+        original = load_file(str(tiny_backbone / "model.safetensors"))
+        key = next(k for k in original if k.endswith("attention.self.query.weight"))
+        assert not (saved[key] == original[key]).all(), "merged LoRA deltas must change the query weights"
 
 
 def test_resume_from_checkpoint(tmp_path, tiny_backbone, text_data):
