@@ -1,12 +1,14 @@
 """Speed on Banking77: plain transformers (Trainer, pipeline) vs Verticals, measured in one run.
 
-    python benchmarks/speed.py [--epochs 2] [--max-train N] [--queries 500]
+    python benchmarks/speed.py [--epochs 2] [--max-train N] [--queries 500] [--engines torch onnx onnx-int8]
 
 Each phase runs in its own process so its peak RSS is its own. Plain = `transformers.Trainer` with its
 default TrainingArguments (fp32, batch 8, lr 5e-5) and `pipeline("text-classification")`; ours =
 `verticals.train("text-classification")` with core defaults (bf16 autocast where the CPU has it,
 length-grouped dynamic batches of 32) and `Predictor.predict` / `predict_one`. Same backbone (embedded
-all-MiniLM-L6-v2), same data, same epochs.
+all-MiniLM-L6-v2), same data, same epochs. Our trained bundle is then served by each inference engine
+(`verticals.load(..., engine=...)`: torch with bf16 autocast where fast, ONNX Runtime fp32, ONNX Runtime
+int8); accuracy changes are given against ONNX fp32, which reproduces PyTorch fp32 to ~1e-6.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 DATA = Path(os.environ.get("VERTICALS_DATA", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 BANKING = DATA / "banking77"
@@ -125,10 +128,10 @@ def ours_train(args: argparse.Namespace, workdir: str) -> dict:
             "note": "wall time includes reading, validation split, checkpoints and bundle writing"}
 
 
-def ours_inference(args: argparse.Namespace, workdir: str) -> dict:
+def ours_inference(args: argparse.Namespace, workdir: str, engine: str) -> dict:
     import verticals
 
-    predictor = verticals.load(Path(workdir) / "ours")
+    predictor = verticals.load(Path(workdir) / "ours", engine=engine)
     test_texts, test_labels = read(BANKING / "test.csv")
     predictor.predict(test_texts[:64])  # warm-up, as a server would
     start = time.perf_counter()
@@ -144,17 +147,23 @@ def ours_inference(args: argparse.Namespace, workdir: str) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
-def _child(name: str, args: argparse.Namespace, workdir: str, queue: mp.Queue) -> None:
-    queue.put(globals()[name](args, workdir))
+def _child(name: str, args: argparse.Namespace, workdir: str, queue: mp.Queue, extra: tuple) -> None:
+    queue.put(globals()[name](args, workdir, *extra))
 
 
-def run_phase(name: str, args: argparse.Namespace, workdir: str) -> dict:
+def run_phase(name: str, args: argparse.Namespace, workdir: str, *extra: str) -> dict:
     queue: mp.Queue = mp.get_context("spawn").Queue()
-    process = mp.get_context("spawn").Process(target=_child, args=(name, args, workdir, queue))
+    process = mp.get_context("spawn").Process(target=_child, args=(name, args, workdir, queue, extra))
     process.start()
-    result = queue.get()
+    while True:  # a phase that dies (e.g. killed for memory) must not leave us waiting forever
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise SystemExit(f"phase {name} {' '.join(extra)} died with exit code {process.exitcode}") from None
     process.join()
-    print(f"  {name}: done", file=sys.stderr, flush=True)
+    print(f"  {name} {' '.join(extra)}: done", file=sys.stderr, flush=True)
     return result
 
 
@@ -169,6 +178,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--max-train", type=int, default=None, help="subsample training rows (seeded)")
     parser.add_argument("--queries", type=int, default=500, help="single queries for latency")
+    parser.add_argument("--engines", nargs="+", default=["torch", "onnx", "onnx-int8"],
+                        choices=["torch", "onnx", "onnx-int8"], help="inference engines to measure our bundle on")
     parser.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     args = parser.parse_args()
     if not (BANKING / "train.csv").exists():
@@ -179,24 +190,39 @@ def main() -> int:
     from verticals.runtime import available_cores, resolve_precision
 
     with tempfile.TemporaryDirectory() as workdir:
-        results = {name: run_phase(name, args, workdir)
-                   for name in ("plain_train", "ours_train", "plain_inference", "ours_inference")}
-    pt, ot, pi, oi = (results[k] for k in ("plain_train", "ours_train", "plain_inference", "ours_inference"))
+        results = {name: run_phase(name, args, workdir) for name in ("plain_train", "ours_train", "plain_inference")}
+        engines = {engine: run_phase("ours_inference", args, workdir, engine) for engine in args.engines}
+    results["ours_inference"] = engines
+    pt, ot, pi = (results[k] for k in ("plain_train", "ours_train", "plain_inference"))
     print(f"\nBanking77, all-MiniLM-L6-v2, {args.epochs:g} epochs, {available_cores()} cores, torch {torch.__version__}, "
           f"our precision: {resolve_precision('auto')}")
     print(f"{'':34}{'plain transformers':>20}{'verticals':>14}{'ratio':>9}")
     rows = [
         ("training examples/s", pt["train_examples_per_s"], ot["train_examples_per_s"]),
         ("test accuracy after training", pt["accuracy"], ot["accuracy"]),
-        ("batch inference sentences/s", pi["sentences_per_s"], oi["sentences_per_s"]),
-        ("single query p50 (ms)", percentile(pi["latencies"], 50), percentile(oi["latencies"], 50)),
-        ("single query p99 (ms)", percentile(pi["latencies"], 99), percentile(oi["latencies"], 99)),
         ("peak RSS training (MB)", pt["peak_rss_mb"], ot["peak_rss_mb"]),
-        ("peak RSS inference (MB)", pi["peak_rss_mb"], oi["peak_rss_mb"]),
     ]
     for label, plain, ours in rows:
         print(f"{label:<34}{plain:>20.3f}{ours:>14.3f}{ours / plain:>8.2f}x")
-    print(f"(ours batch-inference accuracy on test: {oi['accuracy']:.4f}; {ot['note']})")
+
+    print("\nInference on the 3080 test sentences: plain pipeline() on the plain model; our bundle per engine")
+    columns = ["pipeline()", *(f"ours:{e}" for e in engines)]
+    print(f"{'':30}" + "".join(f"{c:>16}" for c in columns))
+    reference = engines.get("onnx", {}).get("accuracy")
+    inference_rows = [
+        ("batch sentences/s", [pi["sentences_per_s"], *(r["sentences_per_s"] for r in engines.values())], "{:.1f}"),
+        ("  x pipeline()", [1.0, *(r["sentences_per_s"] / pi["sentences_per_s"] for r in engines.values())],
+         "{:.2f}x"),
+        ("test accuracy", [float("nan"), *(r["accuracy"] for r in engines.values())], "{:.4f}"),
+        ("  change vs fp32 (pt)", [float("nan"), *((r["accuracy"] - reference) * 100 if reference is not None
+                                                   else float("nan") for r in engines.values())], "{:+.2f}"),
+        ("single query p50 (ms)", [percentile(r["latencies"], 50) for r in (pi, *engines.values())], "{:.2f}"),
+        ("single query p99 (ms)", [percentile(r["latencies"], 99) for r in (pi, *engines.values())], "{:.2f}"),
+        ("peak RSS (MB)", [r["peak_rss_mb"] for r in (pi, *engines.values())], "{:.0f}"),
+    ]
+    for label, values, fmt in inference_rows:
+        print(f"{label:<30}" + "".join(f"{fmt.format(v) if v == v else '-':>16}" for v in values))
+    print(f"({ot['note']}; the plain model's test accuracy is in the training table)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

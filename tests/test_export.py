@@ -88,3 +88,48 @@ def test_cli_export(bundles: dict[str, Path], tmp_path: Path, capsys: pytest.Cap
         assert main(["export", str(bundles["ner"]), "--output", str(tmp_path / "x")]) == 2  # exists
         assert "already exists" in capsys.readouterr().err
         assert main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "y")]) == 2
+
+
+# ---- inference engines (verticals.engines): the same bundle on ONNX Runtime --------------------------
+TEXTS = ["good service today", "rude and slow service", "Take aspirin for pain", "ok"]
+
+
+@pytest.mark.parametrize("name", ["tc", "ner"])
+def test_onnx_engine_matches_torch(bundles: dict[str, Path], name: str) -> None:
+    with only_plugins():
+        torch_predictor = verticals.load(bundles[name], engine="torch")
+        onnx_predictor = verticals.load(bundles[name], engine="onnx")
+    torch_predictor.task.precision_ = "fp32"
+    assert onnx_predictor.engine == "onnx" and "engine='onnx'" in repr(onnx_predictor)
+    assert onnx_predictor.task.model_.backbone.parity < 1e-4
+    expected, got = torch_predictor.predict(TEXTS), onnx_predictor.predict(TEXTS)
+    if name == "tc":
+        assert [p.label for p in got] == [p.label for p in expected]
+        assert [p.score for p in got] == pytest.approx([p.score for p in expected], abs=1e-4)
+        one = onnx_predictor.predict_one(TEXTS[1])  # batch of one: the latency path
+        assert one.label == expected[1].label and one.score == pytest.approx(expected[1].score, abs=1e-4)
+    else:
+        assert [p.tags for p in got] == [p.tags for p in expected]
+
+
+def test_int8_engine_and_auto(bundles: dict[str, Path]) -> None:
+    with only_plugins():
+        int8 = verticals.load(bundles["tc"], engine="onnx-int8")
+        auto = verticals.load(bundles["tc"], engine="auto")
+    assert int8.engine == "onnx-int8" and len(int8.predict(TEXTS)) == len(TEXTS)
+    assert all(0.0 <= p.score <= 1.0 for p in int8.predict(TEXTS))
+    assert auto.engine == "onnx"  # no CUDA here and onnxruntime is installed (this module skips without it)
+
+
+def test_engine_cli_and_errors(bundles: dict[str, Path], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": "ok"}) + "\n" for t in ["good service", "fine day"]))
+    with only_plugins():
+        assert main(["evaluate", str(bundles["tc"]), "--data", str(data), "--engine", "onnx", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["n"] == 2
+        with pytest.raises(SystemExit) as exc:
+            main(["predict", str(bundles["tc"]), "hello", "--engine", "tensorrt"])
+        assert exc.value.code == 2
+        with pytest.raises(verticals.ConfigError, match="unknown engine"):
+            verticals.load(bundles["tc"], engine="tensorrt")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import os
 import socket
@@ -84,6 +86,9 @@ def test_health_and_models(server, bundles) -> None:  # type: ignore[no-untyped-
     assert models["sentiment"]["data"]["train"]["records"] == 48
     assert "validation" in models["sentiment"]["metrics"]
     assert models["ner"]["predict_url"] == "/v1/models/ner/predict"
+    # serve's default engine 'auto' runs the encoders on ONNX Runtime where it is installed
+    expected_engine = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    assert {m["engine"] for m in models.values()} == {expected_engine}
     assert server.get("/v1/models/ner").json()["task_type"] == "token-classification"
     assert server.get("/v1/models/nope").status_code == 404
 

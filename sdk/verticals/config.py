@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")
+"""Inference engines for a loaded bundle (see verticals.engines); chosen at load/serve time, not training."""
 
 
 class _Strict(BaseModel):

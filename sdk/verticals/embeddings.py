@@ -11,7 +11,7 @@ import torch
 
 from .heads.sequence import pool
 from .inference import Collator
-from .runtime import autocast
+from .runtime import autocast, module_device
 
 
 def encode_texts(
@@ -33,7 +33,7 @@ def encode_texts(
     features = [{k: encoded[k][i] for k in encoded.keys()} for i in range(len(texts))]
     collator = Collator(tokenizer.pad_token_id or 0)
     order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
-    dev = next(backbone.parameters()).device
+    dev = module_device(backbone)
     out = np.zeros((len(texts), int(backbone.config.hidden_size)), dtype=np.float32)
     backbone.eval()
     with torch.inference_mode(), autocast(precision, dev):

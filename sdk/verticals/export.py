@@ -9,28 +9,18 @@ padded batch of a different size and length than the one traced). Needs ``pip in
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from .bundle import atomic_directory
-from .errors import ConfigError, VerticalsError
+from .engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
+from .errors import ConfigError
 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
 DEFAULT_TOLERANCE = 1e-4
-
-# Varied lengths so the traced and the checked batches both contain padding.
-_TRACE_TEXTS = ["Short one.", "A somewhat longer sentence that needs more word pieces than the first one."]
-_CHECK_TEXTS = [
-    "The payment did not arrive and I would like to know why.",
-    "ok",
-    "Patients with type 2 diabetes received metformin twice daily for twelve weeks in Boston.",
-    "Shares of Acme Corp fell 3 percent after the quarterly report.",
-    "Where is my card?",
-]
 
 
 class ExportResult(BaseModel):
@@ -45,12 +35,6 @@ class ExportResult(BaseModel):
     max_abs_diff: float = Field(description="Max |logits_onnx - logits_torch| on the check batch.")
     tolerance: float
     check_batch: list[int] = Field(description="Shape [batch, sequence] of the parity-check batch.")
-
-
-class ParityError(VerticalsError):
-    """ONNX Runtime's logits differ from PyTorch's by more than the tolerance."""
-
-    exit_code = 1
 
 
 def _logits_module(model: Any, use_token_types: bool) -> Any:
@@ -78,11 +62,9 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
                 overwrite: bool = False) -> ExportResult:
     """Export the bundle at ``bundle`` to the directory ``output``; raise :class:`ParityError` if the
     ONNX model's logits differ from PyTorch's by more than ``tolerance``."""
-    try:
-        import onnxruntime as ort
-        import torch
-    except ImportError:
-        raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'verticals[export]'") from None
+    ort = require_onnxruntime()
+    import torch
+
     from .api import load
     from .tasks.transformer import TransformerTask
 
@@ -92,21 +74,17 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
         raise ConfigError(f"{bundle}: ONNX export supports transformer tasks (text and token classification); "
                           f"'{predictor.info.task_type}' keeps state outside the network")
     model = task.model_.float().eval()
-    trace = _batch(task, _TRACE_TEXTS)
-    check = _batch(task, _CHECK_TEXTS)
+    trace = _batch(task, TRACE_TEXTS)
+    check = _batch(task, CHECK_TEXTS)
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in trace]
     wrapper = _logits_module(model, "token_type_ids" in names)
     token_logits = model(**{k: trace[k] for k in names}).logits.dim() == 3
     dynamic = {k: {0: "batch", 1: "sequence"} for k in names}
     dynamic["logits"] = {0: "batch", 1: "sequence"} if token_logits else {0: "batch"}
 
-    with atomic_directory(output, overwrite) as tmp, warnings.catch_warnings():
-        # The TorchScript exporter warns about traced Python conditionals in attention code; the
-        # parity check on a batch of another shape below is what shows the graph generalises.
-        warnings.simplefilter("ignore")
+    with atomic_directory(output, overwrite) as tmp:
+        export_graph(wrapper, {k: trace[k] for k in names}, "logits", dynamic, tmp / MODEL_FILE, opset)
         with torch.no_grad():
-            torch.onnx.export(wrapper, tuple(trace[k] for k in names), str(tmp / MODEL_FILE), input_names=names,
-                              output_names=["logits"], dynamic_axes=dynamic, opset_version=opset, dynamo=False)
             expected = wrapper(*(check[k] for k in names)).numpy()
         session = ort.InferenceSession(str(tmp / MODEL_FILE), providers=["CPUExecutionProvider"])
         (got,) = session.run(["logits"], {k: check[k].numpy() for k in names})

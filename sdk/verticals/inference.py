@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .runtime import autocast, device
+from .runtime import autocast, module_device
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -60,10 +60,11 @@ def predict_logits(
     """
     if not features:
         return []
-    dev = next(model.parameters()).device if any(True for _ in model.parameters()) else device()
+    dev = module_device(model)
     order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
     out: list[np.ndarray | None] = [None] * len(features)
-    model.eval()
+    if model.training:
+        model.eval()
     batches = range(0, len(order), batch_size)
     if progress:
         from tqdm.auto import tqdm

@@ -15,10 +15,12 @@ from .tasks.base import Evaluation, TaskType
 class Predictor:
     """A fitted task plus its bundle description. ``predict`` takes a list and returns typed predictions."""
 
-    def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None) -> None:
+    def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None, engine: str = "torch") -> None:
         self.task = task
         self.info = info
         self.path = path
+        self.engine = engine
+        """Where the encoder runs at inference: 'torch', 'onnx' or 'onnx-int8' (see verticals.engines)."""
 
     @property
     def labels(self) -> list[str]:
@@ -48,4 +50,5 @@ class Predictor:
         return self.task.evaluate(records)
 
     def __repr__(self) -> str:
-        return f"Predictor(task={self.info.task!r}, labels={len(self.info.labels)}, path={self.path})"
+        return (f"Predictor(task={self.info.task!r}, labels={len(self.info.labels)}, path={self.path}, "
+                f"engine={self.engine!r})")

@@ -12,6 +12,11 @@ def device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where ``module``'s weights live; CPU for a module without PyTorch weights (an ONNX Runtime backbone)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
 def bf16_is_fast(dev: torch.device | None = None) -> bool:
     """True where bf16 runs on native units: CUDA with bf16, or a CPU with AMX tiles or AVX512-BF16."""
     dev = dev or device()

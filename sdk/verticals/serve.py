@@ -58,6 +58,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, dict[str, float]]
     data: dict[str, Any] = Field(description="Fingerprints of the training/validation/test data.")
     created_at: str
+    engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
     predict_url: str
 
 
@@ -180,8 +181,10 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
     return request, response
 
 
-def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None) -> Any:
-    """A FastAPI app serving the given bundles (paths, or already loaded predictors)."""
+def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
+               engine: str = "auto") -> Any:
+    """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
+    paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency)."""
     fastapi = _require_fastapi()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -192,7 +195,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     limits = limits or ServeLimits()
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
-    predictors = [b if isinstance(b, Predictor) else load(b) for b in bundles]
+    predictors = [b if isinstance(b, Predictor) else load(b, engine=engine) for b in bundles]
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
@@ -213,7 +216,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         return ModelInfo(name=name, task=bundle.task, task_type=bundle.task_type, pack=bundle.pack,
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
                          metrics=bundle.metrics, data=bundle.data, created_at=bundle.created_at,
-                         predict_url=f"/v1/models/{name}/predict")
+                         engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -316,9 +319,9 @@ def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits
 
 
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
-        limits: ServeLimits | None = None, log_level: str = "info") -> None:
+        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto") -> None:
     """Serve bundles with uvicorn until interrupted."""
-    app = create_app(bundles, limits)
+    app = create_app(bundles, limits, engine)
     try:
         import uvicorn
     except ImportError:

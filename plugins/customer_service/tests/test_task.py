@@ -86,3 +86,16 @@ def test_bundle_round_trip_includes_index(trained: Any, intent_data: dict[str, P
     meta.write_text(meta.read_text().replace("parcel", "parcels", 1))
     with pytest.raises(BundleError):
         api.load(copy)
+
+
+def test_onnx_engine_gives_the_same_answers(trained: Any, intent_data: dict[str, Path]) -> None:
+    """The low-latency engine swaps only the encoder: intents, fallback decisions and matches are unchanged."""
+    pytest.importorskip("onnxruntime")
+    torch_run, onnx_run = api.load(trained.path, engine="torch"), api.load(trained.path, engine="onnx")
+    torch_run.task.precision_ = "fp32"  # compare like with like (ONNX Runtime runs fp32)
+    records = onnx_run.task.read(intent_data["validation"])
+    expected, got = torch_run.task.predict(records), onnx_run.task.predict(records)
+    assert [(p.intent, p.fallback, p.out_of_scope) for p in got] == [
+        (p.intent, p.fallback, p.out_of_scope) for p in expected]
+    assert [p.confidence for p in got] == pytest.approx([p.confidence for p in expected], abs=1e-4)
+    assert [[m.text for m in p.matches] for p in got] == [[m.text for m in p.matches] for p in expected]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..config import DataConfig, RunConfig, validate_section
 from ..data import RawRecord, read_raw
-from ..errors import DataError, NotFittedError
+from ..errors import ConfigError, DataError, NotFittedError
 from ..specs import TaskSpec
 
 SelfTask = TypeVar("SelfTask", bound="TaskType")
@@ -199,6 +199,12 @@ class TaskType(ABC):
     def summary(self) -> dict[str, Any]:
         """Extra fields for bundle.json that describe the trained model (precision, parameters...)."""
         return {}
+
+    def use_engine(self, engine: str) -> None:
+        """Run inference on ``engine`` ('torch', 'onnx', 'onnx-int8'; see :mod:`verticals.engines`).
+        Tasks whose network is a plain transformer encoder support all three; others only 'torch'."""
+        if engine != "torch":
+            raise ConfigError(f"task type '{type(self).__name__}' runs on the torch engine only, not '{engine}'")
 
     @classmethod
     def load(cls: type[SelfTask], directory: Path, config: RunConfig, state: dict[str, Any],

@@ -15,7 +15,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..backbones import load_tokenizer, resolve_backbone
-from ..errors import DataError
+from ..engines import OnnxBackbone, onnx_backbone
+from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
 from ..model import VerticalsModel, apply_strategy, load_model, save_model
 from ..runtime import configure_threads, resolve_precision
@@ -156,6 +157,16 @@ class TransformerTask(TaskType):
         return {"precision": self.precision_, "parameters": int(params),
                 "backbone": {"source": self.config.training.backbone,
                              "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+
+    def use_engine(self, engine: str) -> None:
+        self.check_is_fitted("model_")
+        if engine == "torch":
+            if isinstance(self.model_.backbone, OnnxBackbone):
+                raise ConfigError("this task already runs on ONNX Runtime; load the bundle again for torch")
+            return
+        threads = configure_threads(self.config.training.num_threads)
+        self.model_.backbone = onnx_backbone(self.model_.backbone, self.tokenizer_, engine, num_threads=threads)
+        self.precision_ = "fp32"  # ONNX Runtime returns fp32 states; autocast over the small head only costs
 
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         self.labels_ = list(state["labels"])

@@ -23,7 +23,7 @@ from verticals.heads.sequence import pool
 from verticals.inference import MODEL_KEYS
 from verticals.metrics import classification_metrics, softmax
 from verticals.retrieval import VectorIndex
-from verticals.runtime import autocast
+from verticals.runtime import autocast, module_device
 from verticals.tasks import TextClassificationTask
 from verticals.tasks.base import Evaluation
 from verticals.tasks.transformer import check_labels_known
@@ -198,7 +198,7 @@ class IntentTask(TextClassificationTask):
         features = self.encode(records, with_labels=False)
         collator = self._collator()
         order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
-        dev = next(self.model_.parameters()).device
+        dev = module_device(self.model_)
         size = self.config.training.eval_batch_size
         self.model_.eval()
         with torch.inference_mode(), autocast(self.precision_, dev):
