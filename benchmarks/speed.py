@@ -186,7 +186,6 @@ def main() -> int:
         print(f"skipped: Banking77 not found under {BANKING} (set VERTICALS_DATA)")
         return 0
     import torch
-
     from verticals.runtime import available_cores, resolve_precision
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -194,8 +193,8 @@ def main() -> int:
         engines = {engine: run_phase("ours_inference", args, workdir, engine) for engine in args.engines}
     results["ours_inference"] = engines
     pt, ot, pi = (results[k] for k in ("plain_train", "ours_train", "plain_inference"))
-    print(f"\nBanking77, all-MiniLM-L6-v2, {args.epochs:g} epochs, {available_cores()} cores, torch {torch.__version__}, "
-          f"our precision: {resolve_precision('auto')}")
+    print(f"\nBanking77, all-MiniLM-L6-v2, {args.epochs:g} epochs, {available_cores()} cores, "
+          f"torch {torch.__version__}, our precision: {resolve_precision('auto')}")
     print(f"{'':34}{'plain transformers':>20}{'verticals':>14}{'ratio':>9}")
     rows = [
         ("training examples/s", pt["train_examples_per_s"], ot["train_examples_per_s"]),

@@ -76,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config=args.config, overrides=args.set or [], backbone=args.backbone, overwrite=args.overwrite,
         resume=args.resume,
     )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun every rank trains; rank 0 wrote the bundle and reports it, once
     result = {"bundle": str(args.output), "task": predictor.info.task, "labels": len(predictor.info.labels),
               "metrics": predictor.info.metrics, "precision": predictor.info.model.get("precision")}
     if args.json:

@@ -1,5 +1,4 @@
 import pytest
-
 from verticals.testing import make_tiny_backbone, only_plugins
 
 pytest.importorskip("verticals_medical")

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 import verticals
 from verticals.cli import main
 
@@ -38,7 +37,8 @@ def test_predict_raw_text_returns_offsets(bundle, capsys) -> None:  # type: igno
     text = "Süß: Crohn’s disease, treated with aspirin."
     assert main(["predict", str(bundle / "bundle"), text, LONG, "--json"]) == 0
     short, long = json.loads(capsys.readouterr().out)
-    assert len(long["tags"]) == len(long["tokens"]) == len(verticals.load(bundle / "bundle").task.as_record(LONG).tokens)
+    expected_tokens = verticals.load(bundle / "bundle").task.as_record(LONG).tokens
+    assert len(long["tags"]) == len(long["tokens"]) == len(expected_tokens)
     for row, source in ((short, text), (long, LONG)):
         for entity in row["entities"]:
             assert source[entity["start"]:entity["end"]] == entity["text"]

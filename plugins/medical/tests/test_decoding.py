@@ -1,7 +1,6 @@
 """Raw text offsets (Unicode), long-document windows and BIO repair, with exact oracle logits."""
 
 import pytest
-
 from verticals import api
 from verticals.backbones import load_tokenizer
 from verticals.tasks.token_classification import bio_labels

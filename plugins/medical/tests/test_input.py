@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from verticals import DataError, api
 from verticals.cli import main
 

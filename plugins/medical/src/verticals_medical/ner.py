@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from verticals import ConfigError, DataError
 from verticals.data import RawRecord, read_raw, read_text
 from verticals.metrics import softmax
