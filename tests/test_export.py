@@ -133,3 +133,7 @@ def test_engine_cli_and_errors(bundles: dict[str, Path], tmp_path: Path,
         assert exc.value.code == 2
         with pytest.raises(verticals.ConfigError, match="unknown engine"):
             verticals.load(bundles["tc"], engine="tensorrt")
+        onnx = verticals.load(bundles["tc"], engine="onnx")
+    onnx.task.use_engine("onnx")  # already there: nothing to do
+    with pytest.raises(verticals.ConfigError, match="load the bundle again"):
+        onnx.task.use_engine("torch")

@@ -83,6 +83,16 @@ class PackConformance:
             after = [p.model_dump() for p in loaded.task.predict(records)]
             assert _close(before, after), f"{full}: predictions differ after the bundle round trip"
 
+    def test_auto_engine_predicts_the_same(self, trained: dict[str, Any]) -> None:
+        """``serve`` loads bundles with engine='auto' (ONNX Runtime for transformer tasks where installed):
+        a pack's own forward pass must give the same predictions on it."""
+        for full, result in trained.items():
+            reference, auto = api.load(result["bundle"], engine="torch"), api.load(result["bundle"], engine="auto")
+            records = auto.task.read(result["data"]["validation"] or result["data"]["train"])
+            before = [p.model_dump() for p in reference.task.predict(records)]
+            after = [p.model_dump() for p in auto.task.predict(records)]
+            assert _close(before, after), f"{full}: predictions differ on engine '{auto.engine}'"
+
     def test_declared_metrics_reported(self, trained: dict[str, Any]) -> None:
         for full, result in trained.items():
             spec, _ = get_catalog().task(full)

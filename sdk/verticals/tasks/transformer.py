@@ -160,11 +160,13 @@ class TransformerTask(TaskType):
 
     def use_engine(self, engine: str) -> None:
         self.check_is_fitted("model_")
-        if engine == "torch":
-            if isinstance(self.model_.backbone, OnnxBackbone):
-                raise ConfigError("this task already runs on ONNX Runtime; load the bundle again for torch")
+        current = self.model_.backbone.engine if isinstance(self.model_.backbone, OnnxBackbone) else "torch"
+        if engine == current:
             return
+        if current != "torch":  # the PyTorch encoder was dropped when it was exported
+            raise ConfigError(f"this task already runs on '{current}'; load the bundle again for '{engine}'")
         threads = configure_threads(self.config.training.num_threads)
+        self.model_.cpu()  # ONNX Runtime runs on the CPU here; the head must sit beside its outputs
         self.model_.backbone = onnx_backbone(self.model_.backbone, self.tokenizer_, engine, num_threads=threads)
         self.precision_ = "fp32"  # ONNX Runtime returns fp32 states; autocast over the small head only costs
 
