@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from recommendation_testdata import write_split
 from verticals import load, train
@@ -85,3 +86,29 @@ def test_cli_train(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[
                 str(tmp_path / "b"), "--backbone", str(Path(trained["bundle"]).parent / "tiny"), *sets, "--json"])
     assert code == 0
     assert "hr@10" in json.loads(capsys.readouterr().out)["metrics"]["validation"]
+
+
+def test_bundle_keeps_the_reranker_and_recommend_uses_it(trained: dict) -> None:
+    bundle = Path(trained["bundle"])
+    assert (bundle / "neighbours.safetensors").is_file()
+    state = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))["state"]
+    assert state["reranker"]["features"] == ["similarity", "log_popularity", "log_knn", "log_knn_recent"]
+    rec = Recommender.load(bundle)
+    task = rec.predictor.task
+    assert task.reranker_ is not None
+    scores, similarity = task.score_items([task.histories_.positives["u2"]])
+    for item in rec.recommend("u2", k=6):
+        row = task.catalogue_.index[item.item]
+        assert item.score == pytest.approx(float(scores[0, row]), abs=1e-5)
+        assert item.similarity == pytest.approx(float(similarity[0, row]), abs=1e-5)
+    assert not np.allclose(scores, similarity)  # the score is the re-ranker's, not the cosine
+
+
+def test_without_the_reranker_the_score_is_the_similarity(trained: dict, tmp_path: Path) -> None:
+    overrides = [*trained["overrides"], "training.epochs=1", "training.batch_size=8", "task.rerank=false"]
+    train("recommendation.scoring", trained["train"], validation=trained["validation"], output=tmp_path / "b",
+          overrides=overrides, backbone=str(Path(trained["bundle"]).parent / "tiny"))
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text(encoding="utf-8"))["state"]["reranker"] is None
+    items = Recommender.load(tmp_path / "b").recommend("u1", k=5)
+    assert all(s.score == s.similarity for s in items)
+    assert [s.score for s in items] == sorted((s.score for s in items), reverse=True)

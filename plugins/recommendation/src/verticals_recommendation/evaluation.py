@@ -71,8 +71,7 @@ def rank_cases(task: RecommendationTask, positives: Sequence[InteractionRecord],
         raise DataError(f"nothing to evaluate: none of the {len(positives)} positive interactions belongs to a user "
                         f"with positive training interactions")
     users = sorted({u for u, _ in cases})
-    vectors = task.user_vectors([histories.positives[u] for u in users])
-    all_scores = vectors @ task.item_vectors_.T
+    all_scores, _ = task.score_items([histories.positives[u] for u in users])
     scores = dict(zip(users, all_scores))
     seen = {u: set(histories.seen.get(u, [])) for u in users}
     touched = {u: set(seen[u]) for u in users}

@@ -58,7 +58,9 @@ class InteractionRecord(Record):
 
 class ScoredItem(BaseModel):
     item: str
-    score: float = Field(description="Cosine similarity of the user and item towers.")
+    score: float = Field(description="Ranking score: the re-ranker's log-odds that the item is the user's next "
+                         "positive, or the similarity when the bundle has no re-ranker.")
+    similarity: float = Field(description="Cosine similarity of the user and item towers.")
     cold: bool = Field(description="True when the item had no training interactions.")
     text: str = Field(description="The item's catalogue text.")
 
@@ -112,3 +114,12 @@ class RecommendationOptions(BaseModel):
     max_validation_cases: int | None = Field(
         2000, ge=1, description="Validation cases scored per epoch for model selection (seeded subset)."
     )
+    rerank: bool = Field(
+        True, description="Fit the re-ranking head (similarity + popularity + item-kNN, logistic regression) on "
+        "the validation positives after training; without validation positives the score is the similarity."
+    )
+    neighbours: int = Field(50, ge=1, description="Item-kNN neighbours kept per item for the re-ranker.")
+    recent_positives: int = Field(5, ge=1, description="Most recent positives behind the re-ranker's "
+                                  "'recent' item-kNN feature.")
+    candidates: int = Field(200, ge=1, description="FAISS nearest items re-ranked per recommend() call, besides "
+                            "the item-kNN neighbours of the user's positives.")

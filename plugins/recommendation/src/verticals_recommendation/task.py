@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,13 +20,17 @@ from verticals.retrieval import VectorIndex
 from verticals.runtime import configure_threads, resolve_precision
 
 from .catalogue import Catalogue, Histories, build_histories, check_items, is_positive, read_catalogue
-from .evaluation import rank_cases
+from .collaborative import Reranker, item_neighbours, knn_scores, load_neighbours, save_neighbours
+from .evaluation import protocol_cases, rank_cases
+from .ranking import case_rng, sample_negatives
 from .schema import InteractionRecord, RecommendationData, RecommendationOptions, Recommendations, ScoredItem
 from .towers import Pair, fit_two_tower, user_text
 
 BACKBONE_DIR = "backbone"
 INDEX_NAME = "items"
 HISTORIES_FILE = "histories.json"
+NEIGHBOURS_FILE = "neighbours.safetensors"
+USER_BLOCK = 256  # histories scored at once: bounds the dense [users, items] feature blocks
 BASE_METRICS = ("hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full")
 
 
@@ -96,6 +101,8 @@ class RecommendationTask(TaskType):
         for seen in self.histories_.seen.values():
             counts[seen] += 1
         self.interaction_counts_ = counts
+        self.log_popularity_ = np.log1p(np.asarray(self.histories_.positive_counts(len(catalogue)), np.float32))
+        self.neighbours_ = item_neighbours(self.histories_.seen, len(catalogue), self.options.neighbours)
 
     def _pairs(self) -> list[Pair]:
         opts, texts = self.options, self.catalogue_.texts
@@ -120,6 +127,7 @@ class RecommendationTask(TaskType):
         np.random.seed(training.seed)
         torch.manual_seed(training.seed)
         self.prepare(train)
+        self.reranker_: Reranker | None = None
         self.precision_ = resolve_precision(training.precision)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
@@ -143,7 +151,38 @@ class RecommendationTask(TaskType):
             validate=validate if cases and training.epochs > 1 else None,
         )
         self._index_items()
+        if self.options.rerank:
+            self.reranker_ = self._fit_reranker(cases, validation)
+            self.training_log_["reranker"] = self.reranker_.to_json() if self.reranker_ else None
         return self
+
+    def _fit_reranker(self, positives: Sequence[InteractionRecord], validation: Sequence[Any]) -> Reranker | None:
+        """The re-ranking head from the validation positives, each against sampled negatives (see collaborative)."""
+        seed = self.config.training.seed + 1  # other negatives than the evaluation protocol's draws
+        known = {u for u, p in self.histories_.positives.items() if p}
+        cases, _ = protocol_cases(positives, self.catalogue_.index, known, seed=seed, limit=None)
+        if not cases:
+            print("re-ranker skipped: no validation positives of users with positive training interactions; "
+                  "the score is the two-tower similarity", file=sys.stderr)
+            return None
+        touched = {u: set(self.histories_.seen.get(u, [])) for u, _ in cases}
+        for r in validation:  # another validation positive of the same user is not a negative either
+            if r.user in touched and r.item in self.catalogue_.index:
+                touched[r.user].add(self.catalogue_.index[r.item])
+        n_items = len(self.catalogue_)
+        # as many negatives per case as every case can have (a tiny catalogue has fewer than eval_negatives)
+        n = min(self.options.eval_negatives, *(n_items - len(touched[u] | {i}) for u, i in cases))
+        if n < 1:
+            return None
+        rows = np.stack([np.concatenate([[item], sample_negatives(n_items, touched[user] | {item}, n,
+                                                                  case_rng(seed, user, self.catalogue_.ids[item]))])
+                         for user, item in cases])
+        histories = [self.histories_.positives[u] for u, _ in cases]
+        features = self._features(histories, rows)
+        labels = np.zeros(rows.shape, dtype=np.int64)
+        labels[:, 0] = 1
+        return Reranker.fit(features.reshape(-1, features.shape[-1]), labels.ravel(),
+                            (self.interaction_counts_[rows] == 0).ravel())
 
     def _encode(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         return encode_texts(self.backbone_, self.tokenizer_, texts, max_length=max_length,
@@ -173,6 +212,50 @@ class RecommendationTask(TaskType):
         texts = [user_text(self.catalogue_.texts, h, self.options.history_length) for h in histories]
         return self._encode(texts, self.config.training.max_length)
 
+    def _features(self, histories: Sequence[Sequence[int]], items: np.ndarray,
+                  vectors: np.ndarray | None = None) -> np.ndarray:
+        """Re-ranker features ``[len(histories), n, len(FEATURES)]`` of ``items`` ([n] shared or [users, n])."""
+        if vectors is None:
+            vectors = self.user_vectors(histories)
+        out = []
+        for start in range(0, len(histories), USER_BLOCK):
+            block = slice(start, start + USER_BLOCK)
+            cols = items if items.ndim == 1 else items[block]
+            similarity = (vectors[block, None, :] @ np.swapaxes(self.item_vectors_[cols], -1, -2)).squeeze(-2) \
+                if items.ndim == 2 else vectors[block] @ self.item_vectors_[cols].T
+            knn, recent = knn_scores(self.neighbours_, histories[block], self.options.recent_positives)
+            if items.ndim == 1:
+                knn_v, recent_v = knn[:, cols].toarray(), recent[:, cols].toarray()
+            else:
+                at = (np.arange(len(cols))[:, None], cols)
+                knn_v, recent_v = knn[at].toarray(), recent[at].toarray()
+            out.append(Reranker.features(similarity, self.log_popularity_[cols], knn_v, recent_v))
+        return np.concatenate(out) if out else np.zeros((0, len(items), 4), np.float32)
+
+    def score_items(self, histories: Sequence[Sequence[int]], items: np.ndarray | None = None,
+                    vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ranking score, similarity) ``[len(histories), n]`` of ``items`` (rows; default the whole catalogue)."""
+        if vectors is None:
+            vectors = self.user_vectors(histories)
+        cols = np.arange(len(self.catalogue_)) if items is None else np.asarray(items, dtype=np.int64)
+        reranker = getattr(self, "reranker_", None)
+        if reranker is None:
+            similarity = vectors @ self.item_vectors_[cols].T
+            return similarity, similarity
+        features = self._features(histories, cols, vectors)
+        return reranker.score(features, self.interaction_counts_[cols] == 0), features[..., 0]
+
+    def _candidates(self, history: Sequence[int], vector: np.ndarray, excluded: set[int], k: int) -> np.ndarray:
+        """Rows worth scoring for a top-k: the FAISS nearest items, plus the item-kNN neighbours of the history
+        when the re-ranker ranks (it can lift an item the text alone puts far down)."""
+        budget = k + len(excluded) + (self.options.candidates if getattr(self, "reranker_", None) else 0)
+        hits = self.index_.search_one(vector, min(len(self.catalogue_), budget))
+        rows = {self.catalogue_.index[m["item"]] for _, m in hits}
+        if getattr(self, "reranker_", None) is not None:
+            knn, _ = knn_scores(self.neighbours_, [history], self.options.recent_positives)
+            rows.update(int(i) for i in knn.indices)
+        return np.array(sorted(rows - excluded), dtype=np.int64)
+
     def predict(self, records: Sequence[Any]) -> list[Recommendations]:
         self.check_is_fitted("index_")
         histories = [self._history(r) for r in records]
@@ -181,20 +264,22 @@ class RecommendationTask(TaskType):
         for record, history, vector in zip(records, histories, vectors):
             path, line = record.origin()
             if record.items:
-                rows = [self.catalogue_.position(i, path=path, line=line, field="items") for i in record.items]
-                scores = self.item_vectors_[rows] @ vector
-                ranked = sorted(zip(scores.tolist(), rows), key=lambda pair: (-pair[0], pair[1]))
+                rows = np.array([self.catalogue_.position(i, path=path, line=line, field="items")
+                                 for i in record.items], dtype=np.int64)
             else:
                 excluded: set[int] = set()
                 if record.exclude_seen:  # the given history and every training interaction of the user
                     excluded.update(history, self.histories_.seen.get(record.user, []))
                 k = record.k or self.options.k
-                hits = self.index_.search_one(vector, min(len(self.catalogue_), k + len(excluded)))
-                ranked = [(s, self.catalogue_.index[m["item"]]) for s, m in hits]
-                ranked = [(s, row) for s, row in ranked if row not in excluded][:k]
+                rows = self._candidates(history, vector, excluded, k)
+            scores, similarity = self.score_items([history], rows, vector[None, :])
+            order = np.lexsort((rows, -scores[0]))  # best first, ties by catalogue row
+            if not record.items:
+                order = order[:k]
             out.append(Recommendations(user=record.user, items=[
-                ScoredItem(item=self.catalogue_.ids[row], score=float(s), cold=bool(self.interaction_counts_[row] == 0),
-                           text=self.catalogue_.texts[row]) for s, row in ranked]))
+                ScoredItem(item=self.catalogue_.ids[rows[j]], score=float(scores[0, j]),
+                           similarity=float(similarity[0, j]), cold=bool(self.interaction_counts_[rows[j]] == 0),
+                           text=self.catalogue_.texts[rows[j]]) for j in order]))
         return out
 
     # ---- evaluation --------------------------------------------------------------------------
@@ -228,6 +313,7 @@ class RecommendationTask(TaskType):
         self.backbone_.save_pretrained(directory / BACKBONE_DIR, safe_serialization=True)
         self.tokenizer_.save_pretrained(directory / BACKBONE_DIR)
         self.index_.save(directory, INDEX_NAME)
+        save_neighbours(self.neighbours_, directory / NEIGHBOURS_FILE)
         payload = {"histories": self.histories_.to_json(self.catalogue_),
                    "interaction_counts": self.interaction_counts_.tolist()}
         (directory / HISTORIES_FILE).write_text(json.dumps(payload, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -235,13 +321,15 @@ class RecommendationTask(TaskType):
     def state(self) -> dict[str, Any]:
         return {"items": len(self.catalogue_), "users": len(self.histories_.seen),
                 "cold_items": int((self.interaction_counts_ == 0).sum()),
-                "training_log": getattr(self, "training_log_", {})}
+                "training_log": getattr(self, "training_log_", {}),
+                "reranker": self.reranker_.to_json() if getattr(self, "reranker_", None) else None}
 
     def summary(self) -> dict[str, Any]:
         return {"precision": self.precision_, "parameters": int(sum(p.numel() for p in self.backbone_.parameters())),
                 "backbone": {"source": self.config.training.backbone,
                              "model_type": getattr(self.backbone_.config, "model_type", None)},
-                "towers": "shared backbone, mean pooling, cosine score"}
+                "towers": "shared backbone, mean pooling, cosine similarity",
+                "score": "re-ranker log-odds" if getattr(self, "reranker_", None) else "cosine similarity"}
 
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         self.index_ = VectorIndex.load(directory, INDEX_NAME)
@@ -254,6 +342,12 @@ class RecommendationTask(TaskType):
             self.interaction_counts_ = np.asarray(payload["interaction_counts"], dtype=np.int64)
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{directory / HISTORIES_FILE}: unreadable user histories ({exc})") from None
+        self.log_popularity_ = np.log1p(np.asarray(self.histories_.positive_counts(len(self.catalogue_)), np.float32))
+        reranker = state.get("reranker")
+        self.reranker_ = Reranker.from_json(reranker) if reranker else None
+        neighbours = directory / NEIGHBOURS_FILE
+        # bundles written before the re-ranker existed have neither (and rank by similarity)
+        self.neighbours_ = load_neighbours(neighbours) if neighbours.is_file() else None
         self.tokenizer_ = load_tokenizer(directory / BACKBONE_DIR)
         self.backbone_ = load_backbone(directory / BACKBONE_DIR)
         self.backbone_.eval()
