@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from .conftest import FAST, run_cli, text_rows, write_csv
@@ -109,3 +113,16 @@ def test_existing_output_is_not_overwritten(tmp_path, tiny_backbone):
     (tmp_path / "out" / "precious.txt").write_text("keep me")
     _assert_clean_error(_train(tmp_path, tiny_backbone, train), "already exists")
     assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
+
+
+def test_closed_output_pipe_is_not_an_internal_error():
+    """`verticals packs | head -0`: the reader is gone before anything is written; no traceback, exit 141."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "verticals.cli", "packs"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "error" not in done.stderr.lower() and "Traceback" not in done.stderr

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -336,6 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("verticals: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`verticals predict ... | head`): stop quietly like cat or grep do, and point
+        # stdout at devnull so the interpreter's final flush does not raise again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if os.environ.get("VERTICALS_DEBUG"):
             raise
