@@ -118,6 +118,10 @@ class RecommendationOptions(BaseModel):
         True, description="Fit the re-ranking head (similarity + popularity + item-kNN, logistic regression) on "
         "the validation positives after training; without validation positives the score is the similarity."
     )
+    rerank_min_cases: int = Field(
+        50, ge=1, description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
+        "similarity (a regression on a handful of cases learns noise)."
+    )
     neighbours: int = Field(50, ge=1, description="Item-kNN neighbours kept per item for the re-ranker.")
     recent_positives: int = Field(5, ge=1, description="Most recent positives behind the re-ranker's "
                                   "'recent' item-kNN feature.")

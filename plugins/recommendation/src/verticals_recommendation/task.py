@@ -161,9 +161,10 @@ class RecommendationTask(TaskType):
         seed = self.config.training.seed + 1  # other negatives than the evaluation protocol's draws
         known = {u for u, p in self.histories_.positives.items() if p}
         cases, _ = protocol_cases(positives, self.catalogue_.index, known, seed=seed, limit=None)
-        if not cases:
-            print("re-ranker skipped: no validation positives of users with positive training interactions; "
-                  "the score is the two-tower similarity", file=sys.stderr)
+        if len(cases) < self.options.rerank_min_cases:
+            print(f"re-ranker skipped: {len(cases)} validation positives of users with positive training "
+                  f"interactions (task.rerank_min_cases={self.options.rerank_min_cases}); the score is the "
+                  f"two-tower similarity", file=sys.stderr)
             return None
         touched = {u: set(self.histories_.seen.get(u, [])) for u, _ in cases}
         for r in validation:  # another validation positive of the same user is not a negative either
