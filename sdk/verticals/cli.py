@@ -125,7 +125,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         # Records are validated once here; predict() takes them as they are.
         inputs.extend(predictor.task.read(args.input, require_labels=False))
-    inputs.extend(args.text)
+    if extra and args.input:
+        raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
+                             "(put the fields in the file)")
+    if extra and args.text:  # `predict BUNDLE 42 --field k=5`: each TEXT plus the same extra fields
+        inputs.extend({**predictor.task.record_from_text(text), **extra} for text in args.text)
+    else:
+        inputs.extend(args.text)
     if not inputs and extra:
         inputs.append(extra)
     if not inputs:
@@ -256,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--input", metavar="PATH", help="file of records to predict")
     predict.add_argument("--output", metavar="PATH", help="write predictions as JSONL here")
     predict.add_argument("--field", action="append", type=_key_value, metavar="KEY=VALUE",
-                         help="build one input record from fields, e.g. --field user=42 --field k=10")
+                         help="build one input record from fields, e.g. --field user=42 --field k=10; with "
+                              "TEXT arguments, added to each of them")
     predict.add_argument("--json", action="store_true", help="print JSON")
     _engine_option(predict, "torch")
     predict.set_defaults(func=cmd_predict)

@@ -75,6 +75,12 @@ def test_cli_predict_and_evaluate(trained: dict, capsys: pytest.CaptureFixture[s
     assert rows[0]["user"] == "u3" and len(rows[0]["items"]) == 4
     assert cli(["predict", str(trained["bundle"]), "u3", "u4"]) == 0
     assert capsys.readouterr().out.count("user u") == 2
+    # bare user ids plus --field: every user gets the extra fields
+    assert cli(["predict", str(trained["bundle"]), "u3", "u4", "--field", "k=2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["user"] for r in rows] == ["u3", "u4"] and all(len(r["items"]) == 2 for r in rows)
+    code = cli(["predict", str(trained["bundle"]), "--input", str(trained["validation"]), "--field", "k=2"])
+    assert code != 0 and "cannot be combined with --input" in capsys.readouterr().err
     assert cli(["evaluate", str(trained["bundle"]), "--data", str(trained["validation"]), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert {"hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full"} <= set(metrics)

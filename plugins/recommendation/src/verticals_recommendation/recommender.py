@@ -30,7 +30,8 @@ class Recommender:
         return result.items
 
     def score(self, user: str, items: Sequence[str], *, history: Sequence[str] | None = None) -> dict[str, float]:
-        """Similarity of ``user`` to each candidate, in the order given (seen items are scored too)."""
+        """Ranking score of each candidate for ``user`` (re-ranker log-odds, or the similarity in a bundle without
+        a re-ranker), in the order given; seen items are scored too."""
         request = {"user": user, "items": list(items), "history": list(history) if history else None}
         result = self.predictor.predict_one(request)
         assert isinstance(result, Recommendations)
