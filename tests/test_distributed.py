@@ -82,3 +82,18 @@ def test_two_process_ddp_matches_single_process(no_dropout_backbone, tmp_path):
     ddp_probs = np.array([list(p.scores.values()) for p in bundle.predict(texts)])
     single_probs = np.array([list(p.scores.values()) for p in single.predict(texts)])
     assert np.abs(ddp_probs - single_probs).max() < 1e-4  # measured: 7e-8
+
+
+def test_only_rank_zero_writes_and_reports(tiny_backbone, tmp_path, monkeypatch, capsys):
+    """Under torchrun every rank runs `verticals train`; a rank other than 0 neither writes nor prints."""
+    from verticals.cli import main
+
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 0))
+    args = ["train", "text-classification", "--train", str(train), "--backbone", str(tiny_backbone),
+            "--set", "training.epochs=1", "--set", "training.batch_size=8"]
+    monkeypatch.setenv("RANK", "1")
+    assert main([*args, "--output", str(tmp_path / "rank1")]) == 0
+    assert capsys.readouterr().out == "" and not (tmp_path / "rank1").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main([*args, "--output", str(tmp_path / "rank0")]) == 0
+    assert "wrote bundle" in capsys.readouterr().out and (tmp_path / "rank0" / "bundle.json").is_file()
