@@ -16,7 +16,8 @@ def register_packs(register: Callable[[PackSpec], None]) -> None:
         "Recommendation from item text and user histories; ranks items nobody has rated yet"), tasks=[
         TaskSpec(
             name="scoring", task_type="recommendation.scoring",
-            description="Two-tower (history text -> item text) scorer, in-batch negatives, FAISS retrieval",
+            description="Two-tower (history text -> item text) scorer, in-batch negatives, FAISS retrieval, "
+                        "re-ranked with popularity and item-kNN",
             metrics=["hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full"], primary_metric="hr@10",
             # Contrastive fine-tuning of a sentence encoder wants a higher LR than classification and
             # few epochs: the backbone already embeds titles well (see README for the experiments).

@@ -122,7 +122,7 @@ class RecommendationOptions(BaseModel):
         50, ge=1, description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
         "similarity (a regression on a handful of cases learns noise)."
     )
-    neighbours: int = Field(50, ge=1, description="Item-kNN neighbours kept per item for the re-ranker.")
+    neighbours: int = Field(100, ge=1, description="Item-kNN neighbours kept per item for the re-ranker.")
     recent_positives: int = Field(5, ge=1, description="Most recent positives behind the re-ranker's "
                                   "'recent' item-kNN feature.")
     candidates: int = Field(200, ge=1, description="FAISS nearest items re-ranked per recommend() call, besides "
