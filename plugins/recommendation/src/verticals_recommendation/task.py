@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -216,9 +216,14 @@ class RecommendationTask(TaskType):
     def _features(self, histories: Sequence[Sequence[int]], items: np.ndarray,
                   vectors: np.ndarray | None = None) -> np.ndarray:
         """Re-ranker features ``[len(histories), n, len(FEATURES)]`` of ``items`` ([n] shared or [users, n])."""
+        blocks = [features for _, features in self._feature_blocks(histories, items, vectors)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, items.shape[-1], 4), np.float32)
+
+    def _feature_blocks(self, histories: Sequence[Sequence[int]], items: np.ndarray,
+                        vectors: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
+        """``_features`` in blocks of ``USER_BLOCK`` histories, so a caller can score and drop each block."""
         if vectors is None:
             vectors = self.user_vectors(histories)
-        out = []
         for start in range(0, len(histories), USER_BLOCK):
             block = slice(start, start + USER_BLOCK)
             cols = items if items.ndim == 1 else items[block]
@@ -230,8 +235,7 @@ class RecommendationTask(TaskType):
             else:
                 at = (np.arange(len(cols))[:, None], cols)
                 knn_v, recent_v = knn[at].toarray(), recent[at].toarray()
-            out.append(Reranker.features(similarity, self.log_popularity_[cols], knn_v, recent_v))
-        return np.concatenate(out) if out else np.zeros((0, len(items), 4), np.float32)
+            yield block, Reranker.features(similarity, self.log_popularity_[cols], knn_v, recent_v)
 
     def score_items(self, histories: Sequence[Sequence[int]], items: np.ndarray | None = None,
                     vectors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -243,8 +247,13 @@ class RecommendationTask(TaskType):
         if reranker is None:
             similarity = vectors @ self.item_vectors_[cols].T
             return similarity, similarity
-        features = self._features(histories, cols, vectors)
-        return reranker.score(features, self.interaction_counts_[cols] == 0), features[..., 0]
+        scores = np.empty((len(histories), len(cols)), dtype=np.float32)
+        similarity = np.empty_like(scores)
+        cold = self.interaction_counts_[cols] == 0
+        for block, features in self._feature_blocks(histories, cols, vectors):
+            scores[block] = reranker.score(features, cold)
+            similarity[block] = features[..., 0]
+        return scores, similarity
 
     def _candidates(self, history: Sequence[int], vector: np.ndarray, excluded: set[int], k: int) -> np.ndarray:
         """Rows worth scoring for a top-k: the FAISS nearest items, plus the item-kNN neighbours of the history
