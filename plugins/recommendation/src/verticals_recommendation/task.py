@@ -153,7 +153,6 @@ class RecommendationTask(TaskType):
         self._index_items()
         if self.options.rerank:
             self.reranker_ = self._fit_reranker(cases, validation)
-            self.training_log_["reranker"] = self.reranker_.to_json() if self.reranker_ else None
         return self
 
     def _fit_reranker(self, positives: Sequence[InteractionRecord], validation: Sequence[Any]) -> Reranker | None:
