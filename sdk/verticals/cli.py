@@ -112,6 +112,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
 
+    extra = {key: value for key, value in (vars(args).get("field") or [])}
+    if extra and args.input:  # before any loading: also the streaming path below would ignore the fields
+        raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
+                             "(put the fields in the file)")
     predictor = load(args.bundle, engine=args.engine)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
@@ -120,14 +124,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         written = predict_file(predictor, args.input, args.output)
         print(f"wrote {written} predictions to {args.output}", file=sys.stderr)
         return 0
-    extra = {key: value for key, value in (vars(args).get("field") or [])}
     inputs: list[Any] = []
     if args.input:
         # Records are validated once here; predict() takes them as they are.
         inputs.extend(predictor.task.read(args.input, require_labels=False))
-    if extra and args.input:
-        raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
-                             "(put the fields in the file)")
     if extra and args.text:  # `predict BUNDLE 42 --field k=5`: each TEXT plus the same extra fields
         inputs.extend({**predictor.task.record_from_text(text), **extra} for text in args.text)
     else:

@@ -81,6 +81,10 @@ def test_cli_predict_and_evaluate(trained: dict, capsys: pytest.CaptureFixture[s
     assert [r["user"] for r in rows] == ["u3", "u4"] and all(len(r["items"]) == 2 for r in rows)
     code = cli(["predict", str(trained["bundle"]), "--input", str(trained["validation"]), "--field", "k=2"])
     assert code != 0 and "cannot be combined with --input" in capsys.readouterr().err
+    out = Path(trained["bundle"]).parent / "streamed.jsonl"  # file to file streams; the fields are refused there too
+    code = cli(["predict", str(trained["bundle"]), "--input", str(trained["validation"]), "--output", str(out),
+                "--field", "k=2"])
+    assert code != 0 and "cannot be combined with --input" in capsys.readouterr().err and not out.exists()
     assert cli(["evaluate", str(trained["bundle"]), "--data", str(trained["validation"]), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert {"hr@10", "ndcg@10", "mrr", "recall@10_full", "ndcg@10_full"} <= set(metrics)
