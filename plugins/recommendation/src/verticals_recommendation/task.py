@@ -101,8 +101,12 @@ class RecommendationTask(TaskType):
         for seen in self.histories_.seen.values():
             counts[seen] += 1
         self.interaction_counts_ = counts
-        self.log_popularity_ = np.log1p(np.asarray(self.histories_.positive_counts(len(catalogue)), np.float32))
+        self.log_popularity_ = self._log_popularity()
         self.neighbours_ = item_neighbours(self.histories_.seen, len(catalogue), self.options.neighbours)
+
+    def _log_popularity(self) -> np.ndarray:
+        """The re-ranker's popularity feature: log(1 + training positives) per item (derived from the histories)."""
+        return np.log1p(np.asarray(self.histories_.positive_counts(len(self.catalogue_)), np.float32))
 
     def _pairs(self) -> list[Pair]:
         opts, texts = self.options, self.catalogue_.texts
@@ -215,8 +219,7 @@ class RecommendationTask(TaskType):
     def _features(self, histories: Sequence[Sequence[int]], items: np.ndarray,
                   vectors: np.ndarray | None = None) -> np.ndarray:
         """Re-ranker features ``[len(histories), n, len(FEATURES)]`` of ``items`` ([n] shared or [users, n])."""
-        blocks = [features for _, features in self._feature_blocks(histories, items, vectors)]
-        return np.concatenate(blocks) if blocks else np.zeros((0, items.shape[-1], 4), np.float32)
+        return np.concatenate([features for _, features in self._feature_blocks(histories, items, vectors)])
 
     def _feature_blocks(self, histories: Sequence[Sequence[int]], items: np.ndarray,
                         vectors: np.ndarray | None = None) -> Iterator[tuple[slice, np.ndarray]]:
@@ -242,7 +245,7 @@ class RecommendationTask(TaskType):
         if vectors is None:
             vectors = self.user_vectors(histories)
         cols = np.arange(len(self.catalogue_)) if items is None else np.asarray(items, dtype=np.int64)
-        reranker = getattr(self, "reranker_", None)
+        reranker = self.reranker_
         if reranker is None:
             similarity = vectors @ self.item_vectors_[cols].T
             return similarity, similarity
@@ -257,10 +260,10 @@ class RecommendationTask(TaskType):
     def _candidates(self, history: Sequence[int], vector: np.ndarray, excluded: set[int], k: int) -> np.ndarray:
         """Rows worth scoring for a top-k: the FAISS nearest items, plus the item-kNN neighbours of the history
         when the re-ranker ranks (it can lift an item the text alone puts far down)."""
-        budget = k + len(excluded) + (self.options.candidates if getattr(self, "reranker_", None) else 0)
+        budget = k + len(excluded) + (self.options.candidates if self.reranker_ else 0)
         hits = self.index_.search_one(vector, min(len(self.catalogue_), budget))
         rows = {self.catalogue_.index[m["item"]] for _, m in hits}
-        if getattr(self, "reranker_", None) is not None:
+        if self.reranker_ is not None:
             knn, _ = knn_scores(self.neighbours_, [history], self.options.recent_positives)
             rows.update(int(i) for i in knn.indices)
         return np.array(sorted(rows - excluded), dtype=np.int64)
@@ -331,14 +334,14 @@ class RecommendationTask(TaskType):
         return {"items": len(self.catalogue_), "users": len(self.histories_.seen),
                 "cold_items": int((self.interaction_counts_ == 0).sum()),
                 "training_log": getattr(self, "training_log_", {}),
-                "reranker": self.reranker_.to_json() if getattr(self, "reranker_", None) else None}
+                "reranker": self.reranker_.to_json() if self.reranker_ else None}
 
     def summary(self) -> dict[str, Any]:
         return {"precision": self.precision_, "parameters": int(sum(p.numel() for p in self.backbone_.parameters())),
                 "backbone": {"source": self.config.training.backbone,
                              "model_type": getattr(self.backbone_.config, "model_type", None)},
                 "towers": "shared backbone, mean pooling, cosine similarity",
-                "score": "re-ranker log-odds" if getattr(self, "reranker_", None) else "cosine similarity"}
+                "score": "re-ranker log-odds" if self.reranker_ else "cosine similarity"}
 
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         self.index_ = VectorIndex.load(directory, INDEX_NAME)
@@ -351,7 +354,7 @@ class RecommendationTask(TaskType):
             self.interaction_counts_ = np.asarray(payload["interaction_counts"], dtype=np.int64)
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{directory / HISTORIES_FILE}: unreadable user histories ({exc})") from None
-        self.log_popularity_ = np.log1p(np.asarray(self.histories_.positive_counts(len(self.catalogue_)), np.float32))
+        self.log_popularity_ = self._log_popularity()
         reranker = state.get("reranker")
         self.reranker_ = Reranker.from_json(reranker) if reranker else None
         neighbours = directory / NEIGHBOURS_FILE
