@@ -95,3 +95,35 @@ def test_newer_bundle_with_unknown_options_loads_with_warning(bundle, tmp_path):
     with pytest.warns(UserWarning, match="future_option"):
         predictor = verticals.load(copy)
     assert predictor.predict(["hello"])[0].label
+
+
+def test_inspect_pins_the_bundle_by_its_digest(bundle, tmp_path):
+    """`inspect` verifies without loading the model; --expect catches a bundle whose manifest was rewritten,
+    which the manifest check alone cannot."""
+    import hashlib
+    import json
+
+    from verticals.bundle import write_manifest
+
+    result = run_cli("inspect", str(bundle), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    expected = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    assert summary["digest"] == expected
+    assert summary["task"] == "text-classification" and summary["labels"] == ["account", "billing", "shipping"]
+    assert summary["files"] == len(json.loads((bundle / "manifest.json").read_text())["files"])
+    assert summary["data"]["train"]["records"] > 0 and "validation" in summary["metrics"]
+    assert run_cli("inspect", str(bundle), "--expect", expected.upper()).returncode == 0
+
+    copy = _copy(bundle, tmp_path)
+    info = json.loads((copy / "bundle.json").read_text())
+    info["metrics"]["validation"]["accuracy"] = 1.0  # a doctored claim, manifest regenerated to match
+    (copy / "bundle.json").write_text(json.dumps(info))
+    write_manifest(copy)
+    assert run_cli("inspect", str(copy)).returncode == 0  # intact as far as its own manifest can tell
+    result = run_cli("inspect", str(copy), "--expect", expected)
+    assert result.returncode == 2 and "not the bundle that was sent" in result.stderr
+
+    (copy / "head.safetensors").write_bytes(b"changed")
+    result = run_cli("inspect", str(copy))
+    assert result.returncode == 2 and "sha256 does not match" in result.stderr and "Traceback" not in result.stderr

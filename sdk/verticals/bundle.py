@@ -98,6 +98,13 @@ def verify(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def digest(directory: str | Path) -> str:
+    """sha256 of ``manifest.json``: one string that pins every file of the bundle. A consultant sends it with
+    the bundle (by another channel); the client compares it with ``verticals inspect``. The manifest alone
+    proves a bundle is intact, not that it is the one that was sent: anyone can rewrite a manifest."""
+    return _sha256(Path(directory) / MANIFEST_FILE)
+
+
 def read_info(directory: str | Path, *, verified: bool = False) -> BundleInfo:
     directory = Path(directory)
     if not verified:

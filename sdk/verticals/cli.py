@@ -156,6 +156,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ---- delivery verbs: serve, report, export, new-pack ------------------------------------------------
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Check a received bundle without loading its model (so without its pack installed)."""
+    from pathlib import Path
+
+    from .bundle import digest, read_info, verify
+    from .errors import BundleError
+
+    manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
+    info = read_info(args.bundle, verified=True)
+    bundle_digest = digest(args.bundle)
+    if args.expect and args.expect.lower() != bundle_digest:
+        raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
+                          f"this is not the bundle that was sent")
+    files = manifest["files"]
+    size = sum((Path(args.bundle) / name).stat().st_size for name in files)
+    summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
+               **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
+                                          "created_at", "labels", "model", "data", "metrics", "versions"})}
+    if args.json:
+        _print_json(summary)
+        return 0
+    pack = f"pack {info.pack} {info.pack_version}; " if info.pack else ""
+    print(f"{args.bundle}: intact, every file matches manifest.json ({len(files)} files, {size / 1e6:.1f} MB)")
+    print(f"  digest   {bundle_digest}")
+    print(f"  task     {info.task} ({pack}verticals {info.sdk_version}; created {info.created_at})")
+    if info.labels:
+        shown = ", ".join(info.labels[:8]) + (", ..." if len(info.labels) > 8 else "")
+        print(f"  labels   {len(info.labels)}: {shown}")
+    for split, fingerprint in info.data.items():
+        print(f"  data     {split}: " + ", ".join(f"{k} {v}" for k, v in fingerprint.items()))
+    for split, metrics in info.metrics.items():
+        print(f"  metrics  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import ServeLimits, run
 
@@ -255,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     _engine_option(evaluate, "torch")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    inspect = sub.add_parser(
+        "inspect", help="verify a bundle's files and show what it is (no model is loaded)",
+        description="Verify every file of BUNDLE against its manifest and print its task, labels, data "
+                    "fingerprints, metrics and digest (sha256 of manifest.json).")
+    inspect.add_argument("bundle", metavar="BUNDLE")
+    inspect.add_argument("--expect", metavar="SHA256", help="fail unless the bundle's digest is this one")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(func=cmd_inspect)
 
     predict = sub.add_parser("predict", help="predict with a bundle")
     predict.add_argument("bundle", metavar="BUNDLE")
