@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -85,6 +86,8 @@ def test_health_and_models(server, bundles) -> None:  # type: ignore[no-untyped-
     assert models["sentiment"]["data"]["train"]["records"] == 48
     assert "validation" in models["sentiment"]["metrics"]
     assert models["ner"]["predict_url"] == "/v1/models/ner/predict"
+    for name, path in bundles.items():  # the digest `verticals inspect --expect` checks
+        assert models[name]["digest"] == hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
     # serve's default engine 'auto' runs the encoders on ONNX Runtime where it is installed
     expected_engine = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
     assert {m["engine"] for m in models.values()} == {expected_engine}

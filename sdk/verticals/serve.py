@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SkipValidation, create_model
 
 from ._version import __version__
+from .bundle import digest
 from .errors import ConfigError, VerticalsError
 from .predictor import Predictor
 
@@ -58,6 +59,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, dict[str, float]]
     data: dict[str, Any] = Field(description="Fingerprints of the training/validation/test data.")
     created_at: str
+    digest: str = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints it.")
     engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
     predict_url: str
 
@@ -200,6 +202,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     models = dict(zip(names, predictors))
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
+    digests = {name: digest(predictor.path) for name, predictor in models.items()}
     batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
 
     @contextlib.asynccontextmanager
@@ -215,7 +218,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         bundle = models[name].info
         return ModelInfo(name=name, task=bundle.task, task_type=bundle.task_type, pack=bundle.pack,
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
-                         metrics=bundle.metrics, data=bundle.data, created_at=bundle.created_at,
+                         metrics=bundle.metrics, data=bundle.data, created_at=bundle.created_at, digest=digests[name],
                          engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
 
     @app.exception_handler(RequestValidationError)
