@@ -28,6 +28,23 @@ def split(rows: list[dict[str, str]], seed: int) -> tuple[list, list, list]:
     return train, validation, test
 
 
+def load_rows(level: str) -> list[dict[str, str]] | None:
+    """Sentences_{level}.txt as text/label rows, exact duplicate lines removed (they would leak between
+    splits); None when the data set is absent."""
+    folder = data_dir() / "financial_phrasebank"
+    if not folder.is_dir():
+        return None
+    from verticals_finance.sentiment import read_phrasebank
+
+    seen, rows = set(), []
+    for record in read_phrasebank(folder / f"Sentences_{level}.txt"):
+        key = (record.data["text"], record.data["label"])
+        if key not in seen:
+            seen.add(key)
+            rows.append({"text": record.data["text"], "label": record.data["label"]})
+    return rows
+
+
 def run_pack(train: Path, validation: Path, test: Path, work: Path, overrides: list[str]) -> dict[str, float]:
     import verticals
 
@@ -79,21 +96,14 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true", help="only run the pack (default experiments)")
     args = parser.parse_args()
 
-    folder = data_dir() / "financial_phrasebank"
-    if not folder.is_dir():
-        print(f"skipped: {folder} not found (set VERTICALS_DATA)")
+    if not (data_dir() / "financial_phrasebank").is_dir():
+        print(f"skipped: {data_dir() / 'financial_phrasebank'} not found (set VERTICALS_DATA)")
         return 0
-    from verticals_finance.sentiment import read_phrasebank
 
     table = []
     for level in args.files:
-        raw = read_phrasebank(folder / f"Sentences_{level}.txt")
-        seen, rows = set(), []
-        for record in raw:
-            key = (record.data["text"], record.data["label"])
-            if key not in seen:  # exact duplicate lines would leak between splits
-                seen.add(key)
-                rows.append({"text": record.data["text"], "label": record.data["label"]})
+        rows = load_rows(level)
+        assert rows is not None
         train, validation, test = split(rows, args.seed)
         if args.max_train:
             train = train[: args.max_train]
