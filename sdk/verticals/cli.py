@@ -155,7 +155,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- delivery verbs: serve, report, export, new-pack ------------------------------------------------
+# ---- delivery verbs: inspect, serve, report, export, new-pack ----------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
     from pathlib import Path

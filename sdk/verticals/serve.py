@@ -59,7 +59,8 @@ class ModelInfo(BaseModel):
     metrics: dict[str, dict[str, float]]
     data: dict[str, Any] = Field(description="Fingerprints of the training/validation/test data.")
     created_at: str
-    digest: str = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints it.")
+    digest: str | None = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints "
+                                           "it (null for a predictor served from memory).")
     engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
     predict_url: str
 
@@ -200,9 +201,10 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     predictors = [b if isinstance(b, Predictor) else load(b, engine=engine) for b in bundles]
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
+    # A predictor built in memory has no bundle directory, hence no digest.
+    digests = {name: digest(p.path) if p.path is not None else None for name, p in models.items()}
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
-    digests = {name: digest(predictor.path) for name, predictor in models.items()}
     batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
 
     @contextlib.asynccontextmanager
