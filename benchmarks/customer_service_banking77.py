@@ -40,17 +40,21 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(handle)]
 
 
+def cap_per_intent(rows: list[dict[str, str]], n: int, seed: int) -> list[dict[str, str]]:
+    """A seeded sample of at most ``n`` rows of each intent."""
+    by_label: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_label[row["label"]].append(row)
+    rng = random.Random(seed)
+    return [r for label in sorted(by_label) for r in rng.sample(by_label[label], min(n, len(by_label[label])))]
+
+
 def split(rows: list[dict[str, str]], seed: int, max_per_intent: int | None) -> tuple[list, list]:
     """Seeded stratified 90/10 split of the official train set (optionally capped per intent first)."""
     from sklearn.model_selection import train_test_split
 
     if max_per_intent:
-        by_label: dict[str, list] = defaultdict(list)
-        for row in rows:
-            by_label[row["label"]].append(row)
-        rng = random.Random(seed)
-        rows = [r for label in sorted(by_label) for r in rng.sample(by_label[label],
-                                                                    min(max_per_intent, len(by_label[label])))]
+        rows = cap_per_intent(rows, max_per_intent, seed)
     train, validation = train_test_split(rows, test_size=0.1, random_state=seed, stratify=[r["label"] for r in rows])
     return train, validation
 

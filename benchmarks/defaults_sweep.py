@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 from _common import data_dir, write_csv
@@ -40,18 +38,14 @@ def phrasebank(args: argparse.Namespace, work: Path) -> Split | None:
 
 
 def banking77(args: argparse.Namespace, work: Path) -> Split | None:
-    from customer_service_banking77 import read_rows, split
+    from customer_service_banking77 import cap_per_intent, read_rows, split
 
     path = data_dir() / "banking77" / "train.csv"
     if not path.exists():
         return None
     train, validation = split(read_rows(path), 0, None)
-    if args.max_train:  # per intent: fewer training utterances, the benchmark's full validation split
-        by_label: dict[str, list] = defaultdict(list)
-        for row in train:
-            by_label[row["label"]].append(row)
-        rng = random.Random(0)
-        train = [r for rows in by_label.values() for r in rng.sample(rows, min(args.max_train, len(rows)))]
+    if args.max_train:  # fewer training utterances per intent, the benchmark's full validation split
+        train = cap_per_intent(train, args.max_train, 0)
     return write_csv(train, work / "train.csv"), write_csv(validation, work / "validation.csv"), []
 
 
