@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
 from ._plugins import get_catalog
 from ._version import __version__
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
@@ -87,9 +88,22 @@ def train(
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
     output = Path(output)
-    if _is_main_process():
-        check_output(output, overwrite or resume)
+    checkpoint_dir = Path(model.config.training.checkpoint_dir or f"{output}.checkpoints")
+    with ExitStack() as held:
+        if _is_main_process():
+            # Fail fast, before reading data: another run writing here, an output we may not replace, or a
+            # checkpoint folder that is not ours. --resume continues checkpoints; it never implies --overwrite.
+            held.enter_context(claim(output, "training into"))
+            held.enter_context(claim(checkpoint_dir, "keeping checkpoints in"))
+            check_output(output, overwrite)
+            check_checkpoint_dir(checkpoint_dir, output)
+        return _train(model, spec, pack_name, task, train, output, validation, test, checkpoint_dir,
+                      overwrite=overwrite, resume=resume)
 
+
+def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: str | Path, output: Path,
+           validation: str | Path | None, test: str | Path | None, checkpoint_dir: Path, *,
+           overwrite: bool, resume: bool) -> Predictor:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
     validation_records = model.read(validation) if validation else None
@@ -111,7 +125,7 @@ def train(
         model.check_split(test_records, "test", test)
         fingerprints["test"] = fingerprint(test, len(test_records))
 
-    model.checkpoint_dir = model.config.training.checkpoint_dir or f"{output}.checkpoints"
+    model.checkpoint_dir = checkpoint_dir
     model.resume = resume
     model.fit(train_records, validation_records)
 
@@ -126,9 +140,9 @@ def train(
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():
-        write_bundle(output, info, model.save, overwrite=overwrite or resume)
+        write_bundle(output, info, model.save, overwrite=overwrite)
         if not model.config.training.keep_checkpoints:
-            shutil.rmtree(model.checkpoint_dir, ignore_errors=True)
+            remove_checkpoints(checkpoint_dir)
     return Predictor(model, info, output)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import BundleError, ConfigError
+from ._outputs import check_replaceable, claim, write_marker
+from .errors import BundleError
 
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
@@ -123,44 +124,54 @@ def read_info(directory: str | Path, *, verified: bool = False) -> BundleInfo:
     return info
 
 
-def check_output(output: str | Path, overwrite: bool) -> Path:
-    """Fail before training, not after, when the output cannot be written."""
+def check_output(output: str | Path, overwrite: bool, kind: str = "bundle") -> Path:
+    """Fail before training, not after, when the output cannot be written: it exists without
+    ``overwrite``, or it is not provably a ``kind`` Verticals wrote (see :mod:`verticals._outputs`)."""
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
-    if output.exists() and not (output / MANIFEST_FILE).exists() and any(output.iterdir()):
-        raise ConfigError(f"{output} exists and is not a bundle; refusing to replace it")
+    check_replaceable(output, kind, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)
     return output
 
 
 @contextmanager
-def atomic_directory(output: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``output`` in one rename."""
+def atomic_directory(output: str | Path, overwrite: bool = False, kind: str | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``output`` in one rename.
+
+    ``kind`` names what is written ('bundle', 'report', 'export', 'pack'); other than a bundle (whose
+    manifest is the proof), the directory gets a marker listing its files. ``overwrite`` replaces only an
+    existing output of the same kind that Verticals provably wrote; without ``kind`` nothing is replaced.
+    The output is locked while it is written, and leftovers of a killed writer are cleaned first."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if output.exists():
-            if not overwrite:
-                raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
-            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with claim(output):
+        check_replaceable(output, kind or "output", overwrite and kind is not None)  # fail before the work
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            if kind not in (None, "bundle"):
+                write_marker(tmp, kind)
+            if output.exists() or output.is_symlink():
+                check_replaceable(output, kind or "output", overwrite and kind is not None)  # still ours?
+                if output.is_dir() and not output.is_symlink() and not any(output.iterdir()):
+                    output.rmdir()  # empty: nothing to keep
+                    os.replace(tmp, output)
+                else:
+                    old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+                    os.replace(output, old)
+                    os.replace(tmp, output)
+                    shutil.rmtree(old, ignore_errors=True)  # what we just proved ours, under its own name
+            else:
+                os.replace(tmp, output)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bundle(output: str | Path, info: BundleInfo, save: Callable[[Path], None], *,
                  overwrite: bool = False) -> Path:
     """Save model files with ``save(tmpdir)``, add bundle.json and the manifest, then rename into place."""
-    with atomic_directory(output, overwrite) as tmp:
+    with atomic_directory(output, overwrite, kind="bundle") as tmp:
         save(tmp)
         (tmp / BUNDLE_FILE).write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp)
@@ -172,11 +183,12 @@ def atomic_file(path: str | Path, encoding: str = "utf-8") -> Iterator[Any]:
     """Write a text file under a temporary name and rename it into place only when complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding=encoding) as handle:
-            yield handle
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with claim(path):
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "w", encoding=encoding) as handle:
+                yield handle
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()

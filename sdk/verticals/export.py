@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .bundle import atomic_directory
+from .bundle import atomic_directory, check_output
 from .engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
 from .errors import ConfigError
 
@@ -63,6 +63,7 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
     """Export the bundle at ``bundle`` to the directory ``output``; raise :class:`ParityError` if the
     ONNX model's logits differ from PyTorch's by more than ``tolerance``."""
     ort = require_onnxruntime()
+    check_output(output, overwrite, kind="export")  # before any work: refuse what is not ours
     import torch
 
     from .api import load
@@ -82,7 +83,7 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
     dynamic = {k: {0: "batch", 1: "sequence"} for k in names}
     dynamic["logits"] = {0: "batch", 1: "sequence"} if token_logits else {0: "batch"}
 
-    with atomic_directory(output, overwrite) as tmp:
+    with atomic_directory(output, overwrite, kind="export") as tmp:
         export_graph(wrapper, {k: trace[k] for k in names}, "logits", dynamic, tmp / MODEL_FILE, opset)
         with torch.no_grad():
             expected = wrapper(*(check[k] for k in names)).numpy()

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ._version import __version__
-from .bundle import atomic_directory
+from .bundle import atomic_directory, check_output
 from .data import fingerprint
 from .errors import ConfigError
 from .predictor import Predictor
@@ -149,6 +149,7 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     except ImportError:
         raise ConfigError("reports need matplotlib: pip install 'verticals[report]'") from None
     from . import _report_plots as plots
+    check_output(output, overwrite, kind="report")  # before any work: refuse what is not ours
     from .api import load
 
     predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
@@ -162,7 +163,7 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     figures: list[tuple[str, str, str]] = []  # (file, title, caption)
     extras: dict[str, Any] = {}
 
-    with atomic_directory(output, overwrite) as tmp:
+    with atomic_directory(output, overwrite, kind="report") as tmp:
         if outcomes is not None:
             level = "tag" if outcomes.level == "token" else "label"
             plots.confusion_matrix_png(tmp / "confusion_matrix.png", outcomes.y_true, outcomes.y_pred,

@@ -87,7 +87,7 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
         f"src/{module}/py.typed": "", "tests/conftest.py": templates.CONFTEST,
         "tests/test_conformance.py": templates.TEST_CONFORMANCE,
     }
-    with atomic_directory(output, overwrite) as tmp:
+    with atomic_directory(output, overwrite, kind="pack") as tmp:
         for relative, text in files.items():
             path = tmp / relative
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._outputs import claim, refuse_same_file
 from .data import EXTENSION_FORMATS, RawRecord, parse_json_line
 from .errors import ConfigError, DataError
 
@@ -196,8 +197,14 @@ class PredictionWriter:
     def __enter__(self) -> PredictionWriter:
         if self.format == "parquet":
             _pyarrow_parquet()
-        else:
-            self._handle = open(self.tmp, "w", encoding="utf-8", newline="")
+        self._claim = claim(self.path)  # one writer at a time; cleans a killed writer's leftovers
+        self._claim.__enter__()
+        if self.format != "parquet":
+            try:
+                self._handle = open(self.tmp, "w", encoding="utf-8", newline="")
+            except BaseException:
+                self._claim.__exit__(None, None, None)
+                raise
         return self
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -226,10 +233,13 @@ class PredictionWriter:
             self._handle.close()
         if self._parquet is not None:
             self._parquet.close()
-        if exc_type is None and self.tmp.exists():
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
+        try:
+            if exc_type is None and self.tmp.exists():
+                os.replace(self.tmp, self.path)
+            elif self.tmp.exists():
+                self.tmp.unlink()
+        finally:
+            self._claim.__exit__(exc_type, exc, tb)
 
 
 def predict_file(predictor: Predictor, input: str | Path, output: str | Path, *,
@@ -243,6 +253,7 @@ def predict_file(predictor: Predictor, input: str | Path, output: str | Path, *,
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
+    refuse_same_file(input, output)
     task = predictor.task
     options = task.data_options
     input = Path(input)

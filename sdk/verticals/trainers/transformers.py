@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._outputs import last_complete_checkpoint, prepare_checkpoint_dir
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
 
@@ -70,7 +70,6 @@ class TransformersTrainer(Trainer):
             param_groups: list[dict[str, Any]] | None = None):
         from transformers import EarlyStoppingCallback, TrainingArguments
         from transformers.trainer_callback import ProgressCallback
-        from transformers.trainer_utils import get_last_checkpoint
 
         cfg = self.config
         precision = resolve_precision(cfg.precision)
@@ -116,8 +115,9 @@ class TransformersTrainer(Trainer):
             disable_tqdm=False,
         )
         with args.main_process_first(local=False, desc="clean checkpoints"):  # one rank deletes; the others wait
-            if not resume and args.process_index == 0 and checkpoint_dir.exists():
-                shutil.rmtree(checkpoint_dir)
+            if args.process_index == 0:
+                # only our own checkpoint folder, only checkpoint-N in it: old ones, or incomplete ones on resume
+                prepare_checkpoint_dir(checkpoint_dir, resume)
         optimizer = None
         if param_groups is not None:
             optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -145,11 +145,17 @@ class TransformersTrainer(Trainer):
         )
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(_stderr_progress())
-        last = get_last_checkpoint(str(checkpoint_dir)) if resume and checkpoint_dir.is_dir() else None
+        # transformers' get_last_checkpoint would pick a checkpoint a kill left half-written
+        last = last_complete_checkpoint(checkpoint_dir) if resume else None
+        if resume and last is None:
+            import warnings
+
+            warnings.warn(f"--resume: no complete checkpoint in {checkpoint_dir}; training from the start",
+                          UserWarning, stacklevel=2)
         # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(cfg.num_threads or max(1, available_cores() // local_processes))
-        trainer.train(resume_from_checkpoint=last)
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
         self.history_ = [dict(entry) for entry in trainer.state.log_history]
         self.best_metric_ = trainer.state.best_metric
         self.epochs_run_ = trainer.state.epoch

@@ -1,0 +1,313 @@
+"""What the SDK may delete: only what it wrote and can prove it wrote.
+
+Every directory the SDK writes carries proof of authorship. A bundle: a ``bundle.json`` that parses and a
+``manifest.json`` listing exactly its files. A report, ONNX export or pack scaffold: the marker
+``.verticals-output.json`` with the sha256 of every file written. A checkpoint folder: the same marker,
+holding only ``checkpoint-N`` folders. ``--overwrite`` replaces only such a directory, of the same kind;
+anything else is refused with exit 2, and no user-given path is ever passed to ``rmtree``.
+
+Writers take an exclusive lock beside their output (``.NAME.lock``) for as long as they write, so two
+runs never share an output or a checkpoint folder; under that lock the leftovers of a killed run
+(``.NAME.tmp-XXXXXXXX``, ``.NAME.old-XXXXXXXX``, our exact naming) are cleaned up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MARKER = ".verticals-output.json"
+CHECKPOINT = re.compile(r"^checkpoint-\d+$")
+# transformers' Trainer._save_checkpoint writes trainer_state.json after the weights, optimizer, scheduler
+# and RNG states: a checkpoint is complete when that file is there and parses.
+TRAINER_STATE = "trainer_state.json"
+_HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): a process may re-enter its own lock
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _walk(directory: Path) -> tuple[list[str], list[str]]:
+    """(regular files, symbolic links) below ``directory`` as relative POSIX paths; links are not followed."""
+    files, links = [], []
+    for root, dirs, names in os.walk(directory):
+        for name in dirs + names:
+            path = Path(root) / name
+            if path.is_symlink():
+                links.append(path.relative_to(directory).as_posix())
+            elif name in names:
+                files.append(path.relative_to(directory).as_posix())
+    return sorted(files), sorted(links)
+
+
+def _contains_cwd(path: Path) -> bool:
+    try:
+        Path.cwd().resolve().relative_to(path.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def write_marker(directory: Path, kind: str, **extra: Any) -> None:
+    """Record every file of ``directory`` with its sha256: the proof that a later ``--overwrite`` needs."""
+    files = {name: _sha256(directory / name) for name in _walk(directory)[0] if name != MARKER}
+    marker = {"kind": kind, "algorithm": "sha256", "files": files, **extra}
+    (directory / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_marker(directory: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((directory / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and isinstance(marker.get("files"), dict) else None
+
+
+def _bundle_problem(directory: Path, files: list[str]) -> str | None:
+    from .bundle import BUNDLE_FILE, MANIFEST_FILE, BundleInfo
+
+    try:
+        BundleInfo.model_validate_json((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
+        listed = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+        listed = set(listed) if isinstance(listed, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        listed = None
+    if listed is None:
+        return f"it has no readable {BUNDLE_FILE} and {MANIFEST_FILE}, so it is not a bundle Verticals wrote"
+    unlisted = sorted(set(files) - listed - {MANIFEST_FILE})
+    if unlisted:
+        return f"it holds '{unlisted[0]}', which its {MANIFEST_FILE} does not list"
+    return None
+
+
+def ownership_problem(path: str | Path, kind: str) -> str | None:
+    """Why the existing ``path`` is not provably a ``kind`` Verticals wrote (None when it is).
+
+    ``kind`` is 'bundle', 'checkpoints', or the kind a marker records ('report', 'export', 'pack')."""
+    path = Path(path)
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if not path.is_dir():
+        return "it is not a directory"
+    if _contains_cwd(path):
+        return "it contains the current directory"
+    files, links = _walk(path)
+    if links:
+        return f"it holds the symbolic link '{links[0]}'"
+    if kind == "bundle":
+        return _bundle_problem(path, files)
+    marker = _read_marker(path)
+    if marker is None:
+        return f"it has no {MARKER}, so Verticals did not write it"
+    if marker.get("kind") != kind:
+        return f"its {MARKER} says it holds a {marker.get('kind')!r}, not a {kind!r}"
+    if kind == "checkpoints":
+        foreign = sorted(e.name for e in path.iterdir()
+                         if e.name != MARKER and not (CHECKPOINT.match(e.name) and e.is_dir()))
+        return f"it holds '{foreign[0]}', which is not a checkpoint Verticals wrote" if foreign else None
+    for name in files:
+        if name != MARKER and name not in marker["files"]:
+            return f"it holds '{name}', which Verticals did not write there"
+    for name, expected in marker["files"].items():
+        if name not in files or _sha256(path / name) != expected:
+            return f"'{name}' was changed or removed after Verticals wrote it"
+    return None
+
+
+def check_replaceable(output: str | Path, kind: str, overwrite: bool) -> None:
+    """Fail before any work when ``output`` exists and may not be replaced (exit 2, saying why)."""
+    output = Path(output)
+    if not (output.exists() or output.is_symlink()):
+        return
+    if not overwrite:
+        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+    if output.is_dir() and not output.is_symlink() and not any(output.iterdir()) and not _contains_cwd(output):
+        return  # an empty directory: nothing to lose
+    problem = ownership_problem(output, kind)
+    if problem:
+        raise ConfigError(f"{output} exists and --overwrite replaces only a {kind} Verticals wrote, but {problem}; "
+                          f"refusing to delete it (choose another --output, or move it away yourself)")
+
+
+def _leftover_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-[0-9a-f]{{8}}$")
+
+
+def _clean_leftovers(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left behind; roll back a replacement killed half-way."""
+    pattern = _leftover_pattern(path.name)
+    try:
+        entries = sorted(path.parent.iterdir(), key=lambda p: p.lstat().st_mtime)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or entry.is_symlink():
+            continue
+        if match.group(1) == "old" and entry.is_dir() and not (path.exists() or path.is_symlink()) \
+                and _intact(entry):
+            os.replace(entry, path)  # killed between the two renames: the previous output comes back
+        elif entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _intact(directory: Path) -> bool:
+    """A complete bundle or marked output (a half-deleted one is not rolled back into place)."""
+    from .bundle import verify
+    from .errors import BundleError
+
+    marker = _read_marker(directory)
+    if marker is not None:
+        return ownership_problem(directory, str(marker.get("kind"))) is None
+    try:
+        verify(directory)
+    except (BundleError, OSError, ValueError):
+        return False
+    return ownership_problem(directory, "bundle") is None
+
+
+@contextmanager
+def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (via ``.NAME.lock`` beside it) and clean a killed run's leftovers.
+
+    Non-blocking: a second writer fails at once with exit 2. Re-entrant within one process."""
+    path = Path(os.path.abspath(path))
+    if not path.name or path.parent == path:
+        raise ConfigError(f"{path}: give a named file or folder as output")
+    lock = path.parent / f".{path.name}.lock"
+    key = str(lock)
+    if key in _HELD:
+        fd, depth = _HELD[key]
+        _HELD[key] = (fd, depth + 1)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(f"another Verticals process is {what} {path} (it holds {lock}); wait for it to "
+                                  f"finish or choose another path") from None
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder we waited on removed this lock file: lock the new one
+        _HELD[key] = (fd, 1)
+        _clean_leftovers(path)
+    try:
+        yield
+    finally:
+        fd, depth = _HELD[key]
+        if depth > 1:
+            _HELD[key] = (fd, depth - 1)
+        else:
+            del _HELD[key]
+            lock.unlink(missing_ok=True)  # unlinked while still locked, so no one locks a stale file
+            os.close(fd)
+
+
+def refuse_same_file(input: str | Path, output: str | Path) -> None:
+    """Predictions must never replace the records they are made from (also via links)."""
+    a, b = Path(input), Path(output)
+    same = os.path.abspath(a) == os.path.abspath(b) or a.resolve() == b.resolve()
+    if not same and a.exists() and b.exists():
+        same = os.path.samefile(a, b)  # hard links and bind mounts
+    if same:
+        raise ConfigError(f"--output {output} is the --input file; predictions would replace the records they "
+                          f"are made from; choose another --output")
+
+
+# ---- checkpoint folders ----------------------------------------------------------------------------
+def check_checkpoint_dir(directory: str | Path, output: str | Path) -> None:
+    """Before training: the checkpoint folder must be new, empty, or one Verticals made for checkpoints."""
+    directory, output = Path(directory), Path(output)
+    a, b = directory.resolve(), output.resolve()
+    if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+        raise ConfigError(f"training.checkpoint_dir={directory} overlaps --output {output}; use a folder of its own")
+    if not (directory.exists() or directory.is_symlink()):
+        return
+    if directory.is_dir() and not directory.is_symlink() and not _contains_cwd(directory) \
+            and not any(directory.iterdir()):
+        return
+    problem = ownership_problem(directory, "checkpoints")
+    if problem:
+        raise ConfigError(f"training.checkpoint_dir={directory} exists and {problem}; Verticals deletes "
+                          f"checkpoints it wrote, so it needs a new or empty folder of its own (or the one an "
+                          f"earlier run made)")
+
+
+def prepare_checkpoint_dir(directory: str | Path, resume: bool) -> Path | None:
+    """Create or reuse our checkpoint folder; drop old (fresh run) or incomplete (resume) checkpoints.
+
+    Returns the last complete checkpoint when resuming, else None."""
+    directory = Path(directory)
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        write_marker(directory, "checkpoints", created=True)
+    elif _read_marker(directory) is None and not any(directory.iterdir()):
+        write_marker(directory, "checkpoints", created=False)
+    problem = ownership_problem(directory, "checkpoints")
+    if problem:
+        raise ConfigError(f"training.checkpoint_dir={directory}: {problem}; refusing to use it")
+    for entry in sorted(directory.iterdir()):
+        if CHECKPOINT.match(entry.name) and (not resume or not checkpoint_complete(entry)):
+            shutil.rmtree(entry)
+    return last_complete_checkpoint(directory) if resume else None
+
+
+def checkpoint_complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    """The highest-step complete checkpoint (a run killed while saving leaves an incomplete one)."""
+    if not directory.is_dir():
+        return None
+    found = [p for p in directory.iterdir() if CHECKPOINT.match(p.name) and p.is_dir() and checkpoint_complete(p)]
+    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def remove_checkpoints(directory: str | Path) -> None:
+    """After training: delete our checkpoints and marker, and the folder itself if we created it."""
+    directory = Path(directory)
+    marker = _read_marker(directory) if directory.is_dir() else None
+    if marker is None or ownership_problem(directory, "checkpoints"):
+        if directory.exists():
+            warnings.warn(f"left {directory} in place: Verticals cannot prove it holds only its checkpoints",
+                          UserWarning, stacklevel=2)
+        return
+    try:
+        for entry in directory.iterdir():
+            if CHECKPOINT.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+        (directory / MARKER).unlink()
+        if marker.get("created"):
+            directory.rmdir()  # fails, leaving it, if anything else appeared meanwhile
+    except OSError as exc:
+        warnings.warn(f"could not remove the checkpoints in {directory}: {exc}", UserWarning, stacklevel=2)
