@@ -55,9 +55,9 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 # Files that hold text or values taken from the training data or from files named in the config
 # (task.faq, data.items): whoever receives the bundle receives these too. `inspect` flags them.
 DATA_DERIVED = {
-    BUNDLE_FILE: "labels, the full config (including data file paths) and data fingerprints",
-    "index.json": "retrieval index: the text of every indexed training utterance and FAQ entry (task.faq)",
-    "items.json": "item catalogue (data.items): the text of every item",
+    BUNDLE_FILE: "labels, the full config (data file paths included) and data fingerprints",
+    "fallback_index.json": "every training utterance and FAQ entry (task.faq: questions and answers)",
+    "items.json": "the item catalogue (data.items): every item's text",
     "histories.json": "every training user's interaction history",
     "neighbours.safetensors": "item-item neighbours computed from the training interactions",
     "preprocessing.json": "category values and statistics of the training columns",
@@ -65,11 +65,12 @@ DATA_DERIVED = {
 
 
 def data_derived(name: str, names: set[str] | frozenset[str] = frozenset()) -> str | None:
-    """What data a bundle file carries, or None for weights/tokenizer files. ``names``: the bundle's files
-    (a ``NAME.json`` beside a ``NAME.faiss`` is a retrieval index's texts, whatever the pack called it)."""
-    base = name.rsplit("/", 1)[-1]
-    if base in DATA_DERIVED and "/" not in name:
-        return DATA_DERIVED[base]
+    """What data a bundle file carries, or None for weights and tokenizer files. ``names``: the bundle's
+    files (a ``NAME.json`` beside a ``NAME.faiss`` is a retrieval index, whatever a pack called it)."""
+    if name in DATA_DERIVED:
+        return DATA_DERIVED[name]
+    if name.endswith(".faiss"):
+        return "retrieval index: one vector per indexed text (training data, FAQ or catalogue)"
     if name.endswith(".json") and f"{name[:-5]}.faiss" in names:
         return "retrieval index: the text of every indexed entry (training data, FAQ or catalogue)"
     return None
@@ -284,9 +285,10 @@ def apply_umask(directory: Path) -> None:
     safetensors writes its files 0600 (a private temporary file renamed into place), which would keep a
     delivered model from every other user of the client's server."""
     mask = _umask()
-    for name in _walk(directory)[0]:
+    files, dirs = _walk(directory)
+    for name in files:
         os.chmod(directory / name, 0o666 & ~mask)
-    for name in _walk(directory)[1]:
+    for name in dirs:
         os.chmod(directory / name, 0o777 & ~mask)
 
 

@@ -109,6 +109,19 @@ def test_adapter_files_listed_in_the_manifest_are_not_loaded(bundle, tmp_path):
     assert _scores(copy) == _scores(bundle)
 
 
+def test_the_verified_bytes_loader_matches_from_pretrained(bundle):
+    """The bundle's backbone, built from config.json + safetensors, is the model save_pretrained wrote."""
+    import torch
+    from transformers import AutoModel
+    from verticals.backbones import load_bundle_backbone
+
+    ours = load_bundle_backbone(bundle)
+    reference = AutoModel.from_pretrained(str(bundle / "backbone")).eval()
+    ids = torch.tensor([[101, 2054, 2003, 1996, 102]])
+    with torch.no_grad():
+        assert torch.equal(ours(input_ids=ids).last_hidden_state, reference(input_ids=ids).last_hidden_state)
+
+
 @pytest.mark.parametrize("name", ["backbone/adapter_config.json", ".hidden", "backbone/.cache/x", "notes/a.txt"])
 def test_unlisted_files_are_refused_hidden_ones_too(bundle, tmp_path, name):
     copy = _copy(bundle, tmp_path)
@@ -177,15 +190,18 @@ def test_inspect_lists_every_file_and_flags_data_derived_ones(bundle, tmp_path):
     assert text.returncode == 0 and "backbone/model.safetensors" in text.stdout
 
 
-def test_inspect_flags_data_derived_files(bundle, tmp_path):
-    from verticals.bundle import DATA_DERIVED, write_manifest
+@pytest.mark.parametrize("name", ["fallback_index.json", "my_index.json"])
+def test_inspect_flags_data_derived_files(bundle, tmp_path, name):
+    from verticals.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
-    (copy / "index.json").write_text('{"dim": 2, "metadata": [{"text": "a training utterance"}]}')
+    (copy / name).write_text('{"dim": 2, "metadata": [{"text": "a training utterance"}]}')
+    (copy / name.replace(".json", ".faiss")).write_bytes(b"vectors")
     write_manifest(copy)
     result = run_cli("inspect", str(copy), "--json")
     listing = {f["path"]: f for f in json.loads(result.stdout)["contents"]}
-    assert listing["index.json"]["data"] and DATA_DERIVED["index.json"] in listing["index.json"]["data"]
-    assert not listing["head.safetensors"]["data"]
+    assert "utterance" in listing[name]["data"] or "indexed" in listing[name]["data"]
+    assert listing[name.replace(".json", ".faiss")]["data"] and listing["bundle.json"]["data"]
+    assert not listing["head.safetensors"]["data"] and not listing["backbone/model.safetensors"]["data"]
     text = run_cli("inspect", str(copy)).stdout
-    assert "index.json" in text and "holds data" in text
+    assert "* " in text and name in text and "holds data" in text
