@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="JSON/YAML config with training/data/task sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override one option, e.g. training.epochs=5 (repeatable)")
-    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir or registered name")
+    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir, registered name, or Hub "
+                       "id (org/name) from the Hugging Face cache")
     train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
     train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
