@@ -19,6 +19,7 @@ from .engines import resolve_engine
 from .errors import BundleError
 from .predictor import Predictor
 from .tasks.base import TaskType
+from .tasks.transformer import TransformerTask
 
 
 def _library_versions() -> dict[str, str]:
@@ -190,6 +191,6 @@ def load(path: str | Path, *, engine: str = "torch") -> Predictor:
     run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
-    engine = resolve_engine(engine, task)
+    engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)
     return Predictor(task, info, path, engine=engine)

@@ -164,7 +164,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
     from pathlib import Path
 
-    from .bundle import digest, read_info, verify
+    from .bundle import data_derived, digest, read_info, verify
     from .errors import BundleError
 
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
@@ -174,10 +174,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")
     files = manifest["files"]
-    size = sum((Path(args.bundle) / name).stat().st_size for name in files)
+    names = set(files)
+    contents = [{"path": name, "bytes": (Path(args.bundle) / name).stat().st_size,
+                 "data": data_derived(name, names)} for name in sorted(files)]
+    size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
-                                          "created_at", "labels", "model", "data", "metrics", "versions"})}
+                                          "created_at", "labels", "model", "data", "metrics", "versions"}),
+               "contents": contents}
     if args.json:
         _print_json(summary)
         return 0
@@ -192,6 +196,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  data     {split}: " + ", ".join(f"{k} {v}" for k, v in fingerprint.items()))
     for split, metrics in info.metrics.items():
         print(f"  metrics  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    # Whoever receives the bundle receives every file: say which ones carry data, not only weights.
+    print("  files    (* holds data from training or from files named in the config; shared with the bundle)")
+    for item in contents:
+        mark = "*" if item["data"] else " "
+        note = f"  holds data: {item['data']}" if item["data"] else ""
+        print(f"   {mark} {item['bytes']:>12,d}  {item['path']}{note}")
     return 0
 
 
@@ -282,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", metavar="FILE", help="JSON/YAML config with training/data/task sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override one option, e.g. training.epochs=5 (repeatable)")
-    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir or registered name")
+    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir, registered name, or Hub "
+                       "id (org/name) from the Hugging Face cache")
     train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
     train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
     train.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -38,7 +38,8 @@ class TrainingConfig(_Strict):
     """Fine-tuning options shared by every transformer task."""
 
     backbone: str = Field(
-        DEFAULT_BACKBONE, description="A registered backbone name or a local Hugging Face model directory."
+        DEFAULT_BACKBONE, description="A registered backbone name, a local Hugging Face model directory, "
+        "or a Hub id (org/name) found in the Hugging Face cache (downloaded only when HF_HUB_OFFLINE is unset)."
     )
     strategy: Literal["full", "head-only", "lora"] = Field(
         "full", description="Train every weight, only the head (frozen backbone), or LoRA adapters (peft)."

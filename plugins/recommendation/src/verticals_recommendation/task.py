@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from verticals import DataError, Evaluation, TaskType
-from verticals.backbones import load_backbone, load_tokenizer, resolve_backbone
+from verticals.backbones import (load_backbone, load_bundle_backbone, load_bundle_tokenizer, load_tokenizer,
+                                 resolve_backbone)
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
@@ -360,8 +361,8 @@ class RecommendationTask(TaskType):
         neighbours = directory / NEIGHBOURS_FILE
         # bundles written before the re-ranker existed have neither (and rank by similarity)
         self.neighbours_ = load_neighbours(neighbours) if neighbours.is_file() else None
-        self.tokenizer_ = load_tokenizer(directory / BACKBONE_DIR)
-        self.backbone_ = load_backbone(directory / BACKBONE_DIR)
+        self.tokenizer_ = load_bundle_tokenizer(directory, BACKBONE_DIR)
+        self.backbone_ = load_bundle_backbone(directory, BACKBONE_DIR)
         self.backbone_.eval()
         configure_threads(self.config.training.num_threads)
         self.precision_ = resolve_precision(self.config.training.precision)

@@ -187,7 +187,7 @@ class FraudTask(TaskType):
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         from safetensors.torch import load_file
         from verticals import BundleError
-        from verticals.backbones import load_backbone, load_tokenizer
+        from verticals.backbones import load_bundle_backbone, load_bundle_tokenizer
 
         self.labels_ = list(state["labels"])
         self.threshold_ = float(state["threshold"])
@@ -207,4 +207,4 @@ class FraudTask(TaskType):
             models.append(model.eval())
         self.models_ = models
         if self.data_options.text_columns:
-            self.encoder_ = (load_backbone(directory / BACKBONE_DIR), load_tokenizer(directory / BACKBONE_DIR))
+            self.encoder_ = (load_bundle_backbone(directory, BACKBONE_DIR), load_bundle_tokenizer(directory, BACKBONE_DIR))
