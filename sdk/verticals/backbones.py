@@ -176,3 +176,35 @@ def load_bundle_tokenizer(bundle: str | Path, subdir: str = "backbone"):  # type
             return load_tokenizer(private)
         except ConfigError as exc:  # name the bundle, not the private copy
             raise BundleError(str(exc).replace(private, str(bundle / subdir))) from None
+
+
+# Model types whose position ids start after the padding index, so padding_idx + 1 rows of the position
+# table are never used for tokens (RoBERTa: 514 rows, 512 usable tokens).
+_PADDING_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "mpnet",
+                         "data2vec-text", "ibert", "luke", "markuplm", "layoutlmv3"}
+
+
+def position_limit(path: str | Path) -> int | None:
+    """How many tokens the backbone at ``path`` can embed (None: no fixed position table)."""
+    from transformers import AutoConfig
+
+    _offline()
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the backbone config in {path}: {str(exc).splitlines()[0]}") from None
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return None
+    if getattr(config, "model_type", None) in _PADDING_OFFSET_TYPES:
+        limit -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    return limit
+
+
+def check_max_length(path: str | Path, value: int, option: str = "training.max_length") -> None:
+    """Refuse a token budget beyond the backbone's positions before training, not at the first long
+    input after delivery (the bundle would train on short data and crash on a long query)."""
+    limit = position_limit(path)
+    if limit is not None and value > limit:
+        raise ConfigError(f"{option}={value} is more than the backbone can read: {path} has {limit} token "
+                          f"positions; set {option}={limit} or less")

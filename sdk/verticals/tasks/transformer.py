@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from ..backbones import load_bundle_tokenizer, load_tokenizer, resolve_backbone
+from ..backbones import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
 from ..engines import OnnxBackbone, onnx_backbone
 from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
@@ -86,6 +86,7 @@ class TransformerTask(TaskType):
         set_seed(training.seed)
         self.prepare(train)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
+        check_max_length(self.backbone_path_, training.max_length)
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
         from ..backbones import load_backbone
 

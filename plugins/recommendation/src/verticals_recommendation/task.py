@@ -12,8 +12,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from verticals import DataError, Evaluation, TaskType
-from verticals.backbones import (load_backbone, load_bundle_backbone, load_bundle_tokenizer, load_tokenizer,
-                                 resolve_backbone)
+from verticals.backbones import (
+    check_max_length,
+    load_backbone,
+    load_bundle_backbone,
+    load_bundle_tokenizer,
+    load_tokenizer,
+    resolve_backbone,
+)
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
@@ -135,6 +141,8 @@ class RecommendationTask(TaskType):
         self.reranker_: Reranker | None = None
         self.precision_ = resolve_precision(training.precision)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
+        check_max_length(self.backbone_path_, training.max_length)
+        check_max_length(self.backbone_path_, self.options.item_max_length, "task.item_max_length")
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
         self.backbone_ = load_backbone(self.backbone_path_)
         pairs = self._pairs()

@@ -110,7 +110,7 @@ class FraudTask(TaskType):
         return np.concatenate(parts, axis=1)
 
     def fit(self, train: Sequence[BaseModel], validation: Sequence[BaseModel]) -> FraudTask:  # type: ignore[override]
-        from verticals.backbones import load_backbone, load_tokenizer, resolve_backbone
+        from verticals.backbones import check_max_length, load_backbone, load_tokenizer, resolve_backbone
         from verticals.runtime import configure_threads
 
         numeric, categorical, text = self._columns()
@@ -122,6 +122,7 @@ class FraudTask(TaskType):
                                                      min_count=self.options.min_category_count, clip=self.options.clip)
         if text:
             path = resolve_backbone(self.config.training.backbone)
+            check_max_length(path, self.config.training.max_length)
             self.encoder_ = (load_backbone(path), load_tokenizer(path))
         x_train, x_val = self._features(train), self._features(validation)
         self.models_ = train_ensemble(self._head_cls(), x_train, y_train, x_val, y_val, self.options,
