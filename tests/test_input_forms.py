@@ -170,3 +170,41 @@ def test_cli_verbs_take_data_set(trained, tmp_path: Path) -> None:
     assert len(out.read_text(encoding="utf-8").splitlines()) == len(trained["text-classification"]["rows"])
     result = run_cli("evaluate", str(bundle), "--data", str(client), "--set", "training.epochs=1")
     assert result.returncode == 2 and "only data.* options" in result.stderr
+
+
+def write_as(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` written in the format of ``path``'s extension."""
+    kind = path.suffix[1:]
+    if kind in ("csv", "tsv"):
+        lines = ["\t".join(rows[0]) if kind == "tsv" else ",".join(rows[0])]
+        lines += ["\t".join(r.values()) if kind == "tsv" else ",".join(r.values()) for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    elif kind == "json":
+        path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    elif kind == "conll":
+        path.write_text("\n\n".join("\n".join(f"{t}\t{g}" for t, g in zip(r["tokens"], r["tags"])) for r in rows)
+                        + "\n", encoding="utf-8")
+    else:
+        pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize(("task", "kind"), [
+    *[("text-classification", k) for k in ("csv", "tsv", "jsonl", "json", "parquet")],
+    *[("token-classification", k) for k in ("conll", "jsonl", "json", "parquet")],
+])
+def test_every_file_format_through_evaluate_and_predict(trained, task: str, kind: str, tmp_path: Path) -> None:
+    """One reader: what evaluate reads, predict reads too (a Parquet file was read as text by evaluate)."""
+    result = trained[task]
+    predictor, rows = result["predictor"], result["rows"]
+    path = write_as(tmp_path / f"data.{kind}", rows)
+    reference = predictor.evaluate(result["validation"])
+    assert predictor.evaluate(path).metrics == pytest.approx(reference.metrics)
+    assert len(predictor.predict(path)) == len(rows)
+    if kind == "parquet":
+        cli = run_cli("evaluate", str(result["bundle"]), "--data", str(path), "--json")
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["metrics"] == pytest.approx(reference.metrics)
