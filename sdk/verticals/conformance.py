@@ -133,8 +133,19 @@ class PackConformance:
             missing = set(spec.metrics) - set(evaluation.metrics)
             assert not missing, f"{full}: evaluate() lacks declared metrics {sorted(missing)}"
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def from_files(cls, trained: dict[str, Any]) -> dict[str, Any]:
+        """Each task's evaluation and predictions of its validation file, computed once."""
+        out = {}
+        for full, result in trained.items():
+            path = Path(result["data"]["validation"])
+            out[full] = (result["predictor"].evaluate(path), result["predictor"].predict(path))
+        return out
+
     @pytest.mark.parametrize("form", INPUT_FORMS)
-    def test_data_in_any_form(self, trained: dict[str, Any], form: str, tmp_path: Path) -> None:
+    def test_data_in_any_form(self, trained: dict[str, Any], from_files: dict[str, Any], form: str,
+                              tmp_path: Path) -> None:
         """evaluate/predict/read give for each form what they give for the file itself (never, e.g., one
         prediction per DataFrame column name)."""
         for full, result in trained.items():
@@ -146,13 +157,12 @@ class PackConformance:
                 expected = [r.model_dump() for r in predictor.task.read(path)]
                 got = predictor.task.read(data)
                 assert [r.model_dump() for r in got] == expected, f"{full}: {form} gives other records"
-            path = Path(result["data"]["validation"])
-            reference = predictor.evaluate(path)
+            reference, expected_predictions = from_files[full]
             evaluation = predictor.evaluate(data)
             assert evaluation.n == reference.n and _close(evaluation.metrics, reference.metrics), full
             predictions = predictor.predict(data)
             assert len(predictions) == reference.n, f"{full}: {form}: {len(predictions)} predictions"
-            assert _close([p.model_dump() for p in predictions], [p.model_dump() for p in predictor.predict(path)])
+            assert _close([p.model_dump() for p in predictions], [p.model_dump() for p in expected_predictions])
 
     def test_tampered_bundle_refused(self, trained: dict[str, Any], tmp_path: Path) -> None:
         import shutil
