@@ -208,3 +208,24 @@ def test_every_file_format_through_evaluate_and_predict(trained, task: str, kind
         cli = run_cli("evaluate", str(result["bundle"]), "--data", str(path), "--json")
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["metrics"] == pytest.approx(reference.metrics)
+
+
+def test_serve_and_report_take_data_overrides(trained, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("matplotlib")
+    from fastapi.testclient import TestClient
+    from verticals.report import write_report
+    from verticals.serve import create_app
+
+    result = trained["text-classification"]
+    client = client_file(tmp_path, result["rows"])
+    columns = ["data.text_column=utterance", "data.label_column=intent"]
+    app = create_app([result["bundle"]], engine="torch", overrides=columns)
+    with TestClient(app) as http:
+        response = http.post(f"/v1/models/{result['bundle'].name}/predict",
+                             json={"inputs": [{"utterance": r["text"]} for r in result["rows"][:3]]})
+    assert response.status_code == 200, response.text
+    got = [r["prediction"]["label"] for r in response.json()["results"]]
+    assert got == [p.label for p in result["predictor"].predict(result["rows"][:3])]
+    report = write_report(result["bundle"], client, tmp_path / "report", overrides=columns)
+    assert report.n == len(result["rows"])
