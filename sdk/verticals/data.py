@@ -27,6 +27,7 @@ from .readers import (  # noqa: F401 - re-exported: packs import the reader API 
     RawRecord,
     check_values,
     detect_format,
+    iter_lines,
     iter_raw,
     parse_json_line,
     read_raw,
