@@ -14,7 +14,7 @@ from ._plugins import get_catalog
 from ._version import __version__
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
 from .config import RunConfig, deep_merge, format_validation_error, resolve_config
-from .data import fingerprint, split_indices
+from .data import data_fingerprint, source_name, split_indices
 from .engines import resolve_engine
 from .errors import BundleError
 from .predictor import Predictor
@@ -70,11 +70,11 @@ def _wait_for_all_ranks() -> None:
 
 def train(
     task: str,
-    train: str | Path,
+    train: Any,
     *,
     output: str | Path,
-    validation: str | Path | None = None,
-    test: str | Path | None = None,
+    validation: Any = None,
+    test: Any = None,
     config: str | Path | dict[str, Any] | None = None,
     overrides: Sequence[str] | dict[str, Any] | None = None,
     backbone: str | None = None,
@@ -83,9 +83,10 @@ def train(
 ) -> Predictor:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
-    ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``overrides`` are
-    ``KEY=VALUE`` strings as on the CLI (or a nested dict); they win over ``config``, which wins over the
-    pack's defaults.
+    ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``train``, ``validation`` and
+    ``test`` are each a file path (CSV, TSV, JSONL/JSON, CoNLL, Parquet), a pandas DataFrame, a
+    ``datasets.Dataset`` or a list of dicts. ``overrides`` are ``KEY=VALUE`` strings as on the CLI (or a
+    nested dict); they win over ``config``, which wins over the pack's defaults.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
     output = Path(output)
@@ -107,9 +108,9 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
            overwrite: bool, resume: bool) -> Predictor:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
-    validation_records = model.read(validation) if validation else None
-    test_records = model.read(test) if test else None
-    fingerprints: dict[str, Any] = {"train": fingerprint(train, len(train_records))}
+    validation_records = model.read(validation) if validation is not None else None
+    test_records = model.read(test) if test is not None else None
+    fingerprints: dict[str, Any] = {"train": data_fingerprint(train, train_records)}
     if validation_records is None:
         keys = [model.stratify_key(r) for r in train_records]
         train_idx, val_idx = split_indices(None if any(k is None for k in keys) else keys, len(train_records),
@@ -119,12 +120,12 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         fingerprints["validation"] = {"held_out_from": "train", "records": len(validation_records),
                                       "fraction": model.data_options.validation_fraction}
     else:
-        fingerprints["validation"] = fingerprint(validation, len(validation_records))
+        fingerprints["validation"] = data_fingerprint(validation, validation_records)
     model.prepare(train_records)
-    model.check_split(validation_records, "validation", validation or train)
+    model.check_split(validation_records, "validation", source_name(validation if validation is not None else train))
     if test_records is not None:
-        model.check_split(test_records, "test", test)
-        fingerprints["test"] = fingerprint(test, len(test_records))
+        model.check_split(test_records, "test", source_name(test))
+        fingerprints["test"] = data_fingerprint(test, test_records)
 
     model.checkpoint_dir = checkpoint_dir
     model.resume = resume
@@ -171,13 +172,15 @@ def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
     raise BundleError(f"{path}: bundle.json config could not be read")
 
 
-def load(path: str | Path, *, engine: str = "torch") -> Predictor:
+def load(path: str | Path, *, engine: str = "torch", overrides: Sequence[str] | dict[str, Any] | None = None
+         ) -> Predictor:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles.
 
     ``engine`` picks where the encoder runs at inference (:mod:`verticals.engines`): 'torch' (default:
     the exact training-time numerics), 'onnx' (ONNX Runtime, fp32, ~3x lower single-query latency on
     CPU), 'onnx-int8' (quantised: faster still, numbers change slightly) or 'auto' ('onnx' where it
-    applies, else 'torch')."""
+    applies, else 'torch'). ``overrides`` sets ``data.*`` options for reading other data than the training
+    files, e.g. ``["data.text_column=utterance"]`` (see :meth:`Predictor.with_overrides`)."""
     path = Path(path)
     verify(path)
     info = read_info(path, verified=True)
@@ -194,4 +197,5 @@ def load(path: str | Path, *, engine: str = "torch") -> Predictor:
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)
-    return Predictor(task, info, path, engine=engine)
+    predictor = Predictor(task, info, path, engine=engine)
+    return predictor.with_overrides(overrides) if overrides else predictor

@@ -125,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import load
 
-    evaluation = load(args.bundle, engine=args.engine).evaluate(args.data)
+    evaluation = load(args.bundle, engine=args.engine, overrides=args.set).evaluate(args.data)
     if args.json:
         _print_json(evaluation.model_dump())
     else:
@@ -154,7 +154,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from ._outputs import refuse_same_file
 
         refuse_same_file(args.input, args.output)
-    predictor = load(args.bundle, engine=args.engine)
+    predictor = load(args.bundle, engine=args.engine, overrides=args.set)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
         from .streaming import predict_file
@@ -271,14 +271,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
     print(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine)
+    run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, overrides=args.set)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    result = write_report(args.bundle, args.data, args.output, overwrite=args.overwrite)
+    result = write_report(args.bundle, args.data, args.output, overwrite=args.overwrite, overrides=args.set)
     if args.json:
         _print_json(result.model_dump())
     else:
@@ -316,6 +316,15 @@ def _engine_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--engine", choices=ENGINES, default=default,
                         help=f"where the encoder runs (default: {default}); onnx = ONNX Runtime fp32, same "
                              "numbers, lower latency on CPU; onnx-int8 = quantised, check accuracy with evaluate")
+
+
+def _data_set_option(*parsers: argparse.ArgumentParser) -> None:
+    """``--set data.OPTION=VALUE`` on the verbs that read data with a trained bundle (column names, format,
+    encoding of a client's file); what the model learnt (training.*, task.*) cannot change there."""
+    for parser in parsers:
+        parser.add_argument("--set", action="append", metavar="data.KEY=VALUE",
+                            help="read the data with another data option, e.g. data.text_column=utterance "
+                                 "(column names, format, encoding; repeatable)")
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -428,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
     export.set_defaults(func=cmd_export)
+
+    _data_set_option(evaluate, predict, serve, report)
 
     new_pack = sub.add_parser("new-pack", help="scaffold a pack distribution",
                               description="Write a pip-installable pack with its entry point, spec and tests.")

@@ -103,7 +103,8 @@ class DataConfig(_Strict):
 
     format: str = Field(
         "auto",
-        description="File format: auto (by extension), csv, tsv, jsonl, conll; task types may add more.",
+        description="File format: auto (by extension), csv, tsv, jsonl (JSON Lines or a JSON array), conll, "
+        "parquet; task types may add more.",
     )
     encoding: str = Field("utf-8", description="Text encoding of the input files.")
     text_column: str = Field("text", description="Column/field holding the input text.")
@@ -112,6 +113,10 @@ class DataConfig(_Strict):
     tags_column: str = Field("tags", description="Field with the tag list (token classification JSONL).")
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Held-out fraction (seeded, stratified) when no --validation is given."
+    )
+    max_record_bytes: int = Field(
+        1 << 20, ge=1024, description="Longest line (one record, or one CoNLL token line) a reader accepts, in "
+        "bytes; longer lines are an error, so a binary file or a device such as /dev/zero cannot exhaust memory."
     )
 
 

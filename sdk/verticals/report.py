@@ -141,9 +141,9 @@ def _out_of_scope_label(predictor: Predictor) -> str:
 
 
 def write_report(bundle: str | Path | Predictor, data: str | Path, output: str | Path, *,
-                 overwrite: bool = False) -> ReportResult:
+                 overwrite: bool = False, overrides: Sequence[str] | None = None) -> ReportResult:
     """Evaluate ``bundle`` (a bundle directory or a loaded predictor) on the labelled ``data`` and write the
-    report directory ``output``."""
+    report directory ``output``; ``overrides`` are ``data.*`` options, e.g. ``["data.text_column=utterance"]``."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -153,6 +153,7 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     from .api import load
 
     predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
+    predictor = predictor.with_overrides(overrides) if overrides else predictor
     bundle = predictor.path or bundle
     task = predictor.task
     records = task.read(data)

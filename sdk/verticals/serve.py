@@ -185,7 +185,7 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
 
 
 def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
-               engine: str = "auto") -> Any:
+               engine: str = "auto", overrides: Sequence[str] | None = None) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
     paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency)."""
     fastapi = _require_fastapi()
@@ -198,7 +198,9 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     limits = limits or ServeLimits()
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
-    predictors = [b if isinstance(b, Predictor) else load(b, engine=engine) for b in bundles]
+    # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
+    predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
+                  else load(b, engine=engine, overrides=overrides) for b in bundles]
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # A predictor built in memory has no bundle directory, hence no digest.
@@ -324,9 +326,10 @@ def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits
 
 
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
-        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto") -> None:
+        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
+        overrides: Sequence[str] | None = None) -> None:
     """Serve bundles with uvicorn until interrupted."""
-    app = create_app(bundles, limits, engine)
+    app = create_app(bundles, limits, engine, overrides)
     try:
         import uvicorn
     except ImportError:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..data import RawRecord, read_raw
+from ..data import RawRecord
 from ..errors import DataError
 from ..metrics import entity_metrics, softmax
 from .base import Evaluation, Record
@@ -110,12 +110,10 @@ class TokenClassificationTask(TransformerTask):
     metric_names = ("precision", "recall", "f1", "token_accuracy")
     primary_metric = "f1"
     label_field = "tags"
+    default_format = "conll"
 
     def field_map(self) -> dict[str, str]:
         return {"tokens": self.data_options.tokens_column, "tags": self.data_options.tags_column}
-
-    def read_raw(self, path):  # type: ignore[no-untyped-def,override]
-        return read_raw(path, self.data_options.format, self.data_options.encoding, default="conll")
 
     def to_record(self, raw: RawRecord, *, require_labels: bool = True):  # type: ignore[no-untyped-def,override]
         data = dict(raw.data)

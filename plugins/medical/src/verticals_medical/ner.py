@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from verticals import ConfigError, DataError
-from verticals.data import RawRecord, read_raw, read_text
+from verticals.data import RawRecord, iter_lines, iter_raw
 from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
 from verticals.tasks.token_classification import BIO_TAG, bio_labels
@@ -72,16 +72,20 @@ class MedicalNERTask(TokenClassificationTask):
     def field_map(self) -> dict[str, str]:
         return super().field_map() | {"text": self.data_options.text_column}
 
-    def read_raw(self, path):  # type: ignore[no-untyped-def,override]
+    def iter_raw(self, path, *, progress=None):  # type: ignore[no-untyped-def,override]
         """As the core, except that a ``.tsv`` file whose first line is ``token<TAB>BIO-tag`` (how
         NCBI-disease, BC5CDR and BioBERT's data ship) is read as CoNLL rather than as a headed table."""
         path = Path(path)
-        if self.data_options.format == "auto" and path.suffix.lower() == ".tsv":
-            first = read_text(path, self.data_options.encoding).lstrip("\n").split("\n", 1)[0].rstrip("\r")
+        options = self.data_options
+        if options.format == "auto" and path.suffix.lower() == ".tsv":
+            first = next((line for _, line in iter_lines(path, options.encoding,
+                                                         max_record_bytes=options.max_record_bytes)
+                          if line.strip()), "").rstrip("\r\n")
             columns = first.split("\t")
             if len(columns) >= 2 and BIO_TAG.match(columns[-1].strip()):
-                return read_raw(path, "conll", self.data_options.encoding)
-        return super().read_raw(path)
+                return iter_raw(path, "conll", options.encoding, max_record_bytes=options.max_record_bytes,
+                                progress=progress)
+        return super().iter_raw(path, progress=progress)
 
     def record_from_text(self, text: str) -> dict[str, Any]:
         return {self.data_options.text_column: text}
