@@ -334,6 +334,9 @@ def test_request_examples_come_from_the_record_schema(server) -> None:  # type: 
     for value in examples("sentiment"):
         assert "label" not in json.dumps(value) and "additionalProp" not in json.dumps(value)
         assert server.post("/v1/models/sentiment/predict", json=value).json()["results"][0]["ok"]
+    answer = spec["paths"]["/v1/models/sentiment/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["example"]["results"][0]["prediction"]["label"] in {"pos", "neg"}  # predicted, not "string"
+    assert "additionalProp" not in json.dumps(answer["example"])
     record = examples("ner")[0]["inputs"][0]
     assert set(record) == {"tokens"} and "tags" not in json.dumps(examples("ner"))
     assert server.post("/v1/models/ner/predict", json=examples("ner")[0]).json()["results"][0]["ok"]

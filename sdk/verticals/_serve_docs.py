@@ -77,3 +77,17 @@ def request_examples(task: Any) -> dict[str, dict[str, Any]]:
         # a bare string stands for this record (text tasks): show that shorter form too
         examples["text"] = {"summary": "Bare texts", "value": {"inputs": list(record.values())}}
     return examples
+
+
+def response_example(name: str, task: Any, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to the docs' request example, predicted once at start-up (so it shows the model's own
+    labels instead of placeholders), plus a refused record; None if the example cannot be predicted."""
+    try:
+        prediction = task.predict([task.as_record(record)])[0].model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - the docs then show the schema's generic example
+        logger.debug("no response example for %s", name, exc_info=True)
+        return None
+    refused = {"status": 422, "message": "expected a record object or a text, got int", "field": None}
+    return {"model": name, "task": task.task_name, "results": [
+        {"index": 0, "ok": True, "prediction": prediction, "error": None},
+        {"index": 1, "ok": False, "prediction": None, "error": refused}]}

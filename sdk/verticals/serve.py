@@ -282,7 +282,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                        guard: list[Any]) -> None:
     from fastapi import Body, HTTPException
 
-    from ._serve_docs import request_examples
+    from ._serve_docs import request_examples, response_example
 
     request_model, response_model = _schemas(name, predictor, limits)
     result_model = response_model.model_fields["results"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -308,11 +308,13 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
     examples = request_examples(predictor.task)
+    answer = response_example(name, predictor.task, examples["record"]["value"]["inputs"][0])
+    ok_response: dict[str, Any] = {"content": {"application/json": {"example": answer}}} if answer else {}
     predict.__annotations__["body"] = Annotated[request_model, Body(openapi_examples=examples)]  # type: ignore
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], response_model=response_model,
                       summary=f"Predict with {name} ({predictor.task_name})", name=f"predict_{name}",
                       dependencies=guard,
-                      responses={400: {"description": "Malformed JSON"},
+                      responses={200: ok_response, 400: {"description": "Malformed JSON"},
                                  401: {"description": "Missing or wrong API key (when the server has one)"},
                                  408: {"description": "Body not received in time"},
                                  413: {"description": "Too many records or too large a body"},
