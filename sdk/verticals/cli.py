@@ -211,7 +211,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not loopback and not api_key:
         print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
               f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
-    print(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
     serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info)
     return 0

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -391,4 +392,5 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
     with sock:
         app = create_app(bundles, limits, engine, api_key=api_key, cors_origins=cors_origins,
                          show_data_info=show_data_info)
+        print(f"serving {len(bundles)} bundle(s) on http://{host}:{port} (docs at /docs)", file=sys.stderr)
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])
