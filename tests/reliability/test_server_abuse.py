@@ -27,6 +27,7 @@ pytestmark = pytest.mark.reliability
 LIMITS = ServeLimits(max_batch=16, header_timeout=1.0, body_timeout=2.0)  # the default 4 MiB body limit
 URL = "/v1/models/sentiment/predict"
 POISON = "poison pill"  # a text the model itself refuses (stands in for e.g. an unknown user)
+BUG = "trigger a bug"  # a text on which the task has a bug (an exception that is not a VerticalsError)
 
 
 def rss_bytes() -> int:
@@ -73,10 +74,17 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         for i, record in enumerate(records):
             if record.text == POISON:
                 raise DataError("the model cannot predict this text", path="<input>", line=i + 1, field="text")
+            if record.text == BUG:
+                raise IndexError("list index out of range")
         return predict(records)
 
     predictor.task.predict = refusing  # type: ignore[method-assign]
     app = create_app([predictor], LIMITS)
+
+    def broken_route() -> None:
+        raise KeyError("a bug below a route")
+
+    app.add_api_route("/broken", broken_route)  # stands in for a bug the routes let escape
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn_config(app, LIMITS, log_level="warning"))
@@ -227,3 +235,15 @@ def test_200_concurrent_clients(port: int) -> None:
     assert set(statuses) == {200}, statuses
     assert min(counts) >= 1 and elapsed < 40
     assert memory.growth_mb < 300, f"RSS grew {memory.growth_mb:.0f} MB under 200 clients"
+
+
+def test_a_bug_is_a_json_500_and_keeps_the_connection(port: int) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        broken = client.get("/broken")
+        assert broken.status_code == 500 and "internal error (KeyError)" in broken.json()["detail"]
+        assert broken.headers.get("connection") != "close"
+        assert client.get("/health").status_code == 200  # the same connection still answers
+        # a bug on one record fails that record alone, as a 500, and the others are predicted
+        results = client.post(URL, json={"inputs": ["good film", BUG, "bad film"]}).json()["results"]
+        assert [r["ok"] for r in results] == [True, False, True]
+        assert results[1]["error"]["status"] == 500 and "IndexError" in results[1]["error"]["message"]
