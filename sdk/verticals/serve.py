@@ -110,19 +110,20 @@ def scan_item(item: Any) -> tuple[int, RecordError | None]:
             return chars, RecordError(status=422, field=field, message=f"record is nested deeper than {MAX_DEPTH} "
                                                                        f"levels; send flat fields of texts and numbers")
         if isinstance(value, dict):
-            strings = list(value)  # keys are texts too
+            texts = list(value)  # keys are texts too (not counted against max_chars)
             stack.extend((child, depth + 1, field or key) for key, child in value.items())
         elif isinstance(value, (list, tuple)):
-            strings = []
+            texts = []
             stack.extend((child, depth + 1, field) for child in value)
+        elif isinstance(value, str):
+            chars += len(value)
+            texts = [value]
         else:
-            strings = [value] if isinstance(value, str) else []
-        for text in strings:
-            chars += len(text) if text is value else 0
-            if _SURROGATE.search(text):
-                return chars, RecordError(status=422, field=field, message=(
-                    "text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode "
-                    "text; send valid UTF-8"))
+            texts = []
+        if any(_SURROGATE.search(text) for text in texts):
+            return chars, RecordError(status=422, field=field, message=(
+                "text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode "
+                "text; send valid UTF-8"))
     return chars, None
 
 
@@ -360,8 +361,8 @@ def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits
 
 def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
     """The uvicorn configuration ``verticals serve`` runs ``app`` with: idle keep-alive connections closed
-    after 5 s, a request's headers due within ``header_timeout`` (at most 16 KiB of them: h11's limit),
-    at most ``max_connections`` connections and requests at once."""
+    after 5 s, a request's headers due within ``header_timeout`` (their size is bounded by h11: a 1 MB
+    header block is answered 400), at most ``max_connections`` connections and requests at once."""
     import uvicorn
 
     from ._serve_asgi import header_timeout_protocol
