@@ -179,3 +179,19 @@ def test_evaluate_json_on_one_class_is_strict_json(bundle: Path, tmp_path: Path,
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert result["metrics"]["roc_auc"] is None
     assert any("metrics.roc_auc" in note and "null" in note for note in result["notes"])
+
+
+def test_serve_docs_example_shows_the_declared_columns(bundle: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from verticals.serve import create_app
+
+    client = TestClient(create_app([bundle / "bundle"]))
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/models/bundle/predict"]["post"]["requestBody"]["content"]["application/json"]
+    examples = [e["value"] for e in body["examples"].values()]
+    record = examples[0]["inputs"][0]
+    assert set(record) == {"amount", "v1", "category"}  # no label, no additionalProp1
+    assert isinstance(record["amount"], float) and isinstance(record["category"], str)
+    answer = client.post("/v1/models/bundle/predict", json=examples[0]).json()["results"][0]
+    assert answer["ok"] and 0 <= answer["prediction"]["score"] <= 1

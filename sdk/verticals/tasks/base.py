@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -184,6 +184,16 @@ class TaskType(ABC):
         """How a bare string from the CLI/API becomes a record (text tasks: the text field)."""
         return {self.field_map().get("text", "text"): text}
 
+    def example_record(self) -> dict[str, Any]:
+        """One prediction input as the API takes it, without a label: the request example in
+        ``verticals serve``'s docs. The default fills the record's required fields (label excluded) with
+        placeholders; tasks whose inputs come from configuration or fitted state override it."""
+        values: dict[str, Any] = {}
+        for name, model_field in self.Record.model_fields.items():
+            if name != self.label_field and model_field.is_required():
+                values[self.field_map().get(name, name)] = _placeholder(model_field.annotation)
+        return values
+
     def stratify_key(self, record: BaseModel) -> Any | None:
         """Value used to stratify the held-out validation split (None = no stratification)."""
         return getattr(record, self.label_field, None) if self.label_field else None
@@ -249,6 +259,18 @@ class TaskType(ABC):
 def _is_blank(value: Any) -> bool:
     """A missing label: null or blank text. 0, 0.0 and false are labels (JSON files spell classes that way)."""
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+EXAMPLE_TEXT = "The parcel arrived two days late and the box was damaged"
+
+
+def _placeholder(annotation: Any) -> Any:
+    """An example value of a record field's type (texts and word lists from one example sentence)."""
+    if annotation in (int, float, bool):
+        return annotation(1)
+    if get_origin(annotation) is list:
+        return EXAMPLE_TEXT.split()
+    return EXAMPLE_TEXT
 
 
 def _humane(err: dict[str, Any]) -> str:

@@ -67,6 +67,12 @@ class RecommendationTask(TaskType):
         """A bare CLI argument is a user id."""
         return {self.data_options.user_column: text}
 
+    def example_record(self) -> dict[str, Any]:
+        """A user the model knows (the docs example of `verticals serve`), and how many items to return."""
+        known = next((user for user, positives in self.histories_.positives.items() if positives), "USER_ID") \
+            if hasattr(self, "histories_") else "USER_ID"
+        return {"user": known, "k": self.options.k}
+
     def as_record(self, item: Any, index: int = 0, **kwargs: Any) -> InteractionRecord:
         # API/CLI requests may use field names ('user') even when the files use other column names.
         if isinstance(item, dict):

@@ -88,6 +88,18 @@ class FraudTask(TaskType):
         record._path, record._line = raw.path, raw.line
         return record
 
+    def example_record(self) -> dict[str, Any]:
+        """The declared columns with typical values (training means, the commonest known category): the
+        request example of `verticals serve`'s docs, never the label."""
+        numeric, categorical, text = self._columns()
+        fitted = getattr(self, "preprocessor_", None)
+        example: dict[str, Any] = {c: round(fitted.numeric[c][0], 2) if fitted else 0.0 for c in numeric}
+        for column in categorical:
+            known = fitted.categories.get(column, [])[1:] if fitted else []  # [0] is the unknown slot
+            example[column] = known[0] if known else "CATEGORY"
+        example.update({c: "Online purchase at an electronics store" for c in text})
+        return example
+
     def _rows(self, records: Sequence[BaseModel]) -> list[dict[str, Any]]:
         return [dict(r.model_extra or {}) for r in records]
 
