@@ -15,7 +15,7 @@ from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
 from .config import RunConfig, deep_merge, resolve_config
 from .data import fingerprint, split_indices
 from .engines import resolve_engine
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .predictor import Predictor
 from .tasks.base import TaskType
 
@@ -78,14 +78,21 @@ def train(
     backbone: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> Predictor:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
     ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``overrides`` are
     ``KEY=VALUE`` strings as on the CLI (or a nested dict); they win over ``config``, which wins over the
-    pack's defaults.
+    pack's defaults. ``callbacks`` are ``transformers.TrainerCallback`` objects handed to the Trainer of
+    tasks that fine-tune with it (every transformer task); tasks with their own loop (finance.fraud,
+    recommendation) refuse them, and ``training.report_to``, with a :class:`ConfigError` before training.
+    Each epoch is logged to the ``verticals`` logger and kept in ``bundle.json`` as ``history``.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
+    if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
+        raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
+                          f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")
     output = Path(output)
     if _is_main_process():
         check_output(output, overwrite or resume)
@@ -112,7 +119,10 @@ def train(
         fingerprints["test"] = fingerprint(test, len(test_records))
 
     model.checkpoint_dir = model.config.training.checkpoint_dir or f"{output}.checkpoints"
+    model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
+        or f"{output}.runs"
     model.resume = resume
+    model.callbacks = list(callbacks)
     model.fit(train_records, validation_records)
 
     metrics = {"validation": model.evaluate(validation_records).metrics}
@@ -123,6 +133,7 @@ def train(
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
+        history=list(getattr(model, "history_", [])),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

@@ -69,6 +69,10 @@ class TaskType(ABC):
     greater_is_better: ClassVar[bool] = True
     label_field: ClassVar[str | None] = "label"
     """Record field whose absence makes a record unlabelled (None: the task has no single label field)."""
+    supports_trainer_callbacks: ClassVar[bool] = False
+    """True when ``fit`` runs ``transformers.Trainer``, so ``callbacks`` and ``training.report_to`` apply."""
+    callbacks: Sequence[Any] = ()
+    """transformers ``TrainerCallback`` objects given to ``verticals.train``; set before ``fit``."""
 
     def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
         self.config = config or RunConfig()
