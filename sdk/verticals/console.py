@@ -105,8 +105,9 @@ class TrainingConsole:
 
     def end_epoch(self, epoch: int, *, train_loss: float | None, metrics: dict[str, float] | None = None,
                   learning_rate: float | None = None, validation_loss: float | None = None,
-                  run: str | None = None, epochs: int | None = None) -> dict[str, Any]:
-        """Log the epoch's line and append its history entry (returned)."""
+                  run: str | None = None, epochs: int | None = None, improved: bool | None = None) -> dict[str, Any]:
+        """Log the epoch's line and append its history entry (returned). ``improved`` is the trainer's own
+        verdict when it selects on more than the primary metric (e.g. a tie-breaker); else it is derived."""
         self.start()
         self.close_bar()
         self._done += 1
@@ -118,7 +119,7 @@ class TrainingConsole:
         entry.update({"train_loss": _float(train_loss), "validation_loss": _float(validation_loss),
                       "metrics": metrics, "metrics_on": self.metrics_on if metrics else None,
                       "learning_rate": _float(learning_rate), "elapsed_s": round(elapsed, 3), "best": False})
-        improved = self._track_best(entry, run)
+        improved = self._track_best(entry, run, improved)
         self.history.append(entry)
 
         parts = [f"{run} " if run else "", f"epoch {epoch}/{epochs or self.total_epochs}"]
@@ -149,8 +150,12 @@ class TrainingConsole:
                             self.history[index]["epoch"], self.primary_metric, fmt(value), self.metrics_on)
 
     # ---- internals ---------------------------------------------------------------------------
-    def _track_best(self, entry: dict[str, Any], run: str | None) -> bool:
+    def _track_best(self, entry: dict[str, Any], run: str | None, verdict: bool | None = None) -> bool:
         value = entry["metrics"].get(self.primary_metric) if self.primary_metric else None
+        if verdict is not None:
+            if verdict:
+                self._best[run] = (math.nan if value is None else value, len(self.history))
+            return verdict
         if value is None or math.isnan(value):
             return False
         previous = self._best.get(run)

@@ -180,7 +180,8 @@ class TransformersTrainer(Trainer):
         optimizer = None
         if param_groups is not None:
             optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        console = TrainingConsole(total_epochs=math.ceil(cfg.epochs), primary_metric=primary_metric if has_eval else None,
+        console = TrainingConsole(total_epochs=math.ceil(cfg.epochs),
+                                  primary_metric=primary_metric if has_eval else None,
                                   greater_is_better=greater_is_better, metrics_on=metrics_on, note=metrics_note)
         extra: list[Any] = [_console_callback(console, has_eval=has_eval), *callbacks]
         if has_eval and cfg.early_stopping_patience:
