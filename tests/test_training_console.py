@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_one_line_per_epoch_with_exact_lr_metrics_and_best(tmp_path, tiny_backbo
     lines = _epoch_lines(caplog)
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"], lines
     for line in lines:
-        assert "lr=5e-05" in line and "loss=" in line and "elapsed" in line
+        assert "lr=5e-05" in line and "loss=" in line and re.search(r"  \d+s", line)
         assert "validation: accuracy=" in line and "macro_f1=" in line and "weighted_f1=" in line
     assert "left" in lines[0] and sum("* best" in line for line in lines) >= 1
     out, err = capfd.readouterr()

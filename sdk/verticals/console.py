@@ -127,13 +127,13 @@ class TrainingConsole:
             parts.append(f"  loss={fmt(float(train_loss))}")
         if validation_loss is not None:
             parts.append(f"  val_loss={fmt(float(validation_loss))}")
-        if metrics:
-            shown = " ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
-            parts.append(f"  {self.metrics_on}: {shown}")
         if learning_rate is not None:
             parts.append(f"  lr={fmt(float(learning_rate))}")
         left = elapsed / self._done * (self.total_epochs - self._done) if self._done < self.total_epochs else 0.0
-        parts.append(f"  {duration(elapsed)} elapsed" + (f", ~{duration(left)} left" if left else ""))
+        parts.append(f"  {duration(elapsed)}" + (f" (~{duration(left)} left)" if left else ""))
+        if metrics:  # last: the one part whose length varies by task
+            shown = " ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
+            parts.append(f"  {self.metrics_on}: {shown}")
         if improved:
             parts.append("  * best")
         logger.info("%s", "".join(parts))
