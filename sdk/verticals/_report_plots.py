@@ -123,3 +123,47 @@ def threshold_tradeoff_png(path: Path, confidence: np.ndarray, correct: np.ndarr
     ax.legend(loc="center left", fontsize=8)
     ax.grid(alpha=0.3)
     figure.savefig(path)
+
+
+def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | None) -> bool:
+    """Train (and validation) loss per epoch on the left axis, the validation metrics on the right, the best
+    epoch marked; one line style per ensemble member/run. Returns False (and draws nothing) without history."""
+    if not history:
+        return False
+    figure = _figure(7.5, 4.6)
+    loss_ax = figure.subplots()
+    metric_ax = loss_ax.twinx()
+    runs = list(dict.fromkeys(entry.get("run") for entry in history))
+    metric_names = list(dict.fromkeys(name for entry in history for name in entry.get("metrics") or {}))
+    if primary_metric in metric_names:  # the primary metric first, so it gets the first colour
+        metric_names.remove(primary_metric)
+        metric_names.insert(0, primary_metric)
+    colours = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    for r, run in enumerate(runs):
+        entries = [e for e in history if e.get("run") == run]
+        epochs = [e["epoch"] for e in entries]
+        style = ["-", "--", ":", "-."][r % 4]
+        suffix = f" ({run})" if run else ""
+        for key, colour, name in (("train_loss", "#3b75af", "train loss"), ("validation_loss", "#ff7f0e", "val loss")):
+            values = [e.get(key) for e in entries]
+            if any(v is not None for v in values):
+                loss_ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker="o", markersize=3,
+                             color=colour, label=name + suffix)
+        for name, colour in zip(metric_names[:len(colours)], colours):
+            values = [(e.get("metrics") or {}).get(name) for e in entries]
+            if any(v is not None for v in values):
+                metric_ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker="s", markersize=3,
+                               color=colour, label=name + suffix)
+        best = [e for e in entries if e.get("best")]
+        if best:
+            loss_ax.axvline(best[0]["epoch"], color="#d62728", linestyle=":", linewidth=1)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    metric_ax.set_ylabel(history[0].get("metrics_on") or "validation metrics")
+    handles = loss_ax.get_legend_handles_labels()
+    more = metric_ax.get_legend_handles_labels()
+    loss_ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="best")
+    loss_ax.set_title("Learning curve (dotted red line: best epoch, the weights kept)")
+    loss_ax.grid(alpha=0.3)
+    figure.savefig(path)
+    return True

@@ -16,7 +16,7 @@ from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
 from .config import RunConfig, deep_merge, format_validation_error, resolve_config
 from .data import data_fingerprint, source_name, split_indices
 from .engines import resolve_engine
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .predictor import Predictor
 from .tasks.base import TaskType
 from .tasks.transformer import TransformerTask
@@ -80,15 +80,23 @@ def train(
     backbone: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> Predictor:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
     ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``train``, ``validation`` and
     ``test`` are each a file path (CSV, TSV, JSONL/JSON, CoNLL, Parquet), a pandas DataFrame, a
     ``datasets.Dataset`` or a list of dicts. ``overrides`` are ``KEY=VALUE`` strings as on the CLI (or a
-    nested dict); they win over ``config``, which wins over the pack's defaults.
+    nested dict); they win over ``config``, which wins over the pack's defaults. ``callbacks`` are
+    ``transformers.TrainerCallback`` objects handed to the Trainer of tasks that fine-tune with it (every
+    transformer task); tasks with their own loop (finance.fraud, recommendation) refuse them, and
+    ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
+    ``verticals`` logger and kept in ``bundle.json`` as ``history``.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
+    if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
+        raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
+                          f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")
     output = Path(output)
     checkpoint_dir = Path(model.config.training.checkpoint_dir or f"{output}.checkpoints")
     with ExitStack() as held:
@@ -100,12 +108,12 @@ def train(
             check_output(output, overwrite)
             check_checkpoint_dir(checkpoint_dir, output)
         return _train(model, spec, pack_name, task, train, output, validation, test, checkpoint_dir,
-                      overwrite=overwrite, resume=resume)
+                      overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: str | Path, output: Path,
-           validation: str | Path | None, test: str | Path | None, checkpoint_dir: Path, *,
-           overwrite: bool, resume: bool) -> Predictor:
+def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, output: Path,
+           validation: Any, test: Any, checkpoint_dir: Path, *,
+           overwrite: bool, resume: bool, callbacks: Sequence[Any]) -> Predictor:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
     validation_records = model.read(validation) if validation is not None else None
@@ -128,7 +136,10 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         fingerprints["test"] = data_fingerprint(test, test_records)
 
     model.checkpoint_dir = checkpoint_dir
+    model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
+        or f"{output}.runs"
     model.resume = resume
+    model.callbacks = list(callbacks)
     model.fit(train_records, validation_records)
 
     metrics = {"validation": model.evaluate(validation_records).metrics}
@@ -139,6 +150,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
+        history=list(getattr(model, "history_", [])),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

@@ -48,6 +48,9 @@ class BundleInfo(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Split -> data fingerprint.")
     model: dict[str, Any] = Field(default_factory=dict, description="Precision, parameter count, backbone.")
     versions: dict[str, str] = Field(default_factory=dict, description="Library versions used for training.")
+    history: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Per-epoch training history: epoch, train_loss, validation_loss, metrics (on metrics_on), "
+        "learning_rate, elapsed_s, best; empty for bundles written before it was kept."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

@@ -102,6 +102,7 @@ def cmd_packs(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train
+    from .console import fmt
 
     predictor = train(
         args.task, args.train, output=args.output, validation=args.validation, test=args.test,
@@ -117,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"wrote bundle {args.output} ({predictor.info.task}, {len(predictor.info.labels)} labels)")
         for split, metrics in predictor.info.metrics.items():
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            shown = ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
             print(f"  {split}: {shown}")
     return 0
 
@@ -241,7 +242,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
-                                          "created_at", "labels", "model", "data", "metrics", "versions"}),
+                                          "created_at", "labels", "model", "data", "metrics", "versions",
+                                          "history"}),
                "contents": contents}
     if args.json:
         _print_json(summary)
@@ -263,7 +265,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         mark = "*" if item["data"] else " "
         note = f"  holds data: {item['data']}" if item["data"] else ""
         print(f"   {mark} {item['bytes']:>12,d}  {item['path']}{note}")
+    _print_history(info.history)
     return 0
+
+
+def _print_history(history: list[dict[str, Any]]) -> None:
+    """One line per trained epoch, as the training console printed it (exact floats, best marked)."""
+    from .console import fmt
+
+    for entry in history:
+        run = f"{entry['run']} " if entry.get("run") else ""
+        parts = [f"{run}epoch {entry.get('epoch')}"]
+        if entry.get("train_loss") is not None:
+            parts.append(f"loss {fmt(entry['train_loss'])}")
+        if entry.get("metrics"):
+            parts.append(f"{entry.get('metrics_on') or 'validation'}: "
+                         + " ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
+        if entry.get("learning_rate") is not None:
+            parts.append(f"lr {fmt(entry['learning_rate'])}")
+        if entry.get("elapsed_s") is not None:
+            parts.append(f"at {fmt(float(entry['elapsed_s']))} s")
+        print("  history  " + ", ".join(parts) + ("  * best" if entry.get("best") else ""))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -394,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
     train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bars or epoch lines; warnings and errors only (same as --log-level warning)")
+    train.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                       help="what the 'verticals' logger shows on stderr (default: info = one line per epoch)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on labelled data")
@@ -480,7 +506,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _configure_logging(level: str) -> None:
+    """The library logs to the 'verticals' logger and never configures it; the CLI shows it on stderr
+    (stdout stays for results and --json). Bars follow the same switch (see verticals.console)."""
+    import logging
+
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever sys.stderr is now (main() may run again with another stderr, as in tests)."""
+
+        @property  # type: ignore[override]
+        def stream(self):  # type: ignore[no-untyped-def]
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):  # type: ignore[no-untyped-def]
+            pass
+
+    logger = logging.getLogger("verticals")
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def _quiet_libraries(args: argparse.Namespace | None = None) -> None:
+    if args is not None:
+        _configure_logging("warning" if getattr(args, "quiet", False) else getattr(args, "log_level", "info"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
@@ -501,7 +556,7 @@ def _quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(args)
     try:
         return int(args.func(args))
     except VerticalsError as exc:

@@ -197,6 +197,8 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
                                          oos if oos.any() else None, fallback)
             figures.append(("threshold_tradeoff.png", "Fallback threshold trade-off",
                             "Dashed lines: the thresholds stored in the bundle."))
+        if plots.learning_curve(tmp / "learning_curve.png", predictor.info.history, task.primary_metric):
+            figures.append(("learning_curve.png", "Learning curve", "Per training epoch, from bundle.json's history."))
         data_print = fingerprint(data, len(records))
         (tmp / "model_card.md").write_text(model_card(predictor, evaluation, data_print, extras), encoding="utf-8")
         (tmp / "index.html").write_text(_html(predictor, evaluation, data_print, figures, extras, bundle),

@@ -195,3 +195,36 @@ def test_serve_docs_example_shows_the_declared_columns(bundle: Path) -> None:
     assert isinstance(record["amount"], float) and isinstance(record["category"], str)
     answer = client.post("/v1/models/bundle/predict", json=examples[0]).json()["results"][0]
     assert answer["ok"] and 0 <= answer["prediction"]["score"] <= 1
+
+
+# ---- training console --------------------------------------------------------------------------------
+def test_training_reports_every_epoch_of_every_head(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """finance.fraud used to print nothing until it ended: each head's epochs are logged as they end and
+    kept in bundle.json, the kept (best) epoch of each head marked."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="verticals")
+    write_csv(tmp_path / "train.csv", fraud_rows(60, seed=0))
+    write_csv(tmp_path / "validation.csv", fraud_rows(30, seed=1))
+    predictor = train("finance.fraud", tmp_path / "train.csv", validation=tmp_path / "validation.csv",
+                      output=tmp_path / "bundle", overrides=fraud_overrides(text=False) + [
+                          "training.epochs=3", "task.ensemble=2", "training.early_stopping_patience=null"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "verticals" and " epoch " in f" {r.getMessage()}"
+             and not r.getMessage().startswith(("best", "head 1/2 best", "head 2/2 best"))]
+    assert [line.split(" epoch ")[1].split()[0] for line in lines] == ["1/3", "2/3", "3/3"] * 2, lines
+    assert lines[0].startswith("head 1/2 epoch 1/3") and "auprc=" in lines[0] and "roc_auc=" in lines[0]
+    assert "validation, this head alone:" in lines[0] and "left" in lines[0]
+    history = json.loads((tmp_path / "bundle" / "bundle.json").read_text())["history"]
+    assert len(history) == 6 and [h["run"] for h in history] == ["head 1/2"] * 3 + ["head 2/2"] * 3
+    assert sum(h["best"] for h in history if h["run"] == "head 1/2") == 1
+    assert predictor.info.history == history
+
+
+def test_callbacks_and_report_to_need_a_transformers_trainer(tmp_path: Path) -> None:
+    from verticals import ConfigError
+
+    write_csv(tmp_path / "train.csv", fraud_rows(20, seed=0))
+    with pytest.raises(ConfigError, match="not trained by transformers.Trainer"):
+        train("finance.fraud", tmp_path / "train.csv", output=tmp_path / "bundle",
+              overrides=fraud_overrides(text=False) + ["training.report_to=tensorboard"])
+    assert not (tmp_path / "bundle").exists()

@@ -72,6 +72,10 @@ class TaskType(ABC):
     """Record field whose absence makes a record unlabelled (None: the task has no single label field)."""
     default_format: ClassVar[str] = "csv"
     """Format of a file whose extension says none (``data.format=auto``)."""
+    supports_trainer_callbacks: ClassVar[bool] = False
+    """True when ``fit`` runs ``transformers.Trainer``, so ``callbacks`` and ``training.report_to`` apply."""
+    callbacks: Sequence[Any] = ()
+    """transformers ``TrainerCallback`` objects given to ``verticals.train``; set before ``fit``."""
 
     def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
         self.config = config or RunConfig()

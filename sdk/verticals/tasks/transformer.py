@@ -27,6 +27,7 @@ class TransformerTask(TaskType):
     """A task type trained by fine-tuning a transformer backbone with a registered head."""
 
     head_name: ClassVar[str]
+    supports_trainer_callbacks = True
 
     # ---- to be provided by subclasses ---------------------------------------------------------
     @abstractmethod
@@ -109,14 +110,22 @@ class TransformerTask(TaskType):
             collator=self._collator(), compute_metrics=compute_metrics if validation else None,
             primary_metric=self.primary_metric, greater_is_better=self.greater_is_better,
             checkpoint_dir=Path(self.checkpoint_dir), resume=self.resume,
-            param_groups=self._param_groups(model),
+            param_groups=self._param_groups(model), callbacks=self.callbacks,
+            logging_dir=Path(self.logging_dir) if self.logging_dir else None,
+            metrics_on=self.epoch_metrics_on, metrics_note=self.epoch_metrics_note,
         )
+        self.history_ = list(getattr(self.trainer_, "history_", []))
         self.model_ = model
         return self
 
     # set by the caller (verticals.train) before fit; plain attributes so direct users may too
     checkpoint_dir: str = "verticals-checkpoints"
     resume: bool = False
+    logging_dir: str | None = None
+    # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
+    # selects on something else (it then says what, so the console never passes one number for another).
+    epoch_metrics_on: str = "validation"
+    epoch_metrics_note: str | None = None
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""

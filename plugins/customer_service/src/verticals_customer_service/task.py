@@ -141,6 +141,12 @@ class IntentTask(TextClassificationTask):
                             f"'{oos}' or use objective=precision", field=self.data_options.label_column)
         # Read the knowledge base before training so a bad FAQ file fails in seconds, not after training.
         faq = read_faq(self.options.faq, self.labels_) if self.options.faq else []
+        # The classifier is selected per epoch on in-scope rows without the fallback (thresholds are
+        # calibrated only after training); the console says so instead of passing it for the summary.
+        self.epoch_metrics_on = "in-scope validation, classifier only"
+        self.epoch_metrics_note = (
+            f"the {len(in_val)} in-scope validation rows of {len(validation)}, scored by the classifier alone; the "
+            f"final summary scores all {len(validation)} validation rows with the calibrated out-of-scope fallback")
         super().fit(in_train, in_val)
         self.build_index(in_train, faq)
         self.calibrate(calibration)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from verticals.backbones import (
     load_tokenizer,
     resolve_backbone,
 )
+from verticals.console import TrainingConsole
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
@@ -32,6 +34,8 @@ from .evaluation import protocol_cases, rank_cases
 from .ranking import case_rng, sample_negatives
 from .schema import InteractionRecord, RecommendationData, RecommendationOptions, Recommendations, ScoredItem
 from .towers import Pair, fit_two_tower, user_text
+
+logger = logging.getLogger("verticals")
 
 BACKBONE_DIR = "backbone"
 INDEX_NAME = "items"
@@ -158,17 +162,26 @@ class RecommendationTask(TaskType):
             log_q = np.log((counts + 1.0) / (counts.sum() + len(counts)))
         cases = [r for r in validation if is_positive(r, self.data_options.positive_threshold)]
 
-        def validate() -> float:
+        def validate() -> dict[str, float]:
             self._index_items()
-            return self._evaluate(cases, limit=self.options.max_validation_cases).metrics.get("hr@10", 0.0)
+            return self._evaluate(cases, limit=self.options.max_validation_cases).metrics
 
+        limit = self.options.max_validation_cases
+        subset = limit is not None and limit < len(cases)
+        console = TrainingConsole(
+            total_epochs=max(1, math.ceil(training.epochs)), primary_metric="hr@10",
+            metrics_on="validation, two-tower only" + (f", {limit} of {len(cases)} cases" if subset else ""),
+            note=("ranking metrics of the two-tower similarity before the re-ranker is fitted"
+                  + (f", on a seeded subset of {limit} of the {len(cases)} validation positives" if subset else "")
+                  + "; the final summary ranks every validation case with the final scorer"))
         self.training_log_ = fit_two_tower(
             self.backbone_, self.tokenizer_, pairs, self.catalogue_.texts, training=training,
             temperature=self.options.temperature, item_max_length=self.options.item_max_length, log_q=log_q,
             precision=self.precision_,
             # a single epoch leaves nothing to select, so it skips the per-epoch validation pass
-            validate=validate if cases and training.epochs > 1 else None,
+            validate=validate if cases and training.epochs > 1 else None, console=console,
         )
+        self.history_ = console.history
         self._index_items()
         if self.options.rerank:
             self.reranker_ = self._fit_reranker(cases, validation)
@@ -180,10 +193,11 @@ class RecommendationTask(TaskType):
         known = {u for u, p in self.histories_.positives.items() if p}
         cases, _ = protocol_cases(positives, self.catalogue_.index, known, seed=seed, limit=None)
         if len(cases) < self.options.rerank_min_cases:
-            print(f"re-ranker skipped: {len(cases)} validation positives of users with positive training "
-                  f"interactions (task.rerank_min_cases={self.options.rerank_min_cases}); the score is the "
-                  f"two-tower similarity", file=sys.stderr)
+            logger.warning("re-ranker skipped: %d validation positives of users with positive training "
+                           "interactions (task.rerank_min_cases=%d); the score is the two-tower similarity",
+                           len(cases), self.options.rerank_min_cases)
             return None
+        logger.info("fitting the re-ranker on %d validation positives", len(cases))
         touched = {u: set(self.histories_.seen.get(u, [])) for u, _ in cases}
         for r in validation:  # another validation positive of the same user is not a negative either
             if r.user in touched and r.item in self.catalogue_.index:

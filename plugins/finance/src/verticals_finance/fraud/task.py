@@ -8,6 +8,7 @@ head). The decision threshold minimises expected cost on validation data under t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from verticals import ConfigError, DataError, Evaluation, Record, TaskType
+from verticals.console import TrainingConsole
 from verticals.data import RawRecord
 
 from .features import TabularPreprocessor, parse_label, parse_number
 from .metrics import choose_threshold, fraud_metrics
 from .options import FraudDataOptions, FraudOptions
 from .train import embed_columns, predict_proba, train_ensemble
+
+logger = logging.getLogger("verticals")
 
 PREPROCESSING_FILE = "preprocessing.json"
 WEIGHTS_FILE = "fusion.safetensors"
@@ -136,9 +140,19 @@ class FraudTask(TaskType):
             path = resolve_backbone(self.config.training.backbone)
             check_max_length(path, self.config.training.max_length)
             self.encoder_ = (load_backbone(path), load_tokenizer(path))
+        if text:
+            logger.info("embedding %d text column(s) of %d records with the frozen backbone", len(text),
+                        len(train) + len(validation))
         x_train, x_val = self._features(train), self._features(validation)
+        ensemble = self.options.ensemble
+        console = TrainingConsole(
+            total_epochs=ensemble * max(1, int(round(self.config.training.epochs))), primary_metric="auprc",
+            metrics_on="validation, this head alone" if ensemble > 1 else "validation",
+            note=(f"threshold-free metrics of each of the {ensemble} heads alone; the final summary scores their "
+                  f"mean at the cost-minimising threshold" if ensemble > 1 else None))
         self.models_ = train_ensemble(self._head_cls(), x_train, y_train, x_val, y_val, self.options,
-                                      self.config.training)
+                                      self.config.training, console)
+        self.history_ = console.history
         p_val = predict_proba(self.models_, x_val)
         opts = self.options
         self.threshold_, self.validation_cost_ = choose_threshold(
