@@ -7,7 +7,9 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
 
 from ._plugins import get_catalog
 from ._version import __version__
@@ -15,7 +17,7 @@ from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
 from .config import RunConfig, deep_merge, resolve_config
 from .data import fingerprint, split_indices
 from .engines import resolve_engine
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .predictor import Predictor
 from .tasks.base import TaskType
 
@@ -78,7 +80,7 @@ def train(
     backbone: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
-) -> Predictor:
+) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
     ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``overrides`` are
@@ -155,13 +157,27 @@ def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
     raise BundleError(f"{path}: bundle.json config could not be read")
 
 
-def load(path: str | Path, *, engine: str = "torch") -> Predictor:
+PredictionT = TypeVar("PredictionT", bound=BaseModel)
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", prediction: None = None) -> Predictor[Any]: ...
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", prediction: type[PredictionT]) -> Predictor[PredictionT]: ...
+
+
+def load(path: str | Path, *, engine: str = "torch", prediction: type[BaseModel] | None = None) -> Predictor[Any]:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles.
 
     ``engine`` picks where the encoder runs at inference (:mod:`verticals.engines`): 'torch' (default:
     the exact training-time numerics), 'onnx' (ONNX Runtime, fp32, ~3x lower single-query latency on
     CPU), 'onnx-int8' (quantised: faster still, numbers change slightly) or 'auto' ('onnx' where it
-    applies, else 'torch')."""
+    applies, else 'torch').
+
+    ``prediction`` (e.g. ``TextPrediction``) types the result for a type checker,
+    ``Predictor[TextPrediction]``, and is checked: a bundle whose task predicts another model is refused."""
     path = Path(path)
     verify(path)
     info = read_info(path, verified=True)
@@ -175,6 +191,9 @@ def load(path: str | Path, *, engine: str = "torch") -> Predictor:
         raise BundleError(f"{path}: needs task type '{info.task_type}', which no installed plugin provides")
     run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
+    if prediction is not None and not issubclass(task_cls.Prediction, prediction):
+        raise ConfigError(f"{path}: task '{info.task}' predicts {task_cls.Prediction.__name__}, not "
+                          f"{prediction.__name__}; pass prediction={task_cls.Prediction.__name__} or leave it out")
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     engine = resolve_engine(engine, task)
     task.use_engine(engine)

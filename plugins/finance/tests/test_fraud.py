@@ -164,3 +164,11 @@ def test_cli_train_evaluate_predict(bundle: Path, tmp_path: Path, capsys: pytest
     assert cli(["evaluate", str(out), "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad.csv:2: field 'amount'" in err
+
+
+def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(bundle / "bundle"), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "finance.fraud" in err and "cannot be exported to ONNX" in err and "verticals serve" in err
+    assert not (tmp_path / "onnx").exists()

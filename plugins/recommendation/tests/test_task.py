@@ -124,3 +124,11 @@ def test_without_the_reranker_the_score_is_the_similarity(trained: dict, tmp_pat
     items = Recommender.load(tmp_path / "b").recommend("u1", k=5)
     assert all(s.score == s.similarity for s in items)
     assert [s.score for s in items] == sorted((s.score for s in items), reverse=True)
+
+
+def test_export_is_refused_with_one_line(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(trained["bundle"]), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "recommendation.scoring" in err and "cannot be exported to ONNX" in err
+    assert not (tmp_path / "onnx").exists()

@@ -49,6 +49,8 @@ class RecommendationTask(TaskType):
     )
     primary_metric = "hr@10"
     label_field = None
+    export_unsupported = ("it ranks a catalogue through item and user towers, a FAISS candidate index, "
+                          "collaborative factors and a re-ranker, not one network's logits")
 
     # ---- data --------------------------------------------------------------------------------
     def field_map(self) -> dict[str, str]:
