@@ -75,6 +75,8 @@ def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path:
     predictor = api.load(trained)
     task = predictor.task
     task.precision_ = "fp32"
+    # The nearest entry alone decides (a tiny random encoder's neighbourhoods are noisy); exported as top_k.
+    task.options = task.options.model_copy(update={"top_k": 1})
     records = [task.as_record(q, i) for i, q in enumerate(QUERIES)]
     probs, vectors = task._forward(records)
     voted = [task._vote(hits) for hits in task.index_.search(vectors, task.options.top_k)]
@@ -94,6 +96,7 @@ def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path:
     export_predictor(predictor, tmp_path / "onnx")
     got = run_export_reference(tmp_path / "onnx", QUERIES)
     _same(got, expected)
+    assert json.loads((tmp_path / "onnx" / "export.json").read_text())["decision"]["top_k"] == 1
     assert got[0]["out_of_scope"] and got[parcel]["intent"] == "track_order"
 
 
