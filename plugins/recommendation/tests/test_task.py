@@ -132,3 +132,11 @@ def test_export_is_refused_with_one_line(trained: dict, tmp_path: Path, capsys: 
     assert len(err.splitlines()) == 1
     assert "recommendation.scoring" in err and "cannot be exported to ONNX" in err
     assert not (tmp_path / "onnx").exists()
+
+
+def test_embed_gives_the_indexed_item_vectors(trained: dict) -> None:
+    predictor = load(trained["bundle"])
+    texts = predictor.task.catalogue_.texts[:3]
+    vectors = predictor.embed(texts)
+    assert vectors.shape == (3, predictor.task.item_vectors_.shape[1]) and vectors.dtype == np.float32
+    assert np.allclose(vectors, predictor.task.item_vectors_[:3], atol=1e-5)

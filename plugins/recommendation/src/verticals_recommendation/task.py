@@ -194,6 +194,11 @@ class RecommendationTask(TaskType):
         return encode_texts(self.backbone_, self.tokenizer_, texts, max_length=max_length,
                             batch_size=self.config.training.eval_batch_size, precision=self.precision_)
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings from the fine-tuned shared tower, as items are indexed (item token budget)."""
+        self.check_is_fitted("backbone_")
+        return self._encode(list(texts), self.options.item_max_length)
+
     def _index_items(self) -> None:
         vectors = self._encode(self.catalogue_.texts, self.options.item_max_length)
         self.item_vectors_ = vectors
