@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import verticals
 from verticals import ConfigError, TextPrediction, TokenPrediction
 
@@ -56,7 +55,8 @@ def test_embed_pools_as_the_head(bundles: dict[str, Path], tiny_backbone: Path, 
 
     write_csv(tmp_path / "train.csv", text_rows(8, 0))
     cls = verticals.train("text-classification", tmp_path / "train.csv", output=tmp_path / "cls",
-                          backbone=str(tiny_backbone), overrides=[*FAST, "training.epochs=1", "training.head.pooling=cls"])
+                          backbone=str(tiny_backbone),
+                          overrides=[*FAST, "training.epochs=1", "training.head.pooling=cls"])
     task = cls.task
     encoded = task.tokenizer_(TEXTS[:1], return_tensors="pt")
     hidden = task.model_.backbone(**encoded).last_hidden_state[:, 0].detach().numpy()

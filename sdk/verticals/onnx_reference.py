@@ -124,13 +124,15 @@ class Export:
         encoding = self.tokenize([words], words=True, special=False)[0]
         ids, word_ids, n, size = encoding.ids, encoding.word_ids, len(encoding.ids), d["window_size"]
         starts = [0] if n <= size else [*range(0, n - size, size - d["stride"]), n - size]
+        first = [w is not None and (p == 0 or word_ids[p - 1] != w) for p, w in enumerate(word_ids)]
         rows, places = [], []
         for start in starts:
             end = min(start + size, n)
             rows.append(d["prefix_ids"] + ids[start:end] + d["suffix_ids"])
+            # (position in the window, word, context: tokens to the nearer cut; a document edge is no cut)
             places.append([(len(d["prefix_ids"]) + p - start, word_ids[p],
                             min(p - start if start > 0 else math.inf, end - 1 - p if end < n else math.inf))
-                           for p in range(start, end) if word_ids[p] is not None and (p == 0 or word_ids[p - 1] != word_ids[p])])
+                           for p in range(start, end) if first[p]])
         logits = self.run(rows)["logits"]
         probs = np.zeros((len(words), len(self.labels)))
         probs[:, 0] = 1.0
