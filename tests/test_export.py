@@ -114,6 +114,16 @@ def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, nam
             assert [x["score"] for x in g["entities"]] == pytest.approx([x.score for x in e.entities], abs=1e-4)
 
 
+def test_export_needs_the_torch_engine(bundles: dict[str, Path], tmp_path: Path) -> None:
+    from verticals.export import export_predictor
+
+    with only_plugins():
+        onnx = verticals.load(bundles["tc"], engine="onnx")
+    with pytest.raises(verticals.ConfigError, match="engine='torch'"):
+        export_predictor(onnx, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
 def test_reference_needs_no_sdk(bundles: dict[str, Path], tmp_path: Path) -> None:
     """The harness really blocks the SDK: a predict.py that imports verticals fails under it."""
     with only_plugins():

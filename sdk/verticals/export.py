@@ -125,11 +125,15 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
     ort = require_onnxruntime()
     import torch
 
+    from .engines import OnnxBackbone
+    from .errors import ConfigError
     from .tasks.transformer import TransformerTask
 
     task = predictor.task
     if not isinstance(task, TransformerTask):
         raise task.export_error()
+    if isinstance(task.model_.backbone, OnnxBackbone):
+        raise ConfigError("export traces the PyTorch model: load the bundle with engine='torch' to export it")
     model = task.model_.float().eval()
     trace = _batch(task, TRACE_TEXTS)
     check = _batch(task, CHECK_TEXTS)
