@@ -7,7 +7,9 @@ import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
 
 from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
 from ._plugins import get_catalog
@@ -81,7 +83,7 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
-) -> Predictor:
+) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
     ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``train``, ``validation`` and
@@ -113,7 +115,7 @@ def train(
 
 def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, output: Path,
            validation: Any, test: Any, checkpoint_dir: Path, *,
-           overwrite: bool, resume: bool, callbacks: Sequence[Any]) -> Predictor:
+           overwrite: bool, resume: bool, callbacks: Sequence[Any]) -> Predictor[Any]:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
     validation_records = model.read(validation) if validation is not None else None
@@ -184,15 +186,32 @@ def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
     raise BundleError(f"{path}: bundle.json config could not be read")
 
 
-def load(path: str | Path, *, engine: str = "torch", overrides: Sequence[str] | dict[str, Any] | None = None
-         ) -> Predictor:
+PredictionT = TypeVar("PredictionT", bound=BaseModel)
+Overrides = Sequence[str] | dict[str, Any] | None
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: None = None) -> Predictor[Any]: ...
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: type[PredictionT]) -> Predictor[PredictionT]: ...
+
+
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: type[BaseModel] | None = None) -> Predictor[Any]:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles.
 
     ``engine`` picks where the encoder runs at inference (:mod:`verticals.engines`): 'torch' (default:
     the exact training-time numerics), 'onnx' (ONNX Runtime, fp32, ~3x lower single-query latency on
     CPU), 'onnx-int8' (quantised: faster still, numbers change slightly) or 'auto' ('onnx' where it
     applies, else 'torch'). ``overrides`` sets ``data.*`` options for reading other data than the training
-    files, e.g. ``["data.text_column=utterance"]`` (see :meth:`Predictor.with_overrides`)."""
+    files, e.g. ``["data.text_column=utterance"]`` (see :meth:`Predictor.with_overrides`).
+
+    ``prediction`` (e.g. ``TextPrediction``) types the result for a type checker,
+    ``Predictor[TextPrediction]``, and is checked: a bundle whose task predicts another model is refused."""
     path = Path(path)
     verify(path)
     info = read_info(path, verified=True)
@@ -206,6 +225,9 @@ def load(path: str | Path, *, engine: str = "torch", overrides: Sequence[str] | 
         raise BundleError(f"{path}: needs task type '{info.task_type}', which no installed plugin provides")
     run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
+    if prediction is not None and not issubclass(task_cls.Prediction, prediction):
+        raise ConfigError(f"{path}: task '{info.task}' predicts {task_cls.Prediction.__name__}, not "
+                          f"{prediction.__name__}; pass prediction={task_cls.Prediction.__name__} or leave it out")
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)

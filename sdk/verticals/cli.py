@@ -333,7 +333,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.model_dump())
     else:
-        print(f"wrote {result.path}/model.onnx ({result.task}); parity vs PyTorch: max abs diff "
+        print(f"wrote {result.path}: {', '.join(result.files)}, export.json (decision: {result.decision['kind']}; "
+              f"run {result.path}/predict.py to predict without Verticals)")
+        print(f"{result.task}: parity vs PyTorch: max abs diff "
               f"{result.max_abs_diff:.3g} on a {result.check_batch[0]}x{result.check_batch[1]} batch "
               f"(tolerance {result.tolerance:g})")
     return 0
@@ -482,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a bundle to ONNX with a parity check")
     export.add_argument("bundle", metavar="BUNDLE")
     export.add_argument("--format", choices=["onnx"], default="onnx")
-    export.add_argument("--output", required=True, metavar="DIR", help="directory for model.onnx + tokenizer")
+    export.add_argument("--output", required=True, metavar="DIR",
+                        help="export directory: model.onnx, config.json, tokenizer, export.json (decision), predict.py")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
     export.add_argument("--overwrite", action="store_true", help="replace an existing export directory")

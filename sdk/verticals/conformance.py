@@ -181,6 +181,48 @@ class PackConformance:
             assert len(predictions) == reference.n, f"{full}: {form}: {len(predictions)} predictions"
             assert _close([p.model_dump() for p in predictions], [p.model_dump() for p in expected_predictions])
 
+    def test_prediction_models_are_public(self) -> None:
+        """Each task's prediction model is importable by name from the pack's package (or from verticals), so
+        integrators can type ``verticals.load(path, prediction=...)``."""
+        import importlib
+
+        import verticals
+
+        module = next(ep.value.split(":")[0].split(".")[0]
+                      for ep in importlib.metadata.entry_points(group="verticals") if ep.name == self.pack)
+        public = set(getattr(importlib.import_module(module), "__all__", ())) | set(verticals.__all__)
+        for spec in get_catalog().packs.get(self.pack).tasks:
+            prediction = get_catalog().task_types.get(spec.task_type).Prediction
+            assert prediction.__name__ in public, (
+                f"{spec.task_type}: prediction model {prediction.__name__} is not in {module}.__all__")
+
+    def test_export_reproduces_or_refuses(self, trained: dict[str, Any], tmp_path: Path) -> None:
+        """``verticals export`` writes everything a prediction needs, and the export's own ``predict.py``
+        (without Verticals) gives the SDK's predictions; or the task type refuses, saying why."""
+        pytest.importorskip("onnxruntime")
+        import json
+
+        from .errors import ConfigError
+        from .export import export_onnx
+        from .testing import run_export_reference
+
+        for full, result in trained.items():
+            out = tmp_path / full
+            try:
+                export_onnx(result["bundle"], out)
+            except ConfigError as exc:
+                assert "cannot be exported" in str(exc) and full in str(exc), str(exc)
+                assert not out.exists()
+                continue
+            loaded = api.load(result["bundle"])
+            loaded.task.precision_ = "fp32"  # ONNX runs fp32
+            records = loaded.task.read(result["data"]["validation"] or result["data"]["train"])
+            expected = [p.model_dump() for p in loaded.task.predict(records)]
+            got = run_export_reference(out, [json.loads(r.model_dump_json(exclude_none=True)) for r in records])
+            for g, e in zip(got, expected, strict=True):
+                common = {k: g[k] for k in g if k in e}
+                assert common and _close(common, {k: e[k] for k in common}, 1e-4), f"{full}: {g} != {e}"
+
     def test_tampered_bundle_refused(self, trained: dict[str, Any], tmp_path: Path) -> None:
         import shutil
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from .bundle import BundleInfo
@@ -45,11 +46,17 @@ def data_overrides(overrides: Overrides) -> dict[str, Any]:
     return dict(data)
 
 
-class Predictor:
+PredictionT = TypeVar("PredictionT", bound=BaseModel)
+
+
+class Predictor(Generic[PredictionT]):
     """A fitted task plus its bundle description.
 
     ``predict``, ``evaluate`` (and ``verticals.train``) take data in any form: a file path, a pandas
-    DataFrame, a ``datasets.Dataset``, a list of dicts, or (``predict`` only) a list of texts."""
+    DataFrame, a ``datasets.Dataset``, a list of dicts, or (``predict`` only) a list of texts.
+
+    Generic over the prediction model, so a type checker knows its fields:
+    ``verticals.load(path, prediction=TextPrediction)`` is a ``Predictor[TextPrediction]``."""
 
     def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None, engine: str = "torch") -> None:
         self.task = task
@@ -66,7 +73,7 @@ class Predictor:
     def task_name(self) -> str:
         return self.info.task
 
-    def with_overrides(self, overrides: Overrides) -> Predictor:
+    def with_overrides(self, overrides: Overrides) -> Predictor[PredictionT]:
         """A predictor sharing this one's model that reads data with other ``data.*`` options, e.g. a
         client's ``utterance`` column: ``predictor.with_overrides(["data.text_column=utterance"])``."""
         data = data_overrides(overrides)
@@ -75,9 +82,9 @@ class Predictor:
         task = copy.copy(self.task)  # shares the fitted model; only how records are read changes
         task.config = self.task.config.model_copy(update={"data": deep_merge(self.task.config.data, data)})
         task.data_options = validate_section(task.DataOptions, task.config.data, "data")
-        return Predictor(task, self.info, self.path, engine=self.engine)
+        return Predictor(task, self.info, self.path, engine=self.engine)  # type: ignore[return-value]
 
-    def predict(self, inputs: Any, *, overrides: Overrides = None) -> list[BaseModel]:
+    def predict(self, inputs: Any, *, overrides: Overrides = None) -> list[PredictionT]:
         """Predict a batch: a list of texts, dicts with the task's fields, or records; a pandas DataFrame; a
         ``datasets.Dataset``; or a file path (a ``str`` must name an existing file, else it is refused)."""
         predictor = self.with_overrides(overrides) if overrides else self
@@ -90,7 +97,7 @@ class Predictor:
         records = predictor.task.read(inputs, require_labels=False)
         return predictor.task.predict(records) if records else []
 
-    def predict_one(self, item: str | dict[str, Any] | BaseModel, *, overrides: Overrides = None) -> BaseModel:
+    def predict_one(self, item: str | dict[str, Any] | BaseModel, *, overrides: Overrides = None) -> PredictionT:
         return self.predict([item], overrides=overrides)[0]
 
     def evaluate(self, data: Any, *, overrides: Overrides = None) -> Evaluation:
@@ -102,6 +109,14 @@ class Predictor:
             raise DataError("no records to evaluate; expected at least one", path=source_name(data))
         predictor.task.check_split(records, "evaluation", source_name(data))
         return predictor.task.evaluate(records)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence embeddings of ``texts`` from the fine-tuned encoder: ``[len(texts), hidden]`` float32,
+        unit length, pooled as the task pools (mean for customer-service retrieval, the head's pooling for
+        text classification). Transformer tasks only; others raise :class:`~verticals.ConfigError`."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts")
+        return np.asarray(self.task.embed(list(texts)))
 
     def __repr__(self) -> str:
         return (f"Predictor(task={self.info.task!r}, labels={len(self.info.labels)}, path={self.path}, "

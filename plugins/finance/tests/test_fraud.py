@@ -228,3 +228,11 @@ def test_callbacks_and_report_to_need_a_transformers_trainer(tmp_path: Path) -> 
         train("finance.fraud", tmp_path / "train.csv", output=tmp_path / "bundle",
               overrides=fraud_overrides(text=False) + ["training.report_to=tensorboard"])
     assert not (tmp_path / "bundle").exists()
+
+
+def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(bundle / "bundle"), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "finance.fraud" in err and "cannot be exported to ONNX" in err and "verticals serve" in err
+    assert not (tmp_path / "onnx").exists()

@@ -153,3 +153,19 @@ def test_console_lines_during_training(tmp_path: Path, caplog: pytest.LogCapture
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
     assert "validation, two-tower only" in lines[0] and "hr@10=" in lines[0] and "lr=" in lines[0]
+
+
+def test_export_is_refused_with_one_line(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(trained["bundle"]), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "recommendation.scoring" in err and "cannot be exported to ONNX" in err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_embed_gives_the_indexed_item_vectors(trained: dict) -> None:
+    predictor = load(trained["bundle"])
+    texts = predictor.task.catalogue_.texts[:3]
+    vectors = predictor.embed(texts)
+    assert vectors.shape == (3, predictor.task.item_vectors_.shape[1]) and vectors.dtype == np.float32
+    assert np.allclose(vectors, predictor.task.item_vectors_[:3], atol=1e-5)

@@ -76,6 +76,8 @@ class TaskType(ABC):
     """True when ``fit`` runs ``transformers.Trainer``, so ``callbacks`` and ``training.report_to`` apply."""
     callbacks: Sequence[Any] = ()
     """transformers ``TrainerCallback`` objects given to ``verticals.train``; set before ``fit``."""
+    export_unsupported: ClassVar[str] = "its predictions are not computed by one transformer network"
+    """Why ``verticals export`` refuses this task type (task types that can export override ``export_extras``)."""
 
     def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
         self.config = config or RunConfig()
@@ -239,6 +241,23 @@ class TaskType(ABC):
     def summary(self) -> dict[str, Any]:
         """Extra fields for bundle.json that describe the trained model (precision, parameters...)."""
         return {}
+
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """Write into ``directory`` what a prediction needs besides the ONNX graph (a retrieval index, a
+        knowledge base) and return every decision parameter with its value, plus ``kind``: how the
+        exported reference implementation (``verticals/onnx_reference.py``) decodes the graph's outputs.
+        Stored as ``decision`` in ``export.json``. Task types that cannot be exported raise, saying why."""
+        raise self.export_error()
+
+    def export_error(self) -> ConfigError:
+        """The one-line refusal of ``verticals export`` for this task: which task, why, what to do instead."""
+        return ConfigError(f"task '{self.task_name}' (task type {self.name}) cannot be exported to ONNX: "
+                           f"{self.export_unsupported}; deliver the bundle and serve it with `verticals serve`")
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """``[len(texts), hidden]`` float32 numpy sentence embeddings from the task's fine-tuned encoder."""
+        raise ConfigError(f"task '{self.task_name}' (task type {self.name}) has no fine-tuned sentence encoder "
+                          f"to embed texts with")
 
     def use_engine(self, engine: str) -> None:
         """Run inference on ``engine`` ('torch', 'onnx', 'onnx-int8'; see :mod:`verticals.engines`).

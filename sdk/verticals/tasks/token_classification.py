@@ -193,6 +193,14 @@ class TokenClassificationTask(TransformerTask):
         return [self.decode_words(r.tokens, self.word_probabilities(r, f, lg))
                 for r, f, lg in zip(records, features, logits)]
 
+    def export_extras(self, directory):  # type: ignore[no-untyped-def,override]
+        return self.export_common() | {
+            "kind": "token-classification",
+            "words": "a text is split on whitespace; records give tokens",
+            "word_label": "softmax of the word's first subword; words cut off by truncation are 'O'",
+            "bio_repair": "an I-X that does not continue an X entity becomes B-X",
+            "entity_score": "mean probability of the entity's tags"}
+
     def score(self, records: Sequence[TokenRecord], predictions: Sequence[TokenPrediction]) -> Evaluation:  # type: ignore[override]
         metrics, per_type = entity_metrics([r.tags for r in records], [p.tags for p in predictions])
         return Evaluation(task=self.task_name, n=len(records), metrics=metrics, per_label=per_type)

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..backbones import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
+from ..embeddings import encode_texts
 from ..engines import OnnxBackbone, onnx_backbone
 from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
@@ -154,6 +155,26 @@ class TransformerTask(TaskType):
     def predict(self, records):  # type: ignore[no-untyped-def,override]
         features, logits = self.predict_logits(records)
         return self.decode(records, features, logits)
+
+    def embedding_pooling(self) -> str:
+        """How token states become the sentence vector of ``embed`` (and of an export's ``embeddings``):
+        the sequence head's pooling, so the vector is the one the classifier reads."""
+        return str(getattr(self.config.training.head, "pooling", "mean"))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), hidden]`` float32 unit-length sentence embeddings from the fine-tuned encoder, pooled
+        as ``embedding_pooling`` says, truncated at ``training.max_length``; on the task's current engine."""
+        self.check_is_fitted("model_")
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts")
+        return encode_texts(self.model_.backbone, self.tokenizer_, list(texts),
+                            max_length=self.config.training.max_length,
+                            batch_size=self.config.training.eval_batch_size, precision=self.precision_,
+                            pooling=self.embedding_pooling())
+
+    def export_common(self) -> dict[str, Any]:
+        """Decision parameters every transformer task's export shares (subclasses add ``kind`` and theirs)."""
+        return {"max_length": self.config.training.max_length, "truncation": "longest_first, right side"}
 
     def save(self, directory: Path) -> None:
         self.check_is_fitted("model_")

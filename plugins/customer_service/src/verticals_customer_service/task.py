@@ -307,6 +307,31 @@ class IntentTask(TextClassificationTask):
         return Evaluation(task=self.task_name, n=len(records), metrics=metrics, per_label=per_label,
                           details=details)
 
+    # ---- export ------------------------------------------------------------------------------------
+    def embedding_pooling(self) -> str:
+        return "mean"  # what the index was built with (build_index, _forward), whatever the head pools
+
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """The fallback index (faiss + metadata with FAQ answers) and the calibrated decision rule."""
+        self.check_is_fitted("thresholds_")
+        self.index_.save(directory, INDEX_NAME)
+        return super().export_extras(directory) | {
+            "kind": "customer_service.intent",
+            "rule": ("confidence = max softmax(logits); if fallback and confidence < confidence_threshold: search "
+                     "the index with the graph's unit 'embeddings' (inner product), top_k entries vote for their "
+                     "intent with weight max(similarity, 0) (ties: higher best similarity); the winner answers if "
+                     "its best similarity >= similarity_threshold, else out of scope"),
+            "oos_label": self.options.oos_label,
+            "fallback": self.options.fallback,
+            "confidence_threshold": self.thresholds_["confidence"],
+            "similarity_threshold": self.thresholds_["similarity"],
+            "top_k": self.options.top_k,
+            "index": {"faiss": f"{INDEX_NAME}.faiss", "metadata": f"{INDEX_NAME}.json", "entries": len(self.index_),
+                      "embedding_output": "embeddings"},
+            "answers": dict(self.answers_),
+            "calibration": dict(self.thresholds_),
+        }
+
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         super().save(directory)

@@ -15,7 +15,7 @@ from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
 from verticals.tasks.token_classification import BIO_TAG, bio_labels
 
-from .text import align_tokens, joined_offsets, pretokenize
+from .text import WORD_PATTERN, align_tokens, joined_offsets, pretokenize
 from .windows import context, first_subwords, special_tokens, window_starts
 
 
@@ -125,6 +125,26 @@ class MedicalNERTask(TokenClassificationTask):
         if bad:
             raise ConfigError(f"labels {bad} are not BIO tags; expected O, B-TYPE or I-TYPE")
         return bio_labels({t for r in train for t in r.tags} | set(declared))
+
+    # ---- export ----------------------------------------------------------------------------------
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """Pre-tokenisation, sliding windows and the merge rule: everything decoding needs after the graph."""
+        prefix, suffix = special_tokens(self.tokenizer_)
+        return super().export_extras(directory) | {
+            "kind": "medical.ner",
+            "words": "a text is split into words by word_pattern (Python re); records may give tokens [+ text]",
+            "word_pattern": WORD_PATTERN.pattern,
+            "truncation": "none: words are tokenised without special tokens, then cut into windows",
+            "window_size": self.config.training.max_length - len(prefix) - len(suffix),
+            "stride": self.options.stride,
+            "prefix_ids": prefix,
+            "suffix_ids": suffix,
+            "windows": "starts 0, size-stride, 2(size-stride), ... and n-size (the last window ends at the end)",
+            "merge": ("each word takes the probabilities of its first subword in the window where it has most "
+                      "context: min(tokens to the window's left cut, tokens to its right cut); a document edge "
+                      "is not a cut"),
+            "offsets": "character offsets into the text (words found in order), else into the words joined by spaces",
+        }
 
     # ---- windows ---------------------------------------------------------------------------------
     def encode(self, records, *, with_labels):  # type: ignore[no-untyped-def,override]

@@ -60,6 +60,8 @@ class RecommendationTask(TaskType):
     )
     primary_metric = "hr@10"
     label_field = None
+    export_unsupported = ("it ranks a catalogue through item and user towers, a FAISS candidate index, "
+                          "collaborative factors and a re-ranker, not one network's logits")
 
     # ---- data --------------------------------------------------------------------------------
     def field_map(self) -> dict[str, str]:
@@ -220,6 +222,11 @@ class RecommendationTask(TaskType):
     def _encode(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         return encode_texts(self.backbone_, self.tokenizer_, texts, max_length=max_length,
                             batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings from the fine-tuned shared tower, as items are indexed (item token budget)."""
+        self.check_is_fitted("backbone_")
+        return self._encode(list(texts), self.options.item_max_length)
 
     def _index_items(self) -> None:
         vectors = self._encode(self.catalogue_.texts, self.options.item_max_length)

@@ -56,6 +56,8 @@ class FraudTask(TaskType):
     Options = FraudOptions
     metric_names = ("auprc", "roc_auc", "recall_at_1pct_fpr", "precision", "recall", "f1", "expected_cost")
     primary_metric = "auprc"
+    export_unsupported = ("its score comes from fitted tabular preprocessing, frozen text embeddings and an "
+                          "ensemble of fusion networks with a cost threshold, which the ONNX export does not cover")
 
     # ---- data --------------------------------------------------------------------------------
     def _columns(self) -> tuple[list[str], list[str], list[str]]:
