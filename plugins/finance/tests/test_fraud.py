@@ -164,3 +164,25 @@ def test_cli_train_evaluate_predict(bundle: Path, tmp_path: Path, capsys: pytest
     assert cli(["evaluate", str(out), "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad.csv:2: field 'amount'" in err
+
+
+# ---- the report a client reads -----------------------------------------------------------------------
+def test_report_names_labels_states_cost_unit_and_warns_on_small_samples(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from verticals.report import write_report
+
+    result = write_report(bundle / "bundle", bundle / "test.csv", tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<td>fraud</td>" in page and "<td>1</td>" not in page  # the pack's names, not 0/1
+    assert "0 = legitimate" in page and "1 = fraud" in page
+    # expected_cost with its unit and the costs it was computed with (the bundle was trained with 25)
+    assert "cost units per transaction" in page and "missed fraud costs 25" in page
+    assert "auprc" in page and "average_precision" not in page and "average_precision" not in result.metrics
+    assert "Only 40 records" in page
+    card = (tmp_path / "r" / "model_card.md").read_text()
+    assert "cost units per transaction" in card and "legitimate" in card
+
+
+def test_cost_unit_is_configurable() -> None:
+    notes = fraud_task("task.cost_unit=EUR", "task.cost_false_positive=2").metric_notes()
+    assert notes["expected_cost"].startswith("EUR per transaction") and "false alarm costs 2" in notes["expected_cost"]
