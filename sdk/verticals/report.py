@@ -248,7 +248,8 @@ def _html(predictor: Predictor, evaluation: Evaluation, per_label: dict[str, dic
     if note:
         if interval:
             right, n, low, high = interval
-            note += f" Here {right} of {n} records are labelled right ({right / n:.3f}); 95% interval {low:.3f}–{high:.3f} (Wilson)."
+            note += (f" Here {right} of {n} records are labelled right ({right / n:.3f}); "
+                     f"95% interval {low:.3f}–{high:.3f} (Wilson).")
         warning = f'<p class="warning"><strong>Small sample.</strong> {e(note)}</p>'
     named = ", ".join(f"{label} = {ctx.name(label)}" for label in info.labels if ctx.name(label) != label)
     pairs = confused_pairs(outcomes.y_true, outcomes.y_pred) if outcomes is not None else []
