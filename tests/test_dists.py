@@ -101,7 +101,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dist = root / "dist"
     _run(["bash", ROOT / "scripts" / "build_dists.sh", dist], cwd=root, env=os.environ | {"PYTHON": sys.executable})
     venv = root / "venv"
-    _run([sys.executable, "-m", "venv", venv], cwd=root)
+    # --without-pip: pip (like setuptools, which torch requires >= 77) comes from the shared view below, so no
+    # older copy bundled with the venv shadows it
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=root)
     python = venv / "bin" / "python"
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=root).strip())
     third_party = root / "third-party"
