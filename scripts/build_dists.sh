@@ -5,9 +5,10 @@
 # --no-isolation builds with this environment's setuptools (>=77, from `pip install -e '.[test]'`)
 # instead of downloading one per project; BUILD_ISOLATION=1 builds in isolated environments instead.
 set -euo pipefail
+# Relative paths are taken from where the script was run; -s keeps a venv's python a venv's python.
+OUT="$(realpath -ms "${1:-$(dirname "$0")/../dist}")"
+PYTHON="$(realpath -ms "${PYTHON:-$(dirname "$0")/../.venv/bin/python}")"
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-.venv/bin/python}"
-OUT="$(realpath -m "${1:-dist}")"
 ISOLATION=(--no-isolation)
 if [ "${BUILD_ISOLATION:-0}" = "1" ]; then ISOLATION=(); fi
 mkdir -p "$OUT"

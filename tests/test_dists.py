@@ -175,3 +175,17 @@ def test_wheels_install_into_a_fresh_venv_and_train_predict_and_list_packs(insta
     out = _run(["verticals", "predict", "fraud-bundle", "--field", "amount=950", "--field", "v1=2.1", "--json"],
                cwd=work, env=env)
     assert set(json.loads(out)[0]) == {"label", "score", "threshold"}
+
+
+@pytest.mark.wheels
+@pytest.mark.slow  # each pack's whole suite: ~1-4 min per pack on 2 cores
+@pytest.mark.parametrize("pack", sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml")))
+def test_pack_sdists_pass_their_own_tests(installed: dict, pack: str, tmp_path: Path) -> None:
+    """Unpacked outside the repository, each pack's sdist runs its own tests against the installed wheels."""
+    (sdist,) = installed["dist"].glob(f"verticals_{pack}-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    (source,) = tmp_path.iterdir()
+    out = _run([installed["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=source,
+               env=installed["env"])
+    assert " passed" in out and "failed" not in out

@@ -186,3 +186,10 @@ def test_report_names_labels_states_cost_unit_and_warns_on_small_samples(bundle:
 def test_cost_unit_is_configurable() -> None:
     notes = fraud_task("task.cost_unit=EUR", "task.cost_false_positive=2").metric_notes()
     assert notes["expected_cost"].startswith("EUR per transaction") and "false alarm costs 2" in notes["expected_cost"]
+
+
+def test_card_from_the_bundle_alone_has_names_and_units(bundle: Path, tmp_path: Path) -> None:
+    assert cli(["card", str(bundle / "bundle"), "--output", str(tmp_path / "card.md")]) == 0
+    card = (tmp_path / "card.md").read_text()
+    assert "Labels: 0 = legitimate, 1 = fraud." in card
+    assert "`expected_cost`: cost units per transaction (a missed fraud costs 25" in card
