@@ -223,6 +223,7 @@ def test_card_from_the_bundle_alone(trained: dict[str, Path], tmp_path: Path,
                         "## Versions"):
             assert section in card
         assert "binary.jsonl" in card and "validation" in card and "evaluation (this report)" not in card
+        assert "validation records: with fewer than 100" in card  # the stored scores come from a handful
         assert main(["card", str(trained["binary"]), "--output", str(out)]) == 2
         assert "already exists" in capsys.readouterr().err
         assert main(["card", str(trained["binary"]), "--output", str(out), "--overwrite"]) == 0
