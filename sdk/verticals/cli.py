@@ -325,6 +325,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from .card import write_card
+
+    path = write_card(args.bundle, args.output, overwrite=args.overwrite)
+    print(f"wrote model card {path}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_onnx
 
@@ -480,6 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=cmd_report)
+
+    card = sub.add_parser("card", help="write a bundle's model card (no data needed)",
+                          description="Write the Markdown model card of BUNDLE from the bundle alone: intended "
+                                      "use, data fingerprints, stored metrics with units, thresholds, limitations.")
+    card.add_argument("bundle", metavar="BUNDLE")
+    card.add_argument("--output", required=True, metavar="FILE", help="card file to write, e.g. model_card.md")
+    card.add_argument("--overwrite", action="store_true", help="replace an existing card file")
+    card.set_defaults(func=cmd_card)
 
     export = sub.add_parser("export", help="export a bundle to ONNX with a parity check")
     export.add_argument("bundle", metavar="BUNDLE")

@@ -236,3 +236,32 @@ def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: p
     assert len(err.splitlines()) == 1
     assert "finance.fraud" in err and "cannot be exported to ONNX" in err and "verticals serve" in err
     assert not (tmp_path / "onnx").exists()
+
+
+# ---- the report a client reads -----------------------------------------------------------------------
+def test_report_names_labels_states_cost_unit_and_warns_on_small_samples(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from verticals.report import write_report
+
+    result = write_report(bundle / "bundle", bundle / "test.csv", tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<td>fraud</td>" in page and "<td>1</td>" not in page  # the pack's names, not 0/1
+    assert "0 = legitimate" in page and "1 = fraud" in page
+    # expected_cost with its unit and the costs it was computed with (the bundle was trained with 25)
+    assert "cost units per transaction" in page and "missed fraud costs 25" in page
+    assert "auprc" in page and "average_precision" not in page and "average_precision" not in result.metrics
+    assert "Only 40 records" in page
+    card = (tmp_path / "r" / "model_card.md").read_text()
+    assert "cost units per transaction" in card and "legitimate" in card
+
+
+def test_cost_unit_is_configurable() -> None:
+    notes = fraud_task("task.cost_unit=EUR", "task.cost_false_positive=2").metric_notes()
+    assert notes["expected_cost"].startswith("EUR per transaction") and "false alarm costs 2" in notes["expected_cost"]
+
+
+def test_card_from_the_bundle_alone_has_names_and_units(bundle: Path, tmp_path: Path) -> None:
+    assert cli(["card", str(bundle / "bundle"), "--output", str(tmp_path / "card.md")]) == 0
+    card = (tmp_path / "card.md").read_text()
+    assert "Labels: 0 = legitimate, 1 = fraud." in card
+    assert "`expected_cost`: cost units per transaction (a missed fraud costs 25" in card

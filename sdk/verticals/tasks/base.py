@@ -238,6 +238,12 @@ class TaskType(ABC):
         """JSON-serialisable learned state for bundle.json (labels, thresholds, ...)."""
         return {}
 
+    def metric_notes(self) -> dict[str, str]:
+        """Metric name -> its unit or meaning, for metrics that are not a plain share in [0, 1] (e.g.
+        ``{'expected_cost': 'EUR per transaction'}``); shown beside the value in reports and model cards.
+        Built from configuration only, so it works on an unfitted task."""
+        return {}
+
     def summary(self) -> dict[str, Any]:
         """Extra fields for bundle.json that describe the trained model (precision, parameters...)."""
         return {}

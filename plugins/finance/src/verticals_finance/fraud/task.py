@@ -205,6 +205,12 @@ class FraudTask(TaskType):
                 "input_dim": int(self.models_[0].hidden_size), "ensemble": len(self.models_),
                 "validation_expected_cost": self.validation_cost_}
 
+    def metric_notes(self) -> dict[str, str]:
+        o = self.options
+        costs = f"a missed fraud costs {o.cost_false_negative:g}, a false alarm costs {o.cost_false_positive:g}"
+        return {"expected_cost": f"{o.cost_unit} per transaction ({costs}; task.cost_false_negative, "
+                                 f"task.cost_false_positive, task.cost_unit)"}
+
     def summary(self) -> dict[str, Any]:
         params = sum(p.numel() for m in self.models_ for p in m.parameters())
         summary: dict[str, Any] = {"precision": "fp32", "parameters": int(params), "features": self.preprocessor_.width}
