@@ -171,28 +171,40 @@ class Fallback:
 
     def decide(self, probs: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
         d, labels, answers = self.d, self.export.labels, self.d["answers"]
-        conf_t, sim_t = d["confidence_threshold"], d["similarity_threshold"]
+        score = d.get("score", "retrieval")  # which score decides "out of scope" (chosen at training)
         out = []
         for row, vector in zip(probs, vectors):
             top = int(row.argmax())
             intent, confidence = labels[top], float(row[top])
             result = {"intent": intent, "confidence": confidence, "out_of_scope": False, "fallback": False,
                       "answer": answers.get(intent), "matches": [], "scores": dict(zip(labels, map(float, row)))}
-            if d["fallback"] and confidence < conf_t:
-                k = min(d["top_k"], self.index.ntotal)
-                sims, ids = self.index.search(np.ascontiguousarray(vector[None], dtype=np.float32), k)
-                hits = [(float(s), self.entries[i]) for s, i in zip(sims[0], ids[0]) if i >= 0]
+            if d["fallback"] and score == "retrieval" and confidence < d["confidence_threshold"]:
+                hits = self.search(vector)
                 voted, similarity = self.vote(hits)
-                result["fallback"] = True
-                result["matches"] = [{"text": m["text"], "intent": m.get("intent"),
-                                      "answer": m.get("answer") or answers.get(m.get("intent") or ""),
-                                      "similarity": s, "source": m.get("source", "utterance")} for s, m in hits]
-                if voted is not None and similarity >= sim_t:
+                result.update(fallback=True, matches=self.matches(hits))
+                if voted is not None and similarity >= d["similarity_threshold"]:
                     result.update(intent=voted, answer=answers.get(voted))
                 else:
                     result.update(intent=d["oos_label"], out_of_scope=True, answer=None)
+            elif d["fallback"] and score != "retrieval":
+                hits = self.search(vector)
+                value = (hits[0][0] if hits else -1.0) if score == "similarity" else confidence
+                if value < d["threshold"]:
+                    result.update(intent=d["oos_label"], out_of_scope=True, fallback=True, answer=None,
+                                  matches=self.matches(hits))
             out.append(result)
         return out
+
+    def search(self, vector: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+        k = min(self.d["top_k"], self.index.ntotal)
+        sims, ids = self.index.search(np.ascontiguousarray(vector[None], dtype=np.float32), k)
+        return [(float(s), self.entries[i]) for s, i in zip(sims[0], ids[0]) if i >= 0]
+
+    def matches(self, hits: list[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+        answers = self.d["answers"]
+        return [{"text": m["text"], "intent": m.get("intent"),
+                 "answer": m.get("answer") or answers.get(m.get("intent") or ""),
+                 "similarity": s, "source": m.get("source", "utterance")} for s, m in hits]
 
     @staticmethod
     def vote(hits: list[tuple[float, dict[str, Any]]]) -> tuple[str | None, float]:

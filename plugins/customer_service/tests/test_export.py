@@ -54,8 +54,11 @@ def test_cli_export_carries_thresholds_index_and_answers(trained: Path, tmp_path
     meta = json.loads((out / "export.json").read_text())
     decision, state = meta["decision"], json.loads((trained / "bundle.json").read_text())["state"]
     assert decision["kind"] == "customer_service.intent"
-    assert decision["confidence_threshold"] == state["thresholds"]["confidence"]
-    assert decision["similarity_threshold"] == state["thresholds"]["similarity"]
+    thresholds = state["thresholds"]
+    assert decision["score"] == thresholds["score"]
+    assert decision["threshold"] == thresholds.get("threshold")
+    assert decision["confidence_threshold"] == thresholds.get("confidence")
+    assert decision["similarity_threshold"] == thresholds.get("similarity")
     assert decision["oos_label"] == "out_of_scope" and decision["top_k"] == 5 and decision["fallback"] is True
     assert decision["answers"] == {"track_order": "See Orders > Tracking.", "reset_password": "Use 'Forgot password'."}
     assert decision["index"]["entries"] == 48 + 3 and meta["outputs"] == ["logits", "embeddings"]
@@ -85,7 +88,7 @@ def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path:
     low = max(confidence[0], confidence[parcel])
     assert confidence.max() > low + 1e-3  # some query is more confident than both
     assert voted[parcel][0] == "track_order" and voted[parcel][1] > voted[0][1] + 1e-3
-    task.thresholds_ = dict(task.thresholds_, confidence=float((low + confidence.max()) / 2),
+    task.thresholds_ = dict(task.thresholds_, score="retrieval", confidence=float((low + confidence.max()) / 2),
                             similarity=float((voted[0][1] + voted[parcel][1]) / 2))
     expected = predictor.predict(QUERIES)
     assert expected[0].out_of_scope and expected[0].intent == "out_of_scope"
@@ -98,6 +101,29 @@ def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path:
     _same(got, expected)
     assert json.loads((tmp_path / "onnx" / "export.json").read_text())["decision"]["top_k"] == 1
     assert got[0]["out_of_scope"] and got[parcel]["intent"] == "track_order"
+
+
+def test_reference_reproduces_the_nearest_utterance_rule(trained: Path, tmp_path: Path) -> None:
+    """With the nearest-utterance similarity deciding, the export answers out of scope exactly where the SDK
+    does (a threshold between the Mongolia query's nearest similarity and the parcel query's)."""
+    from verticals.export import export_predictor
+
+    predictor = api.load(trained)
+    task = predictor.task
+    task.precision_ = "fp32"
+    records = [task.as_record(q, i) for i, q in enumerate(QUERIES)]
+    _, vectors = task._forward(records)
+    nearest = [hits[0][0] for hits in task.index_.search(vectors, 1)]
+    parcel = QUERIES.index("where is my parcel")
+    assert nearest[parcel] > nearest[0] + 1e-3
+    task.thresholds_ = {"score": "similarity", "threshold": float((nearest[0] + nearest[parcel]) / 2),
+                        "objective": "in_scope_rejection"}
+    expected = predictor.predict(QUERIES)
+    assert expected[0].out_of_scope and not expected[parcel].out_of_scope
+    export_predictor(predictor, tmp_path / "onnx")
+    decision = json.loads((tmp_path / "onnx" / "export.json").read_text())["decision"]
+    assert decision["score"] == "similarity" and decision["threshold"] == task.thresholds_["threshold"]
+    _same(run_export_reference(tmp_path / "onnx", QUERIES), expected)
 
 
 def test_embed_is_the_index_embedding(trained: Path) -> None:

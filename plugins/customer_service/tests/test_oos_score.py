@@ -37,7 +37,6 @@ def test_rejection_threshold_without_enough_evidence_rejects_only_below_every_ob
 
 
 def outcomes(conf: list[float], nearest: list[float], correct: list[bool], oos: list[bool]) -> Outcomes:
-    n = len(conf)
     return Outcomes(confidence=np.array(conf), classifier_correct=np.array(correct),
                     similarity=np.array(nearest), retrieval_correct=np.array(correct),
                     is_oos=np.array(oos), nearest=np.array(nearest))

@@ -394,14 +394,18 @@ class IntentTask(TextClassificationTask):
         self.index_.save(directory, INDEX_NAME)
         return super().export_extras(directory) | {
             "kind": "customer_service.intent",
-            "rule": ("confidence = max softmax(logits); if fallback and confidence < confidence_threshold: search "
-                     "the index with the graph's unit 'embeddings' (inner product), top_k entries vote for their "
-                     "intent with weight max(similarity, 0) (ties: higher best similarity); the winner answers if "
-                     "its best similarity >= similarity_threshold, else out of scope"),
+            "rule": ("confidence = max softmax(logits). score 'retrieval': if fallback and confidence < "
+                     "confidence_threshold: search the index with the graph's unit 'embeddings' (inner product), "
+                     "top_k entries vote for their intent with weight max(similarity, 0) (ties: higher best "
+                     "similarity); the winner answers if its best similarity >= similarity_threshold, else out of "
+                     "scope. score 'similarity': if fallback and the nearest entry's similarity < threshold: out of "
+                     "scope, else the classifier's intent. score 'softmax': the same with confidence"),
             "oos_label": self.options.oos_label,
             "fallback": self.options.fallback,
-            "confidence_threshold": self.thresholds_["confidence"],
-            "similarity_threshold": self.thresholds_["similarity"],
+            "score": self.thresholds_.get("score", "retrieval"),
+            "threshold": self.thresholds_.get("threshold"),
+            "confidence_threshold": self.thresholds_.get("confidence"),
+            "similarity_threshold": self.thresholds_.get("similarity"),
             "top_k": self.options.top_k,
             "index": {"faiss": f"{INDEX_NAME}.faiss", "metadata": f"{INDEX_NAME}.json", "entries": len(self.index_),
                       "embedding_output": "embeddings"},
