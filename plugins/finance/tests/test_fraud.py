@@ -172,3 +172,10 @@ def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: p
     assert len(err.splitlines()) == 1
     assert "finance.fraud" in err and "cannot be exported to ONNX" in err and "verticals serve" in err
     assert not (tmp_path / "onnx").exists()
+
+
+def test_embed_says_there_is_no_fine_tuned_encoder(bundle: Path) -> None:
+    from verticals import ConfigError
+
+    with pytest.raises(ConfigError, match="finance.fraud.*no fine-tuned sentence encoder"):
+        load(bundle / "bundle").embed(["quick cash ltd"])
