@@ -239,6 +239,14 @@ def refuse_same_file(input: str | Path, output: str | Path) -> None:
                           f"are made from; choose another --output")
 
 
+def check_file_output(path: str | Path) -> None:
+    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--output {path} exists and is not a regular file (a folder, device or pipe), which "
+                          f"writing the predictions would replace; choose a file name")
+
+
 # ---- checkpoint folders ----------------------------------------------------------------------------
 def check_checkpoint_dir(directory: str | Path, output: str | Path) -> None:
     """Before training: the checkpoint folder must be new, empty, or one Verticals made for checkpoints."""

@@ -116,10 +116,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if extra and args.input:  # before any loading: also the streaming path below would ignore the fields
         raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
                              "(put the fields in the file)")
-    if args.input and args.output:  # before reading anything: the predictions must not replace the input
-        from ._outputs import refuse_same_file
+    if args.output:  # before reading anything: the predictions replace neither the input nor a non-file
+        from ._outputs import check_file_output, refuse_same_file
 
-        refuse_same_file(args.input, args.output)
+        check_file_output(args.output)
+        if args.input:
+            refuse_same_file(args.input, args.output)
     predictor = load(args.bundle, engine=args.engine)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).

@@ -195,6 +195,19 @@ def test_predict_output_that_is_the_input_is_refused(link, tmp_path, bundle, cap
     assert records.read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_predict_output_never_replaces_a_folder_or_a_pipe(kind, tmp_path, bundle, capsys):
+    output = tmp_path / "out"
+    if kind == "folder":
+        output.mkdir()
+        (output / "keep.txt").write_text("mine")
+    else:
+        os.mkfifo(output)
+    code, err = run(["predict", str(bundle), "my invoice", "--output", str(output)], capsys)
+    assert code == 2 and "not a regular file" in err, err
+    assert (output / "keep.txt").read_text() == "mine" if kind == "folder" else output.is_fifo()
+
+
 # ---- 11. leftovers of a killed run are cleaned, only ours -------------------------------------------
 def test_leftovers_of_a_killed_write_are_cleaned_only_ours(tmp_path, tiny_backbone, text_data, capsys):
     for name in (".b.tmp-0123abcd", ".b.old-89abcdef"):  # what a kill leaves (our exact naming)
