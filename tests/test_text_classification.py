@@ -127,3 +127,12 @@ def test_resume_from_checkpoint(tmp_path, tiny_backbone, text_data):
                               output=tmp_path / "b", overrides=overrides + ["training.epochs=3"],
                               backbone=str(tiny_backbone), resume=True, overwrite=True)
     assert resumed.task.trainer_.epochs_run_ == pytest.approx(3.0)
+
+
+def test_jsonl_labels_may_be_numbers_or_booleans(tmp_path):
+    # 0, 0.0 and false were refused as "empty label" while 1 was accepted (a falsy check).
+    path = tmp_path / "t.jsonl"
+    labels = [0, 0.0, False, 1, "1", True, 2.5]
+    path.write_text("".join(json.dumps({"text": f"row {i}", "label": label}) + "\n" for i, label in enumerate(labels)))
+    records = TextClassificationTask().read(path)
+    assert [r.label for r in records] == ["0", "0", "false", "1", "1", "true", "2.5"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import threading
@@ -18,6 +19,7 @@ from .registry import Registry
 from .specs import PackSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "verticals"
+BUILTINS = "verticals._builtins"
 PLUGINS_ENV = "VERTICALS_PLUGINS"
 """Comma-separated entry-point names to load; unset = all installed, empty string = none."""
 
@@ -88,11 +90,12 @@ class PluginManager(pluggy.PluginManager):
 
 def create_plugin_manager(load_entry_points: bool = True) -> tuple[PluginManager, list[BrokenPlugin]]:
     """A fresh plugin manager with the core built-ins and (optionally) installed entry points."""
-    from . import _builtins
-
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
-    pm.register(_builtins, name="verticals")
+    # The built-ins are a plugin like any other, loaded by name (as llm loads its default plugins): the
+    # catalog sits below the task types, heads and backbones that look things up in it, so it must not
+    # import them (that closed an import circle: backbones -> _plugins -> _builtins -> tasks -> backbones).
+    pm.register(importlib.import_module(BUILTINS), name="verticals")
     broken: list[BrokenPlugin] = []
     if load_entry_points:
         allowed = _allowed_plugins()

@@ -13,12 +13,13 @@ from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
 from ._plugins import get_catalog
 from ._version import __version__
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
-from .config import RunConfig, deep_merge, resolve_config
+from .config import RunConfig, deep_merge, format_validation_error, resolve_config
 from .data import fingerprint, split_indices
 from .engines import resolve_engine
 from .errors import BundleError
 from .predictor import Predictor
 from .tasks.base import TaskType
+from .tasks.transformer import TransformerTask
 
 
 def _library_versions() -> dict[str, str]:
@@ -47,7 +48,7 @@ def build_task(task: str, config: str | Path | dict[str, Any] | None = None,
         config_file = config
     extra: dict[str, Any] = {"training": {"backbone": backbone}} if backbone else {}
     run_config = resolve_config(defaults, config_file, list(overrides or []) if not isinstance(overrides, dict)
-                                else overrides)
+                                else overrides, task=task)
     if extra:
         run_config = resolve_config(run_config.model_dump(), None, extra)
     task_cls = catalog.task_types.get(spec.task_type)
@@ -158,7 +159,8 @@ def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
         except ValidationError as exc:
             unknown = [e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden"]
             if not unknown:
-                raise BundleError(f"{path}: bundle.json has an invalid config ({exc.errors()[0]['msg']})") from None
+                problems = format_validation_error(exc, "bundle.json has an invalid config")
+                raise BundleError(f"{path}: {problems}") from None
             for loc in unknown:
                 parent = values
                 for key in loc[:-1]:
@@ -190,6 +192,6 @@ def load(path: str | Path, *, engine: str = "torch") -> Predictor:
     run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
-    engine = resolve_engine(engine, task)
+    engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)
     return Predictor(task, info, path, engine=engine)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -49,54 +50,164 @@ class BundleInfo(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
+ALGORITHM = "sha256"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+# Files that hold text or values taken from the training data or from files named in the config
+# (task.faq, data.items): whoever receives the bundle receives these too. `inspect` flags them.
+DATA_DERIVED = {
+    BUNDLE_FILE: "labels, the full config (data file paths included) and data fingerprints",
+    "fallback_index.json": "every training utterance and FAQ entry (task.faq: questions and answers)",
+    "items.json": "the item catalogue (data.items): every item's text",
+    "histories.json": "every training user's interaction history",
+    "neighbours.safetensors": "item-item neighbours computed from the training interactions",
+    "preprocessing.json": "category values and statistics of the training columns",
+}
+
+
+def data_derived(name: str, names: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """What data a bundle file carries, or None for weights and tokenizer files. ``names``: the bundle's
+    files (a ``NAME.json`` beside a ``NAME.faiss`` is a retrieval index, whatever a pack called it)."""
+    if name in DATA_DERIVED:
+        return DATA_DERIVED[name]
+    if name.endswith(".faiss"):
+        return "retrieval index: one vector per indexed text (training data, FAQ or catalogue)"
+    if name.endswith(".json") and f"{name[:-5]}.faiss" in names:
+        return "retrieval index: the text of every indexed entry (training data, FAQ or catalogue)"
+    return None
+
+
+def _open(path: Path) -> int:
+    # O_NOFOLLOW: a file swapped for a symbolic link after the walk is refused rather than followed
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror}); a bundle holds only regular files") from None
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(_open(path), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
+def _walk(directory: Path) -> tuple[list[str], list[str]]:
+    """Every regular file and every directory below ``directory`` as relative POSIX names, hidden ones
+    included. Never follows a link: a symbolic link or a special file anywhere inside raises."""
+    files: list[str] = []
+    dirs: list[str] = []
+    pending = [("", str(directory))]
+    while pending:
+        prefix, current = pending.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_symlink():
+                    raise BundleError(f"{directory}: '{name}' is a symbolic link; a bundle holds only its own "
+                                      f"files, not links (refusing it; copy the bundle without links)")
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.append(name)
+                    pending.append((name + "/", entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    files.append(name)
+                else:
+                    raise BundleError(f"{directory}: '{name}' is not a regular file (a pipe, socket or device); "
+                                      f"the bundle was modified (refusing it)")
+    return sorted(files), sorted(dirs)
+
+
 def _files(directory: Path) -> list[str]:
-    return sorted(
-        p.relative_to(directory).as_posix()
-        for p in directory.rglob("*")
-        if p.is_file() and p.relative_to(directory).as_posix() != MANIFEST_FILE
-    )
+    return [name for name in _walk(directory)[0] if name != MANIFEST_FILE]
 
 
 def write_manifest(directory: Path) -> dict[str, Any]:
-    manifest = {"algorithm": "sha256", "files": {name: _sha256(directory / name) for name in _files(directory)}}
+    manifest = {"algorithm": ALGORITHM, "files": {name: _sha256(directory / name) for name in _files(directory)}}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
+def _check_entry(manifest_path: Path, name: object, expected: object) -> None:
+    """A manifest names relative POSIX paths inside the bundle, each with a sha256 hex digest."""
+    parts = name.split("/") if isinstance(name, str) else [""]
+    if (not isinstance(name, str) or name == MANIFEST_FILE or "\\" in name or "\x00" in name
+            or any(part in ("", ".", "..") for part in parts)):
+        raise BundleError(f"{manifest_path}: manifest entry {name!r} is not a relative path inside the bundle "
+                          f"(expected names like 'backbone/config.json'); the manifest was modified, refusing it")
+    if not isinstance(expected, str) or not _DIGEST.fullmatch(expected):
+        raise BundleError(f"{manifest_path}: manifest entry '{name}' has no sha256 digest (found {expected!r}, "
+                          f"expected 64 hex digits); the manifest was modified, refusing it")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Parse and check ``manifest.json`` (shape, algorithm, entries) without hashing any file."""
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        with os.fdopen(_open(manifest_path), "rb") as handle:
+            manifest = json.loads(handle.read().decode("utf-8"))
+        listed = manifest["files"]
+        algorithm = manifest.get("algorithm")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
+        raise BundleError(f"{manifest_path}: unreadable manifest; the bundle is damaged") from None
+    if algorithm != ALGORITHM:
+        raise BundleError(f"{manifest_path}: manifest algorithm {algorithm!r} is not supported; expected "
+                          f"'{ALGORITHM}' (refusing the bundle)")
+    if not isinstance(listed, dict):
+        raise BundleError(f"{manifest_path}: unreadable manifest ('files' is not an object); the bundle is damaged")
+    for name, expected in listed.items():
+        _check_entry(manifest_path, name, expected)
+    return manifest
+
+
 def verify(directory: str | Path) -> dict[str, Any]:
-    """Check every file against the manifest; raise :class:`BundleError` naming the first problem."""
+    """Check the bundle against its manifest; raise :class:`BundleError` naming the first problem.
+
+    The bundle holds exactly the listed files: no symbolic links, no special files, no unlisted file or
+    directory (hidden ones included), every listed name a relative path inside the bundle whose sha256
+    matches. The directory itself may be reached through a link; nothing inside it may be one.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"{directory}: not a bundle directory (does not exist)")
-    manifest_path = directory / MANIFEST_FILE
-    if not manifest_path.is_file():
+    if not (directory / MANIFEST_FILE).is_file():
         raise BundleError(f"{directory}: incomplete bundle, {MANIFEST_FILE} is missing")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        listed: dict[str, str] = dict(manifest["files"])
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise BundleError(f"{manifest_path}: unreadable manifest; the bundle is damaged") from None
-    for name, expected in listed.items():
-        path = directory / name
-        if not path.is_file():
+    manifest = read_manifest(directory)
+    listed: dict[str, str] = manifest["files"]
+    files, dirs = _walk(directory)
+    present = set(files) - {MANIFEST_FILE}
+    for name in listed:
+        if name not in present:
             raise BundleError(f"{directory}: incomplete bundle, '{name}' listed in the manifest is missing")
-        if _sha256(path) != expected:
-            raise BundleError(
-                f"{path}: sha256 does not match the manifest; the bundle was modified after it was written "
-                f"(refusing to load it)"
-            )
-    extra = sorted(set(_files(directory)) - set(listed))
+    extra = sorted(present - set(listed))
     if extra:
         raise BundleError(f"{directory}: file '{extra[0]}' is not in the manifest; the bundle was modified")
+    needed = {"/".join(name.split("/")[:i]) for name in listed for i in range(1, name.count("/") + 1)}
+    extra_dirs = sorted(set(dirs) - needed)
+    if extra_dirs:
+        raise BundleError(f"{directory}: directory '{extra_dirs[0]}' is not in the manifest; the bundle was modified")
+    for name, expected in listed.items():
+        if _sha256(directory / name) != expected:
+            raise BundleError(
+                f"{directory / name}: sha256 does not match the manifest; the bundle was modified after it was "
+                f"written (refusing to load it)"
+            )
     return manifest
+
+
+def read_verified(directory: str | Path, name: str) -> bytes:
+    """The bytes of one manifest-listed file, read once and checked against the manifest: what is loaded
+    is exactly what was verified, even if the file changes on disk afterwards."""
+    directory = Path(directory)
+    expected = read_manifest(directory)["files"].get(name)
+    if expected is None:
+        raise BundleError(f"{directory}: '{name}' is not in the manifest; the bundle is incomplete")
+    with os.fdopen(_open(directory / name), "rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise BundleError(f"{directory / name}: sha256 does not match the manifest; the bundle was modified "
+                          f"after it was written (refusing to load it)")
+    return data
 
 
 def digest(directory: str | Path) -> str:
@@ -168,12 +279,37 @@ def atomic_directory(output: str | Path, overwrite: bool = False, kind: str | No
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _umask() -> int:
+    try:  # Linux reports it without changing it (os.umask can only be read by setting it)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(directory: Path) -> None:
+    """Give every file below ``directory`` the mode the user's umask gives a new file (0644 under 022).
+    safetensors writes its files 0600 (a private temporary file renamed into place), which would keep a
+    delivered model from every other user of the client's server."""
+    mask = _umask()
+    files, dirs = _walk(directory)
+    for name in files:
+        os.chmod(directory / name, 0o666 & ~mask)
+    for name in dirs:
+        os.chmod(directory / name, 0o777 & ~mask)
+
+
 def write_bundle(output: str | Path, info: BundleInfo, save: Callable[[Path], None], *,
                  overwrite: bool = False) -> Path:
     """Save model files with ``save(tmpdir)``, add bundle.json and the manifest, then rename into place."""
     with atomic_directory(output, overwrite, kind="bundle") as tmp:
         save(tmp)
         (tmp / BUNDLE_FILE).write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        apply_umask(tmp)
         write_manifest(tmp)
     return Path(output)
 

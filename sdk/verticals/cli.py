@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -17,8 +18,38 @@ from .errors import VerticalsError
 EXIT_BAD_INPUT = 2
 
 
+def _json_safe(obj: Any, path: str, notes: list[str]) -> Any:
+    """``obj`` with NaN/±inf replaced by null (bare NaN is not JSON; strict parsers refuse the whole output),
+    noting where, and numpy scalars turned into Python numbers."""
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        notes.append(f"{path or 'value'} is {obj} (not defined on this data); printed as null")
+        return None
+    if isinstance(obj, dict):
+        return {key: _json_safe(value, f"{path}.{key}" if path else str(key), notes) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(value, f"{path}[{i}]", notes) for i, value in enumerate(obj)]
+    return obj
+
+
+def _to_json(obj: Any, **kwargs: Any) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    text = json.dumps(_json_safe(obj, "", notes), ensure_ascii=False, default=str, allow_nan=False, **kwargs)
+    return text, notes
+
+
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    """Print strictly valid JSON; non-finite numbers become null and are explained in a "notes" list (or on
+    stderr when the output is not an object)."""
+    notes: list[str] = []
+    clean = _json_safe(obj, "", notes)
+    if notes and isinstance(clean, dict) and "notes" not in clean:
+        clean["notes"] = notes
+    elif notes:
+        for note in notes:
+            print(f"verticals: note: {note}", file=sys.stderr)
+    print(json.dumps(clean, indent=2, ensure_ascii=False, default=str, allow_nan=False))
 
 
 def _summary(prediction: Any) -> str:
@@ -113,6 +144,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
 
     extra = {key: value for key, value in (vars(args).get("field") or [])}
+    if args.output and os.path.isdir(args.output):  # before loading: the answer would be IsADirectoryError
+        raise VerticalsError(f"--output {args.output} is a directory; predictions are written to a file: give a "
+                             f"file path such as {os.path.join(args.output, 'predictions.jsonl')}")
     if extra and args.input:  # before any loading: also the streaming path below would ignore the fields
         raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
                              "(put the fields in the file)")
@@ -147,9 +181,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         from .bundle import atomic_file
 
+        notes: list[str] = []
         with atomic_file(args.output) as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            for number, row in enumerate(rows, start=1):
+                line, row_notes = _to_json(row)
+                notes.extend(f"line {number}: {note}" for note in row_notes)
+                handle.write(line + "\n")
+        for note in notes[:5]:
+            print(f"verticals: note: {note}", file=sys.stderr)
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     elif args.json:
         _print_json(rows)
@@ -161,12 +200,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    """Every option of a task: type, resolved default (pack defaults applied), bounds and description."""
+    from ._options import describe_task
+
+    described = describe_task(args.task)
+    if args.json:
+        _print_json(described)
+        return 0
+    pack = f" (pack {described['pack']})" if described["pack"] else ""
+    print(f"{described['task']}{pack}: {described['description']}")
+    print("Set an option with --set SECTION.OPTION=VALUE, or in a --config FILE (JSON/YAML) with these sections.")
+    print("Defaults shown are resolved (pack defaults applied; marked 'pack').")
+    for section, options in described["options"].items():
+        print(f"\n[{section}]")
+        for option in options:
+            default = json.dumps(option["default"], ensure_ascii=False, default=str)
+            extras = ", ".join(filter(None, [option["bounds"], "pack" if option["pack_default"] else ""]))
+            print(f"  {option['name']} : {option['type']} = {default}" + (f"  ({extras})" if extras else ""))
+            print(f"      {option['description']}")
+    return 0
+
+
 # ---- delivery verbs: inspect, serve, report, export, new-pack ----------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
     from pathlib import Path
 
-    from .bundle import digest, read_info, verify
+    from .bundle import data_derived, digest, read_info, verify
     from .errors import BundleError
 
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
@@ -176,10 +237,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")
     files = manifest["files"]
-    size = sum((Path(args.bundle) / name).stat().st_size for name in files)
+    names = set(files)
+    contents = [{"path": name, "bytes": (Path(args.bundle) / name).stat().st_size,
+                 "data": data_derived(name, names)} for name in sorted(files)]
+    size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
-                                          "created_at", "labels", "model", "data", "metrics", "versions"})}
+                                          "created_at", "labels", "model", "data", "metrics", "versions"}),
+               "contents": contents}
     if args.json:
         _print_json(summary)
         return 0
@@ -194,6 +259,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  data     {split}: " + ", ".join(f"{k} {v}" for k, v in fingerprint.items()))
     for split, metrics in info.metrics.items():
         print(f"  metrics  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    # Whoever receives the bundle receives every file: say which ones carry data, not only weights.
+    print("  files    (* holds data from training or from files named in the config; shared with the bundle)")
+    for item in contents:
+        mark = "*" if item["data"] else " "
+        note = f"  holds data: {item['data']}" if item["data"] else ""
+        print(f"   {mark} {item['bytes']:>12,d}  {item['path']}{note}")
     return 0
 
 
@@ -274,8 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     packs.add_argument("--json", action="store_true", help="print JSON")
     packs.set_defaults(func=cmd_packs)
 
+    config = sub.add_parser("config", help="list a task's options with types, defaults and descriptions",
+                            description="Print every option of TASK (training, data, task, labels) with its type, "
+                                        "default (pack defaults applied), bounds and description.")
+    config.add_argument("task", metavar="TASK", help="e.g. text-classification, customer_service.intent")
+    config.add_argument("--json", action="store_true", help="print one JSON object (resolved defaults + options)")
+    config.set_defaults(func=cmd_config)
+
     train = sub.add_parser("train", help="fine-tune a task and write a bundle",
-                           description="Fine-tune TASK (a generic task type or PACK.TASK) and write a bundle.")
+                           description="Fine-tune TASK (a generic task type or PACK.TASK) and write a bundle.",
+                           epilog="Every option --set and --config accept, with its default and description: "
+                                  "verticals config TASK")
     train.add_argument("task", metavar="TASK", help="e.g. text-classification, token-classification, finance.sentiment")
     train.add_argument("--train", required=True, metavar="PATH", help="training data (CSV, JSONL, CoNLL...)")
     train.add_argument("--validation", metavar="PATH", help="validation data (default: seeded stratified hold-out)")
@@ -283,8 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, metavar="DIR", help="bundle directory to write")
     train.add_argument("--config", metavar="FILE", help="JSON/YAML config with training/data/task sections")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override one option, e.g. training.epochs=5 (repeatable)")
-    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir or registered name")
+                       help="override one option, e.g. training.epochs=5 (repeatable; `verticals config TASK` "
+                            "lists them)")
+    train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir, registered name, or Hub "
+                       "id (org/name) from the Hugging Face cache")
     train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
     train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
     train.add_argument("--json", action="store_true", help="print the result as JSON")

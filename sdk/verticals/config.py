@@ -8,7 +8,9 @@ task type's own models.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,12 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import ConfigError
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+MAX_THREADS = 1024
+"""Upper bound of ``training.num_threads``: far more threads than cores only exhausts memory (100,000 ran out
+of memory and panicked in a Rust thread pool)."""
 ENGINES = ("auto", "torch", "onnx", "onnx-int8")
 """Inference engines for a loaded bundle (see verticals.engines); chosen at load/serve time, not training."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `epochs=Infinity` or `learning_rate=NaN` (JSON and YAML both spell them) would
+    # train a model whose bundle cannot be used; refuse them where they are written.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class HeadConfig(_Strict):
@@ -38,31 +45,36 @@ class TrainingConfig(_Strict):
     """Fine-tuning options shared by every transformer task."""
 
     backbone: str = Field(
-        DEFAULT_BACKBONE, description="A registered backbone name or a local Hugging Face model directory."
+        DEFAULT_BACKBONE, description="A registered backbone name, a local Hugging Face model directory, "
+        "or a Hub id (org/name) found in the Hugging Face cache (downloaded only when HF_HUB_OFFLINE is unset)."
     )
     strategy: Literal["full", "head-only", "lora"] = Field(
         "full", description="Train every weight, only the head (frozen backbone), or LoRA adapters (peft)."
     )
     learning_rate: float = Field(
-        1e-4, gt=0, description="Peak AdamW learning rate (1e-4 suits the small default MiniLM backbone)."
+        1e-4, gt=0, le=1, description="Peak AdamW learning rate (1e-4 suits the small default MiniLM backbone)."
     )
     head_learning_rate: float | None = Field(
-        None, gt=0, description="Learning rate for the freshly initialised head; defaults to learning_rate."
+        None, gt=0, le=1, description="Learning rate for the freshly initialised head; defaults to learning_rate."
     )
-    epochs: float = Field(3.0, gt=0, description="Maximum number of passes over the training data.")
-    batch_size: int = Field(32, ge=1, description="Training batch size.")
-    eval_batch_size: int = Field(128, ge=1, description="Batch size for evaluation and prediction.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases/norms).")
+    epochs: float = Field(3.0, gt=0, le=10_000, description="Maximum number of passes over the training data.")
+    batch_size: int = Field(32, ge=1, le=65_536, description="Training batch size.")
+    eval_batch_size: int = Field(128, ge=1, le=65_536, description="Batch size for evaluation and prediction.")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not applied to biases/norms).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear LR warmup.")
     scheduler: Literal["linear", "cosine", "constant_with_warmup"] = Field(
         "linear", description="Learning-rate schedule after warmup."
     )
-    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6, description="Gradient clipping norm.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
-    max_length: int = Field(128, ge=8, description="Maximum tokens per input (longer inputs are truncated).")
-    seed: int = Field(42, description="Seed for initialisation, shuffling and data splits.")
+    max_length: int = Field(
+        128, ge=8, le=32_768,
+        description="Maximum tokens per input (longer inputs are truncated); at most the backbone's position "
+        "limit (512 for BERT-style models), checked when training starts.",
+    )
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for initialisation, shuffling and data splits.")
     early_stopping_patience: int | None = Field(
-        2, ge=1, description="Stop after this many epochs without improving the primary metric; null = off."
+        2, ge=1, le=10_000, description="Stop after this many epochs without improving the primary metric; null = off."
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto = bf16 autocast where the hardware runs it fast (AMX/AVX512-BF16, CUDA bf16)."
@@ -70,11 +82,12 @@ class TrainingConfig(_Strict):
     group_by_length: bool = Field(
         True, description="Batch examples of similar length together so dynamic padding wastes less."
     )
-    lora_r: int = Field(8, ge=1, description="LoRA rank (strategy=lora).")
-    lora_alpha: int = Field(16, ge=1, description="LoRA scaling (strategy=lora).")
+    lora_r: int = Field(8, ge=1, le=4096, description="LoRA rank (strategy=lora).")
+    lora_alpha: int = Field(16, ge=1, le=65_536, description="LoRA scaling (strategy=lora).")
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout (strategy=lora).")
     num_threads: int | None = Field(
-        None, ge=1, description="CPU threads for torch; default is the number of physical cores available."
+        None, ge=1, le=MAX_THREADS,
+        description="CPU threads for torch; default is the number of cores this process may use.",
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (measure first).")
     trainer: str = Field("transformers", description="Registered trainer that runs fit/evaluate/predict.")
@@ -107,7 +120,7 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning options.")
     data: dict[str, Any] = Field(default_factory=dict, description="Validated by the task's DataConfig.")
     task: dict[str, Any] = Field(default_factory=dict, description="Validated by the task's Options.")
     labels: list[str] = Field(default_factory=list, description="Label set; empty = learnt from data.")
@@ -140,7 +153,9 @@ def parse_set(assignment: str) -> dict[str, Any]:
     parts = key.strip().split(".")
     if parts[0] not in RunConfig.model_fields:
         sections = ", ".join(RunConfig.model_fields)
-        raise ConfigError(f"--set {key}: unknown section '{parts[0]}'; expected one of: {sections}")
+        close = difflib.get_close_matches(parts[0], list(RunConfig.model_fields), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"--set {key}: unknown section '{parts[0]}'; {hint}expected one of: {sections}")
     nested: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         nested = {part: nested}
@@ -173,19 +188,55 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def format_validation_error(exc: ValidationError, where: str) -> str:
-    """One line per problem, each naming the option path, for the CLI boundary."""
+def _options_at(model: type[BaseModel] | None, path: Sequence[Any]) -> list[str]:
+    """Names of the options of the (sub)model that ``path`` leads to inside ``model`` ([] when unknown)."""
+    for part in path:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def unknown_option(name: str, options: Sequence[str]) -> str:
+    """'unknown option training.epoch; did you mean training.epochs?' (else the section's options)."""
+    section, _, key = name.rpartition(".")
+    prefix = f"{section}." if section else ""
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    if close:
+        return f"unknown option {name}; did you mean {prefix}{close[0]}?"
+    listed = ", ".join(options) if options else "none"
+    return f"unknown option {name}; the options of '{section or '(top level)'}' are: {listed}"
+
+
+def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None,
+                            section: str | None = None, task: str | None = None) -> str:
+    """One line per problem, each naming the option path, for the CLI boundary.
+
+    ``model`` is the validated model (to suggest names for unknown options), ``section`` the config
+    section it validates (prefixed to option paths), ``task`` the task whose options ``verticals config``
+    lists.
+    """
     problems = []
+    unknown = False
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        problems.append(f"{loc}: {err['msg']}")
-    return f"{where}: " + "; ".join(problems)
+        loc = [str(p) for p in err["loc"]]
+        name = ".".join(([section] if section else []) + loc) or "(root)"
+        if err["type"] == "extra_forbidden":
+            unknown = True
+            problems.append(unknown_option(name, _options_at(model, loc[:-1])))
+        else:
+            problems.append(f"{name}: {err['msg']}")
+    message = f"{where}: " + "; ".join(problems)
+    if unknown:
+        message += f" (`verticals config {task or 'TASK'}` lists every option with its description)"
+    return message
 
 
 def resolve_config(
     defaults: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
+    task: str | None = None,
 ) -> RunConfig:
     """Layer pack defaults < config file < overrides into a validated :class:`RunConfig`."""
     layered = copy.deepcopy(defaults or {})
@@ -199,12 +250,13 @@ def resolve_config(
     try:
         return RunConfig.model_validate(layered)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "invalid configuration")) from None
+        raise ConfigError(format_validation_error(exc, "invalid configuration", RunConfig, task=task)) from None
 
 
-def validate_section(model: type[BaseModel], values: dict[str, Any], section: str) -> Any:
+def validate_section(model: type[BaseModel], values: dict[str, Any], section: str, task: str | None = None) -> Any:
     """Validate a task-specific section (``data`` or ``task``) with the task type's model."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, f"invalid '{section}' configuration")) from None
+        raise ConfigError(format_validation_error(exc, f"invalid '{section}' configuration", model, section,
+                                                  task)) from None

@@ -73,6 +73,23 @@ class PackConformance:
                 f"{spec.name}: declared metrics {spec.metrics} not all produced by {type(task).__name__}"
             )
 
+    def test_every_option_is_documented_and_finite(self) -> None:
+        """`verticals config TASK` shows each option's ``Field(description=...)``: every option needs one,
+        and float options must refuse NaN/inf (``allow_inf_nan=False``) so no bundle is trained on them."""
+        from ._options import describe_task
+
+        for spec in get_catalog().packs.get(self.pack).tasks:
+            full = f"{self.pack}.{spec.name}"
+            described = describe_task(full)
+            for section in described["options"].values():
+                undocumented = [o["name"] for o in section if not o["description"]]
+                assert not undocumented, f"{full}: options without a description: {undocumented}"
+            task_cls = get_catalog().task_types.get(spec.task_type)
+            for model in (task_cls.DataOptions, task_cls.Options):
+                if any(info.annotation in (float, float | None) for info in model.model_fields.values()):
+                    assert model.model_config.get("allow_inf_nan") is False, (
+                        f"{full}: {model.__name__} accepts NaN/inf; set model_config allow_inf_nan=False")
+
     def test_bundle_round_trip(self, trained: dict[str, Any]) -> None:
         for full, result in trained.items():
             loaded = api.load(result["bundle"])

@@ -54,16 +54,14 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
-def resolve_engine(choice: str, task: Any) -> str:
-    """'auto' -> 'onnx' (exact fp32 parity, lower per-query latency) for a transformer task on a machine
-    without CUDA when onnxruntime is installed; 'torch' otherwise. Explicit choices are returned as given."""
+def resolve_engine(choice: str, transformer: bool) -> str:
+    """'auto' -> 'onnx' (exact fp32 parity, lower per-query latency) for a transformer task on a machine without
+    CUDA when onnxruntime is installed; 'torch' otherwise. Explicit choices are returned as given."""
     if choice not in ENGINES:
         raise ConfigError(f"unknown engine '{choice}'; expected one of {', '.join(ENGINES)}")
     if choice != "auto":
         return choice
-    from .tasks.transformer import TransformerTask
-
-    usable = isinstance(task, TransformerTask) and not torch.cuda.is_available()
+    usable = transformer and not torch.cuda.is_available()
     return "onnx" if usable and importlib.util.find_spec("onnxruntime") else "torch"
 
 

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones import load_backbone
+from .backbones import load_bundle_backbone
 from .errors import BundleError, ConfigError
 from .heads.base import Head, HeadOutput
 
@@ -84,7 +84,7 @@ def save_model(model: VerticalsModel, tokenizer: Any, directory: Path) -> None:
 
 
 def load_model(directory: Path, head_cls: type[Head], num_labels: int, head_kwargs: dict[str, Any]) -> VerticalsModel:
-    backbone = load_backbone(directory / BACKBONE_DIR)
+    backbone = load_bundle_backbone(directory, BACKBONE_DIR)
     head = head_cls(int(backbone.config.hidden_size), num_labels, **head_kwargs)
     try:
         head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=True)

@@ -164,3 +164,18 @@ def test_cli_train_evaluate_predict(bundle: Path, tmp_path: Path, capsys: pytest
     assert cli(["evaluate", str(out), "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad.csv:2: field 'amount'" in err
+
+
+def test_evaluate_json_on_one_class_is_strict_json(bundle: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Ranking metrics are undefined on one class (NaN); `evaluate --json` printed a bare NaN, which strict
+    # JSON parsers (jq, JavaScript, json.loads with parse_constant) refuse.
+    legit = write_csv(tmp_path / "legit.csv", [r for r in fraud_rows(40, seed=3) if r["is_fraud"] == 0])
+    assert cli(["evaluate", str(bundle / "bundle"), "--data", str(legit), "--json"]) == 0
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"not JSON: {name}")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["metrics"]["roc_auc"] is None
+    assert any("metrics.roc_auc" in note and "null" in note for note in result["notes"])

@@ -49,6 +49,14 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str, field: st
     assert err.value.line == 2 and err.value.field == field and reason in str(err.value)
 
 
+def test_a_utf8_copy_of_phrasebank_is_read_as_utf8(tmp_path: Path) -> None:
+    # Re-saved copies of the release are UTF-8; read as latin-1 they became 'JyvÃ¤skylÃ¤' without a word.
+    path = tmp_path / "s.txt"
+    path.write_bytes("Profit rose in Jyväskylä , up 5 €@positive\nSales fell@negative\n".encode())
+    assert read(path)[0].text == "Profit rose in Jyväskylä , up 5 €"
+    assert read(path, "data.encoding=latin-1")[0].text.startswith("Profit rose in JyvÃ¤")  # an explicit choice wins
+
+
 def test_utf8_bytes_in_a_latin1_file_still_decode_but_wrong_encoding_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "s.txt"
     path.write_bytes("Profit rose in Jyväskylä@positive\n".encode("latin-1"))

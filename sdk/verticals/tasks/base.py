@@ -25,7 +25,8 @@ SelfTask = TypeVar("SelfTask", bound="TaskType")
 class Record(BaseModel):
     """Base of every task's record model; remembers the file and line it was read from."""
 
-    model_config = ConfigDict(extra="ignore")
+    # A NaN or infinite number (CSV 'nan', JSON NaN/Infinity) in a record trains silently on garbage.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     _path: str | None = PrivateAttr(default=None)
     _line: int | None = PrivateAttr(default=None)
@@ -73,8 +74,8 @@ class TaskType(ABC):
     def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
         self.config = config or RunConfig()
         self.task_name = task_name or self.name
-        self.data_options: Any = validate_section(self.DataOptions, self.config.data, "data")
-        self.options: Any = validate_section(self.Options, self.config.task, "task")
+        self.data_options: Any = validate_section(self.DataOptions, self.config.data, "data", self.task_name)
+        self.options: Any = validate_section(self.Options, self.config.task, "task", self.task_name)
 
     # ---- description -------------------------------------------------------------------------
     @classmethod
@@ -117,7 +118,7 @@ class TaskType(ABC):
                 raise DataError(
                     f"missing column '{column}' (found: {found}){hint}", path=raw.path, line=raw.line, field=column
                 )
-        if require_labels and self.label_field and str(values.get(self.label_field) or "").strip() == "":
+        if require_labels and self.label_field and _is_blank(values.get(self.label_field)):
             raise DataError(
                 "empty label; every training/evaluation record needs one",
                 path=raw.path,
@@ -218,6 +219,11 @@ class TaskType(ABC):
             raise NotFittedError(
                 f"{type(self).__name__} is not fitted yet; call fit() or load a bundle with verticals.load()"
             )
+
+
+def _is_blank(value: Any) -> bool:
+    """A missing label: null or blank text. 0, 0.0 and false are labels (JSON files spell classes that way)."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _humane(err: dict[str, Any]) -> str:

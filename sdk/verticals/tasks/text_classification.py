@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from ..errors import DataError
 from ..metrics import classification_metrics, softmax
 from .base import Evaluation, Record
 from .transformer import TransformerTask, check_labels_known
@@ -27,7 +29,13 @@ class TextRecord(Record):
     @field_validator("label", mode="before")
     @classmethod
     def _label_as_string(cls, value: Any) -> Any:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # JSON labels may be numbers or booleans; they become the text a CSV file would hold ("0", "false"),
+        # so the same classes read from either format are the same labels.
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ValueError(f"label must be a class name or number, found {value}")
             return str(int(value)) if float(value).is_integer() else str(value)
         if isinstance(value, str):
             value = value.strip()
@@ -57,6 +65,17 @@ class TextClassificationTask(TransformerTask):
 
     def labels_from(self, records):  # type: ignore[no-untyped-def,override]
         return sorted({r.label for r in records})
+
+    def prepare(self, train):  # type: ignore[no-untyped-def,override]
+        super().prepare(train)
+        # One class trains "successfully" into a model that answers that class for everything.
+        seen = self.labels_from(train)
+        if len(seen) < 2:
+            path, _ = train[0].origin() if train else (None, None)
+            raise DataError(
+                f"the training records hold one label only ({seen[0]!r}, {len(train)} records); a classifier "
+                f"needs examples of at least two labels: add records of the other classes",
+                path=path, field=self.data_options.label_column)
 
     def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
         check_labels_known(records, self.labels_, split, raw_path, self.data_options.label_column,

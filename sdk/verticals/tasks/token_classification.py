@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ..data import RawRecord, read_raw
+from ..errors import DataError
 from ..metrics import entity_metrics, softmax
 from .base import Evaluation, Record
 from .transformer import TransformerTask, check_labels_known
@@ -134,6 +135,16 @@ class TokenClassificationTask(TransformerTask):
 
     def labels_from(self, records):  # type: ignore[no-untyped-def,override]
         return bio_labels({t for r in records for t in r.tags})
+
+    def prepare(self, train):  # type: ignore[no-untyped-def,override]
+        super().prepare(train)
+        # All-'O' data trains a tagger that never finds an entity, with a perfect-looking loss.
+        if all(tag == "O" for record in train for tag in record.tags or []):
+            path, _ = train[0].origin() if train else (None, None)
+            raise DataError(
+                f"every tag of the {len(train)} training sentences is 'O' (no entity at all); a tagger needs "
+                f"examples of the entities it should find: add B-/I- tags", path=path,
+                field=self.data_options.tags_column)
 
     def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
         check_labels_known(records, self.labels_, split, raw_path, self.data_options.tags_column,

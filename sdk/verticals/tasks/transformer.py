@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from ..backbones import load_tokenizer, resolve_backbone
+from ..backbones import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
 from ..engines import OnnxBackbone, onnx_backbone
 from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
@@ -86,6 +86,7 @@ class TransformerTask(TaskType):
         set_seed(training.seed)
         self.prepare(train)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
+        check_max_length(self.backbone_path_, training.max_length)
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
         from ..backbones import load_backbone
 
@@ -172,7 +173,7 @@ class TransformerTask(TaskType):
 
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         self.labels_ = list(state["labels"])
-        self.tokenizer_ = load_tokenizer(directory / "backbone")
+        self.tokenizer_ = load_bundle_tokenizer(directory)
         self.model_ = load_model(directory, self._head_cls(), len(self.labels_), self._head_kwargs())
         configure_threads(self.config.training.num_threads)
         self.precision_ = resolve_precision(self.config.training.precision, hidden_size=self.model_.hidden_size())

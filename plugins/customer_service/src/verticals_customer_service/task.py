@@ -41,7 +41,7 @@ OOS_LOOKALIKES = {"oos", "out_of_scope", "outofscope", "ood", "out_of_domain", "
 class IntentOptions(BaseModel):
     """The ``task`` section of ``customer_service.intent``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite: see verticals.config
 
     oos_label: str = Field("out_of_scope", min_length=1, description=(
         "Label of out-of-scope examples. They are never trained as an intent; in validation (and as "

@@ -22,8 +22,30 @@ class SentimentDataOptions(DataConfig):
     )
     encoding: str | None = Field(
         None,
-        description="Text encoding; default latin-1 for phrasebank files (as released), utf-8 otherwise.",
+        description="Text encoding; default utf-8, and for phrasebank files latin-1 (as released) unless the "
+        "file is valid UTF-8 holding non-ASCII text (a re-saved copy), which is then read as utf-8.",
     )
+
+
+def phrasebank_encoding(path: str | Path) -> str:
+    """The encoding of a PhraseBank file when none is configured.
+
+    The release is latin-1, but copies re-saved by other tools are UTF-8; reading those as latin-1 turns
+    every 'ä' into 'Ã¤' without any error. Bytes that decode as UTF-8 and hold non-ASCII are UTF-8:
+    latin-1 text with accented letters practically never forms valid UTF-8 sequences. So the choice is
+    made from the bytes, silently, and ``data.encoding`` overrides it.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return "latin-1"  # read_text reports the missing/unreadable file with its own message
+    if raw.isascii():
+        return "latin-1"
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
 
 
 def read_phrasebank(path: str | Path, encoding: str = "latin-1", *, text_key: str = "text",
@@ -59,6 +81,6 @@ class FinancialSentimentTask(TextClassificationTask):
     def read_raw(self, path: str | Path) -> list[RawRecord]:
         path = Path(path)
         if self._is_phrasebank(path):
-            return read_phrasebank(path, self.data_options.encoding or "latin-1",
+            return read_phrasebank(path, self.data_options.encoding or phrasebank_encoding(path),
                                    text_key=self.data_options.text_column, label_key=self.data_options.label_column)
         return read_raw(path, self.data_options.format, self.data_options.encoding or "utf-8")

@@ -46,10 +46,10 @@ class MedicalPrediction(TokenPrediction):
 class NEROptions(BaseModel):
     """Options of ``medical.ner`` (the ``task`` config section)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite: see verticals.config
 
     stride: int = Field(
-        16, ge=0, description="Subword tokens shared by consecutive windows when a text is longer than "
+        16, ge=0, le=32_768, description="Subword tokens shared by consecutive windows when a text is longer than "
         "training.max_length; each word is predicted from the window where it has most context."
     )
     show_values_in_errors: bool = Field(

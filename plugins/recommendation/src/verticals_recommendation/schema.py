@@ -30,7 +30,7 @@ class InteractionRecord(Record):
     item: str | None = Field(None, description="Item id of the interaction.")
     rating: float | None = Field(None, description="Rating or implicit label; none = positive.")
     timestamp: str | None = Field(None, description="Orders a user's interactions; none = file order.")
-    k: int | None = Field(None, ge=1, description="How many items to recommend (default task.k).")
+    k: int | None = Field(None, ge=1, le=10_000, description="How many items to recommend (default task.k).")
     items: list[str] | None = Field(None, description="Candidate item ids to score instead of recommending.")
     history: list[str] | None = Field(None, description="Liked item ids, most recent last (overrides training).")
     exclude_seen: bool = Field(True, description="Leave out items the user interacted with in training.")
@@ -96,34 +96,34 @@ class RecommendationData(DataConfig):
 class RecommendationOptions(BaseModel):
     """Model and evaluation options of ``recommendation.scoring``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite: see verticals.config
 
-    k: int = Field(10, ge=1, description="Items returned per user when a request gives no k.")
-    history_length: int = Field(10, ge=1, description="Most recent positives the user tower reads.")
+    k: int = Field(10, ge=1, le=10_000, description="Items returned per user when a request gives no k.")
+    history_length: int = Field(10, ge=1, le=1_000, description="Most recent positives the user tower reads.")
     targets_per_user: int | None = Field(
-        16, ge=1, description="Training pairs per user (their most recent positives as targets); null = all."
+        16, ge=1, le=1_000_000, description="Training pairs per user (their most recent positives as targets); null = all."
     )
-    temperature: float = Field(0.05, gt=0, description="Softmax temperature of the in-batch contrastive loss.")
+    temperature: float = Field(0.05, gt=0, le=100, description="Softmax temperature of the in-batch contrastive loss.")
     logq_correction: bool = Field(
         True, description="Subtract log item frequency from in-batch logits (Yi et al. 2019) so the popularity "
         "the in-batch negatives penalise is learnt back."
     )
-    item_max_length: int = Field(48, ge=8, description="Token budget of one item text.")
-    eval_negatives: int = Field(99, ge=1, description="Sampled negatives per held-out positive.")
-    eval_seed: int | None = Field(None, description="Seed of the negative sampling; null = training.seed.")
+    item_max_length: int = Field(48, ge=8, le=32_768, description="Token budget of one item text.")
+    eval_negatives: int = Field(99, ge=1, le=100_000, description="Sampled negatives per held-out positive.")
+    eval_seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Seed of the negative sampling; null = training.seed.")
     max_validation_cases: int | None = Field(
-        2000, ge=1, description="Validation cases scored per epoch for model selection (seeded subset)."
+        2000, ge=1, le=10_000_000, description="Validation cases scored per epoch for model selection (seeded subset)."
     )
     rerank: bool = Field(
         True, description="Fit the re-ranking head (similarity + popularity + item-kNN, logistic regression) on "
         "the validation positives after training; without validation positives the score is the similarity."
     )
     rerank_min_cases: int = Field(
-        50, ge=1, description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
+        50, ge=1, le=10_000_000, description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
         "similarity (a regression on a handful of cases learns noise)."
     )
-    neighbours: int = Field(100, ge=1, description="Item-kNN neighbours kept per item for the re-ranker.")
-    recent_positives: int = Field(5, ge=1, description="Most recent positives behind the re-ranker's "
+    neighbours: int = Field(100, ge=1, le=10_000, description="Item-kNN neighbours kept per item for the re-ranker.")
+    recent_positives: int = Field(5, ge=1, le=1_000, description="Most recent positives behind the re-ranker's "
                                   "'recent' item-kNN feature.")
-    candidates: int = Field(200, ge=1, description="FAISS nearest items re-ranked per recommend() call, besides "
+    candidates: int = Field(200, ge=1, le=100_000, description="FAISS nearest items re-ranked per recommend() call, besides "
                             "the item-kNN neighbours of the user's positives.")

@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from verticals import DataError, Evaluation, TaskType
-from verticals.backbones import load_backbone, load_tokenizer, resolve_backbone
+from verticals.backbones import (
+    check_max_length,
+    load_backbone,
+    load_bundle_backbone,
+    load_bundle_tokenizer,
+    load_tokenizer,
+    resolve_backbone,
+)
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
@@ -134,6 +141,8 @@ class RecommendationTask(TaskType):
         self.reranker_: Reranker | None = None
         self.precision_ = resolve_precision(training.precision)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
+        check_max_length(self.backbone_path_, training.max_length)
+        check_max_length(self.backbone_path_, self.options.item_max_length, "task.item_max_length")
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
         self.backbone_ = load_backbone(self.backbone_path_)
         pairs = self._pairs()
@@ -360,8 +369,8 @@ class RecommendationTask(TaskType):
         neighbours = directory / NEIGHBOURS_FILE
         # bundles written before the re-ranker existed have neither (and rank by similarity)
         self.neighbours_ = load_neighbours(neighbours) if neighbours.is_file() else None
-        self.tokenizer_ = load_tokenizer(directory / BACKBONE_DIR)
-        self.backbone_ = load_backbone(directory / BACKBONE_DIR)
+        self.tokenizer_ = load_bundle_tokenizer(directory, BACKBONE_DIR)
+        self.backbone_ = load_bundle_backbone(directory, BACKBONE_DIR)
         self.backbone_.eval()
         configure_threads(self.config.training.num_threads)
         self.precision_ = resolve_precision(self.config.training.precision)

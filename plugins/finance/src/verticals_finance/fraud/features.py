@@ -11,6 +11,9 @@ import numpy as np
 from verticals import DataError
 
 UNKNOWN = "<unknown>"
+MAX_ABS_NUMBER = 1e15
+"""Largest magnitude of a numeric feature. Beyond it the scaler's variance overflows float64 (1e308 passed
+as finite and the training loss became NaN); 1e15 is above any amount or count yet exact in float64."""
 
 
 def parse_number(value: Any, *, path: str | None, line: int | None, column: str) -> float:
@@ -26,6 +29,9 @@ def parse_number(value: Any, *, path: str | None, line: int | None, column: str)
     if not math.isfinite(number):
         raise DataError(f"expected a finite number, found {value!r} (NaN/inf are not allowed; impute or drop "
                         f"the record)", path=path, line=line, field=column)
+    if abs(number) > MAX_ABS_NUMBER:
+        raise DataError(f"expected a number within ±{MAX_ABS_NUMBER:g}, found {value!r}; rescale the column "
+                        f"(e.g. to thousands) or fix the value", path=path, line=line, field=column)
     return number
 
 

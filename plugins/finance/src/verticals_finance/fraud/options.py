@@ -27,7 +27,7 @@ class FraudDataOptions(DataConfig):
 class FraudOptions(BaseModel):
     """Model and decision options of ``finance.fraud``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every number finite: see verticals.config
 
     cost_false_negative: float = Field(
         10.0, gt=0, description="Cost of missing one fraud; the threshold minimises expected cost on validation."
@@ -43,10 +43,10 @@ class FraudOptions(BaseModel):
         "balanced", description="Weight the loss inversely to class frequency ('balanced') or not."
     )
     head: str = Field("finance.fusion", description="Registered head that scores the fused feature vector.")
-    hidden_units: int = Field(256, ge=8, description="Width of the fusion MLP's first hidden layer.")
+    hidden_units: int = Field(256, ge=8, le=65_536, description="Width of the fusion MLP's first hidden layer.")
     layers: int = Field(2, ge=1, le=4, description="Hidden layers of the fusion MLP (each half as wide).")
     ensemble: int = Field(5, ge=1, le=20, description="Independently seeded MLPs whose probabilities are averaged.")
     min_category_count: int = Field(
         2, ge=1, description="Categories seen fewer times in training share the 'unknown' slot."
     )
-    clip: float = Field(10.0, gt=0, description="Scaled numeric features are clipped to [-clip, clip].")
+    clip: float = Field(10.0, gt=0, le=1e6, description="Scaled numeric features are clipped to [-clip, clip].")

@@ -110,7 +110,7 @@ class FraudTask(TaskType):
         return np.concatenate(parts, axis=1)
 
     def fit(self, train: Sequence[BaseModel], validation: Sequence[BaseModel]) -> FraudTask:  # type: ignore[override]
-        from verticals.backbones import load_backbone, load_tokenizer, resolve_backbone
+        from verticals.backbones import check_max_length, load_backbone, load_tokenizer, resolve_backbone
         from verticals.runtime import configure_threads
 
         numeric, categorical, text = self._columns()
@@ -122,6 +122,7 @@ class FraudTask(TaskType):
                                                      min_count=self.options.min_category_count, clip=self.options.clip)
         if text:
             path = resolve_backbone(self.config.training.backbone)
+            check_max_length(path, self.config.training.max_length)
             self.encoder_ = (load_backbone(path), load_tokenizer(path))
         x_train, x_val = self._features(train), self._features(validation)
         self.models_ = train_ensemble(self._head_cls(), x_train, y_train, x_val, y_val, self.options,
@@ -187,7 +188,7 @@ class FraudTask(TaskType):
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         from safetensors.torch import load_file
         from verticals import BundleError
-        from verticals.backbones import load_backbone, load_tokenizer
+        from verticals.backbones import load_bundle_backbone, load_bundle_tokenizer
 
         self.labels_ = list(state["labels"])
         self.threshold_ = float(state["threshold"])
@@ -207,4 +208,4 @@ class FraudTask(TaskType):
             models.append(model.eval())
         self.models_ = models
         if self.data_options.text_columns:
-            self.encoder_ = (load_backbone(directory / BACKBONE_DIR), load_tokenizer(directory / BACKBONE_DIR))
+            self.encoder_ = (load_bundle_backbone(directory, BACKBONE_DIR), load_bundle_tokenizer(directory, BACKBONE_DIR))
