@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "lists them)")
     train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir, registered name, or Hub "
                        "id (org/name) from the Hugging Face cache")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
-    train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the bundle at --output (only a bundle Verticals wrote)")
+    train.add_argument("--resume", action="store_true", help="resume from the last complete epoch checkpoint "
+                       "(an existing bundle is replaced only with --overwrite)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(func=cmd_train)
 
@@ -417,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("bundle", metavar="BUNDLE")
     report.add_argument("--data", required=True, metavar="PATH", help="labelled data file")
     report.add_argument("--output", required=True, metavar="DIR", help="report directory to write")
-    report.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    report.add_argument("--overwrite", action="store_true", help="replace a report Verticals wrote there")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=cmd_report)
 
@@ -427,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, metavar="DIR", help="directory for model.onnx + tokenizer")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    export.add_argument("--overwrite", action="store_true", help="replace an export Verticals wrote there")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
     export.set_defaults(func=cmd_export)
 
@@ -441,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     new_pack.add_argument("--labels", action="append", metavar="A,B,...",
                           help="labels (or entity types for token classification)")
     new_pack.add_argument("--description", help="one line shown by `verticals packs`")
-    new_pack.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    new_pack.add_argument("--overwrite", action="store_true",
+                          help="replace a pack scaffold Verticals wrote there (unchanged since)")
     new_pack.set_defaults(func=cmd_new_pack)
     return parser
 
