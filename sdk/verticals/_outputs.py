@@ -198,9 +198,13 @@ def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
         fd, depth = _HELD[key]
         _HELD[key] = (fd, depth + 1)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot write there ({exc.strerror}); choose a folder you can write "
+                                  f"to") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -164,6 +164,11 @@ def test_overwrite_never_deletes_an_unrelated_folder(verb, tmp_path, bundle, cap
     assert code == 2 and verticals.load(bundle)
 
 
+def test_output_below_a_file_is_one_clear_error(tmp_path, tiny_backbone, text_data, capsys):
+    code, err = run(train_args(text_data, tiny_backbone, text_data["train"] / "model"), capsys)
+    assert code == 2 and "cannot write there" in err, err
+
+
 # ---- 3. --resume never implies --overwrite ----------------------------------------------------------
 def test_resume_without_checkpoints_never_replaces_a_bundle(tmp_path, bundle, tiny_backbone, capsys):
     copy = tmp_path / "b"
