@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 import verticals  # noqa: E402
 from verticals.cli import main  # noqa: E402
 from verticals.export import ParityError, export_onnx  # noqa: E402
-from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+from verticals.testing import make_tiny_backbone, only_plugins, run_export_reference  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,68 @@ def test_export_parity(bundles: dict[str, Path], tmp_path: Path, name: str) -> N
             from verticals.tasks.token_classification import repair_bio
 
             assert repair_bio(tags) == prediction.tags
+
+
+REFERENCE_INPUTS = {"tc": ["good service today", "rude and slow service", "average", "fine fine fine good",
+                           "what is the capital of Mongolia"],
+                    "ner": ["Aspirin treats pain", "Take ibuprofen for fever now", {"tokens": ["Take", "aspirin"]},
+                            " ".join(["pain"] * 80)]}  # longer than max_length: truncated words are 'O'
+
+
+@pytest.mark.parametrize("name", ["tc", "ner"])
+def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, name: str) -> None:
+    """config.json for standard tooling, decision parameters with values, and a reference implementation
+    without Verticals that reproduces the SDK's predictions."""
+    from transformers import AutoConfig
+
+    with only_plugins():
+        predictor = verticals.load(bundles[name])
+        export_onnx(bundles[name], tmp_path / "onnx", overwrite=False)
+    out = tmp_path / "onnx"
+    config = AutoConfig.from_pretrained(out)
+    assert config.id2label == dict(enumerate(predictor.labels))
+    assert config.label2id == {label: i for i, label in enumerate(predictor.labels)}
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["format"] == "verticals-export"
+    assert meta["decision"]["kind"] == predictor.info.task_type
+    assert meta["decision"]["max_length"] == predictor.task.config.training.max_length
+    assert set(meta["files"]) == {p.name for p in out.iterdir()} - {"export.json"}
+    assert {"model.onnx", "config.json", "tokenizer.json", "predict.py"} <= set(meta["files"])
+
+    predictor.task.precision_ = "fp32"  # bundles may predict under bf16 autocast; ONNX runs fp32
+    inputs = REFERENCE_INPUTS[name]
+    expected = predictor.predict(inputs)
+    got = run_export_reference(out, inputs)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        if name == "tc":
+            assert g["label"] == e.label and g["score"] == pytest.approx(e.score, abs=1e-4)
+            assert g["scores"] == pytest.approx(e.scores, abs=1e-4)
+        else:
+            assert g["tokens"] == e.tokens and g["tags"] == e.tags
+            assert [(x["type"], x["start"], x["end"], x["text"]) for x in g["entities"]] == [
+                (x.type, x.start, x.end, x.text) for x in e.entities]
+            assert [x["score"] for x in g["entities"]] == pytest.approx([x.score for x in e.entities], abs=1e-4)
+
+
+def test_export_needs_the_torch_engine(bundles: dict[str, Path], tmp_path: Path) -> None:
+    from verticals.export import export_predictor
+
+    with only_plugins():
+        onnx = verticals.load(bundles["tc"], engine="onnx")
+    with pytest.raises(verticals.ConfigError, match="engine='torch'"):
+        export_predictor(onnx, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_reference_needs_no_sdk(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """The harness really blocks the SDK: a predict.py that imports verticals fails under it."""
+    with only_plugins():
+        export_onnx(bundles["tc"], tmp_path / "onnx")
+    script = tmp_path / "onnx" / "predict.py"
+    script.write_text(script.read_text().replace("import numpy as np\n", "import numpy as np\nimport verticals\n"))
+    with pytest.raises(AssertionError, match="import of verticals halted"):
+        run_export_reference(tmp_path / "onnx", ["good service today"])
 
 
 def test_parity_failure_writes_nothing(bundles: dict[str, Path], tmp_path: Path) -> None:

@@ -62,6 +62,43 @@ def test_every_hook_is_documented_and_called(hook):
     assert hook in FakeEverything.calls
 
 
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "writing-a-pack.md"
+
+
+def _signature(fn) -> str:  # type: ignore[no-untyped-def]
+    return f"def {fn.__name__}{inspect.signature(fn)}".replace("'", "")
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_in_the_pack_guide_with_its_signature(hook):
+    assert _signature(getattr(hookspecs, hook)) in GUIDE.read_text(encoding="utf-8")
+
+
+def _overridable(cls: type) -> list[str]:
+    return sorted(name for name, member in vars(cls).items()
+                  if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, classmethod)))
+
+
+def test_pack_guide_covers_task_type_methods_and_new_pack():
+    """A partner writes a custom task type from the guide alone: every method of the interfaces is named."""
+    from verticals.heads.base import Head
+    from verticals.tasks.base import TaskType
+    from verticals.tasks.transformer import TransformerTask
+    from verticals.trainers.base import Trainer
+
+    guide = GUIDE.read_text(encoding="utf-8")
+    assert "verticals new-pack" in guide
+    interfaces = {TaskType: _overridable(TaskType), TransformerTask: ["labels_from", "encode", "decode",
+                                                                      "class_weights"],
+                  Head: ["forward"], Trainer: _overridable(Trainer)}
+    missing = [f"{cls.__name__}.{name}" for cls, names in interfaces.items() for name in names
+               if f"{name}(" not in guide]
+    assert not missing, f"docs/writing-a-pack.md does not describe {missing}"
+    for attribute in ("name", "Record", "Prediction", "DataOptions", "Options", "metric_names", "primary_metric",
+                      "greater_is_better", "label_field", "head_name"):
+        assert f"`{attribute}`" in guide, attribute
+
+
 def test_builtins_register_through_the_hooks():
     catalog = catalog_with()
     assert catalog.task_types.names() == ["text-classification", "token-classification"]

@@ -30,3 +30,13 @@ def test_py_typed_shipped():
     from importlib.resources import files
 
     assert files("verticals").joinpath("py.typed").is_file()
+
+
+def test_core_prediction_models_are_public():
+    """Integrators type their code with the prediction models: every core task type's is in __all__."""
+    from verticals.tasks import TextClassificationTask, TokenClassificationTask
+
+    for task_type in (TextClassificationTask, TokenClassificationTask):
+        assert task_type.Prediction.__name__ in verticals.__all__
+        assert getattr(verticals, task_type.Prediction.__name__) is task_type.Prediction
+    assert "Entity" in verticals.__all__

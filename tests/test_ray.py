@@ -62,6 +62,24 @@ def test_bad_record_fails_the_job_with_a_data_error(local_cluster, tiny_backbone
     assert not (tmp_path / "scored").exists()
 
 
+def test_in_memory_data_is_scored_like_a_file(local_cluster, tiny_backbone, tmp_path):
+    """score_dataset takes what Predictor.predict takes: a pandas DataFrame, a datasets.Dataset, a list of dicts."""
+    from verticals.ray_scoring import score_dataset
+
+    pd = pytest.importorskip("pandas")
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 0))
+    bundle = tmp_path / "bundle"
+    predictor = verticals.train("text-classification", train, output=bundle, backbone=str(tiny_backbone),
+                                overrides=FAST)
+    rows = [{"id": i, "text": row["text"]} for i, row in enumerate(text_rows(4, 5))]
+    expected = [p.label for p in predictor.predict(rows)]
+    for data in (pd.DataFrame(rows), rows):
+        got = score_dataset(data, bundle, workers=1, batch_size=8, keep_columns=["id"]).to_pandas()
+        assert [label for _, label in sorted(zip(got["id"], got["label"]))] == expected
+    with pytest.raises(TypeError, match="got dict"):
+        score_dataset({"text": ["a"]}, bundle)
+
+
 def test_missing_ray_is_a_config_error(monkeypatch):
     import builtins
 

@@ -110,3 +110,127 @@ def test_existing_output_and_bad_data(trained: dict[str, Path], tmp_path: Path,
         assert main(args + ["--overwrite", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["n"] == 24
         assert main(args + ["--overwrite", "--json"]) == 0 and (out / "index.html").exists()
+
+
+# ---- reading well at many labels, small samples, the card from the bundle alone ----------------------
+class _Capture:
+    """Wraps ``_report_plots._figure`` to keep the figures a plot function draws, to read them as pictures."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from verticals import _report_plots
+
+        self.figures: list = []
+        original = _report_plots._figure
+
+        def figure(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.figures.append(original(*args, **kwargs))
+            return self.figures[-1]
+
+        monkeypatch.setattr(_report_plots, "_figure", figure)
+
+
+def _ticks_top_to_bottom(ax) -> list[str]:  # type: ignore[no-untyped-def]
+    """Y tick labels in the order a reader sees them (top of the image first)."""
+    ax.figure.canvas.draw()
+    ticks = [(t.get_window_extent().y0, t.get_text()) for t in ax.get_yticklabels() if t.get_text()]
+    return [text for _, text in sorted(ticks, reverse=True)]  # display y grows upwards
+
+
+def test_per_label_f1_worst_is_at_the_top(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from verticals._report_plots import per_label_f1_png
+
+    capture = _Capture(monkeypatch)
+    per_label = {"good": {"f1": 0.9, "support": 5}, "worst": {"f1": 0.1, "support": 5},
+                 "middle": {"f1": 0.5, "support": 5}}
+    per_label_f1_png(tmp_path / "f1.png", per_label, "F1 per label")
+    shown = _ticks_top_to_bottom(capture.figures[0].axes[0])
+    assert [s.split(" ")[0] for s in shown] == ["worst", "middle", "good"]
+
+
+def _many(n_labels: int) -> tuple[list[str], list[str], list[str]]:
+    labels = [f"intent_number_{i:03d}_with_a_long_name" for i in range(n_labels)]
+    y_true = [lab for lab in labels for _ in range(3)]
+    # every third record of a label is confused with the next label; label 0 twice with label 1
+    y_pred = [labels[(i // 3 + 1) % n_labels] if i % 3 == 2 else t for i, t in enumerate(y_true)]
+    y_pred[1] = labels[1]
+    return labels, y_true, y_pred
+
+
+@pytest.mark.parametrize("n_labels", [77, 150])
+def test_confusion_and_f1_images_stay_bounded_for_many_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              n_labels: int) -> None:
+    from verticals._report_plots import confusion_matrix_png, per_label_f1_png
+
+    capture = _Capture(monkeypatch)
+    labels, y_true, y_pred = _many(n_labels)
+    confusion_matrix_png(tmp_path / "cm.png", y_true, y_pred, labels, "Confusion matrix")
+    width, height = _png_size(tmp_path / "cm.png")
+    assert width <= 1100 and height <= 1100, (width, height)
+    ax = capture.figures[0].axes[0]
+    assert not [t for t in ax.get_xticklabels() + ax.get_yticklabels() if t.get_text()], "unreadable tick labels"
+    per_label = {lab: {"f1": i / n_labels, "support": 3} for i, lab in enumerate(labels)}
+    per_label_f1_png(tmp_path / "f1.png", per_label, "F1 per label")
+    width, height = _png_size(tmp_path / "f1.png")
+    assert height <= 1400, height
+    assert _ticks_top_to_bottom(capture.figures[1].axes[0])[0].startswith(labels[0])  # the worst, on top
+
+
+def test_confused_pairs_most_frequent_first() -> None:
+    from verticals.report import confused_pairs
+
+    labels, y_true, y_pred = _many(77)
+    pairs = confused_pairs(y_true, y_pred, limit=5)
+    assert len(pairs) == 5
+    assert pairs[0] == (labels[0], labels[1], 2, pytest.approx(2 / 3))
+    assert all(t != p for t, p, _, _ in pairs)
+
+
+@pytest.fixture(scope="module")
+def many_labels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("many")
+    backbone = str(make_tiny_backbone(root / "tiny"))
+    rows = [{"text": f"question {i} about topic {k}", "label": f"intent_{k:02d}"} for k in range(77) for i in range(3)]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with only_plugins():
+        verticals.train("text-classification", root / "data.jsonl", output=root / "bundle", backbone=backbone,
+                        overrides=["training.epochs=1", "data.validation_fraction=0.34"])
+    return {"data": root / "data.jsonl", "bundle": root / "bundle"}
+
+
+def test_report_with_77_labels_reads_well(many_labels: dict[str, Path], tmp_path: Path) -> None:
+    with only_plugins():
+        write_report(many_labels["bundle"], many_labels["data"], tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<h2>Most confused pairs</h2>" in page and "<th>true</th>" in page and "77 labels</summary>" in page
+    for name in ("confusion_matrix.png", "per_label_f1.png"):
+        width, height = _png_size(tmp_path / "r" / name)
+        assert width <= 1400 and height <= 1400, (name, width, height)
+
+
+def test_small_sample_warning_with_interval(trained: dict[str, Path], tmp_path: Path) -> None:
+    with only_plugins():
+        write_report(trained["binary"], trained["root"] / "binary.jsonl", tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'class="warning"' in page and "Only 24 records" in page
+    assert "95% interval" in page  # Wilson interval of the accuracy
+    card = (tmp_path / "r" / "model_card.md").read_text()
+    assert "Only 24 records" in card
+
+
+def test_card_from_the_bundle_alone(trained: dict[str, Path], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "card.md"
+    with only_plugins():
+        assert main(["card", str(trained["binary"]), "--output", str(out)]) == 0
+        card = out.read_text()
+        for section in ("## Intended use", "## Data", "## Metrics", "## Thresholds", "## Limitations",
+                        "## Versions"):
+            assert section in card
+        assert "binary.jsonl" in card and "validation" in card and "evaluation (this report)" not in card
+        assert "validation records: with fewer than 100" in card  # the stored scores come from a handful
+        assert main(["card", str(trained["binary"]), "--output", str(out)]) == 2
+        assert "already exists" in capsys.readouterr().err
+        assert main(["card", str(trained["binary"]), "--output", str(out), "--overwrite"]) == 0
+        assert main(["card", str(tmp_path / "nope"), "--output", str(tmp_path / "c2.md")]) == 2
+        assert not (tmp_path / "c2.md").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["card.md"]

@@ -218,3 +218,125 @@ def test_batcher_merges_concurrent_requests() -> None:
     with pytest.raises(ValueError, match="boom"):
         broken([1])
     broken.close()
+
+
+# ---- access: API key, CORS, what /v1/models shows; CLI argument errors; offline docs ------------------
+@pytest.fixture(scope="module")
+def sentiment(bundles):  # type: ignore[no-untyped-def]
+    with only_plugins():
+        return verticals.load(bundles["sentiment"], engine="torch")
+
+
+def test_api_key_guards_the_models(sentiment) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app([sentiment], api_key="s3cret-key"))
+    assert client.get("/health").status_code == 200  # liveness stays open for load balancers
+    url = "/v1/models/sentiment/predict"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cret-ke"}):
+        refused = client.post(url, json={"inputs": ["good"]}, headers=headers)
+        assert refused.status_code == 401 and "API key" in refused.json()["detail"], headers
+        assert client.get("/v1/models", headers=headers).status_code == 401
+    bearer = {"Authorization": "Bearer s3cret-key"}
+    assert client.post(url, json={"inputs": ["good"]}, headers=bearer).status_code == 200
+    assert client.get("/v1/models", headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    spec = client.get("/openapi.json").json()  # so that /docs offers an "Authorize" button
+    assert spec["components"]["securitySchemes"]
+
+
+def test_cors_is_off_unless_configured(sentiment) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    closed = TestClient(create_app([sentiment]))
+    assert "access-control-allow-origin" not in closed.get("/health", headers={"Origin": "https://app.example"}).headers
+    assert "access-control-allow-origin" not in closed.options("/v1/models", headers=preflight).headers
+    open_ = TestClient(create_app([sentiment], cors_origins=["https://app.example"]))
+    answer = open_.options("/v1/models/sentiment/predict", headers=preflight)
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://app.example"
+    other = open_.get("/health", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_models_hide_training_file_names_unless_asked(sentiment) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    hidden = TestClient(create_app([sentiment])).get("/v1/models/sentiment").json()["data"]
+    assert hidden["train"] == {"sha256": sentiment.info.data["train"]["sha256"], "records": 48}
+    assert "tc.jsonl" not in json.dumps(hidden)
+    shown = TestClient(create_app([sentiment], show_data_info=True)).get("/v1/models/sentiment").json()["data"]
+    assert shown["train"]["file"] == "tc.jsonl"
+
+
+@pytest.mark.parametrize(("option", "value", "fragment"), [
+    ("--port", "99999", "--port 99999"), ("--port", "-1", "--port -1"), ("--max-batch", "0", "--max-batch 0"),
+    ("--max-chars", "-5", "--max-chars -5")])
+def test_cli_serve_bad_numbers_are_one_line(bundles, capsys, option, value, fragment) -> None:  # type: ignore[no-untyped-def]
+    from verticals.cli import main
+
+    assert main(["serve", str(bundles["sentiment"]), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err, err
+
+
+def test_cli_serve_port_in_use_is_one_line(bundles, capsys) -> None:  # type: ignore[no-untyped-def]
+    from verticals.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["serve", str(bundles["sentiment"]), "--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "cannot listen on 127.0.0.1:" in err[-1] and "--port" in err[-1], err
+
+
+def test_cli_serve_warns_when_exposed_without_a_key(bundles, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import verticals.serve
+    from verticals.cli import main
+
+    calls: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(verticals.serve, "run", lambda bundles, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("VERTICALS_API_KEY", raising=False)
+    assert main(["serve", str(bundles["sentiment"]), "--host", "0.0.0.0"]) == 0
+    assert "without authentication" in capsys.readouterr().err
+    assert main(["serve", str(bundles["sentiment"])]) == 0  # loopback: no warning
+    assert "without authentication" not in capsys.readouterr().err
+    monkeypatch.setenv("VERTICALS_API_KEY", "k" * 32)
+    assert main(["serve", str(bundles["sentiment"]), "--host", "0.0.0.0", "--cors-origin", "https://a.example"]) == 0
+    assert "without authentication" not in capsys.readouterr().err
+    assert calls[-1]["api_key"] == "k" * 32 and calls[-1]["cors_origins"] == ["https://a.example"]
+
+
+def test_docs_work_offline(server) -> None:  # type: ignore[no-untyped-def]
+    """/docs and /redoc load every asset from the server itself (no CDN): all answer 200 and non-empty."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = server.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls, html.text
+        assert not [u for u in urls if "//" in u], f"{page} loads from another host: {urls}"
+        for url in urls:
+            asset = server.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 0, url
+        assert any(u.endswith(".js") for u in urls)
+
+
+def test_request_examples_come_from_the_record_schema(server) -> None:  # type: ignore[no-untyped-def]
+    spec = server.get("/openapi.json").json()
+
+    def examples(name: str) -> list:  # type: ignore[type-arg]
+        body = spec["paths"][f"/v1/models/{name}/predict"]["post"]["requestBody"]["content"]["application/json"]
+        return [e["value"] for e in body["examples"].values()]
+
+    for value in examples("sentiment"):
+        assert "label" not in json.dumps(value) and "additionalProp" not in json.dumps(value)
+        assert server.post("/v1/models/sentiment/predict", json=value).json()["results"][0]["ok"]
+    answer = spec["paths"]["/v1/models/sentiment/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["example"]["results"][0]["prediction"]["label"] in {"pos", "neg"}  # predicted, not "string"
+    assert "additionalProp" not in json.dumps(answer["example"])
+    record = examples("ner")[0]["inputs"][0]
+    assert set(record) == {"tokens"} and "tags" not in json.dumps(examples("ner"))
+    assert server.post("/v1/models/ner/predict", json=examples("ner")[0]).json()["results"][0]["ok"]

@@ -13,7 +13,7 @@ from .heads import Head, HeadOutput
 from .hookspecs import hookimpl
 from .predictor import Predictor
 from .specs import PackSpec, TaskSpec
-from .tasks import Evaluation, Record, TaskType, TransformerTask
+from .tasks import Entity, Evaluation, Record, TaskType, TextPrediction, TokenPrediction, TransformerTask
 from .trainers import Trainer
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataError",
+    "Entity",
     "Evaluation",
     "Head",
     "HeadConfig",
@@ -35,6 +36,8 @@ __all__ = [
     "RunConfig",
     "TaskSpec",
     "TaskType",
+    "TextPrediction",
+    "TokenPrediction",
     "Trainer",
     "TrainingConfig",
     "TransformerTask",

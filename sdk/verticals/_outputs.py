@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,21 +79,17 @@ def _read_marker(directory: Path) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and isinstance(marker.get("files"), dict) else None
 
 
-def _bundle_problem(directory: Path, files: list[str]) -> str | None:
-    from .bundle import BUNDLE_FILE, MANIFEST_FILE, BundleInfo
+# How to tell a bundle Verticals wrote, and whether one is intact: set by ``verticals.bundle`` (which owns the
+# bundle format and imports this module), so this lower module never imports it back.
+BundleProblem = Callable[[Path, list[str]], "str | None"]
+BUNDLE_CHECKS: dict[str, Callable[..., Any]] = {}
 
-    try:
-        BundleInfo.model_validate_json((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
-        listed = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
-        listed = set(listed) if isinstance(listed, dict) else None
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        listed = None
-    if listed is None:
-        return f"it has no readable {BUNDLE_FILE} and {MANIFEST_FILE}, so it is not a bundle Verticals wrote"
-    unlisted = sorted(set(files) - listed - {MANIFEST_FILE})
-    if unlisted:
-        return f"it holds '{unlisted[0]}', which its {MANIFEST_FILE} does not list"
-    return None
+
+def _bundle_problem(directory: Path, files: list[str]) -> str | None:
+    check = BUNDLE_CHECKS.get("problem")
+    if check is None:
+        return "no bundle format is loaded to check it against"
+    return check(directory, files)
 
 
 def ownership_problem(path: str | Path, kind: str) -> str | None:
@@ -171,17 +167,11 @@ def _clean_leftovers(path: Path) -> None:
 
 def _intact(directory: Path) -> bool:
     """A complete bundle or marked output (a half-deleted one is not rolled back into place)."""
-    from .bundle import verify
-    from .errors import BundleError
-
     marker = _read_marker(directory)
     if marker is not None:
         return ownership_problem(directory, str(marker.get("kind"))) is None
-    try:
-        verify(directory)
-    except (BundleError, OSError, ValueError):
-        return False
-    return ownership_problem(directory, "bundle") is None
+    verified = BUNDLE_CHECKS.get("intact")
+    return bool(verified and verified(directory)) and ownership_problem(directory, "bundle") is None
 
 
 @contextmanager

@@ -17,24 +17,40 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     return figure
 
 
+LABELLED_MAX = 30
+"""Above this many labels the confusion matrix is drawn without tick labels (they would overlap) and the
+report lists the most confused pairs as a table instead."""
+MAX_BARS = 30
+"""The per-label F1 chart shows at most this many labels (the worst); the HTML table has every label."""
+
+
 def confusion_matrix_png(path: Path, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
                          title: str) -> None:
-    """Row-normalised confusion matrix (colour = share of the true label) annotated with counts."""
+    """Row-normalised confusion matrix (colour = share of the true label). Up to ``LABELLED_MAX`` labels
+    the axes are labelled (counts annotated up to 25); above it an unlabelled heatmap of bounded size shows
+    where the errors concentrate, and the report's table names the pairs."""
     from sklearn.metrics import confusion_matrix
 
     labels = list(labels)
     counts = confusion_matrix(y_true, y_pred, labels=labels)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
-    size = min(14.0, 3.0 + 0.45 * len(labels))
+    labelled = len(labels) <= LABELLED_MAX
+    size = min(9.0, 3.0 + 0.3 * len(labels)) if labelled else 8.0  # at most ~1,000 px a side
     figure = _figure(size + 1.2, size)
     ax = figure.subplots()
-    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     figure.colorbar(image, ax=ax, shrink=0.8, label="share of true label")
-    ax.set_xticks(range(len(labels)), labels=labels, rotation=45 if len(labels) > 3 else 0, ha="right")
-    ax.set_yticks(range(len(labels)), labels=labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    if labelled:
+        ax.set_xticks(range(len(labels)), labels=labels, rotation=45 if len(labels) > 3 else 0, ha="right")
+        ax.set_yticks(range(len(labels)), labels=labels)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"predicted ({len(labels)} labels in bundle order; the report names the most confused pairs)")
+        ax.set_ylabel("true")
     ax.set_title(title)
     if len(labels) <= 25:
         for i in range(len(labels)):
@@ -45,14 +61,19 @@ def confusion_matrix_png(path: Path, y_true: Sequence[str], y_pred: Sequence[str
 
 
 def per_label_f1_png(path: Path, per_label: dict[str, dict[str, float]], title: str) -> None:
-    """Horizontal bars of F1 per label, worst at the top, support in the tick labels."""
+    """Horizontal bars of F1 per label, worst at the top, support in the tick labels; with more than
+    ``MAX_BARS`` labels only the worst ``MAX_BARS`` (the title says so)."""
     items = sorted(per_label.items(), key=lambda kv: kv[1].get("f1", 0.0))
+    if len(items) > MAX_BARS:
+        title = f"{title}: the {MAX_BARS} worst of {len(items)}"
+        items = items[:MAX_BARS]
     names = [f"{k} (n={int(v.get('support', 0))})" for k, v in items]
     values = [v.get("f1", 0.0) for _, v in items]
-    figure = _figure(7.0, max(2.5, 0.35 * len(items) + 1.2))
+    figure = _figure(7.0, max(2.5, 0.3 * len(items) + 1.2))
     ax = figure.subplots()
     bars = ax.barh(range(len(items)), values, color="#3b75af")
     ax.set_yticks(range(len(items)), labels=names)
+    ax.invert_yaxis()  # barh puts the first bar at the bottom; the worst belongs at the top
     ax.set_xlim(0, 1.08)
     ax.set_xlabel("F1")
     ax.set_title(title)
@@ -123,3 +144,47 @@ def threshold_tradeoff_png(path: Path, confidence: np.ndarray, correct: np.ndarr
     ax.legend(loc="center left", fontsize=8)
     ax.grid(alpha=0.3)
     figure.savefig(path)
+
+
+def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | None) -> bool:
+    """Train (and validation) loss per epoch on the left axis, the validation metrics on the right, the best
+    epoch marked; one line style per ensemble member/run. Returns False (and draws nothing) without history."""
+    if not history:
+        return False
+    figure = _figure(7.5, 4.6)
+    loss_ax = figure.subplots()
+    metric_ax = loss_ax.twinx()
+    runs = list(dict.fromkeys(entry.get("run") for entry in history))
+    metric_names = list(dict.fromkeys(name for entry in history for name in entry.get("metrics") or {}))
+    if primary_metric in metric_names:  # the primary metric first, so it gets the first colour
+        metric_names.remove(primary_metric)
+        metric_names.insert(0, primary_metric)
+    colours = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+    for r, run in enumerate(runs):
+        entries = [e for e in history if e.get("run") == run]
+        epochs = [e["epoch"] for e in entries]
+        style = ["-", "--", ":", "-."][r % 4]
+        suffix = f" ({run})" if run else ""
+        for key, colour, name in (("train_loss", "#3b75af", "train loss"), ("validation_loss", "#ff7f0e", "val loss")):
+            values = [e.get(key) for e in entries]
+            if any(v is not None for v in values):
+                loss_ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker="o", markersize=3,
+                             color=colour, label=name + suffix)
+        for name, colour in zip(metric_names[:len(colours)], colours):
+            values = [(e.get("metrics") or {}).get(name) for e in entries]
+            if any(v is not None for v in values):
+                metric_ax.plot(epochs, [np.nan if v is None else v for v in values], style, marker="s", markersize=3,
+                               color=colour, label=name + suffix)
+        best = [e for e in entries if e.get("best")]
+        if best:
+            loss_ax.axvline(best[0]["epoch"], color="#d62728", linestyle=":", linewidth=1)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    metric_ax.set_ylabel(history[0].get("metrics_on") or "validation metrics")
+    handles = loss_ax.get_legend_handles_labels()
+    more = metric_ax.get_legend_handles_labels()
+    loss_ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="best")
+    loss_ax.set_title("Learning curve (dotted red line: best epoch, the weights kept)")
+    loss_ax.grid(alpha=0.3)
+    figure.savefig(path)
+    return True

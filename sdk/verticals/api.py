@@ -7,16 +7,18 @@ import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
 
 from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
 from ._plugins import get_catalog
 from ._version import __version__
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
 from .config import RunConfig, deep_merge, format_validation_error, resolve_config
-from .data import fingerprint, split_indices
+from .data import data_fingerprint, source_name, split_indices
 from .engines import resolve_engine
-from .errors import BundleError
+from .errors import BundleError, ConfigError
 from .predictor import Predictor
 from .tasks.base import TaskType
 from .tasks.transformer import TransformerTask
@@ -70,24 +72,33 @@ def _wait_for_all_ranks() -> None:
 
 def train(
     task: str,
-    train: str | Path,
+    train: Any,
     *,
     output: str | Path,
-    validation: str | Path | None = None,
-    test: str | Path | None = None,
+    validation: Any = None,
+    test: Any = None,
     config: str | Path | dict[str, Any] | None = None,
     overrides: Sequence[str] | dict[str, Any] | None = None,
     backbone: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
-) -> Predictor:
+    callbacks: Sequence[Any] = (),
+) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
-    ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``overrides`` are
-    ``KEY=VALUE`` strings as on the CLI (or a nested dict); they win over ``config``, which wins over the
-    pack's defaults.
+    ``task`` is a generic task type ('text-classification') or 'PACK.TASK'. ``train``, ``validation`` and
+    ``test`` are each a file path (CSV, TSV, JSONL/JSON, CoNLL, Parquet), a pandas DataFrame, a
+    ``datasets.Dataset`` or a list of dicts. ``overrides`` are ``KEY=VALUE`` strings as on the CLI (or a
+    nested dict); they win over ``config``, which wins over the pack's defaults. ``callbacks`` are
+    ``transformers.TrainerCallback`` objects handed to the Trainer of tasks that fine-tune with it (every
+    transformer task); tasks with their own loop (finance.fraud, recommendation) refuse them, and
+    ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
+    ``verticals`` logger and kept in ``bundle.json`` as ``history``.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
+    if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
+        raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
+                          f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")
     output = Path(output)
     checkpoint_dir = Path(model.config.training.checkpoint_dir or f"{output}.checkpoints")
     with ExitStack() as held:
@@ -99,17 +110,17 @@ def train(
             check_output(output, overwrite)
             check_checkpoint_dir(checkpoint_dir, output)
         return _train(model, spec, pack_name, task, train, output, validation, test, checkpoint_dir,
-                      overwrite=overwrite, resume=resume)
+                      overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
-def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: str | Path, output: Path,
-           validation: str | Path | None, test: str | Path | None, checkpoint_dir: Path, *,
-           overwrite: bool, resume: bool) -> Predictor:
+def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, output: Path,
+           validation: Any, test: Any, checkpoint_dir: Path, *,
+           overwrite: bool, resume: bool, callbacks: Sequence[Any]) -> Predictor[Any]:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
-    validation_records = model.read(validation) if validation else None
-    test_records = model.read(test) if test else None
-    fingerprints: dict[str, Any] = {"train": fingerprint(train, len(train_records))}
+    validation_records = model.read(validation) if validation is not None else None
+    test_records = model.read(test) if test is not None else None
+    fingerprints: dict[str, Any] = {"train": data_fingerprint(train, train_records)}
     if validation_records is None:
         keys = [model.stratify_key(r) for r in train_records]
         train_idx, val_idx = split_indices(None if any(k is None for k in keys) else keys, len(train_records),
@@ -119,15 +130,18 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         fingerprints["validation"] = {"held_out_from": "train", "records": len(validation_records),
                                       "fraction": model.data_options.validation_fraction}
     else:
-        fingerprints["validation"] = fingerprint(validation, len(validation_records))
+        fingerprints["validation"] = data_fingerprint(validation, validation_records)
     model.prepare(train_records)
-    model.check_split(validation_records, "validation", validation or train)
+    model.check_split(validation_records, "validation", source_name(validation if validation is not None else train))
     if test_records is not None:
-        model.check_split(test_records, "test", test)
-        fingerprints["test"] = fingerprint(test, len(test_records))
+        model.check_split(test_records, "test", source_name(test))
+        fingerprints["test"] = data_fingerprint(test, test_records)
 
     model.checkpoint_dir = checkpoint_dir
+    model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
+        or f"{output}.runs"
     model.resume = resume
+    model.callbacks = list(callbacks)
     model.fit(train_records, validation_records)
 
     metrics = {"validation": model.evaluate(validation_records).metrics}
@@ -138,6 +152,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
+        history=list(getattr(model, "history_", [])),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():
@@ -171,13 +186,32 @@ def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:
     raise BundleError(f"{path}: bundle.json config could not be read")
 
 
-def load(path: str | Path, *, engine: str = "torch") -> Predictor:
+PredictionT = TypeVar("PredictionT", bound=BaseModel)
+Overrides = Sequence[str] | dict[str, Any] | None
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: None = None) -> Predictor[Any]: ...
+
+
+@overload
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: type[PredictionT]) -> Predictor[PredictionT]: ...
+
+
+def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None,
+         prediction: type[BaseModel] | None = None) -> Predictor[Any]:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles.
 
     ``engine`` picks where the encoder runs at inference (:mod:`verticals.engines`): 'torch' (default:
     the exact training-time numerics), 'onnx' (ONNX Runtime, fp32, ~3x lower single-query latency on
     CPU), 'onnx-int8' (quantised: faster still, numbers change slightly) or 'auto' ('onnx' where it
-    applies, else 'torch')."""
+    applies, else 'torch'). ``overrides`` sets ``data.*`` options for reading other data than the training
+    files, e.g. ``["data.text_column=utterance"]`` (see :meth:`Predictor.with_overrides`).
+
+    ``prediction`` (e.g. ``TextPrediction``) types the result for a type checker,
+    ``Predictor[TextPrediction]``, and is checked: a bundle whose task predicts another model is refused."""
     path = Path(path)
     verify(path)
     info = read_info(path, verified=True)
@@ -191,7 +225,11 @@ def load(path: str | Path, *, engine: str = "torch") -> Predictor:
         raise BundleError(f"{path}: needs task type '{info.task_type}', which no installed plugin provides")
     run_config = _lenient_config(info.config, path)
     task_cls = catalog.task_types.get(info.task_type)
+    if prediction is not None and not issubclass(task_cls.Prediction, prediction):
+        raise ConfigError(f"{path}: task '{info.task}' predicts {task_cls.Prediction.__name__}, not "
+                          f"{prediction.__name__}; pass prediction={task_cls.Prediction.__name__} or leave it out")
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)
-    return Predictor(task, info, path, engine=engine)
+    predictor = Predictor(task, info, path, engine=engine)
+    return predictor.with_overrides(overrides) if overrides else predictor

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import _outputs
 from ._outputs import check_file_output, check_replaceable, claim, write_marker
 from .errors import BundleError
 
@@ -47,6 +48,9 @@ class BundleInfo(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Split -> data fingerprint.")
     model: dict[str, Any] = Field(default_factory=dict, description="Precision, parameter count, backbone.")
     versions: dict[str, str] = Field(default_factory=dict, description="Library versions used for training.")
+    history: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "Per-epoch training history: epoch, train_loss, validation_loss, metrics (on metrics_on), "
+        "learning_rate, elapsed_s, best; empty for bundles written before it was kept."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -233,6 +237,34 @@ def read_info(directory: str | Path, *, verified: bool = False) -> BundleInfo:
             stacklevel=2,
         )
     return info
+
+
+def _ownership_problem(directory: Path, files: list[str]) -> str | None:
+    """Why ``directory`` is not provably a bundle Verticals wrote: its bundle.json must parse and its manifest
+    must list every file it holds."""
+    try:
+        BundleInfo.model_validate_json((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
+        listed = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))["files"]
+        listed = set(listed) if isinstance(listed, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        listed = None
+    if listed is None:
+        return f"it has no readable {BUNDLE_FILE} and {MANIFEST_FILE}, so it is not a bundle Verticals wrote"
+    unlisted = sorted(set(files) - listed - {MANIFEST_FILE})
+    if unlisted:
+        return f"it holds '{unlisted[0]}', which its {MANIFEST_FILE} does not list"
+    return None
+
+
+def _is_intact(directory: Path) -> bool:
+    try:
+        verify(directory)
+    except (BundleError, OSError, ValueError):
+        return False
+    return True
+
+
+_outputs.BUNDLE_CHECKS.update(problem=_ownership_problem, intact=_is_intact)
 
 
 def check_output(output: str | Path, overwrite: bool, kind: str = "bundle") -> Path:

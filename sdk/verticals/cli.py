@@ -102,6 +102,7 @@ def cmd_packs(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train
+    from .console import fmt
 
     predictor = train(
         args.task, args.train, output=args.output, validation=args.validation, test=args.test,
@@ -117,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"wrote bundle {args.output} ({predictor.info.task}, {len(predictor.info.labels)} labels)")
         for split, metrics in predictor.info.metrics.items():
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            shown = ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
             print(f"  {split}: {shown}")
     return 0
 
@@ -125,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import load
 
-    evaluation = load(args.bundle, engine=args.engine).evaluate(args.data)
+    evaluation = load(args.bundle, engine=args.engine, overrides=args.set).evaluate(args.data)
     if args.json:
         _print_json(evaluation.model_dump())
     else:
@@ -156,7 +157,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_file_output(args.output)
         if args.input:
             refuse_same_file(args.input, args.output)
-    predictor = load(args.bundle, engine=args.engine)
+    predictor = load(args.bundle, engine=args.engine, overrides=args.set)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
         from .streaming import predict_file
@@ -243,7 +244,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
-                                          "created_at", "labels", "model", "data", "metrics", "versions"}),
+                                          "created_at", "labels", "model", "data", "metrics", "versions",
+                                          "history"}),
                "contents": contents}
     if args.json:
         _print_json(summary)
@@ -265,26 +267,71 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         mark = "*" if item["data"] else " "
         note = f"  holds data: {item['data']}" if item["data"] else ""
         print(f"   {mark} {item['bytes']:>12,d}  {item['path']}{note}")
+    _print_history(info.history)
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeLimits, run
+def _print_history(history: list[dict[str, Any]]) -> None:
+    """One line per trained epoch, as the training console printed it (exact floats, best marked)."""
+    from .console import fmt
 
-    limits = ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
-    print(f"serving {len(args.bundles)} bundle(s) on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr)
-    run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine)
+    for entry in history:
+        run = f"{entry['run']} " if entry.get("run") else ""
+        parts = [f"{run}epoch {entry.get('epoch')}"]
+        if entry.get("train_loss") is not None:
+            parts.append(f"loss {fmt(entry['train_loss'])}")
+        if entry.get("metrics"):
+            parts.append(f"{entry.get('metrics_on') or 'validation'}: "
+                         + " ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
+        if entry.get("learning_rate") is not None:
+            parts.append(f"lr {fmt(entry['learning_rate'])}")
+        if entry.get("elapsed_s") is not None:
+            parts.append(f"at {fmt(float(entry['elapsed_s']))} s")
+        print("  history  " + ", ".join(parts) + ("  * best" if entry.get("best") else ""))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from . import serve
+    from .errors import ConfigError
+
+    for option, value, low, high in (("--port", args.port, 1, 65535), ("--max-batch", args.max_batch, 1, None),
+                                     ("--max-chars", args.max_chars, 1, None)):
+        if value < low or (high is not None and value > high):
+            expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
+            raise ConfigError(f"{option} {value} is out of range; expected {expected}")
+    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
+    api_key = args.api_key or os.environ.get("VERTICALS_API_KEY") or None
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:  # a host name: assume it is reachable from elsewhere
+        loopback = False
+    if not loopback and not api_key:
+        print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
+              f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
+    serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
+              cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
+              overrides=args.set)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    result = write_report(args.bundle, args.data, args.output, overwrite=args.overwrite)
+    result = write_report(args.bundle, args.data, args.output, overwrite=args.overwrite, overrides=args.set)
     if args.json:
         _print_json(result.model_dump())
     else:
         print(f"wrote report {result.path}/index.html ({result.n} records; {', '.join(result.files)})")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .card import write_card
+
+    path = write_card(args.bundle, args.output, overwrite=args.overwrite)
+    print(f"wrote model card {path}")
     return 0
 
 
@@ -296,7 +343,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.model_dump())
     else:
-        print(f"wrote {result.path}/model.onnx ({result.task}); parity vs PyTorch: max abs diff "
+        print(f"wrote {result.path}: {', '.join(result.files)}, export.json (decision: {result.decision['kind']}; "
+              f"run {result.path}/predict.py to predict without Verticals)")
+        print(f"{result.task}: parity vs PyTorch: max abs diff "
               f"{result.max_abs_diff:.3g} on a {result.check_batch[0]}x{result.check_batch[1]} batch "
               f"(tolerance {result.tolerance:g})")
     return 0
@@ -318,6 +367,15 @@ def _engine_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--engine", choices=ENGINES, default=default,
                         help=f"where the encoder runs (default: {default}); onnx = ONNX Runtime fp32, same "
                              "numbers, lower latency on CPU; onnx-int8 = quantised, check accuracy with evaluate")
+
+
+def _data_set_option(*parsers: argparse.ArgumentParser) -> None:
+    """``--set data.OPTION=VALUE`` on the verbs that read data with a trained bundle (column names, format,
+    encoding of a client's file); what the model learnt (training.*, task.*) cannot change there."""
+    for parser in parsers:
+        parser.add_argument("--set", action="append", metavar="data.KEY=VALUE",
+                            help="read the data with another data option, e.g. data.text_column=utterance "
+                                 "(column names, format, encoding; repeatable)")
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -372,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="resume from the last complete epoch checkpoint "
                        "(an existing bundle is replaced only with --overwrite)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bars or epoch lines; warnings and errors only (same as --log-level warning)")
+    train.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                       help="what the 'verticals' logger shows on stderr (default: info = one line per epoch)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on labelled data")
@@ -413,6 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_option(serve, "auto")
     serve.add_argument("--batching", action="store_true",
                        help="predict concurrent requests together in one forward pass (default: one per request)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /v1 routes (default: the "
+                            "VERTICALS_API_KEY environment variable; prefer it, a command line is visible to others)")
+    serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                       help="let browser pages from ORIGIN (e.g. https://app.example.com) call the API; repeatable; "
+                            "default: none")
+    serve.add_argument("--show-data-info", action="store_true",
+                       help="name the training data files in /v1/models (default: only their sha256 and size)")
     serve.set_defaults(func=cmd_serve)
 
     report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")
@@ -423,15 +493,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=cmd_report)
 
+    card = sub.add_parser("card", help="write a bundle's model card (no data needed)",
+                          description="Write the Markdown model card of BUNDLE from the bundle alone: intended "
+                                      "use, data fingerprints, stored metrics with units, thresholds, limitations.")
+    card.add_argument("bundle", metavar="BUNDLE")
+    card.add_argument("--output", required=True, metavar="FILE", help="card file to write, e.g. model_card.md")
+    card.add_argument("--overwrite", action="store_true", help="replace an existing card file")
+    card.set_defaults(func=cmd_card)
+
     export = sub.add_parser("export", help="export a bundle to ONNX with a parity check")
     export.add_argument("bundle", metavar="BUNDLE")
     export.add_argument("--format", choices=["onnx"], default="onnx")
-    export.add_argument("--output", required=True, metavar="DIR", help="directory for model.onnx + tokenizer")
+    export.add_argument("--output", required=True, metavar="DIR",
+                        help="export directory: model.onnx, config.json, tokenizer, export.json (decision), predict.py")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
     export.add_argument("--overwrite", action="store_true", help="replace an export Verticals wrote there")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
     export.set_defaults(func=cmd_export)
+
+    _data_set_option(evaluate, predict, serve, report)
 
     new_pack = sub.add_parser("new-pack", help="scaffold a pack distribution",
                               description="Write a pip-installable pack with its entry point, spec and tests.")
@@ -449,7 +530,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _configure_logging(level: str) -> None:
+    """The library logs to the 'verticals' logger and never configures it; the CLI shows it on stderr
+    (stdout stays for results and --json). Bars follow the same switch (see verticals.console)."""
+    import logging
+
+    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever sys.stderr is now (main() may run again with another stderr, as in tests)."""
+
+        @property  # type: ignore[override]
+        def stream(self):  # type: ignore[no-untyped-def]
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):  # type: ignore[no-untyped-def]
+            pass
+
+    logger = logging.getLogger("verticals")
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def _quiet_libraries(args: argparse.Namespace | None = None) -> None:
+    if args is not None:
+        _configure_logging("warning" if getattr(args, "quiet", False) else getattr(args, "log_level", "info"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
@@ -470,7 +580,7 @@ def _quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    _quiet_libraries(args)
     try:
         return int(args.func(args))
     except VerticalsError as exc:

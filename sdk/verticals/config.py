@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -95,7 +95,27 @@ class TrainingConfig(_Strict):
         None, description="Where per-epoch checkpoints go; default OUTPUT.checkpoints beside the bundle."
     )
     keep_checkpoints: bool = Field(False, description="Keep the checkpoint directory after training.")
+    report_to: list[str] = Field(default_factory=list, description=(
+        "Experiment trackers that receive the training logs, passed to transformers' integrations: "
+        "tensorboard, mlflow, wandb, ... ('none' = off, 'all' = every installed one); a list or a "
+        "comma-separated string. Configure them as usual (MLFLOW_TRACKING_URI, ...); tasks not trained by "
+        "transformers.Trainer reject it."))
+    logging_dir: str | None = Field(
+        None, description="Where TensorBoard writes event files (report_to=tensorboard); default OUTPUT.runs "
+                          "beside the bundle, or TENSORBOARD_LOGGING_DIR when set.")
     head: HeadConfig = Field(default_factory=HeadConfig, description="Head options.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        """'tensorboard,mlflow' and 'none' as on transformers' command lines; a list as in a config file."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and [v for v in value if v != "none"] != value:
+            value = [v for v in value if v != "none"]
+        return value
 
 
 class DataConfig(_Strict):
@@ -103,7 +123,8 @@ class DataConfig(_Strict):
 
     format: str = Field(
         "auto",
-        description="File format: auto (by extension), csv, tsv, jsonl, conll; task types may add more.",
+        description="File format: auto (by extension), csv, tsv, jsonl (JSON Lines or a JSON array), conll, "
+        "parquet; task types may add more.",
     )
     encoding: str = Field("utf-8", description="Text encoding of the input files.")
     text_column: str = Field("text", description="Column/field holding the input text.")
@@ -112,6 +133,10 @@ class DataConfig(_Strict):
     tags_column: str = Field("tags", description="Field with the tag list (token classification JSONL).")
     validation_fraction: float = Field(
         0.1, gt=0, lt=0.5, description="Held-out fraction (seeded, stratified) when no --validation is given."
+    )
+    max_record_bytes: int = Field(
+        1 << 20, ge=1024, description="Longest line (one record, or one CoNLL token line) a reader accepts, in "
+        "bytes; longer lines are an error, so a binary file or a device such as /dev/zero cannot exhaust memory."
     )
 
 

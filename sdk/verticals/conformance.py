@@ -12,7 +12,9 @@ Usage in ``plugins/<domain>/tests/test_conformance.py``::
             return {"train": train_path, "validation": validation_path}
 
 Each test trains every task of the pack on the tiny data with a tiny random backbone, then checks the
-bundle round trip, the declared metrics and tamper detection.
+bundle round trip, the declared metrics, tamper detection, and that every input form (path, JSONL,
+Parquet, pandas DataFrame, ``datasets.Dataset``, list of dicts) gives the same records, metrics and
+predictions as the file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,37 @@ from . import api
 from ._plugins import get_catalog
 from .errors import BundleError
 from .testing import make_tiny_backbone
+
+INPUT_FORMS = ("str", "Path", "jsonl", "parquet", "DataFrame", "Dataset", "records")
+"""Every form ``train``, ``evaluate`` and ``predict`` take (texts are checked per task type)."""
+
+
+def input_form(form: str, path: Path, rows: list[dict[str, Any]], directory: Path) -> Any:
+    """``rows`` (the raw rows of the file ``path``) in ``form``; skips the test when the library a form
+    needs (pandas, datasets, pyarrow) is not installed."""
+    import json
+
+    if form == "str":
+        return str(path)
+    if form == "Path":
+        return path
+    if form == "jsonl":
+        target = directory / f"{path.stem}.as.jsonl"
+        target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return target
+    if form == "parquet":
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        target = directory / f"{path.stem}.as.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), target)
+        return target
+    if form == "DataFrame":
+        return pytest.importorskip("pandas").DataFrame(rows)
+    if form == "Dataset":
+        return pytest.importorskip("datasets").Dataset.from_list(rows)
+    if form == "records":
+        return [dict(r) for r in rows]
+    raise ValueError(form)
 
 
 class PackConformance:
@@ -116,6 +149,79 @@ class PackConformance:
             evaluation = api.load(result["bundle"]).evaluate(result["data"]["validation"])
             missing = set(spec.metrics) - set(evaluation.metrics)
             assert not missing, f"{full}: evaluate() lacks declared metrics {sorted(missing)}"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def from_files(cls, trained: dict[str, Any]) -> dict[str, Any]:
+        """Each task's evaluation and predictions of its validation file, computed once."""
+        out = {}
+        for full, result in trained.items():
+            path = Path(result["data"]["validation"])
+            out[full] = (result["predictor"].evaluate(path), result["predictor"].predict(path))
+        return out
+
+    @pytest.mark.parametrize("form", INPUT_FORMS)
+    def test_data_in_any_form(self, trained: dict[str, Any], from_files: dict[str, Any], form: str,
+                              tmp_path: Path) -> None:
+        """evaluate/predict/read give for each form what they give for the file itself (never, e.g., one
+        prediction per DataFrame column name)."""
+        for full, result in trained.items():
+            predictor = result["predictor"]
+            for split in ("train", "validation"):
+                path = Path(result["data"][split])
+                rows = [raw.data for raw in predictor.task.read_raw(path)]
+                data = input_form(form, path, rows, tmp_path)
+                expected = [r.model_dump() for r in predictor.task.read(path)]
+                got = predictor.task.read(data)
+                assert [r.model_dump() for r in got] == expected, f"{full}: {form} gives other records"
+            reference, expected_predictions = from_files[full]
+            evaluation = predictor.evaluate(data)
+            assert evaluation.n == reference.n and _close(evaluation.metrics, reference.metrics), full
+            predictions = predictor.predict(data)
+            assert len(predictions) == reference.n, f"{full}: {form}: {len(predictions)} predictions"
+            assert _close([p.model_dump() for p in predictions], [p.model_dump() for p in expected_predictions])
+
+    def test_prediction_models_are_public(self) -> None:
+        """Each task's prediction model is importable by name from the pack's package (or from verticals), so
+        integrators can type ``verticals.load(path, prediction=...)``."""
+        import importlib
+
+        import verticals
+
+        module = next(ep.value.split(":")[0].split(".")[0]
+                      for ep in importlib.metadata.entry_points(group="verticals") if ep.name == self.pack)
+        public = set(getattr(importlib.import_module(module), "__all__", ())) | set(verticals.__all__)
+        for spec in get_catalog().packs.get(self.pack).tasks:
+            prediction = get_catalog().task_types.get(spec.task_type).Prediction
+            assert prediction.__name__ in public, (
+                f"{spec.task_type}: prediction model {prediction.__name__} is not in {module}.__all__")
+
+    def test_export_reproduces_or_refuses(self, trained: dict[str, Any], tmp_path: Path) -> None:
+        """``verticals export`` writes everything a prediction needs, and the export's own ``predict.py``
+        (without Verticals) gives the SDK's predictions; or the task type refuses, saying why."""
+        pytest.importorskip("onnxruntime")
+        import json
+
+        from .errors import ConfigError
+        from .export import export_onnx
+        from .testing import run_export_reference
+
+        for full, result in trained.items():
+            out = tmp_path / full
+            try:
+                export_onnx(result["bundle"], out)
+            except ConfigError as exc:
+                assert "cannot be exported" in str(exc) and full in str(exc), str(exc)
+                assert not out.exists()
+                continue
+            loaded = api.load(result["bundle"])
+            loaded.task.precision_ = "fp32"  # ONNX runs fp32
+            records = loaded.task.read(result["data"]["validation"] or result["data"]["train"])
+            expected = [p.model_dump() for p in loaded.task.predict(records)]
+            got = run_export_reference(out, [json.loads(r.model_dump_json(exclude_none=True)) for r in records])
+            for g, e in zip(got, expected, strict=True):
+                common = {k: g[k] for k in g if k in e}
+                assert common and _close(common, {k: e[k] for k in common}, 1e-4), f"{full}: {g} != {e}"
 
     def test_tampered_bundle_refused(self, trained: dict[str, Any], tmp_path: Path) -> None:
         import shutil

@@ -1,49 +1,40 @@
-"""Reading CSV / TSV / JSONL / CoNLL files into raw records that remember where they came from.
+"""Data in any form -> raw records that remember where they came from.
 
-Readers never guess silently: undecodable bytes, ragged rows, malformed JSON and empty files are
-errors naming the file and line. Field-level validation happens in the task type (pydantic records).
+Files are read by :mod:`verticals.readers` (the one reader every verb uses); :func:`records_from` turns
+what a Python caller already holds -- a path, a pandas DataFrame, a ``datasets.Dataset``, a list of dicts
+or texts -- into the same raw records, so every verb validates them the same way. In-memory rows are
+named ``<DataFrame>: row 3`` (positions from 0, as ``df.iloc[3]`` / ``dataset[3]`` / ``items[3]``) where
+a file would give ``train.csv:4``. pandas and datasets are never imported: they are recognised by shape.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+from .readers import (  # noqa: F401 - re-exported: packs import the reader API from verticals.data
+    DEFAULT_MAX_RECORD_BYTES,
+    EXTENSION_FORMATS,
+    FORMATS,
+    RawRecord,
+    check_values,
+    detect_format,
+    iter_lines,
+    iter_raw,
+    parse_json_line,
+    read_raw,
+)
 
-EXTENSION_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".conll": "conll",
-    ".iob": "conll",
-    ".bio": "conll",
-}
-
-
-@dataclass(frozen=True)
-class RawRecord:
-    """One record as read from a file, with its origin for error messages."""
-
-    path: str
-    line: int
-    data: dict[str, Any]
-
-
-def detect_format(path: Path, fmt: str, default: str = "csv") -> str:
-    if fmt != "auto":
-        return fmt
-    return EXTENSION_FORMATS.get(path.suffix.lower(), default)
+ACCEPTED = ("a file path (CSV, TSV, JSONL/JSON, CoNLL or Parquet), a pandas DataFrame, a datasets.Dataset "
+            "or a list of records (dicts)")
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
@@ -76,107 +67,122 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     return text
 
 
-def read_delimited(path: str | Path, delimiter: str = ",", encoding: str = "utf-8") -> list[RawRecord]:
-    text = read_text(path, encoding)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records: list[RawRecord] = []
-    try:
-        if not reader.fieldnames:
-            raise DataError("no header row; expected column names on line 1", path=path, line=1)
-        width = len(reader.fieldnames)
-        for row in reader:
-            if None in row or len(row) != width or any(v is None for v in row.values()):
-                raise DataError(
-                    f"row has a different number of columns than the header ({width})",
-                    path=path,
-                    line=reader.line_num,
-                )
-            if not any((v or "").strip() for v in row.values()):
-                continue  # blank line
-            records.append(RawRecord(str(path), reader.line_num, dict(row)))
-    except csv.Error as exc:
-        raise DataError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
-    if not records:
-        raise DataError("file has a header but no records", path=path)
-    return records
+def is_path(data: Any) -> bool:
+    return isinstance(data, (str, os.PathLike))
 
 
-def parse_json_line(line: str, path: str | Path, number: int) -> RawRecord:
-    """One JSONL line as a record, or a DataError naming the file and line."""
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON ({exc.msg}); expected one object per line", path=path, line=number) from None
-    if not isinstance(item, dict):
-        raise DataError(f"expected a JSON object, found {type(item).__name__}", path=path, line=number)
-    return RawRecord(str(path), number, item)
+def source_name(data: Any) -> str:
+    """How error messages and bundle.json name a data source: the path, or ``<DataFrame>``, ``<Dataset>``,
+    ``<list>``."""
+    if is_path(data):
+        return str(data)
+    if _is_dataframe(data):
+        return "<DataFrame>"
+    if _is_dataset(data):
+        return "<Dataset>"
+    return f"<{type(data).__name__}>"
 
 
-def read_jsonl(path: str | Path, encoding: str = "utf-8") -> list[RawRecord]:
-    text = read_text(path, encoding)
-    records: list[RawRecord] = []
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a JSON array of objects is accepted too
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg}", path=path, line=exc.lineno) from None
-        for index, item in enumerate(items, start=1):
-            if not isinstance(item, dict):
-                raise DataError(f"record {index} is {type(item).__name__}, expected an object", path=path)
-            records.append(RawRecord(str(path), index, item))
-        return records
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+def _is_dataframe(data: Any) -> bool:
+    # pandas (to_dict("records")) and polars (to_dicts()) data frames, recognised without importing them
+    return hasattr(data, "columns") and (hasattr(data, "to_dicts") or
+                                         (hasattr(data, "to_dict") and hasattr(data, "iloc")))
+
+
+def _is_dataset(data: Any) -> bool:
+    # a Hugging Face datasets.Dataset / IterableDataset: iterating yields one dict per row
+    return hasattr(data, "column_names") and hasattr(data, "features") and not isinstance(data, dict)
+
+
+def plain(value: Any) -> Any:
+    """pandas/numpy/pyarrow values as plain Python: numpy scalars and arrays via ``tolist()``, NaN and
+    pandas' NA/NaT as None (a missing cell, as an empty JSON value)."""
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def _refuse(data: Any) -> TypeError:
+    kind = type(data).__name__
+    hint = ""
+    if isinstance(data, dict) and any(hasattr(v, "column_names") for v in data.values()):
+        hint = "; a DatasetDict holds several splits: pass one, e.g. data['train']"
+    elif isinstance(data, dict):
+        hint = "; wrap one record in a list ([record]), or pass columns as pandas.DataFrame(data)"
+    elif hasattr(data, "tolist"):
+        hint = f"; pass {kind}.tolist() for a list of texts, or a DataFrame"
+    elif isinstance(data, (bytes, bytearray)):
+        hint = "; decode the bytes, or write them to a file and pass its path"
+    return TypeError(f"expected {ACCEPTED}, or a list of texts where labels are not needed; got {kind}{hint}")
+
+
+def records_from(data: Any, read: Callable[[Path], Iterable[RawRecord]], *,
+                 text: Callable[[str], dict[str, Any]] | None = None, keep: type | tuple[type, ...] = ()) -> list[Any]:
+    """Raw records of ``data`` in any accepted form; ``read`` reads a path (the task's reader).
+
+    Items of a list may be dicts, texts (turned into a record by ``text``; without it a bare text is an
+    error, since it has no label), pydantic models, or instances of ``keep`` (already validated records,
+    returned as they are). Anything else -- a bare dict, a numpy array, a pandas Series -- is a
+    :class:`TypeError` naming what is accepted: a DataFrame is never iterated (that yields column names).
+    """
+    if is_path(data):
+        return list(read(Path(data)))
+    if _is_dataframe(data):
+        rows: Iterable[Any] = data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")
+        source = "<DataFrame>"
+    elif _is_dataset(data):
+        rows, source = data, "<Dataset>"
+    elif isinstance(data, (list, tuple)):
+        rows, source = data, "<list>"
+    else:
+        raise _refuse(data)
+    from pydantic import BaseModel
+
+    out: list[Any] = []
+    for index, item in enumerate(rows):
+        if keep and isinstance(item, keep):
+            out.append(item)
             continue
-        records.append(parse_json_line(line, path, number))
-    if not records:
-        raise DataError("file is empty; expected at least one record", path=path)
-    return records
+        if isinstance(item, str):
+            if text is None:
+                raise DataError("a bare text has no label; give records (dicts) with the text and its label, "
+                                "e.g. {'text': ..., 'label': ...}", path=source, line=index)
+            item = text(item)
+        elif isinstance(item, BaseModel):
+            item = item.model_dump()
+        if not isinstance(item, dict):
+            raise DataError(f"expected a record (dict) or a text, found {type(item).__name__}", path=source,
+                            line=index)
+        item = {str(key): plain(value) for key, value in item.items()}
+        check_values(item, source, index)
+        out.append(RawRecord(source, index, item))
+    return out
 
 
-def read_conll(path: str | Path, encoding: str = "utf-8") -> list[RawRecord]:
-    """Token-per-line files: ``token<TAB>tag`` (tag = last column), blank line between sentences."""
-    text = read_text(path, encoding)
-    records: list[RawRecord] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.startswith("-DOCSTART-"):
-            continue
-        if not line.strip():
-            if tokens:
-                records.append(RawRecord(str(path), start, {"tokens": tokens, "tags": tags}))
-                tokens, tags = [], []
-            continue
-        parts = line.split("\t") if "\t" in line else line.split()
-        if len(parts) < 2 or not parts[0] or not parts[-1].strip():
-            raise DataError("expected 'token<TAB>tag'", path=path, line=number, field="tag")
-        if not tokens:
-            start = number
-        tokens.append(parts[0])
-        tags.append(parts[-1].strip())
-    if tokens:
-        records.append(RawRecord(str(path), start, {"tokens": tokens, "tags": tags}))
-    if not records:
-        raise DataError("file has no sentences", path=path)
-    return records
+def is_in_memory(raw: RawRecord) -> bool:
+    return raw.path.startswith("<")
 
 
-def read_raw(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", default: str = "csv") -> list[RawRecord]:
-    """Read any supported file into raw records; ``fmt`` is a :class:`DataConfig` ``format``."""
-    path = Path(path)
-    kind = detect_format(path, fmt, default)
-    if kind == "csv":
-        return read_delimited(path, ",", encoding)
-    if kind == "tsv":
-        return read_delimited(path, "\t", encoding)
-    if kind == "jsonl":
-        return read_jsonl(path, encoding)
-    if kind == "conll":
-        return read_conll(path, encoding)
-    raise DataError(f"unsupported format '{kind}'; expected csv, tsv, jsonl or conll (data.format)", path=path)
+def data_fingerprint(data: Any, records: Sequence[Any]) -> dict[str, Any]:
+    """What bundle.json records about a split: the file's sha256, or for in-memory data the sha256 of the
+    validated records (the same rows as a DataFrame, a Dataset or a list give the same digest)."""
+    if is_path(data):
+        return fingerprint(data, len(records))
+    digest = hashlib.sha256()
+    for record in records:
+        row = record.model_dump(mode="json") if hasattr(record, "model_dump") else record
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+    return {"source": source_name(data), "sha256": digest.hexdigest(), "records": len(records)}
 
 
 def fingerprint(path: str | Path, n_records: int) -> dict[str, Any]:

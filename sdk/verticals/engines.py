@@ -65,10 +65,12 @@ def resolve_engine(choice: str, transformer: bool) -> str:
     return "onnx" if usable and importlib.util.find_spec("onnxruntime") else "torch"
 
 
-def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str,
+def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str | Sequence[str],
                  dynamic: dict[str, dict[int, str]], target: str | Path | io.BytesIO, opset: int = 17) -> None:
-    """``torch.onnx.export`` with batch/sequence axes dynamic; ``inputs`` are keyword tensors in order."""
+    """``torch.onnx.export`` with batch/sequence axes dynamic; ``inputs`` are keyword tensors in order,
+    ``output`` names the module's output (or its tuple of outputs)."""
     names = list(inputs)
+    output_names = [output] if isinstance(output, str) else list(output)
     # The exporter restores the module's own train/eval mode afterwards, recursively: a wrapper left in
     # train mode would switch the wrapped model's dropout back on.
     module.eval()
@@ -78,7 +80,7 @@ def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], outpu
         # generalises.
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tuple(inputs.values()), target if isinstance(target, io.BytesIO) else str(target),
-                          input_names=names, output_names=[output], dynamic_axes=dynamic, opset_version=opset,
+                          input_names=names, output_names=output_names, dynamic_axes=dynamic, opset_version=opset,
                           dynamo=False)
 
 

@@ -23,7 +23,8 @@ class DataError(VerticalsError):
     """A data file or record is invalid.
 
     The message names the file, the line (or record) and the field, e.g.
-    ``train.csv:14: field 'label': empty value; expected one of the training labels``.
+    ``train.csv:14: field 'label': empty value; expected one of the training labels``. Data held in memory
+    has a name in angle brackets and row positions from 0: ``<DataFrame>: row 3: field 'text': ...``.
     """
 
     def __init__(
@@ -40,7 +41,7 @@ class DataError(VerticalsError):
         self.reason = message
         where = self.path or "<data>"
         if line is not None:
-            where += f":{line}"
+            where += f": row {line}" if where.startswith("<") else f":{line}"
         what = f" field '{field}':" if field else ""
         super().__init__(f"{where}:{what} {message}")
 

@@ -1,14 +1,30 @@
-"""ONNX export of a bundle's model (encoder + head), checked against PyTorch: ``verticals export``.
+"""ONNX export of a bundle: everything a prediction depends on, checked against PyTorch (``verticals export``).
 
-The export directory holds ``model.onnx`` (inputs ``input_ids``, ``attention_mask`` [, ``token_type_ids``],
-output ``logits``; batch and sequence axes dynamic), the tokenizer files, and ``export.json`` with the
-task, labels and the measured parity (max abs difference of logits between ONNX Runtime and PyTorch on a
-padded batch of a different size and length than the one traced). Needs ``pip install 'verticals[export]'``.
+The export directory holds:
+
+- ``model.onnx``: inputs ``input_ids``, ``attention_mask`` [, ``token_type_ids``]; outputs ``logits`` and, for
+  sequence-level tasks, ``embeddings`` (the unit-length pooled sentence vector a retrieval fallback searches
+  with); batch and sequence axes dynamic;
+- ``config.json``: the backbone's configuration with ``id2label``/``label2id``, so ``AutoConfig`` and tools
+  built on it (optimum's ``ORTModelForSequenceClassification`` with a transformers pipeline) load it;
+- the tokenizer files (``tokenizer.json``: loadable by the ``tokenizers`` library alone);
+- what the task needs after the network (a retrieval index and its metadata for customer service);
+- ``export.json``: task, labels, graph inputs/outputs, measured parity, and ``decision``: every decision
+  parameter with its value (thresholds, calibration, truncation, windowing), written by the task type's
+  ``export_extras``; ``files``: the sha256 of every other file;
+- ``predict.py``: a reference implementation (onnxruntime + tokenizers + numpy [+ faiss], no Verticals) that
+  reproduces the SDK's predictions from the files above (source: ``verticals/onnx_reference.py``).
+
+Parity: max abs difference of the outputs between ONNX Runtime and PyTorch on a padded batch of another size
+and length than the one traced. Needs ``pip install 'verticals[export]'``.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +32,14 @@ from pydantic import BaseModel, Field
 
 from .bundle import atomic_directory, check_output
 from .engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
-from .errors import ConfigError
 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
+CONFIG_FILE = "config.json"
+REFERENCE_FILE = "predict.py"
+EXPORT_FORMAT = "verticals-export"
+"""``export.json``'s ``format``: marks a directory written by ``verticals export``."""
+EXPORT_FORMAT_VERSION = 1
 DEFAULT_TOLERANCE = 1e-4
 
 
@@ -31,25 +51,38 @@ class ExportResult(BaseModel):
     task_type: str
     labels: list[str]
     inputs: list[str]
+    outputs: list[str] = Field(description="Graph outputs: logits [and embeddings].")
     opset: int
-    max_abs_diff: float = Field(description="Max |logits_onnx - logits_torch| on the check batch.")
+    max_abs_diff: float = Field(description="Max |output_onnx - output_torch| on the check batch.")
     tolerance: float
     check_batch: list[int] = Field(description="Shape [batch, sequence] of the parity-check batch.")
+    decision: dict[str, Any] = Field(description="Decision parameters applied after the graph, with values.")
+    files: list[str] = Field(description="Files written, besides export.json.")
 
 
-def _logits_module(model: Any, use_token_types: bool) -> Any:
-    """Wrap VerticalsModel so the traced graph maps input tensors to one logits tensor."""
+def _graph_module(model: Any, use_token_types: bool, pooling: str | None) -> Any:
+    """Wrap VerticalsModel so the traced graph maps input tensors to logits [and unit sentence embeddings]."""
     import torch
 
-    class LogitsOnly(torch.nn.Module):
+    from .heads.sequence import pool
+
+    class Outputs(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
-            return self.model(input_ids, attention_mask, token_type_ids if use_token_types else None).logits
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if use_token_types:
+                kwargs["token_type_ids"] = token_type_ids
+            hidden = self.model.backbone(**kwargs).last_hidden_state
+            logits = self.model.head(hidden, attention_mask).logits
+            if pooling is None:
+                return logits
+            vectors = torch.nn.functional.normalize(pool(hidden, attention_mask, pooling), dim=-1)
+            return logits, vectors
 
-    return LogitsOnly().eval()
+    return Outputs().eval()
 
 
 def _batch(task: Any, texts: list[str]) -> dict[str, Any]:
@@ -58,50 +91,91 @@ def _batch(task: Any, texts: list[str]) -> dict[str, Any]:
     return task._collator()(features)
 
 
+def _config(model: Any, labels: list[str], token_level: bool) -> Any:
+    """The backbone's config with the label maps, so AutoConfig-based tooling knows the classes."""
+    config = copy.deepcopy(model.backbone.config)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.problem_type = None if token_level else "single_label_classification"
+    return config
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,
                 overwrite: bool = False) -> ExportResult:
-    """Export the bundle at ``bundle`` to the directory ``output``; raise :class:`ParityError` if the
-    ONNX model's logits differ from PyTorch's by more than ``tolerance``."""
+    """Export the bundle at ``bundle`` to the directory ``output``; raise :class:`ParityError` if ONNX
+    Runtime's outputs differ from PyTorch's by more than ``tolerance``, and a ``ConfigError`` naming the
+    reason for a task type that cannot be exported. Nothing is written unless everything succeeds."""
+    require_onnxruntime()
+    from .api import load
+
+    return export_predictor(load(bundle), output, opset=opset, tolerance=tolerance, overwrite=overwrite)
+
+
+def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,
+                     overwrite: bool = False) -> ExportResult:
+    """Export a loaded (torch-engine) predictor with the decision parameters it holds now."""
     ort = require_onnxruntime()
     check_output(output, overwrite, kind="export")  # before any work: refuse what is not ours
     import torch
 
-    from .api import load
+    from .engines import OnnxBackbone
+    from .errors import ConfigError
     from .tasks.transformer import TransformerTask
 
-    predictor = load(bundle)
     task = predictor.task
     if not isinstance(task, TransformerTask):
-        raise ConfigError(f"{bundle}: ONNX export supports transformer tasks (text and token classification); "
-                          f"'{predictor.info.task_type}' keeps state outside the network")
+        raise task.export_error()
+    if isinstance(task.model_.backbone, OnnxBackbone):
+        raise ConfigError("export traces the PyTorch model: load the bundle with engine='torch' to export it")
     model = task.model_.float().eval()
     trace = _batch(task, TRACE_TEXTS)
     check = _batch(task, CHECK_TEXTS)
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in trace]
-    wrapper = _logits_module(model, "token_type_ids" in names)
-    token_logits = model(**{k: trace[k] for k in names}).logits.dim() == 3
+    with torch.no_grad():
+        token_level = model(**{k: trace[k] for k in names}).logits.dim() == 3
+    outputs = ["logits"] if token_level else ["logits", "embeddings"]
+    wrapper = _graph_module(model, "token_type_ids" in names, None if token_level else task.embedding_pooling())
     dynamic = {k: {0: "batch", 1: "sequence"} for k in names}
-    dynamic["logits"] = {0: "batch", 1: "sequence"} if token_logits else {0: "batch"}
+    dynamic["logits"] = {0: "batch", 1: "sequence"} if token_level else {0: "batch"}
+    if not token_level:
+        dynamic["embeddings"] = {0: "batch"}
+    labels = list(predictor.info.labels)
 
     with atomic_directory(output, overwrite, kind="export") as tmp:
-        export_graph(wrapper, {k: trace[k] for k in names}, "logits", dynamic, tmp / MODEL_FILE, opset)
+        export_graph(wrapper, {k: trace[k] for k in names}, outputs, dynamic, tmp / MODEL_FILE, opset)
         with torch.no_grad():
-            expected = wrapper(*(check[k] for k in names)).numpy()
+            expected = wrapper(*(check[k] for k in names))
+        expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
         session = ort.InferenceSession(str(tmp / MODEL_FILE), providers=["CPUExecutionProvider"])
-        (got,) = session.run(["logits"], {k: check[k].numpy() for k in names})
-        diff = float(abs(got - expected).max())
+        got = session.run(outputs, {k: check[k].numpy() for k in names})
+        diff = max(float(abs(g - e).max()) for g, e in zip(got, expected))
         if diff > tolerance:
-            raise ParityError(f"ONNX logits differ from PyTorch by {diff:.3g} (tolerance {tolerance:g}); "
+            raise ParityError(f"ONNX outputs differ from PyTorch by {diff:.3g} (tolerance {tolerance:g}); "
                               f"nothing was written to {output}")
         task.tokenizer_.save_pretrained(tmp)
+        _config(model, labels, token_level).save_pretrained(tmp)
+        decision = task.export_extras(tmp)
+        (tmp / REFERENCE_FILE).write_text(files("verticals").joinpath("onnx_reference.py").read_text("utf-8"),
+                                          encoding="utf-8")
+        written = sorted(p.name for p in tmp.iterdir() if p.is_file())
         result = ExportResult(path=str(output), task=predictor.info.task, task_type=predictor.info.task_type,
-                              labels=list(predictor.info.labels), inputs=names, opset=opset, max_abs_diff=diff,
-                              tolerance=tolerance, check_batch=list(check["input_ids"].shape))
-        description = result.model_dump() | {"output": "logits", "token_level": token_logits,
-                                             "sdk_version": predictor.info.sdk_version,
-                                             "pack": predictor.info.pack, "pack_version": predictor.info.pack_version,
-                                             # e.g. calibrated thresholds or a retrieval index: applied by the
-                                             # task after the network, so not part of the ONNX graph
-                                             "not_in_graph": sorted(set(predictor.info.state) - {"labels"})}
-        (tmp / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+                              labels=labels, inputs=names, outputs=outputs, opset=opset, max_abs_diff=diff,
+                              tolerance=tolerance, check_batch=list(check["input_ids"].shape), decision=decision,
+                              files=written)
+        description = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION} | result.model_dump(
+            exclude={"path", "files"}) | {
+            "token_level": token_level, "pad_token_id": int(task.tokenizer_.pad_token_id or 0),
+            "sdk_version": predictor.info.sdk_version, "pack": predictor.info.pack,
+            "pack_version": predictor.info.pack_version,
+            "files": {name: _sha256(tmp / name) for name in written}}
+        (tmp / EXPORT_FILE).write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
     return result

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from .bundle import BundleInfo
+from .config import deep_merge, parse_set, validate_section
+from .data import source_name
+from .errors import ConfigError, DataError
 from .tasks.base import Evaluation, TaskType
 
+Overrides = Sequence[str] | Mapping[str, Any] | None
+"""``data.*`` options for a trained bundle: ``["data.text_column=utterance"]`` (as ``--set`` on the CLI)
+or ``{"data": {"text_column": "utterance"}}``."""
+_SETTABLE = ("format", "encoding", "max_record_bytes")
 
-class Predictor:
-    """A fitted task plus its bundle description. ``predict`` takes a list and returns typed predictions."""
+
+def data_overrides(overrides: Overrides) -> dict[str, Any]:
+    """The ``data`` section of ``overrides``, refusing what was fixed at training time (``training.*``,
+    ``task.*``, and data options that define the model's features, e.g. fraud's column lists)."""
+    if isinstance(overrides, Mapping):
+        layered: dict[str, Any] = dict(overrides)
+    else:
+        layered = {}
+        for assignment in overrides or []:
+            layered = deep_merge(layered, parse_set(assignment))
+    for section in layered:
+        if section != "data":
+            raise ConfigError(f"--set {section}.*: only data.* options (column names, format, encoding) can be set "
+                              f"on a trained bundle; {section} options were fixed when it was trained")
+    data = layered.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("--set data: expected data.OPTION=VALUE, e.g. data.text_column=utterance")
+    for key in data:
+        if not (str(key).endswith("_column") or key in _SETTABLE):
+            raise ConfigError(f"--set data.{key}: fixed when the bundle was trained; only data.*_column (one column "
+                              f"name each), data.format, data.encoding and data.max_record_bytes can change "
+                              f"(rename the columns of your data instead)")
+    return dict(data)
+
+
+PredictionT = TypeVar("PredictionT", bound=BaseModel)
+
+
+class Predictor(Generic[PredictionT]):
+    """A fitted task plus its bundle description.
+
+    ``predict``, ``evaluate`` (and ``verticals.train``) take data in any form: a file path, a pandas
+    DataFrame, a ``datasets.Dataset``, a list of dicts, or (``predict`` only) a list of texts.
+
+    Generic over the prediction model, so a type checker knows its fields:
+    ``verticals.load(path, prediction=TextPrediction)`` is a ``Predictor[TextPrediction]``."""
 
     def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None, engine: str = "torch") -> None:
         self.task = task
@@ -30,24 +73,50 @@ class Predictor:
     def task_name(self) -> str:
         return self.info.task
 
-    def predict(self, inputs: Sequence[str | dict[str, Any] | BaseModel]) -> list[BaseModel]:
-        """Predict a batch: raw texts, dicts with the task's fields, or record objects."""
-        if isinstance(inputs, (str, dict, BaseModel)):
-            raise TypeError("predict() takes a list; use predict_one() for a single input")
-        records = [self.task.as_record(item, i) for i, item in enumerate(inputs)]
-        return self.task.predict(records)
+    def with_overrides(self, overrides: Overrides) -> Predictor[PredictionT]:
+        """A predictor sharing this one's model that reads data with other ``data.*`` options, e.g. a
+        client's ``utterance`` column: ``predictor.with_overrides(["data.text_column=utterance"])``."""
+        data = data_overrides(overrides)
+        if not data:
+            return self
+        task = copy.copy(self.task)  # shares the fitted model; only how records are read changes
+        task.config = self.task.config.model_copy(update={"data": deep_merge(self.task.config.data, data)})
+        task.data_options = validate_section(task.DataOptions, task.config.data, "data")
+        return Predictor(task, self.info, self.path, engine=self.engine)  # type: ignore[return-value]
 
-    def predict_one(self, item: str | dict[str, Any] | BaseModel) -> BaseModel:
-        return self.predict([item])[0]
+    def predict(self, inputs: Any, *, overrides: Overrides = None) -> list[PredictionT]:
+        """Predict a batch: a list of texts, dicts with the task's fields, or records; a pandas DataFrame; a
+        ``datasets.Dataset``; or a file path (a ``str`` must name an existing file, else it is refused)."""
+        predictor = self.with_overrides(overrides) if overrides else self
+        if isinstance(inputs, (dict, BaseModel)):
+            raise TypeError("predict() takes a list (or a DataFrame, Dataset or file path); use predict_one() for a "
+                            "single input")
+        if isinstance(inputs, str) and not Path(inputs).is_file():
+            raise TypeError(f"predict() takes a list of texts or records, a DataFrame, a Dataset or a file path; the "
+                            f"string {inputs[:40]!r} is not an existing file: use predict_one(text) for one text")
+        records = predictor.task.read(inputs, require_labels=False)
+        return predictor.task.predict(records) if records else []
 
-    def evaluate(self, data: str | Path | Sequence[BaseModel]) -> Evaluation:
-        """Score labelled data (a file path in any supported format, or records)."""
-        if isinstance(data, (str, Path)):
-            records = self.task.read(data)
-            self.task.check_split(records, "evaluation", data)
-        else:
-            records = list(data)
-        return self.task.evaluate(records)
+    def predict_one(self, item: str | dict[str, Any] | BaseModel, *, overrides: Overrides = None) -> PredictionT:
+        return self.predict([item], overrides=overrides)[0]
+
+    def evaluate(self, data: Any, *, overrides: Overrides = None) -> Evaluation:
+        """Score labelled data: a file path in any supported format, a pandas DataFrame, a
+        ``datasets.Dataset``, or a list of dicts or records."""
+        predictor = self.with_overrides(overrides) if overrides else self
+        records = predictor.task.read(data)
+        if not records:
+            raise DataError("no records to evaluate; expected at least one", path=source_name(data))
+        predictor.task.check_split(records, "evaluation", source_name(data))
+        return predictor.task.evaluate(records)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Sentence embeddings of ``texts`` from the fine-tuned encoder: ``[len(texts), hidden]`` float32,
+        unit length, pooled as the task pools (mean for customer-service retrieval, the head's pooling for
+        text classification). Transformer tasks only; others raise :class:`~verticals.ConfigError`."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts")
+        return np.asarray(self.task.embed(list(texts)))
 
     def __repr__(self) -> str:
         return (f"Predictor(task={self.info.task!r}, labels={len(self.info.labels)}, path={self.path}, "

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import errors
 from .bundle import atomic_directory
-from .data import RawRecord
+from .data import is_path, plain
 from .errors import ConfigError, DataError, VerticalsError
 from .streaming import flatten_prediction, stream_format
 
@@ -50,8 +50,7 @@ class BundleScorer:
 
         task = self.predictor.task
         rows = batch.to_dict("records")
-        records = [task.to_record(RawRecord("<ray batch>", i + 1, _plain(row)), require_labels=False)
-                   for i, row in enumerate(rows)]
+        records = [task.as_record(_plain(row), i, source="<ray batch>") for i, row in enumerate(rows)]
         predictions = task.predict(records)
         out = []
         for row, prediction in zip(rows, predictions):
@@ -66,16 +65,30 @@ class BundleScorer:
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """pandas gives numpy scalars/arrays and fills fields a row lacks with NaN/None; records expect plain
-    Python values (token lists, ints...) and missing fields to be absent, so errors name them."""
-    plain = {}
-    for key, value in row.items():
-        if hasattr(value, "tolist"):
-            value = value.tolist()
-        if value is None or (isinstance(value, float) and value != value):
-            continue
-        plain[key] = value
-    return plain
+    """Plain Python values (see :func:`verticals.data.plain`), without the fields a row lacks: Ray's tables
+    have one schema for all rows, so a field absent from a JSON line arrives as null, and the error should
+    say the column is missing."""
+    values = ((key, plain(value)) for key, value in row.items())
+    return {key: value for key, value in values if value is not None}
+
+
+def as_dataset(data: Any, fmt: str = "auto", *, blocks: int | None = None) -> Any:
+    """A Ray Dataset of ``data``: a Ray Dataset as it is, a file path (:func:`read_dataset`), a pandas
+    DataFrame, a ``datasets.Dataset`` or a list of dicts."""
+    ray = _ray()
+    if hasattr(data, "map_batches"):
+        return data
+    if is_path(data):
+        return read_dataset(data, fmt, blocks=blocks)
+    split = {"override_num_blocks": blocks} if blocks else {}
+    if hasattr(data, "to_dict") and hasattr(data, "iloc"):
+        return ray.data.from_pandas(data, **split)
+    if hasattr(data, "column_names") and hasattr(data, "features") and not isinstance(data, dict):
+        return ray.data.from_huggingface(data, **split)
+    if isinstance(data, (list, tuple)) and all(isinstance(item, dict) for item in data):
+        return ray.data.from_items(list(data), **split)
+    raise TypeError(f"expected a Ray Dataset, a file path, a pandas DataFrame, a datasets.Dataset or a list of "
+                    f"records (dicts); got {type(data).__name__}")
 
 
 def _verticals_cause(exc: BaseException) -> VerticalsError | None:
@@ -105,12 +118,14 @@ def score_dataset(dataset: Any, bundle: str | Path, *, workers: int = 2, batch_s
                   cpus_per_worker: float | None = None, gpus_per_worker: float = 0,
                   keep_columns: Sequence[str] = ()) -> Any:
     """A lazy Ray Dataset of predictions for ``dataset`` (one flat row per input row, nested values as JSON
-    strings): ``workers`` actors each hold one loaded copy of the bundle.
+    strings): ``workers`` actors each hold one loaded copy of the bundle. ``dataset`` is a Ray Dataset or
+    anything :func:`as_dataset` takes (a path, a pandas DataFrame, a ``datasets.Dataset``, a list of dicts).
 
     ``cpus_per_worker`` defaults to an even share of the cluster's CPUs (at most 1) that leaves one CPU for
     the read and write tasks: actors holding every CPU would starve the readers and never get input.
     """
     ray = _ray()
+    dataset = as_dataset(dataset)
     if cpus_per_worker is None:
         total = float(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1.0
         cpus_per_worker = max(0.1, min(1.0, (total - 1) / workers))
@@ -147,7 +162,7 @@ def read_dataset(path: str | Path, fmt: str = "auto", *, blocks: int | None = No
                     path=path)
 
 
-def score_file(bundle: str | Path, input: str | Path, output: str | Path, *, workers: int = 2,
+def score_file(bundle: str | Path, input: Any, output: str | Path, *, workers: int = 2,
                batch_size: int = 1024, keep_columns: Sequence[str] = (), fmt: str = "auto",
                blocks: int | None = None) -> int:
     """Score ``input`` with Ray into a new directory ``output`` of Parquet files; return the row count.
@@ -157,7 +172,7 @@ def score_file(bundle: str | Path, input: str | Path, output: str | Path, *, wor
     ray = _ray()
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
-    dataset = read_dataset(input, fmt, blocks=blocks)
+    dataset = as_dataset(input, fmt, blocks=blocks)
     predictions = score_dataset(dataset, bundle, workers=workers, batch_size=batch_size, keep_columns=keep_columns)
     # Ray streams blocks from readers through the actors into the writer; the directory appears only
     # when complete (written under a temporary name, then renamed).

@@ -1,8 +1,10 @@
 """Evaluation reports a client can read: ``verticals report BUNDLE --data PATH --output DIR``.
 
-The report directory holds ``index.html`` (metrics, per-label table, plots), the PNG plots
-(confusion matrix, per-label F1, a precision-recall curve for binary tasks, the fallback threshold
-trade-off when the bundle has confidence thresholds), ``model_card.md`` and ``report.json``. It is
+The report directory holds ``index.html`` (metrics with units, a small-sample warning, the most confused
+pairs, per-label table, plots), the PNG plots (confusion matrix, per-label F1, a precision-recall curve for
+binary tasks, the fallback threshold trade-off when the bundle has confidence thresholds),
+``model_card.md`` (:mod:`verticals.card`) and ``report.json``. Labels carry the pack's names
+(``TaskSpec.label_names``), metrics the task's units (``TaskType.metric_notes``). It is
 written to a temporary directory and renamed into place, so a failed run leaves nothing half-written.
 Needs matplotlib (``pip install 'verticals[report]'``).
 """
@@ -21,6 +23,7 @@ from pydantic import BaseModel
 
 from ._version import __version__
 from .bundle import atomic_directory, check_output
+from .card import CardContext, context, model_card, small_sample_note, wilson_interval
 from .data import fingerprint
 from .errors import ConfigError
 from .predictor import Predictor
@@ -119,19 +122,6 @@ def _is_confidence_threshold(path: str) -> bool:
     return "confidence" in last or ("fallback" in last and "threshold" in last)
 
 
-def _threshold_lines(state: dict[str, Any], prefix: str = "") -> list[str]:
-    """Everything under state keys naming thresholds (values, objectives, targets) for the model card."""
-    lines = []
-    for key, value in state.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            lines += _threshold_lines(value, f"{path}.")
-        elif "threshold" in path.lower():
-            shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value, default=str)
-            lines.append(f"- `{path}` = {shown}")
-    return lines
-
-
 def _out_of_scope_label(predictor: Predictor) -> str:
     for section in (predictor.info.state, predictor.info.config.get("task", {})):
         for key, value in section.items():
@@ -140,10 +130,21 @@ def _out_of_scope_label(predictor: Predictor) -> str:
     return "out_of_scope"
 
 
+def confused_pairs(y_true: Sequence[str], y_pred: Sequence[str], limit: int = 15) -> list[tuple[str, str, int, float]]:
+    """The most frequent (true, predicted, count, share of the true label's records) mistakes, most first:
+    what a many-label confusion matrix shows only as colour."""
+    from collections import Counter
+
+    support = Counter(y_true)
+    mistakes = Counter((t, p) for t, p in zip(y_true, y_pred) if t != p)
+    ranked = sorted(mistakes.items(), key=lambda kv: (-kv[1], -kv[1] / support[kv[0][0]], kv[0]))
+    return [(t, p, n, n / support[t]) for (t, p), n in ranked[:limit]]
+
+
 def write_report(bundle: str | Path | Predictor, data: str | Path, output: str | Path, *,
-                 overwrite: bool = False) -> ReportResult:
+                 overwrite: bool = False, overrides: Sequence[str] | None = None) -> ReportResult:
     """Evaluate ``bundle`` (a bundle directory or a loaded predictor) on the labelled ``data`` and write the
-    report directory ``output``."""
+    report directory ``output``; ``overrides`` are ``data.*`` options, e.g. ``["data.text_column=utterance"]``."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -153,13 +154,19 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     from .api import load
 
     predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
+    predictor = predictor.with_overrides(overrides) if overrides else predictor
     bundle = predictor.path or bundle
     task = predictor.task
     records = task.read(data)
     task.check_split(records, "evaluation", data)
     predictions = task.predict(records)
     evaluation = task.score(records, predictions)
+    ctx = context(predictor.info, task)
     outcomes = _outcomes(predictor, records, predictions)
+    if outcomes is not None:  # the pack's names for labels (e.g. 1 -> fraud) from here on
+        outcomes.y_true, outcomes.y_pred = list(map(ctx.name, outcomes.y_true)), list(map(ctx.name, outcomes.y_pred))
+        outcomes.labels = list(map(ctx.name, outcomes.labels))
+    per_label = {ctx.name(k): v for k, v in evaluation.per_label.items()}
     figures: list[tuple[str, str, str]] = []  # (file, title, caption)
     extras: dict[str, Any] = {}
 
@@ -168,38 +175,47 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
             level = "tag" if outcomes.level == "token" else "label"
             plots.confusion_matrix_png(tmp / "confusion_matrix.png", outcomes.y_true, outcomes.y_pred,
                                        outcomes.labels, f"Confusion matrix ({level} level, n={len(outcomes.y_true)})")
+            unlabelled = "" if len(outcomes.labels) <= plots.LABELLED_MAX else (
+                f" {len(outcomes.labels)} {level}s are too many to name on the axes: the most confused pairs "
+                f"table names the off-diagonal cells.")
             figures.append(("confusion_matrix.png", "Confusion matrix",
-                            f"Rows are true {level}s, columns predicted; colour is the share of the row."))
-        if evaluation.per_label:
+                            f"Rows are true {level}s, columns predicted; colour is the share of the row.{unlabelled}"))
+        if per_label:
             kind = "entity type" if outcomes is not None and outcomes.level == "token" else "label"
-            plots.per_label_f1_png(tmp / "per_label_f1.png", evaluation.per_label, f"F1 per {kind}")
-            figures.append(("per_label_f1.png", f"F1 per {kind}", "Worst first; n is the support in this data."))
+            plots.per_label_f1_png(tmp / "per_label_f1.png", per_label, f"F1 per {kind}")
+            shown = "" if len(per_label) <= plots.MAX_BARS else f" (the {plots.MAX_BARS} worst; the table has all)"
+            figures.append(("per_label_f1.png", f"F1 per {kind}",
+                            f"Worst at the top{shown}; n is the support in this data."))
         if outcomes is not None and outcomes.positive_scores is not None:
-            positive = positive_label(predictor)
+            positive = ctx.name(positive_label(predictor))
             y = np.asarray([t == positive for t in outcomes.y_true], dtype=int)
             if 0 < y.sum() < len(y):
                 threshold = predictor.info.state.get("threshold")
-                extras["average_precision"] = plots.pr_curve_png(
-                    tmp / "pr_curve.png", y, outcomes.positive_scores, positive,
-                    float(threshold) if isinstance(threshold, (int, float)) else None)
+                ap = plots.pr_curve_png(tmp / "pr_curve.png", y, outcomes.positive_scores, positive,
+                                        float(threshold) if isinstance(threshold, (int, float)) else None)
+                if not {"auprc", "average_precision"} & set(evaluation.metrics):  # one name for one number
+                    extras["average_precision"] = ap
                 figures.append(("pr_curve.png", "Precision-recall curve",
                                 f"Binary task; positive label '{positive}'."))
         fallback = _fallback_thresholds(predictor)
         if outcomes is not None and outcomes.confidence is not None and fallback and outcomes.level == "record":
-            oos_label = _out_of_scope_label(predictor)
+            oos_label = ctx.name(_out_of_scope_label(predictor))
             oos = np.asarray([t == oos_label for t in outcomes.y_true])
             # The classifier's own top label (before any fallback) is what the threshold gates.
-            top = [max(p.scores, key=p.scores.get) if getattr(p, "scores", None) else y  # type: ignore[attr-defined]
+            top = [ctx.name(max(p.scores, key=p.scores.get)) if getattr(p, "scores", None) else y  # type: ignore[attr-defined]
                    for p, y in zip(predictions, outcomes.y_pred)]
             correct = np.asarray([t == p for t, p in zip(outcomes.y_true, top)])
             plots.threshold_tradeoff_png(tmp / "threshold_tradeoff.png", outcomes.confidence, correct,
                                          oos if oos.any() else None, fallback)
             figures.append(("threshold_tradeoff.png", "Fallback threshold trade-off",
                             "Dashed lines: the thresholds stored in the bundle."))
+        if plots.learning_curve(tmp / "learning_curve.png", predictor.info.history, task.primary_metric):
+            figures.append(("learning_curve.png", "Learning curve", "Per training epoch, from bundle.json's history."))
         data_print = fingerprint(data, len(records))
-        (tmp / "model_card.md").write_text(model_card(predictor, evaluation, data_print, extras), encoding="utf-8")
-        (tmp / "index.html").write_text(_html(predictor, evaluation, data_print, figures, extras, bundle),
-                                        encoding="utf-8")
+        card = model_card(predictor.info, evaluation, data_print, extras, ctx)
+        (tmp / "model_card.md").write_text(card, encoding="utf-8")
+        page = _html(predictor, evaluation, per_label, outcomes, ctx, data_print, figures, extras, bundle)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
         summary = {"bundle": str(bundle), "data": data_print, "evaluation": evaluation.model_dump(),
                    "extra_metrics": extras, "figures": [f for f, _, _ in figures], "sdk_version": __version__}
         (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
@@ -207,94 +223,66 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     return ReportResult(path=str(output), files=files, metrics=evaluation.metrics | extras, n=evaluation.n)
 
 
-def _intended_use(predictor: Predictor) -> str:
-    from ._plugins import get_catalog
-
-    try:
-        spec, pack = get_catalog().task(predictor.info.task)
-        description = spec.description or predictor.task.description
-    except Exception:  # noqa: BLE001 - a card is still useful when the pack's spec cannot be read
-        description, pack = predictor.task.description, predictor.info.pack
-    where = f"the '{pack}' pack" if pack else "the generic task type"
-    return (f"{description} Task `{predictor.info.task}` ({where}); predicts one of {len(predictor.info.labels)} "
-            f"labels for inputs like those it was trained on.")
+def _accuracy_interval(outcomes: _Outcomes | None) -> tuple[int, int, float, float] | None:
+    """Records labelled right, records, and the 95% Wilson interval of that share (record-level tasks only:
+    tokens of one sentence are not independent draws)."""
+    if outcomes is None or outcomes.level != "record" or not outcomes.y_true:
+        return None
+    right = sum(t == p for t, p in zip(outcomes.y_true, outcomes.y_pred))
+    return (right, len(outcomes.y_true), *wilson_interval(right, len(outcomes.y_true)))
 
 
-def _limitations(predictor: Predictor, evaluation: Evaluation) -> list[str]:
-    info = predictor.info
-    train = info.data.get("train", {})
-    lines = [f"Training file: {train.get('records', 'an unknown number of')} records; it can only predict the "
-             f"labels seen in training ({', '.join(info.labels[:15])}{' ...' if len(info.labels) > 15 else ''})."]
-    max_length = info.config.get("training", {}).get("max_length")
-    if max_length:
-        lines.append(f"Inputs longer than {max_length} tokens are truncated before prediction.")
-    weak = [f"{k} (F1 {v['f1']:.2f})" for k, v in evaluation.per_label.items() if v.get("f1", 1.0) < 0.5]
-    if weak:
-        lines.append(f"Weak on this data (F1 < 0.5): {', '.join(weak[:10])}.")
-    rare = [k for k, v in evaluation.per_label.items() if 0 < v.get("support", 0) < 10]
-    if rare:
-        lines.append(f"Fewer than 10 evaluation examples for: {', '.join(rare[:10])}; their scores are noisy.")
-    lines.append(f"Scores hold for data like the evaluation set ({evaluation.n} records); re-evaluate before "
-                 f"using it on another population, language or time period.")
-    return lines
-
-
-def model_card(predictor: Predictor, evaluation: Evaluation, data_print: dict[str, Any],
-               extras: dict[str, Any] | None = None) -> str:
-    """The Markdown model card: intended use, data fingerprints, metrics, thresholds, limitations, versions."""
-    info = predictor.info
-    out = [f"# Model card: {info.task}", "", "## Intended use", "", _intended_use(predictor), "",
-           "## Data", "", "| split | file | records | sha256 |", "|---|---|---|---|"]
-    for split, fp in list(info.data.items()) + [("evaluation (this report)", data_print)]:
-        if "sha256" in fp:
-            out.append(f"| {split} | {fp.get('file', '')} | {fp.get('records', '')} | `{fp['sha256'][:16]}…` |")
-        else:
-            out.append(f"| {split} | held out from {fp.get('held_out_from', '?')} | {fp.get('records', '')} | |")
-    out += ["", "## Metrics", "", "| split | " + " | ".join(evaluation.metrics) + " |",
-            "|---|" + "---|" * len(evaluation.metrics)]
-    rows = list(info.metrics.items()) + [("evaluation (this report)", evaluation.metrics | (extras or {}))]
-    for split, metrics in rows:
-        out.append(f"| {split} | " + " | ".join(f"{metrics[k]:.4f}" if k in metrics else "" for k in evaluation.metrics)
-                   + " |")
-    if extras:
-        out += [""] + [f"- {k}: {v:.4f}" for k, v in extras.items()]
-    out += ["", "## Thresholds", ""]
-    out += _threshold_lines(info.state) or ["None: the predicted label is the most probable."]
-    out += ["", "## Limitations", ""] + [f"- {line}" for line in _limitations(predictor, evaluation)]
-    backbone = info.model.get("backbone", {})
-    out += ["", "## Versions", "", f"- Verticals SDK (trained): {info.sdk_version}; (report): {__version__}",
-            f"- Pack: {info.pack or 'none (generic task)'} {info.pack_version or ''}".rstrip(),
-            f"- Backbone: {backbone.get('source', 'n/a')} ({backbone.get('model_type', 'n/a')}), "
-            f"precision {info.model.get('precision', 'n/a')}, {info.model.get('parameters', 'n/a')} parameters",
-            "- Libraries: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()),
-            f"- Bundle created: {info.created_at}", ""]
-    return "\n".join(out)
-
-
-def _html(predictor: Predictor, evaluation: Evaluation, data_print: dict[str, Any],
+def _html(predictor: Predictor, evaluation: Evaluation, per_label: dict[str, dict[str, float]],
+          outcomes: _Outcomes | None, ctx: CardContext, data_print: dict[str, Any],
           figures: list[tuple[str, str, str]], extras: dict[str, Any], bundle: str | Path) -> str:
     e = html.escape
     info = predictor.info
-    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td></tr>" for k, v in (evaluation.metrics | extras).items())
+    interval = _accuracy_interval(outcomes)
+    notes = dict(ctx.metric_notes)
+    if interval and "accuracy" in evaluation.metrics:
+        notes["accuracy"] = f"95% interval {interval[2]:.3f}–{interval[3]:.3f} (Wilson, {interval[1]} records)"
+    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td><td class='note'>{e(notes.get(k, ''))}</td></tr>"
+                          for k, v in (evaluation.metrics | extras).items())
     label_rows = "".join(
         f"<tr><td>{e(k)}</td>" + "".join(f"<td>{v.get(m, 0):.3f}</td>" for m in ("precision", "recall", "f1"))
-        + f"<td>{int(v.get('support', 0))}</td></tr>" for k, v in evaluation.per_label.items())
+        + f"<td>{int(v.get('support', 0))}</td></tr>"
+        for k, v in sorted(per_label.items(), key=lambda kv: kv[1].get("f1", 0.0)))
+    warning = ""
+    note = small_sample_note(evaluation.n)
+    if note:
+        if interval:
+            right, n, low, high = interval
+            note += (f" Here {right} of {n} records are labelled right ({right / n:.3f}); "
+                     f"95% interval {low:.3f}–{high:.3f} (Wilson).")
+        warning = f'<p class="warning"><strong>Small sample.</strong> {e(note)}</p>'
+    named = ", ".join(f"{label} = {ctx.name(label)}" for label in info.labels if ctx.name(label) != label)
+    pairs = confused_pairs(outcomes.y_true, outcomes.y_pred) if outcomes is not None else []
+    pair_rows = "".join(f"<tr><td>{e(t)}</td><td class='t'>{e(p)}</td><td>{n}</td><td>{share:.0%}</td></tr>"
+                        for t, p, n, share in pairs)
+    confused = (f"<h2>Most confused pairs</h2><table><tr><th>true</th><th class='t'>predicted</th><th>count</th>"
+                f"<th>share of true</th></tr>{pair_rows}</table>" if pairs else "")
+    pack = f"{info.pack} {info.pack_version or ''}".strip() if info.pack else "none"
     images = "".join(f"<figure><h3>{e(title)}</h3><img src=\"{e(name)}\" alt=\"{e(title)}\">"
                      f"<figcaption>{e(caption)}</figcaption></figure>" for name, title, caption in figures)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Evaluation report: {e(info.task)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}figure{{margin:2em 0}}
-.meta{{color:#555}}</style></head><body>
+td:first-child,th:first-child,.t,.note{{text-align:left}}td.note{{color:#555}}summary{{cursor:pointer}}
+img{{max-width:100%}}figure{{margin:2em 0}}.meta{{color:#555}}
+.warning{{background:#fff4e5;border-left:4px solid #e67e00;padding:.6em 1em}}</style></head><body>
 <h1>Evaluation report: {e(info.task)}</h1>
-<p class="meta">Bundle <code>{e(str(bundle))}</code> ({e(info.task_type)}, pack {e(str(info.pack or 'none'))}
-{e(str(info.pack_version or ''))}, created {e(info.created_at)}); data <code>{e(str(data_print['file']))}</code>,
-{evaluation.n} records, sha256 <code>{e(data_print['sha256'][:16])}…</code>. See also
-<a href="model_card.md">model_card.md</a>.</p>
-<h2>Metrics</h2><table><tr><th>metric</th><th>value</th></tr>{metric_rows}</table>
-<h2>Per label</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
-{label_rows}</table>
+<p class="meta">Bundle <code>{e(str(bundle))}</code> ({e(info.task_type)}, pack {e(pack)},
+created {e(info.created_at)}); data <code>{e(str(data_print['file']))}</code>,
+{evaluation.n} records, sha256 <code>{e(data_print['sha256'][:16])}…</code>.{f' Labels: {e(named)}.' if named else ''}
+See also <a href="model_card.md">model_card.md</a>.</p>
+{warning}
+<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th class="note">unit / note</th></tr>{metric_rows}</table>
+{confused}
+<h2>Per label (worst first)</h2>
+<details{' open' if len(per_label) <= 30 else ''}><summary>{len(per_label)} labels</summary>
+<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{label_rows}</table></details>
 <h2>Plots</h2>{images or '<p>No plots apply to this task type.</p>'}
 <p class="meta">Generated by Verticals {e(__version__)}.</p></body></html>
 """

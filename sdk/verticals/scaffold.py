@@ -23,6 +23,14 @@ SUPPORTED = ("text-classification", "token-classification")
 STARTER_PER_LABEL = 8
 
 
+def core_requirement(version: str = __version__) -> str:
+    """The core range a pack built against ``version`` declares: same minor while the major is 0 (where a
+    minor may break hooks), same major afterwards, e.g. ``verticals>=0.1,<0.2``."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f"verticals>={major}.{minor},<{upper}"
+
+
 def _starter_records(task_type: str, labels: Sequence[str], per_label: int) -> list[dict[str, object]]:
     """A few obviously synthetic records per label so the scaffold trains before real data exists."""
     records: list[dict[str, object]] = []
@@ -76,7 +84,7 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
         "name": name, "dist": f"verticals-{name.replace('_', '-')}", "module": module, "task": task,
         "task_type": task_type, "const": task.upper(), "labels": json.dumps(declared),
         "metrics": json.dumps(list(task_cls.metric_names)), "primary_metric": task_cls.primary_metric,
-        "description": description.replace('"', "'"), "sdk_version": __version__, "example": example,
+        "description": description.replace('"', "'"), "core_requirement": core_requirement(), "example": example,
         "task_description": f"{task.replace('_', ' ').capitalize()} ({task_type}) for the {name} domain.",
     }
     records = _starter_records(task_type, labels, STARTER_PER_LABEL)

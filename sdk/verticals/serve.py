@@ -6,33 +6,40 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
 - ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input.
 
-Each record is validated on its own, so one bad record gets its own error in the answer while the
-others are still predicted. Too many records or too large a body answers 413, a body that is not the
-expected shape 422, malformed JSON 400; none of them is ever a 500.
+Each record is validated and predicted on its own terms, so one bad record (invalid, too long, nested
+too deep, holding a lone surrogate, or refused by the model: an unknown user) gets its own error in the
+answer while the others are still predicted. Too many records or too large a body answers 413, a body
+too slow 408, a body that is not the expected shape 422, malformed JSON 400, a missing API key 401;
+none of them is ever a 500. ``_serve_asgi`` holds the limits enforced below the routes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
-import queue
+import logging
 import re
-import threading
+import socket
+import sys
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SkipValidation, create_model
 
+from ._batcher import Batcher
 from ._version import __version__
 from .bundle import digest
-from .errors import ConfigError, VerticalsError
+from .errors import ConfigError, DataError, VerticalsError
 from .predictor import Predictor
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 32  # records are flat objects of texts, numbers and lists: deeper nesting is never a record
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only a lone surrogate survives JSON decoding as one
+logger = logging.getLogger("verticals.serve")
 
 
 class ServeLimits(BaseModel):
@@ -42,6 +49,12 @@ class ServeLimits(BaseModel):
     max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1,
                            description="Most characters of text in one record (else that record fails, 422).")
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest request body (else 413).")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's headers, from "
+                                                          "connecting or from the previous answer (else closed).")
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request's body once its "
+                                                        "headers are in (else 408).")
+    max_connections: int = Field(1000, ge=1, description="Most open connections and requests at once (uvicorn's "
+                                                         "limit_concurrency; beyond it, 503).")
     # Off by default: on a 2-core CPU, batching gave no throughput and a 2.3x worse p99 (benchmarks/serve_load.py).
     batching: bool = Field(False, description="Run the records of concurrent requests in one forward pass.")
 
@@ -57,7 +70,8 @@ class ModelInfo(BaseModel):
     sdk_version: str
     labels: list[str]
     metrics: dict[str, dict[str, float]]
-    data: dict[str, Any] = Field(description="Fingerprints of the training/validation/test data.")
+    data: dict[str, Any] = Field(description="Fingerprints (sha256, record count) of the training/validation/test "
+                                             "data; the file names only when the server runs with --show-data-info.")
     created_at: str
     digest: str | None = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints "
                                            "it (null for a predictor served from memory).")
@@ -77,53 +91,6 @@ class RecordError(BaseModel):
     field: str | None = None
 
 
-class Batcher:
-    """Serialises a model's forward passes; with ``batching``, requests that arrive while one pass runs
-    are predicted together in the next (no added wait at low load, far fewer passes under load)."""
-
-    def __init__(self, predict: Any, max_records: int, batching: bool = True) -> None:
-        self._predict = predict
-        self._max_records = max_records if batching else 0
-        self._queue: queue.Queue[tuple[list[Any], Future[list[Any]]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="verticals-batcher", daemon=True)
-        self._thread.start()
-
-    def __call__(self, records: list[Any]) -> list[Any]:
-        future: Future[list[Any]] = Future()
-        self._queue.put((records, future))
-        return future.result()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while (first := self._queue.get()) is not None:
-            items, size, stop = [first], len(first[0]), False
-            while size < self._max_records:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                items.append(item)
-                size += len(item[0])
-            try:
-                predictions = self._predict([r for records, _ in items for r in records])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
-                for _, future in items:
-                    future.set_exception(exc)
-            else:
-                start = 0
-                for records, future in items:
-                    future.set_result(predictions[start:start + len(records)])
-                    start += len(records)
-            if stop:
-                return
-
-
 def _require_fastapi() -> Any:
     try:
         import fastapi
@@ -132,15 +99,32 @@ def _require_fastapi() -> Any:
     return fastapi
 
 
-def text_length(item: Any) -> int:
-    """Characters of text in one API input (all strings in it, however nested)."""
-    if isinstance(item, str):
-        return len(item)
-    if isinstance(item, dict):
-        return sum(text_length(v) for v in item.values())
-    if isinstance(item, (list, tuple)):
-        return sum(text_length(v) for v in item)
-    return 0
+def scan_item(item: Any) -> tuple[int, RecordError | None]:
+    """Characters of text in one API input (all strings in it), or why it cannot be a record: nested deeper
+    than ``MAX_DEPTH`` or holding a lone surrogate (not Unicode text: tokenizers and JSON encoders fail on
+    it). Iterative, so no nesting depth can exhaust the stack."""
+    chars, stack = 0, [(item, 1, None)]
+    while stack:
+        value, depth, field = stack.pop()
+        if depth > MAX_DEPTH:
+            return chars, RecordError(status=422, field=field, message=f"record is nested deeper than {MAX_DEPTH} "
+                                                                       f"levels; send flat fields of texts and numbers")
+        if isinstance(value, dict):
+            texts = list(value)  # keys are texts too (not counted against max_chars)
+            stack.extend((child, depth + 1, field or key) for key, child in value.items())
+        elif isinstance(value, (list, tuple)):
+            texts = []
+            stack.extend((child, depth + 1, field) for child in value)
+        elif isinstance(value, str):
+            chars += len(value)
+            texts = [value]
+        else:
+            texts = []
+        if any(_SURROGATE.search(text) for text in texts):
+            return chars, RecordError(status=422, field=field, message=(
+                "text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode "
+                "text; send valid UTF-8"))
+    return chars, None
 
 
 def _model_names(predictors: Sequence[Predictor]) -> list[str]:
@@ -185,20 +169,32 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
 
 
 def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
-               engine: str = "auto") -> Any:
+               engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
+               cors_origins: Sequence[str] = (), show_data_info: bool = False) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
-    paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency)."""
-    fastapi = _require_fastapi()
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
+    ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
+    ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
+    ``/v1/models`` names the training data files (by default only their sha256 and record counts).
+    """
+    fastapi = _require_fastapi()
+    from fastapi import Depends, FastAPI, Request, Security
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.responses import JSONResponse
+    from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+    from ._serve_asgi import BodyLimit, CatchAll
+    from ._serve_docs import add_offline_docs
     from .api import load
 
     limits = limits or ServeLimits()
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
-    predictors = [b if isinstance(b, Predictor) else load(b, engine=engine) for b in bundles]
+    # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
+    predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
+                  else load(b, engine=engine, overrides=overrides) for b in bundles]
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # A predictor built in memory has no bundle directory, hence no digest.
@@ -213,14 +209,38 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         for batcher in batchers.values():
             batcher.close()
 
-    app = FastAPI(title="Verticals", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Verticals", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from Verticals bundles. Every model has its own request schema.")
+    add_offline_docs(app)
+    # Outermost last: CatchAll > CORS (so refusals carry CORS headers) > BodyLimit > FastAPI.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    app.add_middleware(CatchAll)
+
+    guard: list[Any] = []
+    if api_key:
+        expected = api_key.encode()
+        bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
+        header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The server's API key.")
+
+        def require_key(credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+                        key: str | None = Security(header)) -> None:
+            given = key or (credentials.credentials if credentials else "")
+            if not hmac.compare_digest(given.encode(), expected):  # constant time: no timing oracle
+                raise fastapi.HTTPException(401, "missing or wrong API key: send 'Authorization: Bearer KEY' or "
+                                                 "'X-API-Key: KEY'", headers={"WWW-Authenticate": "Bearer"})
+        guard = [Depends(require_key)]
 
     def info(name: str) -> ModelInfo:
         bundle = models[name].info
+        data = bundle.data if show_data_info else {  # file names can say whose data it was: opt-in
+            split: {k: v for k, v in fingerprint.items() if k in ("sha256", "records")}
+            for split, fingerprint in bundle.data.items()}
         return ModelInfo(name=name, task=bundle.task, task_type=bundle.task_type, pack=bundle.pack,
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
-                         metrics=bundle.metrics, data=bundle.data, created_at=bundle.created_at, digest=digests[name],
+                         metrics=bundle.metrics, data=data, created_at=bundle.created_at, digest=digests[name],
                          engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
 
     @app.exception_handler(RequestValidationError)
@@ -238,82 +258,100 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         return JSONResponse(status_code=422, content={"detail": f"invalid request: {shown}",
                                                       "errors": json.loads(json.dumps(errors, default=str))})
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_body_bytes:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body is {int(length)} bytes; the limit is {limits.max_body_bytes}"})
-        return await call_next(request)
-
     @app.get("/health", response_model=Health)
     def health() -> Health:
         return Health(sdk_version=__version__, models=names)
 
-    @app.get("/v1/models", response_model=list[ModelInfo])
+    @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guard)
     def list_models() -> list[ModelInfo]:
         return [info(name) for name in names]
 
-    @app.get("/v1/models/{name}", response_model=ModelInfo)
+    @app.get("/v1/models/{name}", response_model=ModelInfo, dependencies=guard)
     def get_model(name: str) -> ModelInfo:
         if name not in models:
             raise fastapi.HTTPException(404, f"no model '{name}'; loaded: {', '.join(names)}")
         return info(name)
 
     for name in names:
-        _add_predict_route(app, name, models[name], batchers[name], limits)
+        _add_predict_route(app, name, models[name], batchers[name], limits, guard)
 
-    @app.post("/v1/models/{name}/predict", include_in_schema=False)
+    @app.post("/v1/models/{name}/predict", include_in_schema=False, dependencies=guard)
     def unknown_model(name: str) -> None:
         raise fastapi.HTTPException(404, f"no model '{name}'; loaded: {', '.join(names)}")
 
     return app
 
 
-def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batcher, limits: ServeLimits) -> None:
-    from fastapi import HTTPException
+def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batcher, limits: ServeLimits,
+                       guard: list[Any]) -> None:
+    from fastapi import Body, HTTPException
+
+    from ._serve_docs import request_examples, response_example
 
     request_model, response_model = _schemas(name, predictor, limits)
     result_model = response_model.model_fields["results"].annotation.__args__[0]  # type: ignore[union-attr]
 
-    def predict(body: request_model) -> Any:  # type: ignore[valid-type]
-        inputs = list(body.inputs)  # type: ignore[attr-defined]
+    def predict(body: Any) -> Any:
+        inputs = list(body.inputs)
         if len(inputs) > limits.max_batch:
             raise HTTPException(413, f"{len(inputs)} records in one request; the limit is {limits.max_batch} "
                                      f"(split the batch)")
         results: list[Any] = [None] * len(inputs)
         valid: list[tuple[int, Any]] = []
         for i, item in enumerate(inputs):
-            error = _check_item(predictor, item, i, limits)
-            if isinstance(error, RecordError):
-                results[i] = result_model(index=i, ok=False, error=error)
+            checked = _check_item(predictor, item, i, limits)
+            if isinstance(checked, RecordError):
+                results[i] = result_model(index=i, ok=False, error=checked)
             else:
-                valid.append((i, error))
+                valid.append((i, checked))
         if valid:
-            try:
-                predictions = batcher([record for _, record in valid])
-            except VerticalsError as exc:
-                raise HTTPException(422, str(exc)) from None
-            for (i, _), prediction in zip(valid, predictions):
-                results[i] = result_model(index=i, ok=True, prediction=prediction)
+            for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
+                results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
+                    else result_model(index=i, ok=True, prediction=outcome)
         return response_model(model=name, task=predictor.task_name, results=results)
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
-    predict.__annotations__["body"] = request_model
+    examples = request_examples(predictor.task)
+    answer = response_example(name, predictor.task, examples["record"]["value"]["inputs"][0])
+    ok_response: dict[str, Any] = {"content": {"application/json": {"example": answer}}} if answer else {}
+    predict.__annotations__["body"] = Annotated[request_model, Body(openapi_examples=examples)]  # type: ignore
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], response_model=response_model,
                       summary=f"Predict with {name} ({predictor.task_name})", name=f"predict_{name}",
-                      responses={400: {"description": "Malformed JSON"},
+                      dependencies=guard,
+                      responses={200: ok_response, 400: {"description": "Malformed JSON"},
+                                 401: {"description": "Missing or wrong API key (when the server has one)"},
+                                 408: {"description": "Body not received in time"},
                                  413: {"description": "Too many records or too large a body"},
                                  422: {"description": "Body is not {\"inputs\": [...]}"}})
 
 
+def predict_records(batcher: Batcher, records: list[Any]) -> list[Any]:
+    """Predictions for valid records in one pass. When the pass fails, each record is predicted alone, so
+    a record the model refuses (an unknown user, an item not in the catalogue: any ``VerticalsError``) gets
+    its own 422 :class:`RecordError` and the others their predictions. Any other exception is a bug: it is
+    logged and that record alone gets a 500."""
+    try:
+        return batcher(records)
+    except Exception as exc:  # noqa: BLE001 - narrowed to the records at fault, then told apart below
+        if len(records) > 1:
+            return [predict_records(batcher, [record])[0] for record in records]
+        error = exc
+    if isinstance(error, DataError):
+        return [RecordError(status=422, message=error.reason.removeprefix("Value error, "), field=error.field)]
+    if isinstance(error, VerticalsError):
+        return [RecordError(status=422, message=str(error))]
+    logger.error("internal error predicting one record", exc_info=error)
+    return [RecordError(status=500, message=f"internal error ({type(error).__name__}) predicting this record; "
+                                            f"the server log has the details")]
+
+
 def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits) -> Any:
     """The validated record for one input, or the :class:`RecordError` saying why it is refused."""
-    from .errors import DataError
-
     if not isinstance(item, (str, dict)):
         return RecordError(status=422, message=f"expected a record object or a text, got {type(item).__name__}")
-    size = text_length(item)
+    size, problem = scan_item(item)
+    if problem is not None:
+        return problem
     if size > limits.max_chars:
         return RecordError(status=422, message=f"record has {size} characters of text; the limit is "
                                                f"{limits.max_chars}")
@@ -323,12 +361,40 @@ def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits
         return RecordError(status=422, message=exc.reason.removeprefix("Value error, "), field=exc.field)
 
 
+def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
+    """The uvicorn configuration ``verticals serve`` runs ``app`` with: idle keep-alive connections closed
+    after 5 s, a request's headers due within ``header_timeout`` (their size is bounded by h11: a 1 MB
+    header block is answered 400), at most ``max_connections`` connections and requests at once."""
+    import uvicorn
+
+    from ._serve_asgi import header_timeout_protocol
+
+    limits = limits or ServeLimits()
+    return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,
+                          limit_concurrency=limits.max_connections, **kwargs)
+
+
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
-        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto") -> None:
-    """Serve bundles with uvicorn until interrupted."""
-    app = create_app(bundles, limits, engine)
+        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
+        overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
+        show_data_info: bool = False) -> None:
+    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
     try:
         import uvicorn
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "
+                          f"--host") from None
+    with sock:
+        app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
+                         show_data_info=show_data_info)
+        print(f"serving {len(bundles)} bundle(s) on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+        uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])

@@ -16,6 +16,11 @@ class TaskSpec(BaseModel):
     task_type: str = Field(description="Registered task type that implements it, e.g. 'text-classification'.")
     description: str = Field("", description="One line shown by `verticals packs`.")
     labels: list[str] = Field(default_factory=list, description="Default labels; empty = taken from data.")
+    label_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names a client reads in reports and model cards for labels stored as codes, e.g. "
+        "{'0': 'legitimate', '1': 'fraud'}; labels not listed are shown as they are.",
+    )
     metrics: list[str] = Field(description="Metric names reported by evaluate.")
     primary_metric: str = Field(description="Metric used for early stopping and model selection.")
     defaults: dict[str, Any] = Field(
@@ -26,6 +31,9 @@ class TaskSpec(BaseModel):
     def _primary_is_listed(self) -> TaskSpec:
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary_metric '{self.primary_metric}' is not in metrics {self.metrics}")
+        unknown = sorted(set(self.label_names) - set(self.labels)) if self.labels else []
+        if unknown:
+            raise ValueError(f"label_names names labels {unknown} that are not in labels {self.labels}")
         return self
 
 

@@ -6,13 +6,13 @@ size. The output appears only when every record was scored (it is written under 
 renamed into place). Records are validated by the task exactly as ``verticals predict`` validates them;
 the first bad record stops the run with a :class:`DataError` naming its file and line.
 
-CSV and JSONL are read through the standard library, Parquet through pyarrow (``pip install
-verticals[parquet]``); other formats (e.g. CoNLL) are read whole by the task and then chunked.
+Input is read by the task's reader (:mod:`verticals.readers`, the same one ``train`` and ``evaluate``
+use), record by record: CSV, TSV, JSONL, CoNLL and Parquet (pyarrow, ``pip install verticals[parquet]``)
+stream; a JSON array is one document and is read whole.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import json
 import os
@@ -23,142 +23,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._outputs import check_file_output, claim, refuse_same_file
-from .data import EXTENSION_FORMATS, RawRecord, parse_json_line
 from .errors import ConfigError, DataError
+from .readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
+from .readers import pyarrow_parquet as _pyarrow_parquet
 
 if TYPE_CHECKING:
     from .predictor import Predictor
 
 DEFAULT_CHUNK_SIZE = 2048
-STREAM_FORMATS = {**EXTENSION_FORMATS, ".parquet": "parquet", ".pq": "parquet"}
+STREAM_FORMATS = EXTENSION_FORMATS
 STREAMABLE = ("csv", "tsv", "jsonl", "parquet")
+"""Formats predictions can be written in (and Ray reads); every reader format streams on input."""
 
 
 def stream_format(path: str | Path, fmt: str = "auto") -> str | None:
-    """The streamable format of ``path`` ('csv', 'tsv', 'jsonl', 'parquet'), or None if it has none."""
+    """The table format of ``path`` ('csv', 'tsv', 'jsonl', 'parquet'), or None if it has none."""
     kind = fmt if fmt != "auto" else STREAM_FORMATS.get(Path(path).suffix.lower())
     return kind if kind in STREAMABLE else None
-
-
-class _Progress:
-    """How far through its input a reader is: bytes for text files, rows for Parquet."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self.total: int | None = None
-        self.unit = "B"
-
-
-def _lines(path: Path, encoding: str, progress: _Progress) -> Iterator[tuple[int, str]]:
-    """(line number, decoded line with its ending) from a file read in binary, one line at a time."""
-    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
-        raise DataError(f"streaming needs an ASCII-compatible encoding, not '{encoding}'; re-save the file "
-                        f"as UTF-8", path=path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a data file", path=path) from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            progress.done += len(raw)
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]  # spreadsheet exports start with a BOM
-            try:
-                yield number, raw.decode(encoding)
-            except UnicodeDecodeError as exc:
-                raise DataError(f"undecodable bytes for encoding '{encoding}' at byte {exc.start} of the line; "
-                                f"re-save the file as {encoding} or set data.encoding", path=path,
-                                line=number) from None
-
-
-def _iter_delimited(path: Path, delimiter: str, encoding: str, progress: _Progress) -> Iterator[RawRecord]:
-    lines = _lines(path, encoding, progress)
-    current = [0]
-
-    def text() -> Iterator[str]:
-        for number, line in lines:
-            current[0] = number
-            yield line
-
-    reader = csv.DictReader(text(), delimiter=delimiter, strict=True)
-    try:
-        if not reader.fieldnames:
-            raise DataError("no header row; expected column names on line 1", path=path, line=1)
-        width = len(reader.fieldnames)
-        found = False
-        for row in reader:
-            if None in row or len(row) != width or any(v is None for v in row.values()):
-                raise DataError(f"row has a different number of columns than the header ({width})",
-                                path=path, line=current[0])
-            if not any((v or "").strip() for v in row.values()):
-                continue
-            found = True
-            yield RawRecord(str(path), current[0], dict(row))
-    except csv.Error as exc:
-        raise DataError(f"malformed CSV: {exc}", path=path, line=current[0]) from None
-    if not found:
-        raise DataError("file has a header but no records", path=path)
-
-
-def _iter_jsonl(path: Path, encoding: str, progress: _Progress) -> Iterator[RawRecord]:
-    found = False
-    for number, line in _lines(path, encoding, progress):
-        if not line.strip():
-            continue
-        if not found and line.lstrip().startswith("["):
-            raise DataError("a JSON array cannot be streamed; write one object per line (JSONL)", path=path,
-                            line=number)
-        record = parse_json_line(line, path, number)
-        found = True
-        yield record
-    if not found:
-        raise DataError("file is empty; expected at least one record", path=path)
-
-
-def _iter_parquet(path: Path, batch_size: int, progress: _Progress) -> Iterator[RawRecord]:
-    pq = _pyarrow_parquet()
-    try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for unreadable files
-        raise DataError(f"not a readable Parquet file ({exc})", path=path) from None
-    row = 0
-    progress.total, progress.unit = parquet.metadata.num_rows, "rec"
-    with parquet:
-        for batch in parquet.iter_batches(batch_size=batch_size):
-            for item in batch.to_pylist():
-                row += 1
-                progress.done = row
-                yield RawRecord(str(path), row, item)
-    if row == 0:
-        raise DataError("file has no rows", path=path)
-
-
-def _pyarrow_parquet() -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet needs pyarrow: pip install 'verticals[parquet]'") from None
-    return pq
-
-
-def iter_raw(path: str | Path, fmt: str = "auto", encoding: str = "utf-8", *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             progress: _Progress | None = None) -> Iterator[RawRecord]:
-    """Raw records of a CSV/TSV/JSONL/Parquet file, one at a time (nothing else is held in memory)."""
-    path = Path(path)
-    progress = progress or _Progress()
-    kind = stream_format(path, fmt)
-    if kind in ("csv", "tsv"):
-        return _iter_delimited(path, "," if kind == "csv" else "\t", encoding, progress)
-    if kind == "jsonl":
-        return _iter_jsonl(path, encoding, progress)
-    if kind == "parquet":
-        return _iter_parquet(path, chunk_size, progress)
-    raise DataError(f"cannot stream format '{fmt if fmt != 'auto' else path.suffix}'; expected csv, tsv, jsonl "
-                    f"or parquet", path=path)
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -243,39 +124,40 @@ class PredictionWriter:
             self._claim.__exit__(exc_type, exc, tb)
 
 
-def predict_file(predictor: Predictor, input: str | Path, output: str | Path, *,
+def predict_file(predictor: Predictor, input: Any, output: str | Path, *,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, keep_columns: Sequence[str] = (),
                  progress: bool = True) -> int:
     """Score every record of ``input`` into ``output`` chunk by chunk; return the number of predictions.
 
+    ``input`` is a file path (read record by record), or any in-memory form ``Predictor.predict`` takes
+    (a pandas DataFrame, a ``datasets.Dataset``, a list of records or texts).
     The output format follows its extension (.jsonl, .csv, .tsv, .parquet; anything else is JSONL) and
     holds one row per input record, in input order: ``keep_columns`` copied from the input (e.g. an id),
     then the prediction's fields. A progress bar goes to stderr.
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
-    refuse_same_file(input, output)
+    from .data import is_path, records_from
+
+    if is_path(input):
+        refuse_same_file(input, output)
     task = predictor.task
-    options = task.data_options
-    input = Path(input)
-    counter = _Progress()
-    if stream_format(input, options.format):
-        raw_records: Iterable[RawRecord] = iter_raw(input, options.format, options.encoding,
-                                                    chunk_size=chunk_size, progress=counter)
-        counter.total = input.stat().st_size if input.is_file() else None
-    else:  # e.g. CoNLL: sentences span lines, so the task reads the file whole
-        raw_records = task.read_raw(input)
+    counter = Progress()
+    if is_path(input):  # the task's own reader (the one every verb uses), one record at a time
+        raw_records: Iterable[RawRecord] = task.iter_raw(Path(input), progress=counter)
+    else:  # a DataFrame, a datasets.Dataset, a list of records or texts: already in memory
+        raw_records = records_from(input, task.iter_raw, text=task.record_from_text, keep=task.Record)
         counter.unit = "rec"
     bar = None
     with PredictionWriter(output) as writer:
         for chunk in chunked(raw_records, chunk_size):
-            records = [task.to_record(raw, require_labels=False) for raw in chunk]
+            records = [task.record_of(raw, require_labels=False) for raw in chunk]
             predictions = task.predict(records)
             rows = []
             for raw, prediction in zip(chunk, predictions):
                 kept = {}
                 for column in keep_columns:
-                    if column not in raw.data:
+                    if not isinstance(raw, RawRecord) or column not in raw.data:
                         raise DataError(f"no column '{column}' to keep (found: {', '.join(map(str, raw.data))})",
                                         path=raw.path, line=raw.line, field=column)
                     kept[column] = raw.data[column]
@@ -290,7 +172,7 @@ def predict_file(predictor: Predictor, input: str | Path, output: str | Path, *,
     return writer.rows
 
 
-def _progress_bar(counter: _Progress, enabled: bool) -> Any:
+def _progress_bar(counter: Progress, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=counter.total, unit=counter.unit, unit_scale=counter.unit == "B", desc="predict",

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
@@ -54,3 +55,27 @@ def only_plugins(*names: str) -> Iterator[None]:
         else:
             os.environ[PLUGINS_ENV] = previous
         set_catalog(None)
+
+
+BLOCKED_IN_REFERENCE = ("verticals", "torch", "transformers")
+"""What an export's ``predict.py`` must run without: a partner's machine need not have any of them."""
+
+
+def run_export_reference(export_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
+    """Run the export's reference implementation (``predict.py``) in a fresh isolated interpreter in which
+    importing Verticals, torch or transformers fails, and return its predictions (one dict per input)."""
+    import json
+    import subprocess
+    import sys
+
+    block = "; ".join(f"sys.modules[{name!r}] = None" for name in BLOCKED_IN_REFERENCE)
+    code = f"import runpy, sys; {block}; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    export_dir = Path(export_dir)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(export_dir / "predict.py"), str(export_dir)],
+        input="".join(json.dumps(item) + "\n" for item in inputs), capture_output=True, text=True, timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"predict.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

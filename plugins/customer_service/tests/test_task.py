@@ -99,3 +99,14 @@ def test_onnx_engine_gives_the_same_answers(trained: Any, intent_data: dict[str,
         (p.intent, p.fallback, p.out_of_scope) for p in expected]
     assert [p.confidence for p in got] == pytest.approx([p.confidence for p in expected], abs=1e-4)
     assert [[m.text for m in p.matches] for p in got] == [[m.text for m in p.matches] for p in expected]
+
+
+def test_epoch_metrics_say_they_are_not_the_summary(trained: Any) -> None:
+    """Per-epoch accuracy is the classifier's on in-scope rows; the summary's includes out-of-scope rows and
+    the fallback. The history (and the console line, from the same entry) must say which is which."""
+    history = trained.info.history
+    assert len(history) >= 2 and sum(entry["best"] for entry in history) == 1
+    for entry in history:
+        assert entry["metrics_on"] == "in-scope validation, classifier only"
+        assert entry["metrics"]["fallback_rate"] == 0.0 and "oos_recall" not in entry["metrics"]
+    assert "oos_recall" in trained.info.metrics["validation"]

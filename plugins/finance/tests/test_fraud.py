@@ -179,3 +179,89 @@ def test_evaluate_json_on_one_class_is_strict_json(bundle: Path, tmp_path: Path,
     result = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert result["metrics"]["roc_auc"] is None
     assert any("metrics.roc_auc" in note and "null" in note for note in result["notes"])
+
+
+def test_serve_docs_example_shows_the_declared_columns(bundle: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from verticals.serve import create_app
+
+    client = TestClient(create_app([bundle / "bundle"]))
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/models/bundle/predict"]["post"]["requestBody"]["content"]["application/json"]
+    examples = [e["value"] for e in body["examples"].values()]
+    record = examples[0]["inputs"][0]
+    assert set(record) == {"amount", "v1", "category"}  # no label, no additionalProp1
+    assert isinstance(record["amount"], float) and isinstance(record["category"], str)
+    answer = client.post("/v1/models/bundle/predict", json=examples[0]).json()["results"][0]
+    assert answer["ok"] and 0 <= answer["prediction"]["score"] <= 1
+
+
+# ---- training console --------------------------------------------------------------------------------
+def test_training_reports_every_epoch_of_every_head(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """finance.fraud used to print nothing until it ended: each head's epochs are logged as they end and
+    kept in bundle.json, the kept (best) epoch of each head marked."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="verticals")
+    write_csv(tmp_path / "train.csv", fraud_rows(60, seed=0))
+    write_csv(tmp_path / "validation.csv", fraud_rows(30, seed=1))
+    predictor = train("finance.fraud", tmp_path / "train.csv", validation=tmp_path / "validation.csv",
+                      output=tmp_path / "bundle", overrides=fraud_overrides(text=False) + [
+                          "training.epochs=3", "task.ensemble=2", "training.early_stopping_patience=null"])
+    lines = [r.getMessage() for r in caplog.records if r.name == "verticals" and " epoch " in f" {r.getMessage()}"
+             and not r.getMessage().startswith(("best", "head 1/2 best", "head 2/2 best"))]
+    assert [line.split(" epoch ")[1].split()[0] for line in lines] == ["1/3", "2/3", "3/3"] * 2, lines
+    assert lines[0].startswith("head 1/2 epoch 1/3") and "auprc=" in lines[0] and "roc_auc=" in lines[0]
+    assert "validation, this head alone:" in lines[0] and "left" in lines[0]
+    history = json.loads((tmp_path / "bundle" / "bundle.json").read_text())["history"]
+    assert len(history) == 6 and [h["run"] for h in history] == ["head 1/2"] * 3 + ["head 2/2"] * 3
+    assert sum(h["best"] for h in history if h["run"] == "head 1/2") == 1
+    assert predictor.info.history == history
+
+
+def test_callbacks_and_report_to_need_a_transformers_trainer(tmp_path: Path) -> None:
+    from verticals import ConfigError
+
+    write_csv(tmp_path / "train.csv", fraud_rows(20, seed=0))
+    with pytest.raises(ConfigError, match="not trained by transformers.Trainer"):
+        train("finance.fraud", tmp_path / "train.csv", output=tmp_path / "bundle",
+              overrides=fraud_overrides(text=False) + ["training.report_to=tensorboard"])
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(bundle / "bundle"), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "finance.fraud" in err and "cannot be exported to ONNX" in err and "verticals serve" in err
+    assert not (tmp_path / "onnx").exists()
+
+
+# ---- the report a client reads -----------------------------------------------------------------------
+def test_report_names_labels_states_cost_unit_and_warns_on_small_samples(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from verticals.report import write_report
+
+    result = write_report(bundle / "bundle", bundle / "test.csv", tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<td>fraud</td>" in page and "<td>1</td>" not in page  # the pack's names, not 0/1
+    assert "0 = legitimate" in page and "1 = fraud" in page
+    # expected_cost with its unit and the costs it was computed with (the bundle was trained with 25)
+    assert "cost units per transaction" in page and "missed fraud costs 25" in page
+    assert "auprc" in page and "average_precision" not in page and "average_precision" not in result.metrics
+    assert "Only 40 records" in page
+    card = (tmp_path / "r" / "model_card.md").read_text()
+    assert "cost units per transaction" in card and "legitimate" in card
+
+
+def test_cost_unit_is_configurable() -> None:
+    notes = fraud_task("task.cost_unit=EUR", "task.cost_false_positive=2").metric_notes()
+    assert notes["expected_cost"].startswith("EUR per transaction") and "false alarm costs 2" in notes["expected_cost"]
+
+
+def test_card_from_the_bundle_alone_has_names_and_units(bundle: Path, tmp_path: Path) -> None:
+    assert cli(["card", str(bundle / "bundle"), "--output", str(tmp_path / "card.md")]) == 0
+    card = (tmp_path / "card.md").read_text()
+    assert "Labels: 0 = legitimate, 1 = fraud." in card
+    assert "`expected_cost`: cost units per transaction (a missed fraud costs 25" in card

@@ -124,3 +124,48 @@ def test_without_the_reranker_the_score_is_the_similarity(trained: dict, tmp_pat
     items = Recommender.load(tmp_path / "b").recommend("u1", k=5)
     assert all(s.score == s.similarity for s in items)
     assert [s.score for s in items] == sorted((s.score for s in items), reverse=True)
+
+
+def test_training_logs_each_epoch_and_keeps_the_history(trained: dict) -> None:
+    """The two-tower loop printed `step N/M loss ...` and raw `epoch 1: {...}` dicts with print(); it now
+    reports through the 'verticals' logger and stores one history entry per epoch, labelled as what it is:
+    the two-tower's ranking metrics before the re-ranker."""
+    info = json.loads((Path(trained["bundle"]) / "bundle.json").read_text(encoding="utf-8"))
+    history = info["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for entry in history:
+        assert entry["metrics_on"].startswith("validation, two-tower only")
+        assert {"hr@10", "ndcg@10", "mrr"} <= set(entry["metrics"]) and entry["train_loss"] > 0
+        assert entry["learning_rate"] is not None and entry["learning_rate"] >= 0
+    assert sum(h["best"] for h in history) == 1
+    best = next(h for h in history if h["best"])
+    assert best["metrics"]["hr@10"] == info["state"]["training_log"]["best_validation"]
+
+
+def test_console_lines_during_training(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="verticals")
+    data = write_split(tmp_path)
+    train("recommendation.scoring", data["train"], validation=data["validation"], output=tmp_path / "b",
+          overrides=[*data["overrides"], "training.epochs=2", "training.batch_size=8", "task.rerank=false"],
+          backbone=str(make_tiny_backbone(tmp_path / "tiny")))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+    assert "validation, two-tower only" in lines[0] and "hr@10=" in lines[0] and "lr=" in lines[0]
+
+
+def test_export_is_refused_with_one_line(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["export", str(trained["bundle"]), "--output", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "recommendation.scoring" in err and "cannot be exported to ONNX" in err
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_embed_gives_the_indexed_item_vectors(trained: dict) -> None:
+    predictor = load(trained["bundle"])
+    texts = predictor.task.catalogue_.texts[:3]
+    vectors = predictor.embed(texts)
+    assert vectors.shape == (3, predictor.task.item_vectors_.shape[1]) and vectors.dtype == np.float32
+    assert np.allclose(vectors, predictor.task.item_vectors_[:3], atol=1e-5)

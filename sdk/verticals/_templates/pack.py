@@ -10,7 +10,7 @@ version = "0.1.0"
 description = "$description"
 readme = "README.md"
 requires-python = ">=3.10"
-dependencies = ["verticals>=$sdk_version"]
+dependencies = ["$core_requirement"]
 
 [project.optional-dependencies]
 test = ["pytest>=8"]

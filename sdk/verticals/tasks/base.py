@@ -8,14 +8,14 @@ A task type follows the scikit-learn estimator contract: the constructor stores 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..config import DataConfig, RunConfig, validate_section
-from ..data import RawRecord, read_raw
+from ..data import RawRecord, is_in_memory, iter_raw, records_from, source_name
 from ..errors import ConfigError, DataError, NotFittedError
 from ..specs import TaskSpec
 
@@ -70,6 +70,14 @@ class TaskType(ABC):
     greater_is_better: ClassVar[bool] = True
     label_field: ClassVar[str | None] = "label"
     """Record field whose absence makes a record unlabelled (None: the task has no single label field)."""
+    default_format: ClassVar[str] = "csv"
+    """Format of a file whose extension says none (``data.format=auto``)."""
+    supports_trainer_callbacks: ClassVar[bool] = False
+    """True when ``fit`` runs ``transformers.Trainer``, so ``callbacks`` and ``training.report_to`` apply."""
+    callbacks: Sequence[Any] = ()
+    """transformers ``TrainerCallback`` objects given to ``verticals.train``; set before ``fit``."""
+    export_unsupported: ClassVar[str] = "its predictions are not computed by one transformer network"
+    """Why ``verticals export`` refuses this task type (task types that can export override ``export_extras``)."""
 
     def __init__(self, config: RunConfig | None = None, *, task_name: str | None = None) -> None:
         self.config = config or RunConfig()
@@ -94,12 +102,34 @@ class TaskType(ABC):
         """Record field -> column/key in the user's file (from the ``data`` section)."""
         return {}
 
-    def read_raw(self, path: str | Path) -> list[RawRecord]:
-        return read_raw(path, self.data_options.format, self.data_options.encoding)
+    def iter_raw(self, path: str | Path, *, progress: Any = None) -> Iterator[RawRecord]:
+        """Raw records of a file, one at a time: the one reader behind every verb (task types that read a
+        format of their own override this, and streaming, ``read_raw`` and ``read`` all follow)."""
+        options = self.data_options
+        return iter_raw(path, options.format, options.encoding, default=self.default_format,
+                        max_record_bytes=options.max_record_bytes, progress=progress)
 
-    def read(self, path: str | Path, *, require_labels: bool = True) -> list[BaseModel]:
-        """Read and validate every record of a file; the first invalid one raises :class:`DataError`."""
-        return [self.to_record(raw, require_labels=require_labels) for raw in self.read_raw(path)]
+    def read_raw(self, path: str | Path) -> list[RawRecord]:
+        return list(self.iter_raw(path))
+
+    def read(self, data: Any, *, require_labels: bool = True) -> list[BaseModel]:
+        """Validate every record of ``data`` -- a file path, a pandas DataFrame, a ``datasets.Dataset``, a
+        list of dicts or records, or (when labels are not required) a list of texts; the first invalid
+        record raises :class:`DataError` naming its file and line (or row)."""
+        items = records_from(data, self.iter_raw, text=None if require_labels else self.record_from_text,
+                             keep=self.Record)
+        if not items and require_labels:  # files say so themselves; an empty list or DataFrame here
+            raise DataError("no records; expected at least one", path=source_name(data))
+        return [self.record_of(item, require_labels=require_labels) for item in items]
+
+    def record_of(self, raw: RawRecord | BaseModel, *, require_labels: bool = True) -> BaseModel:
+        """The validated record of one item of :func:`~verticals.data.records_from`: file rows through
+        ``to_record``, in-memory rows through ``as_record`` (which also takes a task's API field names)."""
+        if not isinstance(raw, RawRecord):
+            return raw  # an already validated record of this task
+        if is_in_memory(raw):
+            return self.as_record(raw.data, raw.line, require_labels=require_labels, source=raw.path)
+        return self.to_record(raw, require_labels=require_labels)
 
     def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> BaseModel:
         mapping = self.field_map()
@@ -142,8 +172,10 @@ class TaskType(ABC):
                 return f"data.{option}"
         return None
 
-    def as_record(self, item: Any, index: int = 0) -> BaseModel:
-        """Turn API input (a record, a dict, or a raw text string) into a validated record."""
+    def as_record(self, item: Any, index: int = 0, *, require_labels: bool = False,
+                  source: str = "<input>") -> BaseModel:
+        """Turn API input (a record, a dict, or a raw text string) into a validated record; errors name
+        ``source`` and the row ``index`` (from 0)."""
         if isinstance(item, self.Record):
             return item
         if isinstance(item, str):
@@ -151,13 +183,22 @@ class TaskType(ABC):
         if isinstance(item, BaseModel):
             item = item.model_dump()
         if not isinstance(item, dict):
-            raise DataError(f"expected a text or an object, got {type(item).__name__}", path="<input>",
-                            line=index + 1)
-        return self.to_record(RawRecord("<input>", index + 1, item), require_labels=False)
+            raise DataError(f"expected a text or an object, got {type(item).__name__}", path=source, line=index)
+        return self.to_record(RawRecord(source, index, item), require_labels=require_labels)
 
     def record_from_text(self, text: str) -> dict[str, Any]:
         """How a bare string from the CLI/API becomes a record (text tasks: the text field)."""
         return {self.field_map().get("text", "text"): text}
+
+    def example_record(self) -> dict[str, Any]:
+        """One prediction input as the API takes it, without a label: the request example in
+        ``verticals serve``'s docs. The default fills the record's required fields (label excluded) with
+        placeholders; tasks whose inputs come from configuration or fitted state override it."""
+        values: dict[str, Any] = {}
+        for name, model_field in self.Record.model_fields.items():
+            if name != self.label_field and model_field.is_required():
+                values[self.field_map().get(name, name)] = _placeholder(model_field.annotation)
+        return values
 
     def stratify_key(self, record: BaseModel) -> Any | None:
         """Value used to stratify the held-out validation split (None = no stratification)."""
@@ -197,9 +238,32 @@ class TaskType(ABC):
         """JSON-serialisable learned state for bundle.json (labels, thresholds, ...)."""
         return {}
 
+    def metric_notes(self) -> dict[str, str]:
+        """Metric name -> its unit or meaning, for metrics that are not a plain share in [0, 1] (e.g.
+        ``{'expected_cost': 'EUR per transaction'}``); shown beside the value in reports and model cards.
+        Built from configuration only, so it works on an unfitted task."""
+        return {}
+
     def summary(self) -> dict[str, Any]:
         """Extra fields for bundle.json that describe the trained model (precision, parameters...)."""
         return {}
+
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """Write into ``directory`` what a prediction needs besides the ONNX graph (a retrieval index, a
+        knowledge base) and return every decision parameter with its value, plus ``kind``: how the
+        exported reference implementation (``verticals/onnx_reference.py``) decodes the graph's outputs.
+        Stored as ``decision`` in ``export.json``. Task types that cannot be exported raise, saying why."""
+        raise self.export_error()
+
+    def export_error(self) -> ConfigError:
+        """The one-line refusal of ``verticals export`` for this task: which task, why, what to do instead."""
+        return ConfigError(f"task '{self.task_name}' (task type {self.name}) cannot be exported to ONNX: "
+                           f"{self.export_unsupported}; deliver the bundle and serve it with `verticals serve`")
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """``[len(texts), hidden]`` float32 numpy sentence embeddings from the task's fine-tuned encoder."""
+        raise ConfigError(f"task '{self.task_name}' (task type {self.name}) has no fine-tuned sentence encoder "
+                          f"to embed texts with")
 
     def use_engine(self, engine: str) -> None:
         """Run inference on ``engine`` ('torch', 'onnx', 'onnx-int8'; see :mod:`verticals.engines`).
@@ -224,6 +288,18 @@ class TaskType(ABC):
 def _is_blank(value: Any) -> bool:
     """A missing label: null or blank text. 0, 0.0 and false are labels (JSON files spell classes that way)."""
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+EXAMPLE_TEXT = "The parcel arrived two days late and the box was damaged"
+
+
+def _placeholder(annotation: Any) -> Any:
+    """An example value of a record field's type (texts and word lists from one example sentence)."""
+    if annotation in (int, float, bool):
+        return annotation(1)
+    if get_origin(annotation) is list:
+        return EXAMPLE_TEXT.split()
+    return EXAMPLE_TEXT
 
 
 def _humane(err: dict[str, Any]) -> str:

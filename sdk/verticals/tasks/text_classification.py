@@ -105,6 +105,11 @@ class TextClassificationTask(TransformerTask):
                 scores={label: float(p) for label, p in zip(self.labels_, row)}))
         return predictions
 
+    def export_extras(self, directory):  # type: ignore[no-untyped-def,override]
+        return self.export_common() | {
+            "kind": "text-classification",
+            "scores": "softmax(logits) over labels; label = argmax; score = its probability"}
+
     def score(self, records: Sequence[TextRecord], predictions: Sequence[TextPrediction]) -> Evaluation:  # type: ignore[override]
         y_true = [r.label for r in records]
         y_pred = [p.label for p in predictions]

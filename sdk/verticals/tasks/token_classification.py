@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..data import RawRecord, read_raw
+from ..data import RawRecord
 from ..errors import DataError
 from ..metrics import entity_metrics, softmax
 from .base import Evaluation, Record
@@ -110,12 +110,10 @@ class TokenClassificationTask(TransformerTask):
     metric_names = ("precision", "recall", "f1", "token_accuracy")
     primary_metric = "f1"
     label_field = "tags"
+    default_format = "conll"
 
     def field_map(self) -> dict[str, str]:
         return {"tokens": self.data_options.tokens_column, "tags": self.data_options.tags_column}
-
-    def read_raw(self, path):  # type: ignore[no-untyped-def,override]
-        return read_raw(path, self.data_options.format, self.data_options.encoding, default="conll")
 
     def to_record(self, raw: RawRecord, *, require_labels: bool = True):  # type: ignore[no-untyped-def,override]
         data = dict(raw.data)
@@ -194,6 +192,14 @@ class TokenClassificationTask(TransformerTask):
     def decode(self, records, features, logits):  # type: ignore[no-untyped-def,override]
         return [self.decode_words(r.tokens, self.word_probabilities(r, f, lg))
                 for r, f, lg in zip(records, features, logits)]
+
+    def export_extras(self, directory):  # type: ignore[no-untyped-def,override]
+        return self.export_common() | {
+            "kind": "token-classification",
+            "words": "a text is split on whitespace; records give tokens",
+            "word_label": "softmax of the word's first subword; words cut off by truncation are 'O'",
+            "bio_repair": "an I-X that does not continue an X entity becomes B-X",
+            "entity_score": "mean probability of the entity's tags"}
 
     def score(self, records: Sequence[TokenRecord], predictions: Sequence[TokenPrediction]) -> Evaluation:  # type: ignore[override]
         metrics, per_type = entity_metrics([r.tags for r in records], [p.tags for p in predictions])

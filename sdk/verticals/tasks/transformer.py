@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from ..backbones import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
+from ..embeddings import encode_texts
 from ..engines import OnnxBackbone, onnx_backbone
 from ..errors import ConfigError, DataError
 from ..inference import Collator, predict_logits
@@ -27,6 +28,7 @@ class TransformerTask(TaskType):
     """A task type trained by fine-tuning a transformer backbone with a registered head."""
 
     head_name: ClassVar[str]
+    supports_trainer_callbacks = True
 
     # ---- to be provided by subclasses ---------------------------------------------------------
     @abstractmethod
@@ -109,14 +111,22 @@ class TransformerTask(TaskType):
             collator=self._collator(), compute_metrics=compute_metrics if validation else None,
             primary_metric=self.primary_metric, greater_is_better=self.greater_is_better,
             checkpoint_dir=Path(self.checkpoint_dir), resume=self.resume,
-            param_groups=self._param_groups(model),
+            param_groups=self._param_groups(model), callbacks=self.callbacks,
+            logging_dir=Path(self.logging_dir) if self.logging_dir else None,
+            metrics_on=self.epoch_metrics_on, metrics_note=self.epoch_metrics_note,
         )
+        self.history_ = list(getattr(self.trainer_, "history_", []))
         self.model_ = model
         return self
 
     # set by the caller (verticals.train) before fit; plain attributes so direct users may too
     checkpoint_dir: str = "verticals-checkpoints"
     resume: bool = False
+    logging_dir: str | None = None
+    # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
+    # selects on something else (it then says what, so the console never passes one number for another).
+    epoch_metrics_on: str = "validation"
+    epoch_metrics_note: str | None = None
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""
@@ -145,6 +155,26 @@ class TransformerTask(TaskType):
     def predict(self, records):  # type: ignore[no-untyped-def,override]
         features, logits = self.predict_logits(records)
         return self.decode(records, features, logits)
+
+    def embedding_pooling(self) -> str:
+        """How token states become the sentence vector of ``embed`` (and of an export's ``embeddings``):
+        the sequence head's pooling, so the vector is the one the classifier reads."""
+        return str(getattr(self.config.training.head, "pooling", "mean"))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), hidden]`` float32 unit-length sentence embeddings from the fine-tuned encoder, pooled
+        as ``embedding_pooling`` says, truncated at ``training.max_length``; on the task's current engine."""
+        self.check_is_fitted("model_")
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a list of texts")
+        return encode_texts(self.model_.backbone, self.tokenizer_, list(texts),
+                            max_length=self.config.training.max_length,
+                            batch_size=self.config.training.eval_batch_size, precision=self.precision_,
+                            pooling=self.embedding_pooling())
+
+    def export_common(self) -> dict[str, Any]:
+        """Decision parameters every transformer task's export shares (subclasses add ``kind`` and theirs)."""
+        return {"max_length": self.config.training.max_length, "truncation": "longest_first, right side"}
 
     def save(self, directory: Path) -> None:
         self.check_is_fitted("model_")

@@ -40,8 +40,17 @@ class Trainer(ABC):
         checkpoint_dir: Path,
         resume: bool = False,
         param_groups: list[dict[str, Any]] | None = None,
+        callbacks: Sequence[Any] = (),
+        logging_dir: Path | None = None,
+        metrics_on: str = "validation",
+        metrics_note: str | None = None,
     ) -> SelfTrainer:
-        """Train ``model`` in place; restore the best validation checkpoint; return ``self``."""
+        """Train ``model`` in place; restore the best validation checkpoint; return ``self``.
+
+        Report every epoch through :class:`verticals.console.TrainingConsole` and keep its entries in
+        ``history_``. ``callbacks`` are the user's (``verticals.train(callbacks=...)``); ``logging_dir`` is
+        where file-based trackers (TensorBoard) write; ``metrics_on``/``metrics_note`` say what
+        ``compute_metrics`` scores when it is not exactly the final summary's validation metrics."""
 
     def predict(self, model: nn.Module, features: Sequence[dict[str, Any]], collator: Collator) -> list[np.ndarray]:
         """Per-example logits in input order."""

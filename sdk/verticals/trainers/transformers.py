@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 from .._outputs import last_complete_checkpoint, prepare_checkpoint_dir
+from ..console import TrainingConsole
+from ..errors import ConfigError
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
 
@@ -43,21 +46,69 @@ def _hf_trainer_class() -> type:
     return _Trainer
 
 
-def _stderr_progress() -> Any:
-    import sys
+def _console_callback(console: TrainingConsole, *, has_eval: bool) -> Any:
+    from transformers import TrainerCallback
 
-    from transformers.trainer_callback import ProgressCallback
+    class _Console(TrainerCallback):
+        """Replaces transformers' ProgressCallback/PrinterCallback (nested bars, raw log dicts with floats
+        rounded to 4 decimals): one bar per epoch and one line per epoch, through :class:`TrainingConsole`."""
 
-    class _Progress(ProgressCallback):
-        """Progress bars as usual, but epoch logs go to stderr so `--json` stdout stays parseable."""
+        def __init__(self) -> None:
+            self.pending: dict[str, float] = {}
+
+        def _epoch(self, state: Any) -> int:
+            return max(1, math.ceil(round(state.epoch or 0, 6)))
+
+        def on_epoch_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if state.is_world_process_zero:
+                epochs = max(1, math.ceil(state.num_train_epochs or 1))
+                steps = math.ceil(state.max_steps / epochs) if state.max_steps else 0
+                console.begin_epoch(int(state.epoch or 0) + 1, steps, epochs=epochs)
+
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if state.is_world_process_zero:
+                console.step()
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-            if state.is_world_process_zero and logs:
-                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in logs.items()
-                         if not k.endswith(("_runtime", "_per_second"))}
-                print(shown, file=sys.stderr, flush=True)
+            # Epoch logs carry the epoch's mean loss and the learning rate; the final summary (runtime,
+            # total_flos...) and eval logs are left to the trackers.
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            self.pending = {"train_loss": logs["loss"], "learning_rate": logs.get("learning_rate")}
+            if not has_eval:
+                self._report(state, {})
 
-    return _Progress
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
+            if state.is_world_process_zero:
+                self._report(state, dict(metrics or {}))
+
+        def _report(self, state: Any, metrics: dict[str, Any]) -> None:
+            validation_loss = metrics.pop("eval_loss", None)
+            shown = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_")
+                     and not k.endswith(("_runtime", "_per_second")) and isinstance(v, (int, float))}
+            console.end_epoch(self._epoch(state), train_loss=self.pending.get("train_loss"), metrics=shown,
+                              learning_rate=self.pending.get("learning_rate"), validation_loss=validation_loss,
+                              epochs=max(1, math.ceil(state.num_train_epochs or 1)))
+            self.pending = {}
+
+    return _Console()
+
+
+def check_report_to(names: Sequence[str]) -> None:
+    """Fail before training when a tracker is unknown to transformers or not installed."""
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    for name in names:
+        if name == "all":
+            continue
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise ConfigError(f"training.report_to: '{name}' is not a transformers integration; expected one of: "
+                              f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))} (or none/all)")
+        try:
+            INTEGRATION_TO_CALLBACK[name]()
+        except (RuntimeError, ImportError) as exc:
+            hint = " (pip install 'verticals[tracking]')" if name in ("tensorboard", "mlflow") else ""
+            raise ConfigError(f"training.report_to: {name} cannot start: {exc}{hint}") from None
 
 
 class TransformersTrainer(Trainer):
@@ -67,11 +118,19 @@ class TransformersTrainer(Trainer):
 
     def fit(self, model: nn.Module, train, validation, *, collator, compute_metrics: MetricsFn | None,  # type: ignore[no-untyped-def,override]
             primary_metric: str, greater_is_better: bool = True, checkpoint_dir: Path, resume: bool = False,
-            param_groups: list[dict[str, Any]] | None = None):
-        from transformers import EarlyStoppingCallback, TrainingArguments
-        from transformers.trainer_callback import ProgressCallback
+            param_groups: list[dict[str, Any]] | None = None, callbacks: Sequence[Any] = (),
+            logging_dir: Path | None = None, metrics_on: str = "validation", metrics_note: str | None = None):
+        from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
+        from transformers.integrations.integration_utils import TensorBoardCallback
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         cfg = self.config
+        check_report_to(cfg.report_to)
+        for callback in callbacks:
+            if not (isinstance(callback, TrainerCallback)
+                    or (isinstance(callback, type) and issubclass(callback, TrainerCallback))):
+                raise ConfigError(f"callbacks: expected transformers.TrainerCallback instances, got "
+                                  f"{type(callback).__name__} {callback!r}")
         precision = resolve_precision(cfg.precision)
         on_gpu = torch.cuda.is_available()
         has_eval = bool(validation) and compute_metrics is not None
@@ -107,12 +166,12 @@ class TransformersTrainer(Trainer):
             greater_is_better=greater_is_better,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             logging_strategy="epoch",
-            report_to="none",
+            report_to=list(cfg.report_to) or "none",
             remove_unused_columns=False,
             dataloader_pin_memory=on_gpu,
             dataloader_num_workers=0,
             torch_compile=cfg.torch_compile,
-            disable_tqdm=False,
+            disable_tqdm=True,  # our console callback draws the bars and prints the epoch lines
         )
         with args.main_process_first(local=False, desc="clean checkpoints"):  # one rank deletes; the others wait
             if args.process_index == 0:
@@ -121,9 +180,12 @@ class TransformersTrainer(Trainer):
         optimizer = None
         if param_groups is not None:
             optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        callbacks = []
+        console = TrainingConsole(total_epochs=math.ceil(cfg.epochs),
+                                  primary_metric=primary_metric if has_eval else None,
+                                  greater_is_better=greater_is_better, metrics_on=metrics_on, note=metrics_note)
+        extra: list[Any] = [_console_callback(console, has_eval=has_eval), *callbacks]
         if has_eval and cfg.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+            extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
 
         def metrics(eval_prediction: Any) -> dict[str, float]:
             assert compute_metrics is not None and validation is not None
@@ -140,11 +202,15 @@ class TransformersTrainer(Trainer):
             train_dataset=list(train),
             eval_dataset=list(validation) if has_eval else None,
             compute_metrics=metrics if has_eval else None,
-            callbacks=callbacks,
+            callbacks=extra,
             optimizers=(optimizer, None),
         )
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(_stderr_progress())
+        for default in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(default)
+        for callback in trainer.callback_handler.callbacks:
+            # transformers' default is OUTPUT_DIR/runs, i.e. inside the checkpoints deleted after training
+            if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+                callback.logging_dir = str(cfg.logging_dir or logging_dir or checkpoint_dir / "runs")
         # transformers' get_last_checkpoint would pick a checkpoint a kill left half-written
         last = last_complete_checkpoint(checkpoint_dir) if resume else None
         if resume and last is None:
@@ -155,8 +221,13 @@ class TransformersTrainer(Trainer):
         # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         torch.set_num_threads(cfg.num_threads or max(1, available_cores() // local_processes))
-        trainer.train(resume_from_checkpoint=str(last) if last else None)
-        self.history_ = [dict(entry) for entry in trainer.state.log_history]
+        try:
+            trainer.train(resume_from_checkpoint=str(last) if last else None)
+        finally:
+            console.close_bar()
+        console.finish(restored=has_eval)
+        self.history_ = console.history
+        self.log_history_ = [dict(entry) for entry in trainer.state.log_history]
         self.best_metric_ = trainer.state.best_metric
         self.epochs_run_ = trainer.state.epoch
         model.eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .task import IntentOptions, IntentPrediction, IntentTask, Match
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["IntentOptions", "IntentPrediction", "IntentTask", "Match", "__version__"]

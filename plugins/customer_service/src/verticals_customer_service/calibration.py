@@ -19,6 +19,22 @@ that maximises a stated objective wins:
   precise pair.
 
 Ties go to the pair with the lower fallback rate (fewer detours for users).
+
+Which **score** decides "out of scope" is chosen too (``choose_score``):
+
+- ``retrieval``: the two-threshold rule above (max softmax routes to retrieval, retrieval similarity
+  decides);
+- ``similarity``: the similarity of the nearest *training utterance* alone (FAISS top-1); above the
+  threshold the classifier answers, below it the query is out of scope;
+- ``softmax``: the classifier's max probability alone (the classic baseline).
+
+With out-of-scope examples in the calibration data each score gets its best threshold(s) for the objective
+and the best score wins (ties: the simpler rule). Without them nothing tells how out-of-scope queries
+score, so no objective can be optimised honestly: the ``in_scope_rejection`` rule then sets the
+nearest-utterance similarity threshold at the lowest ``rate`` share of in-scope calibration queries
+(``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never more
+than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less similar
+than every one of them).
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from typing import Any
 import numpy as np
 
 OBJECTIVES = ("accuracy_at_oos_recall", "balanced", "precision")
+SCORES = ("retrieval", "similarity", "softmax")
 NEEDS_OOS = ("accuracy_at_oos_recall", "balanced")
 
 # Bounds outside the observed ranges: confidence is a probability (<= 1) and similarity a cosine (>= -1),
@@ -48,6 +65,7 @@ class Outcomes:
     similarity: np.ndarray  # similarity of the retrieval's answer
     retrieval_correct: np.ndarray  # bool: retrieved intent == gold (False for out-of-scope gold)
     is_oos: np.ndarray  # bool: gold is the out-of-scope label
+    nearest: np.ndarray | None = None  # similarity of the nearest indexed entry (FAISS top-1)
 
 
 @dataclass(frozen=True)
@@ -138,3 +156,44 @@ def calibrate(outcomes: Outcomes, objective: str = "auto", *, oos_recall_target:
             achieved.pop(name)
     return Thresholds(confidence=float(conf_t[i]), similarity=float(sim_t[j]), objective=objective,
                       target=target, achieved=achieved, target_met=bool(met[i, j]))
+
+
+def single_score(outcomes: Outcomes, score: np.ndarray) -> Outcomes:
+    """Outcomes for a one-threshold rule on ``score`` (high = in scope, classifier answers; low = out of
+    scope): the confidence slot carries the score and retrieval never answers."""
+    return Outcomes(confidence=np.asarray(score, dtype=np.float64), classifier_correct=outcomes.classifier_correct,
+                    similarity=np.full(len(score), NEVER_SIM), retrieval_correct=np.zeros(len(score), dtype=bool),
+                    is_oos=outcomes.is_oos)
+
+
+def rejection_threshold(in_scope_scores: np.ndarray, rate: float) -> float:
+    """The score below which about ``rate`` of in-scope queries fall: the ``rate`` quantile of the observed
+    in-scope scores, but never above the lowest one when there are fewer than ``1 / rate`` of them (a
+    quantile of two points per intent is noise; the minimum is the conservative estimate)."""
+    values = np.sort(np.asarray(in_scope_scores, dtype=np.float64))
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return NEVER_SIM
+    if len(values) * rate < 1.0:
+        return float(values[0])
+    # 'lower': an observed value, so exactly floor(rate * n) calibration queries would be rejected.
+    return float(np.quantile(values, rate, method="lower"))
+
+
+def choose_score(candidates: dict[str, Thresholds]) -> str:
+    """The score whose calibrated thresholds serve the (shared) objective best; ties go to the simpler rule
+    (softmax, then similarity, then retrieval) and then to fewer fallbacks."""
+    simplicity = {"softmax": 2, "similarity": 1, "retrieval": 0}
+
+    def key(name: str) -> tuple[float, ...]:
+        t, a = candidates[name], candidates[name].achieved
+        if t.objective == "accuracy_at_oos_recall":
+            main = (a["in_scope_accuracy"], a["oos_recall"]) if t.target_met else (-1.0 + a["oos_recall"], 0.0)
+        elif t.objective == "balanced":
+            acc, rec = a["in_scope_accuracy"], a.get("oos_recall", 0.0)
+            main = (2 * acc * rec / (acc + rec) if acc + rec else 0.0, acc)
+        else:
+            main = (a["coverage"], a["answered_precision"]) if t.target_met else (-1.0 + a["answered_precision"], 0.0)
+        return (float(t.target_met), *(round(m, 12) for m in main), simplicity[name], -a["fallback_rate"])
+
+    return max(candidates, key=key)

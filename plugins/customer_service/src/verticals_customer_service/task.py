@@ -28,7 +28,7 @@ from verticals.tasks import TextClassificationTask
 from verticals.tasks.base import Evaluation
 from verticals.tasks.transformer import check_labels_known
 
-from .calibration import NEEDS_OOS, Outcomes, calibrate
+from .calibration import NEEDS_OOS, SCORES, Outcomes, calibrate, choose_score, rejection_threshold, single_score
 from .knowledge import FaqEntry, read_faq
 from .taxonomy import DEFAULT_INTENTS
 
@@ -49,9 +49,18 @@ class IntentOptions(BaseModel):
     faq: str | None = Field(None, description=(
         "Optional FAQ knowledge base (CSV/TSV/JSONL with question, answer[, intent]); its questions are "
         "indexed with the training utterances and its answers returned with matches."))
-    objective: Literal["auto", "accuracy_at_oos_recall", "balanced", "precision"] = Field("auto", description=(
-        "Threshold calibration objective; auto = accuracy_at_oos_recall with out-of-scope validation "
-        "examples, precision without."))
+    objective: Literal["auto", "accuracy_at_oos_recall", "balanced", "precision", "in_scope_rejection"] = Field(
+        "auto", description=(
+            "Threshold calibration objective; auto = accuracy_at_oos_recall with out-of-scope calibration "
+            "examples, in_scope_rejection without (no out-of-scope evidence: reject only what is less similar "
+            "to the training utterances than all but task.in_scope_rejection of in-scope queries)."))
+    oos_score: Literal["auto", "retrieval", "similarity", "softmax"] = Field("auto", description=(
+        "Score that decides out of scope: retrieval (confidence routes to FAISS retrieval, whose similarity "
+        "decides), similarity (nearest indexed utterance alone), softmax (max probability alone); auto = the "
+        "one that serves the objective best on the calibration data (similarity for in_scope_rejection)."))
+    in_scope_rejection: float = Field(0.01, ge=0, lt=0.5, description=(
+        "in_scope_rejection: share of in-scope calibration queries the out-of-scope rule may reject; with "
+        "fewer than 1/share calibration queries only those below every observed one are rejected."))
     oos_recall_target: float = Field(0.8, gt=0, le=1, description=(
         "accuracy_at_oos_recall: out-of-scope recall the thresholds must reach on validation data."))
     precision_target: float = Field(0.95, gt=0, le=1, description=(
@@ -94,7 +103,7 @@ class IntentTask(TextClassificationTask):
     Prediction = IntentPrediction
     Options = IntentOptions
     metric_names = ("accuracy", "macro_f1", "in_scope_accuracy", "oos_precision", "oos_recall", "oos_f1",
-                    "fallback_rate")
+                    "fallback_rate", "classifier_accuracy")
     primary_metric = "accuracy"
 
     # ---- labels: the out-of-scope label is never an intent ---------------------------------------
@@ -141,6 +150,12 @@ class IntentTask(TextClassificationTask):
                             f"'{oos}' or use objective=precision", field=self.data_options.label_column)
         # Read the knowledge base before training so a bad FAQ file fails in seconds, not after training.
         faq = read_faq(self.options.faq, self.labels_) if self.options.faq else []
+        # The classifier is selected per epoch on in-scope rows without the fallback (thresholds are
+        # calibrated only after training); the console says so instead of passing it for the summary.
+        self.epoch_metrics_on = "in-scope validation, classifier only"
+        self.epoch_metrics_note = (
+            f"the {len(in_val)} in-scope validation rows of {len(validation)}, scored by the classifier alone; the "
+            f"final summary scores all {len(validation)} validation rows with the calibrated out-of-scope fallback")
         super().fit(in_train, in_val)
         self.build_index(in_train, faq)
         self.calibrate(calibration)
@@ -165,12 +180,49 @@ class IntentTask(TextClassificationTask):
                 self.answers_.setdefault(entry["intent"], entry["answer"])
 
     def calibrate(self, records: Sequence[Any]) -> None:
-        """Choose both thresholds on labelled records (out-of-scope ones labelled ``task.oos_label``)."""
+        """Choose the out-of-scope score and its threshold(s) on labelled records (out-of-scope ones labelled
+        ``task.oos_label``); see :mod:`.calibration` for the rules."""
         outcomes = self.outcomes(records)
-        thresholds = calibrate(outcomes, self.options.objective, oos_recall_target=self.options.oos_recall_target,
-                               precision_target=self.options.precision_target)
-        self.thresholds_ = thresholds.as_state() | {"n_calibration": len(records),
-                                                    "n_out_of_scope": int(outcomes.is_oos.sum())}
+        opts = self.options
+        has_oos = bool(outcomes.is_oos.any())
+        objective = opts.objective
+        if objective == "auto":
+            objective = "accuracy_at_oos_recall" if has_oos else "in_scope_rejection"
+        extra = {"n_calibration": len(records), "n_out_of_scope": int(outcomes.is_oos.sum())}
+        if objective == "in_scope_rejection":
+            score = "similarity" if opts.oos_score == "auto" else opts.oos_score
+            if score == "retrieval":
+                raise ConfigError("task.objective=in_scope_rejection sets one threshold on one score: use "
+                                  "task.oos_score=similarity or softmax (or auto)")
+            values = outcomes.nearest if score == "similarity" else outcomes.confidence
+            threshold = rejection_threshold(values[~outcomes.is_oos], opts.in_scope_rejection)
+            rejected = values < threshold
+            achieved = {"in_scope_rejection": float(rejected[~outcomes.is_oos].mean()) if (~outcomes.is_oos).any()
+                        else 0.0, "fallback_rate": float(rejected.mean()) if len(values) else 0.0}
+            if has_oos:
+                achieved["oos_recall"] = float(rejected[outcomes.is_oos].mean())
+            self.thresholds_ = {"score": score, "threshold": threshold, "objective": objective,
+                                "target": opts.in_scope_rejection, "target_met": True, "achieved": achieved} | extra
+            return
+        names = SCORES if opts.oos_score == "auto" else (opts.oos_score,)
+        found = {}
+        for name in names:
+            if name == "retrieval":
+                found[name] = calibrate(outcomes, objective, oos_recall_target=opts.oos_recall_target,
+                                        precision_target=opts.precision_target)
+            else:
+                values = outcomes.nearest if name == "similarity" else outcomes.confidence
+                found[name] = calibrate(single_score(outcomes, values), objective, use_retrieval=False,
+                                        oos_recall_target=opts.oos_recall_target,
+                                        precision_target=opts.precision_target)
+        score = choose_score(found)
+        chosen = found[score]
+        state = chosen.as_state()
+        if score != "retrieval":
+            state = {k: v for k, v in state.items() if k not in ("confidence", "similarity")}
+            state["threshold"] = chosen.confidence  # the single score's threshold sits in the confidence slot
+        compared = {name: {"target_met": t.target_met, **t.achieved} for name, t in found.items()}
+        self.thresholds_ = {"score": score} | state | extra | ({"compared": compared} if len(found) > 1 else {})
 
     def outcomes(self, records: Sequence[Any]) -> Outcomes:
         """What the classifier and the retrieval each answer for labelled records (for calibration)."""
@@ -183,7 +235,8 @@ class IntentTask(TextClassificationTask):
             confidence=probs.max(-1), classifier_correct=argmax == gold,
             similarity=np.array([s for _, s in retrieved], dtype=np.float64),
             retrieval_correct=np.array([i for i, _ in retrieved], dtype=object) == gold,
-            is_oos=gold == self.options.oos_label)
+            is_oos=gold == self.options.oos_label,
+            nearest=np.array([h[0][0] if h else -1.0 for h in hits], dtype=np.float64))
 
     # ---- prediction ------------------------------------------------------------------------------
     def _forward(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -233,14 +286,15 @@ class IntentTask(TextClassificationTask):
         self.check_is_fitted("thresholds_")
         use_fallback = self.options.fallback if fallback is None else fallback
         probs, vectors = self._forward(records)
+        score = self.thresholds_.get("score", "retrieval")  # bundles from before the score choice: retrieval
+        if use_fallback and score != "retrieval":
+            return self._predict_single_score(probs, vectors, score)
         conf_t, sim_t = self.thresholds_["confidence"], self.thresholds_["similarity"]
         low = np.flatnonzero(probs.max(-1) < conf_t) if use_fallback else np.zeros(0, dtype=int)
         hits = dict(zip(low.tolist(), self.index_.search(vectors[low], self.options.top_k))) if len(low) else {}
         out = []
         for i, row in enumerate(probs):
-            top = int(row.argmax())
-            intent, confidence = self.labels_[top], float(row[top])
-            scores = {label: float(p) for label, p in zip(self.labels_, row)}
+            intent, confidence, scores = self._top(row)
             if i not in hits:
                 reason = (f"confidence {confidence:.3f} >= threshold {conf_t:.3f}" if use_fallback
                           else "fallback disabled")
@@ -259,10 +313,35 @@ class IntentTask(TextClassificationTask):
                                             scores=scores))
             else:
                 reason = why + f"best retrieval similarity {similarity:.3f} < {sim_t:.3f}: out of scope"
-                out.append(IntentPrediction(intent=self.options.oos_label, confidence=confidence,
-                                            out_of_scope=True, fallback=True, reason=reason, matches=matches,
-                                            scores=scores))
+                out.append(self._out_of_scope(confidence, reason, matches, scores))
         return out
+
+    def _predict_single_score(self, probs: np.ndarray, vectors: np.ndarray, score: str) -> list[IntentPrediction]:
+        """One threshold on one score: at or above it the classifier answers, below it out of scope."""
+        threshold = float(self.thresholds_["threshold"])
+        hits = self.index_.search(vectors, self.options.top_k) if len(vectors) else []
+        out = []
+        for row, found in zip(probs, hits):
+            intent, confidence, scores = self._top(row)
+            value, what = ((found[0][0] if found else -1.0), "nearest utterance similarity") \
+                if score == "similarity" else (confidence, "confidence")
+            if value >= threshold:
+                out.append(IntentPrediction(intent=intent, confidence=confidence, out_of_scope=False,
+                                            fallback=False, reason=f"{what} {value:.3f} >= threshold {threshold:.3f}",
+                                            answer=self.answers_.get(intent), scores=scores))
+            else:
+                reason = f"{what} {value:.3f} < threshold {threshold:.3f}: out of scope"
+                out.append(self._out_of_scope(confidence, reason, [self._match(s, m) for s, m in found], scores))
+        return out
+
+    def _top(self, row: np.ndarray) -> tuple[str, float, dict[str, float]]:
+        top = int(row.argmax())
+        return self.labels_[top], float(row[top]), {label: float(p) for label, p in zip(self.labels_, row)}
+
+    def _out_of_scope(self, confidence: float, reason: str, matches: list[Match],
+                      scores: dict[str, float]) -> IntentPrediction:
+        return IntentPrediction(intent=self.options.oos_label, confidence=confidence, out_of_scope=True,
+                                fallback=True, reason=reason, matches=matches, scores=scores)
 
     def _match(self, similarity: float, meta: dict[str, Any]) -> Match:
         intent = meta.get("intent")
@@ -298,8 +377,41 @@ class IntentTask(TextClassificationTask):
             metrics["oos_recall"] = recall
             metrics["oos_f1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         metrics["fallback_rate"] = float(np.mean([p.fallback for p in predictions])) if predictions else 0.0
+        # What the classifier alone would have scored on the same records, so the fallback's cost (or gain)
+        # is visible: its top intent is in every prediction's scores.
+        alone = [max(p.scores, key=p.scores.__getitem__) if p.scores else p.intent for p in predictions]
+        metrics["classifier_accuracy"] = float(np.mean([t == a for t, a in zip(y_true, alone)])) if alone else 0.0
         return Evaluation(task=self.task_name, n=len(records), metrics=metrics, per_label=per_label,
                           details=details)
+
+    # ---- export ------------------------------------------------------------------------------------
+    def embedding_pooling(self) -> str:
+        return "mean"  # what the index was built with (build_index, _forward), whatever the head pools
+
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """The fallback index (faiss + metadata with FAQ answers) and the calibrated decision rule."""
+        self.check_is_fitted("thresholds_")
+        self.index_.save(directory, INDEX_NAME)
+        return super().export_extras(directory) | {
+            "kind": "customer_service.intent",
+            "rule": ("confidence = max softmax(logits). score 'retrieval': if fallback and confidence < "
+                     "confidence_threshold: search the index with the graph's unit 'embeddings' (inner product), "
+                     "top_k entries vote for their intent with weight max(similarity, 0) (ties: higher best "
+                     "similarity); the winner answers if its best similarity >= similarity_threshold, else out of "
+                     "scope. score 'similarity': if fallback and the nearest entry's similarity < threshold: out of "
+                     "scope, else the classifier's intent. score 'softmax': the same with confidence"),
+            "oos_label": self.options.oos_label,
+            "fallback": self.options.fallback,
+            "score": self.thresholds_.get("score", "retrieval"),
+            "threshold": self.thresholds_.get("threshold"),
+            "confidence_threshold": self.thresholds_.get("confidence"),
+            "similarity_threshold": self.thresholds_.get("similarity"),
+            "top_k": self.options.top_k,
+            "index": {"faiss": f"{INDEX_NAME}.faiss", "metadata": f"{INDEX_NAME}.json", "entries": len(self.index_),
+                      "embedding_output": "embeddings"},
+            "answers": dict(self.answers_),
+            "calibration": dict(self.thresholds_),
+        }
 
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:

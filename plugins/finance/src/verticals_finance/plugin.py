@@ -26,6 +26,7 @@ FRAUD = TaskSpec(
     task_type=FraudTask.name,
     description="Transaction fraud: numeric + categorical + text columns -> fraud probability and decision.",
     labels=["0", "1"],
+    label_names={"0": "legitimate", "1": "fraud"},
     metrics=["auprc", "roc_auc", "recall_at_1pct_fpr", "precision", "recall", "f1", "expected_cost"],
     primary_metric="auprc",
     # A small MLP on tabular features learns with far larger steps and more epochs than fine-tuning;

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from verticals import DataConfig, DataError
-from verticals.data import RawRecord, read_raw, read_text
+from verticals.data import RawRecord, iter_raw, read_text
 from verticals.tasks import TextClassificationTask
 
 PHRASEBANK = "phrasebank"
@@ -53,7 +55,8 @@ def read_phrasebank(path: str | Path, encoding: str = "latin-1", *, text_key: st
     """One ``sentence@label`` per line; split on the *last* '@' because sentences may contain '@'."""
     text = read_text(path, encoding)
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         sentence, sep, label = line.rpartition("@")
@@ -78,9 +81,11 @@ class FinancialSentimentTask(TextClassificationTask):
         fmt = self.data_options.format
         return fmt == PHRASEBANK or (fmt == "auto" and path.suffix.lower() == ".txt")
 
-    def read_raw(self, path: str | Path) -> list[RawRecord]:
+    def iter_raw(self, path: str | Path, *, progress: Any = None) -> Iterator[RawRecord]:
         path = Path(path)
         if self._is_phrasebank(path):
-            return read_phrasebank(path, self.data_options.encoding or phrasebank_encoding(path),
-                                   text_key=self.data_options.text_column, label_key=self.data_options.label_column)
-        return read_raw(path, self.data_options.format, self.data_options.encoding or "utf-8")
+            return iter(read_phrasebank(path, self.data_options.encoding or phrasebank_encoding(path),
+                                        text_key=self.data_options.text_column,
+                                        label_key=self.data_options.label_column))
+        return iter_raw(path, self.data_options.format, self.data_options.encoding or "utf-8",
+                        max_record_bytes=self.data_options.max_record_bytes, progress=progress)

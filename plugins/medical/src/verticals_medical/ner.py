@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from verticals import ConfigError, DataError
-from verticals.data import RawRecord, read_raw, read_text
+from verticals.data import RawRecord, iter_lines, iter_raw
 from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
 from verticals.tasks.token_classification import BIO_TAG, bio_labels
 
-from .text import align_tokens, joined_offsets, pretokenize
+from .text import WORD_PATTERN, align_tokens, joined_offsets, pretokenize
 from .windows import context, first_subwords, special_tokens, window_starts
 
 
@@ -72,16 +72,20 @@ class MedicalNERTask(TokenClassificationTask):
     def field_map(self) -> dict[str, str]:
         return super().field_map() | {"text": self.data_options.text_column}
 
-    def read_raw(self, path):  # type: ignore[no-untyped-def,override]
+    def iter_raw(self, path, *, progress=None):  # type: ignore[no-untyped-def,override]
         """As the core, except that a ``.tsv`` file whose first line is ``token<TAB>BIO-tag`` (how
         NCBI-disease, BC5CDR and BioBERT's data ship) is read as CoNLL rather than as a headed table."""
         path = Path(path)
-        if self.data_options.format == "auto" and path.suffix.lower() == ".tsv":
-            first = read_text(path, self.data_options.encoding).lstrip("\n").split("\n", 1)[0].rstrip("\r")
+        options = self.data_options
+        if options.format == "auto" and path.suffix.lower() == ".tsv":
+            first = next((line for _, line in iter_lines(path, options.encoding,
+                                                         max_record_bytes=options.max_record_bytes)
+                          if line.strip()), "").rstrip("\r\n")
             columns = first.split("\t")
             if len(columns) >= 2 and BIO_TAG.match(columns[-1].strip()):
-                return read_raw(path, "conll", self.data_options.encoding)
-        return super().read_raw(path)
+                return iter_raw(path, "conll", options.encoding, max_record_bytes=options.max_record_bytes,
+                                progress=progress)
+        return super().iter_raw(path, progress=progress)
 
     def record_from_text(self, text: str) -> dict[str, Any]:
         return {self.data_options.text_column: text}
@@ -121,6 +125,26 @@ class MedicalNERTask(TokenClassificationTask):
         if bad:
             raise ConfigError(f"labels {bad} are not BIO tags; expected O, B-TYPE or I-TYPE")
         return bio_labels({t for r in train for t in r.tags} | set(declared))
+
+    # ---- export ----------------------------------------------------------------------------------
+    def export_extras(self, directory: Path) -> dict[str, Any]:
+        """Pre-tokenisation, sliding windows and the merge rule: everything decoding needs after the graph."""
+        prefix, suffix = special_tokens(self.tokenizer_)
+        return super().export_extras(directory) | {
+            "kind": "medical.ner",
+            "words": "a text is split into words by word_pattern (Python re); records may give tokens [+ text]",
+            "word_pattern": WORD_PATTERN.pattern,
+            "truncation": "none: words are tokenised without special tokens, then cut into windows",
+            "window_size": self.config.training.max_length - len(prefix) - len(suffix),
+            "stride": self.options.stride,
+            "prefix_ids": prefix,
+            "suffix_ids": suffix,
+            "windows": "starts 0, size-stride, 2(size-stride), ... and n-size (the last window ends at the end)",
+            "merge": ("each word takes the probabilities of its first subword in the window where it has most "
+                      "context: min(tokens to the window's left cut, tokens to its right cut); a document edge "
+                      "is not a cut"),
+            "offsets": "character offsets into the text (words found in order), else into the words joined by spaces",
+        }
 
     # ---- windows ---------------------------------------------------------------------------------
     def encode(self, records, *, with_labels):  # type: ignore[no-untyped-def,override]

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 # Runs of letters/digits (keeping combining accents with their letter) are words; every other visible
 # character is a word of its own. This matches the tokenisation of NCBI-disease / BC5CDR, where
 # hyphens, slashes and brackets are separate tokens ("BRCA1 - associated", "( DM )").
-_WORD = re.compile(r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+|\S")
+WORD_PATTERN = re.compile(r"(?:[^\W_]|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+|\S")
 
 
 def pretokenize(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     """Split ``text`` into words and their (start, end) character offsets."""
     tokens, offsets = [], []
-    for match in _WORD.finditer(text):
+    for match in WORD_PATTERN.finditer(text):
         tokens.append(match.group())
         offsets.append(match.span())
     return tokens, offsets

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .recommender import Recommender
+from .schema import Recommendations, ScoredItem
 
 __version__ = "0.1.0"
 
-__all__ = ["Recommender", "__version__"]
+__all__ = ["Recommendations", "Recommender", "ScoredItem", "__version__"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from verticals.backbones import (
     load_tokenizer,
     resolve_backbone,
 )
+from verticals.console import TrainingConsole
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
@@ -32,6 +34,8 @@ from .evaluation import protocol_cases, rank_cases
 from .ranking import case_rng, sample_negatives
 from .schema import InteractionRecord, RecommendationData, RecommendationOptions, Recommendations, ScoredItem
 from .towers import Pair, fit_two_tower, user_text
+
+logger = logging.getLogger("verticals")
 
 BACKBONE_DIR = "backbone"
 INDEX_NAME = "items"
@@ -56,6 +60,8 @@ class RecommendationTask(TaskType):
     )
     primary_metric = "hr@10"
     label_field = None
+    export_unsupported = ("it ranks a catalogue through item and user towers, a FAISS candidate index, "
+                          "collaborative factors and a re-ranker, not one network's logits")
 
     # ---- data --------------------------------------------------------------------------------
     def field_map(self) -> dict[str, str]:
@@ -67,14 +73,20 @@ class RecommendationTask(TaskType):
         """A bare CLI argument is a user id."""
         return {self.data_options.user_column: text}
 
-    def as_record(self, item: Any, index: int = 0) -> InteractionRecord:
+    def example_record(self) -> dict[str, Any]:
+        """A user the model knows (the docs example of `verticals serve`), and how many items to return."""
+        known = next((user for user, positives in self.histories_.positives.items() if positives), "USER_ID") \
+            if hasattr(self, "histories_") else "USER_ID"
+        return {"user": known, "k": self.options.k}
+
+    def as_record(self, item: Any, index: int = 0, **kwargs: Any) -> InteractionRecord:
         # API/CLI requests may use field names ('user') even when the files use other column names.
         if isinstance(item, dict):
             item = dict(item)
             for name, column in self.field_map().items():
                 if name in item and column not in item:
                     item[column] = item.pop(name)
-        return super().as_record(item, index)  # type: ignore[return-value]
+        return super().as_record(item, index, **kwargs)  # type: ignore[return-value]
 
     def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> InteractionRecord:
         record = super().to_record(raw, require_labels=require_labels)
@@ -152,17 +164,26 @@ class RecommendationTask(TaskType):
             log_q = np.log((counts + 1.0) / (counts.sum() + len(counts)))
         cases = [r for r in validation if is_positive(r, self.data_options.positive_threshold)]
 
-        def validate() -> float:
+        def validate() -> dict[str, float]:
             self._index_items()
-            return self._evaluate(cases, limit=self.options.max_validation_cases).metrics.get("hr@10", 0.0)
+            return self._evaluate(cases, limit=self.options.max_validation_cases).metrics
 
+        limit = self.options.max_validation_cases
+        subset = limit is not None and limit < len(cases)
+        console = TrainingConsole(
+            total_epochs=max(1, math.ceil(training.epochs)), primary_metric="hr@10",
+            metrics_on="validation, two-tower only" + (f", {limit} of {len(cases)} cases" if subset else ""),
+            note=("ranking metrics of the two-tower similarity before the re-ranker is fitted"
+                  + (f", on a seeded subset of {limit} of the {len(cases)} validation positives" if subset else "")
+                  + "; the final summary ranks every validation case with the final scorer"))
         self.training_log_ = fit_two_tower(
             self.backbone_, self.tokenizer_, pairs, self.catalogue_.texts, training=training,
             temperature=self.options.temperature, item_max_length=self.options.item_max_length, log_q=log_q,
             precision=self.precision_,
             # a single epoch leaves nothing to select, so it skips the per-epoch validation pass
-            validate=validate if cases and training.epochs > 1 else None,
+            validate=validate if cases and training.epochs > 1 else None, console=console,
         )
+        self.history_ = console.history
         self._index_items()
         if self.options.rerank:
             self.reranker_ = self._fit_reranker(cases, validation)
@@ -174,10 +195,11 @@ class RecommendationTask(TaskType):
         known = {u for u, p in self.histories_.positives.items() if p}
         cases, _ = protocol_cases(positives, self.catalogue_.index, known, seed=seed, limit=None)
         if len(cases) < self.options.rerank_min_cases:
-            print(f"re-ranker skipped: {len(cases)} validation positives of users with positive training "
-                  f"interactions (task.rerank_min_cases={self.options.rerank_min_cases}); the score is the "
-                  f"two-tower similarity", file=sys.stderr)
+            logger.warning("re-ranker skipped: %d validation positives of users with positive training "
+                           "interactions (task.rerank_min_cases=%d); the score is the two-tower similarity",
+                           len(cases), self.options.rerank_min_cases)
             return None
+        logger.info("fitting the re-ranker on %d validation positives", len(cases))
         touched = {u: set(self.histories_.seen.get(u, [])) for u, _ in cases}
         for r in validation:  # another validation positive of the same user is not a negative either
             if r.user in touched and r.item in self.catalogue_.index:
@@ -200,6 +222,11 @@ class RecommendationTask(TaskType):
     def _encode(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         return encode_texts(self.backbone_, self.tokenizer_, texts, max_length=max_length,
                             batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings from the fine-tuned shared tower, as items are indexed (item token budget)."""
+        self.check_is_fitted("backbone_")
+        return self._encode(list(texts), self.options.item_max_length)
 
     def _index_items(self) -> None:
         vectors = self._encode(self.catalogue_.texts, self.options.item_max_length)

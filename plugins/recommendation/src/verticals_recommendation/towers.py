@@ -11,8 +11,6 @@ same ingredients: AdamW without decay on biases/norms, linear warmup, gradient c
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 from verticals import TrainingConfig
+from verticals.console import TrainingConsole
 from verticals.heads.sequence import pool
 from verticals.inference import Collator
 from verticals.runtime import autocast
@@ -75,9 +74,12 @@ def fit_two_tower(
     item_max_length: int,
     log_q: np.ndarray | None,
     precision: str,
-    validate: Callable[[], float] | None = None,
+    validate: Callable[[], dict[str, float]] | None = None,
+    primary_metric: str = "hr@10",
+    console: TrainingConsole | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``backbone`` in place; keep the weights of the best validation epoch. Returns a log."""
+    """Fine-tune ``backbone`` in place; keep the weights of the epoch with the best ``validate()[primary_metric]``.
+    Each epoch is reported through ``console`` (a bar over its steps, then one line). Returns a log."""
     from transformers import get_scheduler
 
     dev = next(backbone.parameters()).device
@@ -102,10 +104,12 @@ def fit_two_tower(
     bad_epochs = 0
     step = 0
     epoch = 0
-    started = time.perf_counter()
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    console = console or TrainingConsole(total_epochs=epochs, primary_metric=primary_metric)
     while step < total_steps:
         epoch += 1
         backbone.train()
+        console.begin_epoch(epoch, min(steps_per_epoch, total_steps - step), epochs=epochs)
         order = rng.permutation(len(pairs))
         losses = []
         for start in range(0, steps_per_epoch * batch_size, batch_size):
@@ -126,23 +130,25 @@ def fit_two_tower(
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             step += 1
-            if step % 50 == 0:
-                print(f"step {step}/{total_steps} loss {np.mean(losses[-50:]):.4f} "
-                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            console.step(loss=losses[-1])
         entry: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None}
+        metrics: dict[str, float] = {}
         if validate is not None:
-            score = validate()
+            metrics = validate()
+            score = metrics.get(primary_metric, 0.0)
             entry["validation"] = score
             if best is None or score > best[0]:
                 best = (score, {k: t.detach().clone() for k, t in backbone.state_dict().items()})
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-        print(f"epoch {epoch}: {entry}", file=sys.stderr, flush=True)
+        console.end_epoch(epoch, train_loss=entry["loss"], metrics=metrics, learning_rate=scheduler.get_last_lr()[0],
+                          epochs=epochs)
         log["epochs"].append(entry)
         if patience is not None and bad_epochs >= patience:
             break
     log["steps"] = step
+    console.finish(restored=best is not None)
     if best is not None:
         backbone.load_state_dict(best[1])
         log["best_validation"] = best[0]

@@ -33,6 +33,10 @@ class FraudOptions(BaseModel):
         10.0, gt=0, description="Cost of missing one fraud; the threshold minimises expected cost on validation."
     )
     cost_false_positive: float = Field(1.0, gt=0, description="Cost of one false alarm on a legitimate record.")
+    cost_unit: str = Field(
+        "cost units", min_length=1,
+        description="Unit of the two costs (e.g. 'EUR'); reports state expected_cost in it, per transaction.",
+    )
     negative_weight: float = Field(
         1.0, gt=0,
         description="How many real legitimate records each legitimate record stands for (e.g. 57.8 for a "

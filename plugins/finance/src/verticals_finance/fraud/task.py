@@ -8,6 +8,7 @@ head). The decision threshold minimises expected cost on validation data under t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from verticals import ConfigError, DataError, Evaluation, Record, TaskType
+from verticals.console import TrainingConsole
 from verticals.data import RawRecord
 
 from .features import TabularPreprocessor, parse_label, parse_number
 from .metrics import choose_threshold, fraud_metrics
 from .options import FraudDataOptions, FraudOptions
 from .train import embed_columns, predict_proba, train_ensemble
+
+logger = logging.getLogger("verticals")
 
 PREPROCESSING_FILE = "preprocessing.json"
 WEIGHTS_FILE = "fusion.safetensors"
@@ -52,6 +56,8 @@ class FraudTask(TaskType):
     Options = FraudOptions
     metric_names = ("auprc", "roc_auc", "recall_at_1pct_fpr", "precision", "recall", "f1", "expected_cost")
     primary_metric = "auprc"
+    export_unsupported = ("its score comes from fitted tabular preprocessing, frozen text embeddings and an "
+                          "ensemble of fusion networks with a cost threshold, which the ONNX export does not cover")
 
     # ---- data --------------------------------------------------------------------------------
     def _columns(self) -> tuple[list[str], list[str], list[str]]:
@@ -87,6 +93,18 @@ class FraudTask(TaskType):
         record = FraudRecord(label=label, **values)
         record._path, record._line = raw.path, raw.line
         return record
+
+    def example_record(self) -> dict[str, Any]:
+        """The declared columns with typical values (training means, the commonest known category): the
+        request example of `verticals serve`'s docs, never the label."""
+        numeric, categorical, text = self._columns()
+        fitted = getattr(self, "preprocessor_", None)
+        example: dict[str, Any] = {c: round(fitted.numeric[c][0], 2) if fitted else 0.0 for c in numeric}
+        for column in categorical:
+            known = fitted.categories.get(column, [])[1:] if fitted else []  # [0] is the unknown slot
+            example[column] = known[0] if known else "CATEGORY"
+        example.update({c: "Online purchase at an electronics store" for c in text})
+        return example
 
     def _rows(self, records: Sequence[BaseModel]) -> list[dict[str, Any]]:
         return [dict(r.model_extra or {}) for r in records]
@@ -124,9 +142,19 @@ class FraudTask(TaskType):
             path = resolve_backbone(self.config.training.backbone)
             check_max_length(path, self.config.training.max_length)
             self.encoder_ = (load_backbone(path), load_tokenizer(path))
+        if text:
+            logger.info("embedding %d text column(s) of %d records with the frozen backbone", len(text),
+                        len(train) + len(validation))
         x_train, x_val = self._features(train), self._features(validation)
+        ensemble = self.options.ensemble
+        console = TrainingConsole(
+            total_epochs=ensemble * max(1, int(round(self.config.training.epochs))), primary_metric="auprc",
+            metrics_on="validation, this head alone" if ensemble > 1 else "validation",
+            note=(f"threshold-free metrics of each of the {ensemble} heads alone; the final summary scores their "
+                  f"mean at the cost-minimising threshold" if ensemble > 1 else None))
         self.models_ = train_ensemble(self._head_cls(), x_train, y_train, x_val, y_val, self.options,
-                                      self.config.training)
+                                      self.config.training, console)
+        self.history_ = console.history
         p_val = predict_proba(self.models_, x_val)
         opts = self.options
         self.threshold_, self.validation_cost_ = choose_threshold(
@@ -176,6 +204,12 @@ class FraudTask(TaskType):
         return {"labels": list(self.labels_), "threshold": self.threshold_,
                 "input_dim": int(self.models_[0].hidden_size), "ensemble": len(self.models_),
                 "validation_expected_cost": self.validation_cost_}
+
+    def metric_notes(self) -> dict[str, str]:
+        o = self.options
+        costs = f"a missed fraud costs {o.cost_false_negative:g}, a false alarm costs {o.cost_false_positive:g}"
+        return {"expected_cost": f"{o.cost_unit} per transaction ({costs}; task.cost_false_negative, "
+                                 f"task.cost_false_positive, task.cost_unit)"}
 
     def summary(self) -> dict[str, Any]:
         params = sum(p.numel() for m in self.models_ for p in m.parameters())

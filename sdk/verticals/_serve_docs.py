@@ -1,0 +1,93 @@
+"""``/docs`` (Swagger UI) and ``/redoc`` for ``verticals serve`` that work without internet.
+
+FastAPI's own pages load Swagger UI and ReDoc from a CDN, so on a client's closed network they are blank.
+The assets here come from the ``fastapi-offline`` package (in the ``serve`` extra), which ships the
+Swagger UI and ReDoc bundles; the app serves them itself under ``/docs-assets``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI must see the real ``Request`` class, imported in a function.
+import logging
+from pathlib import Path
+from typing import Any
+
+ASSETS_URL = "/docs-assets"
+logger = logging.getLogger("verticals.serve")
+
+
+def _assets_dir() -> Path | None:
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    directory = Path(fastapi_offline.__file__).parent / "static"
+    return directory if (directory / "swagger-ui-bundle.js").is_file() else None
+
+
+def add_offline_docs(app: Any) -> None:
+    """Serve ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc`` from local assets (the app must be created
+    with ``docs_url=None, redoc_url=None``)."""
+    from fastapi import Request
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = _assets_dir()
+    if assets is None:  # never fall back to a CDN: say what to install instead
+        logger.warning("no offline docs assets: pip install 'verticals[serve]' (fastapi-offline); "
+                       "/docs shows how, the schema is at /openapi.json")
+
+        @app.get("/docs", include_in_schema=False)
+        @app.get("/redoc", include_in_schema=False)
+        def missing() -> HTMLResponse:
+            return HTMLResponse("<p>The API docs need the fastapi-offline package: "
+                                "<code>pip install 'verticals[serve]'</code>. The OpenAPI schema is at "
+                                "<a href='/openapi.json'>/openapi.json</a>.</p>")
+        return
+
+    app.mount(ASSETS_URL, StaticFiles(directory=assets), name="docs-assets")
+    redirect_url = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API docs",
+                                   swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                                   oauth2_redirect_url=f"{root}{redirect_url}")
+
+    @app.get(redirect_url, include_in_schema=False)
+    def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png", with_google_fonts=False)
+
+
+def request_examples(task: Any) -> dict[str, dict[str, Any]]:
+    """OpenAPI examples of a model's predict body, from the task's own record (never a gold label)."""
+    record = task.example_record()
+    examples = {"record": {"summary": "One record", "value": {"inputs": [record]}}}
+    text = task.record_from_text("TEXT")
+    if list(text) == list(record) and isinstance(record.get(next(iter(record), ""), None), str):
+        # a bare string stands for this record (text tasks): show that shorter form too
+        examples["text"] = {"summary": "Bare texts", "value": {"inputs": list(record.values())}}
+    return examples
+
+
+def response_example(name: str, task: Any, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to the docs' request example, predicted once at start-up (so it shows the model's own
+    labels instead of placeholders), plus a refused record; None if the example cannot be predicted."""
+    try:
+        prediction = task.predict([task.as_record(record)])[0].model_dump(mode="json")
+    except Exception:  # noqa: BLE001 - the docs then show the schema's generic example
+        logger.debug("no response example for %s", name, exc_info=True)
+        return None
+    refused = {"status": 422, "message": "expected a record object or a text, got int", "field": None}
+    return {"model": name, "task": task.task_name, "results": [
+        {"index": 0, "ok": True, "prediction": prediction, "error": None},
+        {"index": 1, "ok": False, "prediction": None, "error": refused}]}

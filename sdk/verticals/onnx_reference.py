@@ -1,0 +1,235 @@
+"""Reference implementation of a Verticals export: the SDK's predictions without the SDK.
+
+Copied into every export directory as ``predict.py``. Needs onnxruntime, tokenizers and numpy, plus faiss-cpu
+for a customer-service export (its retrieval index); it never imports ``verticals``, ``torch`` or
+``transformers``. Everything it applies after the ONNX graph is read from ``export.json``'s ``decision``.
+
+    python predict.py EXPORT_DIR "first text" "second text"
+    python predict.py EXPORT_DIR < inputs.jsonl      # one JSON text or record per line
+
+prints one JSON prediction per input, with the fields and values of the SDK's prediction objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+class Export:
+    """An export directory: the graph, the tokenizer and the decision parameters."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.meta = json.loads((self.directory / "export.json").read_text(encoding="utf-8"))
+        self.decision: dict[str, Any] = self.meta["decision"]
+        self.labels: list[str] = self.meta["labels"]
+        self.session = onnxruntime.InferenceSession(str(self.directory / "model.onnx"),
+                                                    providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+
+    def tokenize(self, inputs: list[Any], *, words: bool = False, special: bool = True) -> list[Any]:
+        """Encodings of texts (or of word lists), truncated at max_length unless the task windows instead."""
+        if self.decision["kind"] != "medical.ner":
+            self.tokenizer.enable_truncation(self.decision["max_length"])
+        return self.tokenizer.encode_batch(inputs, is_pretokenized=words, add_special_tokens=special)
+
+    def run(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        """The graph's outputs for token-id rows, padded to the longest (padding is masked out)."""
+        ids = np.full((len(rows), max(map(len, rows))), self.meta["pad_token_id"], dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)], mask[i, : len(row)] = row, 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        values = self.session.run(self.meta["outputs"], {name: feed[name] for name in self.meta["inputs"]})
+        return dict(zip(self.meta["outputs"], values))
+
+    def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
+        kind = self.decision["kind"]
+        if kind in ("text-classification", "customer_service.intent"):
+            texts = [item if isinstance(item, str) else item["text"] for item in inputs]
+            out = self.run([e.ids for e in self.tokenize(texts)])
+            probs = softmax(out["logits"].astype(np.float64))
+            if kind == "customer_service.intent":
+                return Fallback(self).decide(probs, out["embeddings"])
+            return [{"label": self.labels[int(row.argmax())], "score": float(row.max()),
+                     "scores": dict(zip(self.labels, map(float, row)))} for row in probs]
+        if kind == "token-classification":
+            tokens = [item.split() if isinstance(item, str) else list(item["tokens"]) for item in inputs]
+            encodings = self.tokenize(tokens, words=True)
+            out = self.run([e.ids for e in encodings])
+            return [self.tokens(words, e.word_ids, softmax(row.astype(np.float64)))
+                    for words, e, row in zip(tokens, encodings, out["logits"])]
+        if kind == "medical.ner":
+            return [self.windowed(item) for item in inputs]
+        raise SystemExit(f"predict.py: unknown decision kind '{kind}' in export.json")
+
+    # ---- token classification ------------------------------------------------------------------
+    def tokens(self, words: list[str], word_ids: list[int | None], token_probs: np.ndarray) -> dict[str, Any]:
+        """Each word's probabilities from its first subword; words cut off by truncation are 'O'."""
+        probs = np.zeros((len(words), len(self.labels)))
+        probs[:, 0] = 1.0
+        previous = None
+        for position, word in enumerate(word_ids):
+            if word is not None and word != previous:
+                probs[word] = token_probs[position]
+            previous = word
+        return self.decode_words(words, probs)
+
+    def decode_words(self, words: list[str], probs: np.ndarray) -> dict[str, Any]:
+        tags, previous = [], "O"
+        for i in probs.argmax(axis=1):
+            tag = self.labels[int(i)]
+            if tag.startswith("I-") and previous[2:] != tag[2:]:  # BIO repair
+                tag = "B-" + tag[2:]
+            tags.append(tag)
+            previous = tag
+        index = {label: i for i, label in enumerate(self.labels)}
+        entities, start = [], -1
+        for i, tag in enumerate([*tags, "O"]):
+            if start >= 0 and not (tag.startswith("I-") and tag[2:] == tags[start][2:]):
+                score = float(np.mean([probs[w, index[tags[w]]] for w in range(start, i)]))
+                entities.append({"type": tags[start][2:], "text": " ".join(words[start:i]), "start": start,
+                                 "end": i, "score": score})
+                start = -1
+            if tag.startswith("B-"):
+                start = i
+        return {"tokens": list(words), "tags": tags, "entities": entities}
+
+    def windowed(self, item: Any) -> dict[str, Any]:
+        """Long texts: windows of subword tokens; each word is read where it has most context."""
+        d = self.decision
+        if isinstance(item, str):
+            item = {"text": item}
+        text = item.get("text")
+        words = list(item["tokens"]) if "tokens" in item else re.findall(d["word_pattern"], text)
+        encoding = self.tokenize([words], words=True, special=False)[0]
+        ids, word_ids, n, size = encoding.ids, encoding.word_ids, len(encoding.ids), d["window_size"]
+        starts = [0] if n <= size else [*range(0, n - size, size - d["stride"]), n - size]
+        first = [w is not None and (p == 0 or word_ids[p - 1] != w) for p, w in enumerate(word_ids)]
+        rows, places = [], []
+        for start in starts:
+            end = min(start + size, n)
+            rows.append(d["prefix_ids"] + ids[start:end] + d["suffix_ids"])
+            # (position in the window, word, context: tokens to the nearer cut; a document edge is no cut)
+            places.append([(len(d["prefix_ids"]) + p - start, word_ids[p],
+                            min(p - start if start > 0 else math.inf, end - 1 - p if end < n else math.inf))
+                           for p in range(start, end) if first[p]])
+        logits = self.run(rows)["logits"]
+        probs = np.zeros((len(words), len(self.labels)))
+        probs[:, 0] = 1.0
+        best = np.full(len(words), -1.0)
+        for row, window in zip(logits, places):
+            window_probs = softmax(row.astype(np.float64))
+            for position, word, context in window:
+                if context > best[word]:
+                    best[word], probs[word] = context, window_probs[position]
+        prediction = self.decode_words(words, probs)
+        if text is None:
+            text = " ".join(words)
+        offsets, cursor = [], 0
+        for word in words:  # words are found in order in the text
+            start = text.find(word, cursor)
+            cursor = start + len(word)
+            offsets.append((start, cursor))
+        for entity in prediction["entities"]:
+            first, last = entity["start"], entity["end"]
+            start, end = offsets[first][0], offsets[last - 1][1]
+            entity.update(text=text[start:end], start=start, end=end, token_start=first, token_end=last)
+        return prediction
+
+
+class Fallback:
+    """customer_service.intent: the classifier when confident, else retrieval, else out of scope."""
+
+    def __init__(self, export: Export) -> None:
+        import faiss
+
+        d = export.decision
+        self.export, self.d = export, d
+        self.index = faiss.read_index(str(export.directory / d["index"]["faiss"]))
+        meta = json.loads((export.directory / d["index"]["metadata"]).read_text(encoding="utf-8"))
+        self.entries: list[dict[str, Any]] = meta["metadata"]
+
+    def decide(self, probs: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
+        d, labels, answers = self.d, self.export.labels, self.d["answers"]
+        score = d.get("score", "retrieval")  # which score decides "out of scope" (chosen at training)
+        out = []
+        for row, vector in zip(probs, vectors):
+            top = int(row.argmax())
+            intent, confidence = labels[top], float(row[top])
+            result = {"intent": intent, "confidence": confidence, "out_of_scope": False, "fallback": False,
+                      "answer": answers.get(intent), "matches": [], "scores": dict(zip(labels, map(float, row)))}
+            if d["fallback"] and score == "retrieval" and confidence < d["confidence_threshold"]:
+                hits = self.search(vector)
+                voted, similarity = self.vote(hits)
+                result.update(fallback=True, matches=self.matches(hits))
+                if voted is not None and similarity >= d["similarity_threshold"]:
+                    result.update(intent=voted, answer=answers.get(voted))
+                else:
+                    result.update(intent=d["oos_label"], out_of_scope=True, answer=None)
+            elif d["fallback"] and score != "retrieval":
+                hits = self.search(vector)
+                value = (hits[0][0] if hits else -1.0) if score == "similarity" else confidence
+                if value < d["threshold"]:
+                    result.update(intent=d["oos_label"], out_of_scope=True, fallback=True, answer=None,
+                                  matches=self.matches(hits))
+            out.append(result)
+        return out
+
+    def search(self, vector: np.ndarray) -> list[tuple[float, dict[str, Any]]]:
+        k = min(self.d["top_k"], self.index.ntotal)
+        sims, ids = self.index.search(np.ascontiguousarray(vector[None], dtype=np.float32), k)
+        return [(float(s), self.entries[i]) for s, i in zip(sims[0], ids[0]) if i >= 0]
+
+    def matches(self, hits: list[tuple[float, dict[str, Any]]]) -> list[dict[str, Any]]:
+        answers = self.d["answers"]
+        return [{"text": m["text"], "intent": m.get("intent"),
+                 "answer": m.get("answer") or answers.get(m.get("intent") or ""),
+                 "similarity": s, "source": m.get("source", "utterance")} for s, m in hits]
+
+    @staticmethod
+    def vote(hits: list[tuple[float, dict[str, Any]]]) -> tuple[str | None, float]:
+        totals: dict[str, float] = defaultdict(float)
+        best: dict[str, float] = {}
+        for similarity, meta in hits:
+            if meta.get("intent"):
+                totals[meta["intent"]] += max(similarity, 0.0)
+                best[meta["intent"]] = max(best.get(meta["intent"], -1.0), similarity)
+        if not totals:
+            return None, max((s for s, _ in hits), default=-1.0)
+        winner = max(totals, key=lambda name: (totals[name], best[name]))
+        return winner, best[winner]
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    export = Export(argv[0])
+    inputs = argv[1:] or [json.loads(line) for line in sys.stdin if line.strip()]
+    for prediction in export.predict(inputs):
+        print(json.dumps(prediction, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
