@@ -103,9 +103,13 @@ def test_existing_output_and_bad_data(trained: dict[str, Path], tmp_path: Path,
         assert (out / "keep.txt").read_text() == "mine"
         assert main(["report", str(trained["binary"]), "--data", str(bad), "--output", str(tmp_path / "n")]) == 2
         assert "bad.jsonl:2" in capsys.readouterr().err and not (tmp_path / "n").exists()
+        # --overwrite replaces only a report Verticals wrote, never a folder holding someone's file
+        assert main(args + ["--overwrite"]) == 2
+        assert "refusing to delete" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+        (out / "keep.txt").unlink()
         assert main(args + ["--overwrite", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["n"] == 24
-        assert not (out / "keep.txt").exists() and (out / "index.html").exists()
+        assert main(args + ["--overwrite", "--json"]) == 0 and (out / "index.html").exists()
 
 
 # ---- reading well at many labels, small samples, the card from the bundle alone ----------------------

@@ -125,7 +125,7 @@ def test_resume_from_checkpoint(tmp_path, tiny_backbone, text_data):
     assert checkpoints, "per-epoch checkpoints are kept when asked"
     resumed = verticals.train("text-classification", text_data["train"], validation=text_data["validation"],
                               output=tmp_path / "b", overrides=overrides + ["training.epochs=3"],
-                              backbone=str(tiny_backbone), resume=True)
+                              backbone=str(tiny_backbone), resume=True, overwrite=True)
     assert resumed.task.trainer_.epochs_run_ == pytest.approx(3.0)
 
 

@@ -188,9 +188,13 @@ def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
         fd, depth = _HELD[key]
         _HELD[key] = (fd, depth + 1)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot write there ({exc.strerror}); choose a folder you can write "
+                                  f"to") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -227,6 +231,14 @@ def refuse_same_file(input: str | Path, output: str | Path) -> None:
     if same:
         raise ConfigError(f"--output {output} is the --input file; predictions would replace the records they "
                           f"are made from; choose another --output")
+
+
+def check_file_output(path: str | Path) -> None:
+    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--output {path} exists and is not a regular file (a folder, device or pipe), which "
+                          f"writing the predictions would replace; choose a file name")
 
 
 # ---- checkpoint folders ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _outputs
-from ._outputs import check_replaceable, claim, write_marker
+from ._outputs import check_file_output, check_replaceable, claim, write_marker
 from .errors import BundleError
 
 BUNDLE_FILE = "bundle.json"
@@ -350,6 +350,7 @@ def write_bundle(output: str | Path, info: BundleInfo, save: Callable[[Path], No
 def atomic_file(path: str | Path, encoding: str = "utf-8") -> Iterator[Any]:
     """Write a text file under a temporary name and rename it into place only when complete."""
     path = Path(path)
+    check_file_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with claim(path):
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -151,10 +151,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if extra and args.input:  # before any loading: also the streaming path below would ignore the fields
         raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
                              "(put the fields in the file)")
-    if args.input and args.output:  # before reading anything: the predictions must not replace the input
-        from ._outputs import refuse_same_file
+    if args.output:  # before reading anything: the predictions replace neither the input nor a non-file
+        from ._outputs import check_file_output, refuse_same_file
 
-        refuse_same_file(args.input, args.output)
+        check_file_output(args.output)
+        if args.input:
+            refuse_same_file(args.input, args.output)
     predictor = load(args.bundle, engine=args.engine, overrides=args.set)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
@@ -423,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "lists them)")
     train.add_argument("--backbone", metavar="PATH", help="local Hugging Face model dir, registered name, or Hub "
                        "id (org/name) from the Hugging Face cache")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --output")
-    train.add_argument("--resume", action="store_true", help="resume from the last epoch checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the bundle at --output (only a bundle Verticals wrote)")
+    train.add_argument("--resume", action="store_true", help="resume from the last complete epoch checkpoint "
+                       "(an existing bundle is replaced only with --overwrite)")
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.add_argument("--quiet", action="store_true",
                        help="no progress bars or epoch lines; warnings and errors only (same as --log-level warning)")
@@ -485,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("bundle", metavar="BUNDLE")
     report.add_argument("--data", required=True, metavar="PATH", help="labelled data file")
     report.add_argument("--output", required=True, metavar="DIR", help="report directory to write")
-    report.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    report.add_argument("--overwrite", action="store_true", help="replace a report Verticals wrote there")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
     report.set_defaults(func=cmd_report)
 
@@ -504,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export directory: model.onnx, config.json, tokenizer, export.json (decision), predict.py")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--tolerance", type=float, default=1e-4, help="max abs logit difference allowed")
-    export.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
+    export.add_argument("--overwrite", action="store_true", help="replace an export Verticals wrote there")
     export.add_argument("--json", action="store_true", help="print the result as JSON")
     export.set_defaults(func=cmd_export)
 
@@ -520,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     new_pack.add_argument("--labels", action="append", metavar="A,B,...",
                           help="labels (or entity types for token classification)")
     new_pack.add_argument("--description", help="one line shown by `verticals packs`")
-    new_pack.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
+    new_pack.add_argument("--overwrite", action="store_true",
+                          help="replace a pack scaffold Verticals wrote there (unchanged since)")
     new_pack.set_defaults(func=cmd_new_pack)
     return parser
 

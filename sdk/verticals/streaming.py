@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._outputs import claim, refuse_same_file
+from ._outputs import check_file_output, claim, refuse_same_file
 from .errors import ConfigError, DataError
 from .readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
 from .readers import pyarrow_parquet as _pyarrow_parquet
@@ -67,6 +67,7 @@ class PredictionWriter:
 
     def __init__(self, path: str | Path, fmt: str = "auto") -> None:
         self.path = Path(path)
+        check_file_output(self.path)
         self.format = stream_format(self.path, fmt) or "jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -164,6 +164,11 @@ def test_overwrite_never_deletes_an_unrelated_folder(verb, tmp_path, bundle, cap
     assert code == 2 and verticals.load(bundle)
 
 
+def test_output_below_a_file_is_one_clear_error(tmp_path, tiny_backbone, text_data, capsys):
+    code, err = run(train_args(text_data, tiny_backbone, text_data["train"] / "model"), capsys)
+    assert code == 2 and "cannot write there" in err, err
+
+
 # ---- 3. --resume never implies --overwrite ----------------------------------------------------------
 def test_resume_without_checkpoints_never_replaces_a_bundle(tmp_path, bundle, tiny_backbone, capsys):
     copy = tmp_path / "b"
@@ -193,6 +198,19 @@ def test_predict_output_that_is_the_input_is_refused(link, tmp_path, bundle, cap
     code, err = run(["predict", str(bundle), "--input", str(records), "--output", str(output)], capsys)
     assert code == 2 and "is the --input file" in err, err
     assert records.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["folder", "pipe"])
+def test_predict_output_never_replaces_a_folder_or_a_pipe(kind, tmp_path, bundle, capsys):
+    output = tmp_path / "out"
+    if kind == "folder":
+        output.mkdir()
+        (output / "keep.txt").write_text("mine")
+    else:
+        os.mkfifo(output)
+    code, err = run(["predict", str(bundle), "my invoice", "--output", str(output)], capsys)
+    assert code == 2 and ("not a regular file" in err or "is a directory" in err), err
+    assert (output / "keep.txt").read_text() == "mine" if kind == "folder" else output.is_fifo()
 
 
 # ---- 11. leftovers of a killed run are cleaned, only ours -------------------------------------------
