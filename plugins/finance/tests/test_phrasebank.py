@@ -52,7 +52,7 @@ def test_malformed_lines_name_file_and_line(tmp_path: Path, line: str, field: st
 def test_a_utf8_copy_of_phrasebank_is_read_as_utf8(tmp_path: Path) -> None:
     # Re-saved copies of the release are UTF-8; read as latin-1 they became 'JyvÃ¤skylÃ¤' without a word.
     path = tmp_path / "s.txt"
-    path.write_bytes("Profit rose in Jyväskylä , up 5 €@positive\nSales fell@negative\n".encode("utf-8"))
+    path.write_bytes("Profit rose in Jyväskylä , up 5 €@positive\nSales fell@negative\n".encode())
     assert read(path)[0].text == "Profit rose in Jyväskylä , up 5 €"
     assert read(path, "data.encoding=latin-1")[0].text.startswith("Profit rose in JyvÃ¤")  # an explicit choice wins
 
