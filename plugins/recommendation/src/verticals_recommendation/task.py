@@ -12,8 +12,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from verticals import DataError, Evaluation, TaskType
-from verticals.backbones import (load_backbone, load_bundle_backbone, load_bundle_tokenizer, load_tokenizer,
-                                 resolve_backbone)
+from verticals.backbones import (
+    load_backbone,
+    load_bundle_backbone,
+    load_bundle_tokenizer,
+    load_tokenizer,
+    resolve_backbone,
+)
 from verticals.data import RawRecord
 from verticals.embeddings import encode_texts
 from verticals.errors import BundleError, ConfigError
