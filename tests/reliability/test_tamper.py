@@ -172,6 +172,13 @@ def test_unknown_manifest_algorithm_is_refused(bundle, tmp_path, algorithm):
         verify(copy)
 
 
+def test_deeply_nested_manifest_is_refused_cleanly(bundle, tmp_path):
+    copy = _copy(bundle, tmp_path)
+    (copy / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        verify(copy)
+
+
 def test_malformed_digests_are_refused(bundle, tmp_path):
     copy = _copy(bundle, tmp_path)
     _rewrite_manifest(copy, lambda m: m["files"].__setitem__("head.safetensors", 12))
