@@ -76,6 +76,13 @@ def data_derived(name: str, names: set[str] | frozenset[str] = frozenset()) -> s
     return None
 
 
+def bundle_contents(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every listed file of a verified bundle: ``path``, ``bytes`` and ``data`` (what data it carries, or None)."""
+    names = set(manifest["files"])
+    return [{"path": name, "bytes": (Path(directory) / name).stat().st_size, "data": data_derived(name, names)}
+            for name in sorted(names)]
+
+
 def _open(path: Path) -> int:
     # O_NOFOLLOW: a file swapped for a symbolic link after the walk is refused rather than followed
     try:
