@@ -107,20 +107,23 @@ def _walk(directory: Path) -> tuple[list[str], list[str]]:
     pending = [("", str(directory))]
     while pending:
         prefix, current = pending.pop()
-        with os.scandir(current) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                if entry.is_symlink():
-                    raise BundleError(f"{directory}: '{name}' is a symbolic link; a bundle holds only its own "
-                                      f"files, not links (refusing it; copy the bundle without links)")
-                if entry.is_dir(follow_symlinks=False):
-                    dirs.append(name)
-                    pending.append((name + "/", entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    files.append(name)
-                else:
-                    raise BundleError(f"{directory}: '{name}' is not a regular file (a pipe, socket or device); "
-                                      f"the bundle was modified (refusing it)")
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            raise BundleError(f"{current}: cannot list the bundle's files ({exc.strerror})") from None
+        for entry in entries:
+            name = prefix + entry.name
+            if entry.is_symlink():
+                raise BundleError(f"{directory}: '{name}' is a symbolic link; a bundle holds only its own "
+                                  f"files, not links (refusing it; copy the bundle without links)")
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(name)
+                pending.append((name + "/", entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append(name)
+            else:
+                raise BundleError(f"{directory}: '{name}' is not a regular file (a pipe, socket or device); "
+                                  f"the bundle was modified (refusing it)")
     return sorted(files), sorted(dirs)
 
 
