@@ -226,9 +226,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 # ---- delivery verbs: inspect, serve, report, export, new-pack ----------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
-    from pathlib import Path
-
-    from .bundle import data_derived, digest, read_info, verify
+    from .bundle import bundle_contents, digest, read_info, verify
     from .errors import BundleError
 
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
@@ -238,9 +236,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")
     files = manifest["files"]
-    names = set(files)
-    contents = [{"path": name, "bytes": (Path(args.bundle) / name).stat().st_size,
-                 "data": data_derived(name, names)} for name in sorted(files)]
+    contents = bundle_contents(args.bundle, manifest)
     size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
