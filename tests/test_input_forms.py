@@ -223,9 +223,13 @@ def test_serve_and_report_take_data_overrides(trained, tmp_path: Path) -> None:
     app = create_app([result["bundle"]], engine="torch", overrides=columns)
     with TestClient(app) as http:
         response = http.post(f"/v1/models/{result['bundle'].name}/predict",
-                             json={"inputs": [{"utterance": r["text"]} for r in result["rows"][:3]]})
+                             headers={"content-type": "application/json"},  # ASCII JSON: "\ud800" escaped
+                             content=json.dumps({"inputs": [*({"utterance": r["text"]} for r in result["rows"][:3]),
+                                                            {"utterance": "a lone surrogate \ud800"}]}))
     assert response.status_code == 200, response.text
-    got = [r["prediction"]["label"] for r in response.json()["results"]]
-    assert got == [p.label for p in result["predictor"].predict(result["rows"][:3])]
+    *good, bad = response.json()["results"]
+    expected = [p.label for p in result["predictor"].predict(result["rows"][:3])]
+    assert [r["prediction"]["label"] for r in good] == expected
+    assert not bad["ok"] and "lone surrogate" in bad["error"]["message"]  # that record fails alone, no 500
     report = write_report(result["bundle"], client, tmp_path / "report", overrides=columns)
     assert report.n == len(result["rows"])

@@ -163,9 +163,7 @@ def records_from(data: Any, read: Callable[[Path], Iterable[RawRecord]], *,
         if not isinstance(item, dict):
             raise DataError(f"expected a record (dict) or a text, found {type(item).__name__}", path=source,
                             line=index)
-        item = {str(key): plain(value) for key, value in item.items()}
-        check_values(item, source, index)
-        out.append(RawRecord(source, index, item))
+        out.append(RawRecord(source, index, {str(key): plain(value) for key, value in item.items()}))
     return out
 
 
