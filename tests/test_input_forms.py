@@ -233,3 +233,10 @@ def test_serve_and_report_take_data_overrides(trained, tmp_path: Path) -> None:
     assert not bad["ok"] and "lone surrogate" in bad["error"]["message"]  # that record fails alone, no 500
     report = write_report(result["bundle"], client, tmp_path / "report", overrides=columns)
     assert report.n == len(result["rows"])
+
+
+def test_a_dataframe_read_by_pandas_reads_like_its_csv(tmp_path: Path) -> None:
+    """pd.read_csv types columns (ids and labels become int64); the records must equal the CSV's."""
+    task, _, _ = verticals.api.build_task("text-classification")
+    path = write_csv(tmp_path / "t.csv", [{"text": "first", "label": "1"}, {"text": "second", "label": "2"}])
+    assert [r.model_dump() for r in task.read(pd.read_csv(path))] == [r.model_dump() for r in task.read(path)]
