@@ -100,6 +100,7 @@ def test_train_takes_dataframe_dataset_and_records(trained, tiny_backbone: Path,
     (lambda rows: pd.DataFrame(rows)["text"], r"Series.tolist\(\)"),
     (lambda rows: pd.DataFrame(rows).to_numpy(), r"ndarray.tolist\(\)"),
     (lambda rows: 42, "got int"),
+    (lambda rows: iter(rows), r"got list_iterator; pass list\(...\)"),
 ])
 def test_other_inputs_are_refused_with_what_is_expected(trained, make, fragment: str) -> None:
     predictor = trained["text-classification"]["predictor"]

@@ -121,6 +121,8 @@ def _refuse(data: Any) -> TypeError:
         hint = "; wrap one record in a list ([record]), or pass columns as pandas.DataFrame(data)"
     elif hasattr(data, "tolist"):
         hint = f"; pass {kind}.tolist() for a list of texts, or a DataFrame"
+    elif hasattr(data, "__next__"):
+        hint = "; pass list(...) of it (records are all validated before any work starts)"
     elif isinstance(data, (bytes, bytearray)):
         hint = "; decode the bytes, or write them to a file and pass its path"
     return TypeError(f"expected {ACCEPTED}, or a list of texts where labels are not needed; got {kind}{hint}")
