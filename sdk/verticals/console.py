@@ -142,6 +142,9 @@ class TrainingConsole:
     def finish(self, *, restored: bool = True) -> None:
         """Mark the best epoch of each run in the history and say which one the model keeps."""
         self.close_bar()
+        if 0 < self._done < self.total_epochs and self.primary_metric:
+            logger.info("early stopping: %d of %d epochs run, %s stopped improving (training.early_stopping_patience)",
+                        self._done, self.total_epochs, self.primary_metric)
         for run, (value, index) in self._best.items():
             self.history[index]["best"] = True
             if restored and self.primary_metric:
