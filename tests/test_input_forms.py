@@ -100,6 +100,7 @@ def test_train_takes_dataframe_dataset_and_records(trained, tiny_backbone: Path,
     (lambda rows: pd.DataFrame(rows)["text"], r"Series.tolist\(\)"),
     (lambda rows: pd.DataFrame(rows).to_numpy(), r"ndarray.tolist\(\)"),
     (lambda rows: 42, "got int"),
+    (lambda rows: iter(rows), r"got list_iterator; pass list\(...\)"),
 ])
 def test_other_inputs_are_refused_with_what_is_expected(trained, make, fragment: str) -> None:
     predictor = trained["text-classification"]["predictor"]
@@ -223,9 +224,20 @@ def test_serve_and_report_take_data_overrides(trained, tmp_path: Path) -> None:
     app = create_app([result["bundle"]], engine="torch", overrides=columns)
     with TestClient(app) as http:
         response = http.post(f"/v1/models/{result['bundle'].name}/predict",
-                             json={"inputs": [{"utterance": r["text"]} for r in result["rows"][:3]]})
+                             headers={"content-type": "application/json"},  # ASCII JSON: "\ud800" escaped
+                             content=json.dumps({"inputs": [*({"utterance": r["text"]} for r in result["rows"][:3]),
+                                                            {"utterance": "a lone surrogate \ud800"}]}))
     assert response.status_code == 200, response.text
-    got = [r["prediction"]["label"] for r in response.json()["results"]]
-    assert got == [p.label for p in result["predictor"].predict(result["rows"][:3])]
+    *good, bad = response.json()["results"]
+    expected = [p.label for p in result["predictor"].predict(result["rows"][:3])]
+    assert [r["prediction"]["label"] for r in good] == expected
+    assert not bad["ok"] and "lone surrogate" in bad["error"]["message"]  # that record fails alone, no 500
     report = write_report(result["bundle"], client, tmp_path / "report", overrides=columns)
     assert report.n == len(result["rows"])
+
+
+def test_a_dataframe_read_by_pandas_reads_like_its_csv(tmp_path: Path) -> None:
+    """pd.read_csv types columns (ids and labels become int64); the records must equal the CSV's."""
+    task, _, _ = verticals.api.build_task("text-classification")
+    path = write_csv(tmp_path / "t.csv", [{"text": "first", "label": "1"}, {"text": "second", "label": "2"}])
+    assert [r.model_dump() for r in task.read(pd.read_csv(path))] == [r.model_dump() for r in task.read(path)]

@@ -30,3 +30,23 @@ def test_default_backbone_fine_tunes_and_predicts_via_cli(tmp_path):
     assert predictor.info.config["training"]["backbone"] == "all-MiniLM-L6-v2"
     assert predictor.info.metrics["validation"]["accuracy"] >= 0.9
     assert predictor.predict(["I need a refund for this charge"])[0].label == "billing"
+
+
+def test_readme_dataframe_round_trip_runs(tmp_path, monkeypatch):
+    """The README's DataFrame example (train -> evaluate -> predict, a client's column names) runs as printed."""
+    pd = pytest.importorskip("pandas")
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (code,) = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "pd.read_csv" in block]
+    monkeypatch.chdir(tmp_path)
+    rows = text_rows(12, 0)
+    pd.DataFrame({"utterance": [r["text"] for r in rows], "intent": [r["label"] for r in rows]}).to_csv(
+        "tickets.csv", index=False)
+    pd.DataFrame({"sentence": [r["text"] for r in text_rows(2, 1)], "label": "?"}).to_csv(
+        "other_client.csv", index=False)
+    namespace: dict = {"verticals": verticals}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    data = verticals.load("bundles/tickets").info.data
+    assert data["train"]["source"] == "<DataFrame>" and data["train"]["records"] == len(rows)

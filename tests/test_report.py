@@ -47,7 +47,7 @@ def test_binary_report(trained: dict[str, Path], tmp_path: Path) -> None:
         result = write_report(trained["binary"], trained["root"] / "binary.jsonl", out)
         expected = verticals.load(trained["binary"]).evaluate(trained["root"] / "binary.jsonl")
     assert set(result.files) == {"index.html", "model_card.md", "report.json", "confusion_matrix.png",
-                                 "per_label_f1.png", "pr_curve.png"}
+                                 "per_label_f1.png", "pr_curve.png", "learning_curve.png"}
     for name in ("confusion_matrix.png", "per_label_f1.png", "pr_curve.png"):
         width, height = _png_size(out / name)
         assert width > 300 and height > 200

@@ -178,6 +178,9 @@ def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | No
         best = [e for e in entries if e.get("best")]
         if best:
             loss_ax.axvline(best[0]["epoch"], color="#d62728", linestyle=":", linewidth=1)
+    from matplotlib.ticker import MaxNLocator
+
+    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
     metric_ax.set_ylabel(history[0].get("metrics_on") or "validation metrics")

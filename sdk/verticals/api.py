@@ -99,6 +99,14 @@ def train(
     if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
         raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
                           f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")
+    if callbacks:
+        from transformers import TrainerCallback
+
+        for callback in callbacks:
+            if not isinstance(callback, TrainerCallback) and not (
+                    isinstance(callback, type) and issubclass(callback, TrainerCallback)):
+                raise ConfigError(f"callbacks: expected transformers.TrainerCallback objects, got "
+                                  f"{type(callback).__name__} {callback!r}")
     output = Path(output)
     checkpoint_dir = Path(model.config.training.checkpoint_dir or f"{output}.checkpoints")
     with ExitStack() as held:

@@ -116,10 +116,10 @@ def load_tokenizer(path: str | Path):  # type: ignore[no-untyped-def]
 # ---- a bundle's backbone: only manifest-listed bytes -------------------------------------------------
 def load_bundle_backbone(bundle: str | Path, subdir: str = "backbone"):  # type: ignore[no-untyped-def]
     """The backbone saved in a bundle, built from ``config.json`` and the safetensors weights only, each read
-    once and checked against the manifest. Not ``from_pretrained``: it would also apply an
-    ``adapter_config.json`` (PEFT) or custom code lying beside them."""
+    once and checked against the manifest. transformers gets the config and the tensors, not the directory,
+    so it cannot also apply an ``adapter_config.json`` (PEFT) or custom code lying beside them."""
     from safetensors.torch import load as load_tensors
-    from transformers import CONFIG_MAPPING, AutoModel
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING
 
     from .bundle import read_manifest, read_verified
 
@@ -129,8 +129,9 @@ def load_bundle_backbone(bundle: str | Path, subdir: str = "backbone"):  # type:
         config_values = json.loads(read_verified(bundle, f"{subdir}/config.json"))
         config_values.pop("auto_map", None)  # custom code is never used, so a pointer to it is dropped
         config = CONFIG_MAPPING[config_values.pop("model_type", None)].from_dict(config_values)
-    except (KeyError, ValueError, TypeError, RecursionError) as exc:
-        raise BundleError(f"{where / 'config.json'}: not a transformers model config ({exc})") from None
+        model_cls = MODEL_MAPPING[type(config)]
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+        raise BundleError(f"{where / 'config.json'}: not a config of a transformers model type ({exc})") from None
     listed = read_manifest(bundle)["files"]
     if f"{subdir}/{WEIGHTS_FILE}" in listed:
         shards = [WEIGHTS_FILE]
@@ -142,21 +143,26 @@ def load_bundle_backbone(bundle: str | Path, subdir: str = "backbone"):  # type:
             raise BundleError(f"{where / WEIGHTS_INDEX}: unreadable shard index ({exc})") from None
     else:
         raise BundleError(f"{where}: no {WEIGHTS_FILE} in the manifest; the bundle is incomplete")
-    model = AutoModel.from_config(config, trust_remote_code=False)
     state: dict[str, Any] = {}
     for shard in shards:
+        data = read_verified(bundle, f"{subdir}/{shard}")
         try:
-            state.update(load_tensors(read_verified(bundle, f"{subdir}/{shard}")))
-        except BundleError:
-            raise
+            state.update(load_tensors(data))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
             raise BundleError(f"{where / shard}: unreadable safetensors weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    parameters = dict(model.named_parameters())
-    missing = [name for name in missing if name in parameters]  # buffers are rebuilt by the constructor
-    if missing or unexpected:
+    try:
+        model, loading = model_cls.from_pretrained(None, config=config, state_dict=state, output_loading_info=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise BundleError(f"{where}: weights do not match config.json ({str(exc).splitlines()[0]})") from None
+    # Every parameter must come from the file and nothing in it may go unused, except buffers (such as
+    # position_ids, which older transformers saved): the constructor rebuilds those.
+    buffers = dict(model.named_buffers())
+    missing = [k for k in loading.get("missing_keys", ()) if k not in buffers]
+    unexpected = [k for k in loading.get("unexpected_keys", ()) if k not in buffers]
+    mismatched = list(loading.get("mismatched_keys", ()))
+    if missing or unexpected or mismatched:
         raise BundleError(f"{where}: weights do not match config.json (missing {missing[:3]}, unexpected "
-                          f"{unexpected[:3]}); the bundle is damaged")
+                          f"{unexpected[:3]}, wrong shape {mismatched[:3]}); the bundle is damaged")
     model.eval()
     return model
 

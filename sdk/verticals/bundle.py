@@ -81,6 +81,13 @@ def data_derived(name: str, names: set[str] | frozenset[str] = frozenset()) -> s
     return None
 
 
+def bundle_contents(directory: str | Path, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every listed file of a verified bundle: ``path``, ``bytes`` and ``data`` (what data it carries, or None)."""
+    names = set(manifest["files"])
+    return [{"path": name, "bytes": (Path(directory) / name).stat().st_size, "data": data_derived(name, names)}
+            for name in sorted(names)]
+
+
 def _open(path: Path) -> int:
     # O_NOFOLLOW: a file swapped for a symbolic link after the walk is refused rather than followed
     try:
@@ -105,20 +112,23 @@ def _walk(directory: Path) -> tuple[list[str], list[str]]:
     pending = [("", str(directory))]
     while pending:
         prefix, current = pending.pop()
-        with os.scandir(current) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                if entry.is_symlink():
-                    raise BundleError(f"{directory}: '{name}' is a symbolic link; a bundle holds only its own "
-                                      f"files, not links (refusing it; copy the bundle without links)")
-                if entry.is_dir(follow_symlinks=False):
-                    dirs.append(name)
-                    pending.append((name + "/", entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    files.append(name)
-                else:
-                    raise BundleError(f"{directory}: '{name}' is not a regular file (a pipe, socket or device); "
-                                      f"the bundle was modified (refusing it)")
+        try:
+            entries = list(os.scandir(current))
+        except OSError as exc:
+            raise BundleError(f"{current}: cannot list the bundle's files ({exc.strerror})") from None
+        for entry in entries:
+            name = prefix + entry.name
+            if entry.is_symlink():
+                raise BundleError(f"{directory}: '{name}' is a symbolic link; a bundle holds only its own "
+                                  f"files, not links (refusing it; copy the bundle without links)")
+            if entry.is_dir(follow_symlinks=False):
+                dirs.append(name)
+                pending.append((name + "/", entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append(name)
+            else:
+                raise BundleError(f"{directory}: '{name}' is not a regular file (a pipe, socket or device); "
+                                  f"the bundle was modified (refusing it)")
     return sorted(files), sorted(dirs)
 
 

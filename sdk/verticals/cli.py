@@ -226,9 +226,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 # ---- delivery verbs: inspect, serve, report, export, new-pack ----------------------------------------
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
-    from pathlib import Path
-
-    from .bundle import data_derived, digest, read_info, verify
+    from .bundle import bundle_contents, digest, read_info, verify
     from .errors import BundleError
 
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
@@ -238,9 +236,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")
     files = manifest["files"]
-    names = set(files)
-    contents = [{"path": name, "bytes": (Path(args.bundle) / name).stat().st_size,
-                 "data": data_derived(name, names)} for name in sorted(files)]
+    contents = bundle_contents(args.bundle, manifest)
     size = sum(item["bytes"] for item in contents)
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
@@ -267,27 +263,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         mark = "*" if item["data"] else " "
         note = f"  holds data: {item['data']}" if item["data"] else ""
         print(f"   {mark} {item['bytes']:>12,d}  {item['path']}{note}")
-    _print_history(info.history)
+
+    from .console import history_lines
+
+    for line in history_lines(info.history):
+        print(f"  history  {line}")
     return 0
-
-
-def _print_history(history: list[dict[str, Any]]) -> None:
-    """One line per trained epoch, as the training console printed it (exact floats, best marked)."""
-    from .console import fmt
-
-    for entry in history:
-        run = f"{entry['run']} " if entry.get("run") else ""
-        parts = [f"{run}epoch {entry.get('epoch')}"]
-        if entry.get("train_loss") is not None:
-            parts.append(f"loss {fmt(entry['train_loss'])}")
-        if entry.get("metrics"):
-            parts.append(f"{entry.get('metrics_on') or 'validation'}: "
-                         + " ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
-        if entry.get("learning_rate") is not None:
-            parts.append(f"lr {fmt(entry['learning_rate'])}")
-        if entry.get("elapsed_s") is not None:
-            parts.append(f"at {fmt(float(entry['elapsed_s']))} s")
-        print("  history  " + ", ".join(parts) + ("  * best" if entry.get("best") else ""))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -533,33 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _configure_logging(level: str) -> None:
-    """The library logs to the 'verticals' logger and never configures it; the CLI shows it on stderr
-    (stdout stays for results and --json). Bars follow the same switch (see verticals.console)."""
-    import logging
-
-    class Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-        """Writes to whatever sys.stderr is now (main() may run again with another stderr, as in tests)."""
-
-        @property  # type: ignore[override]
-        def stream(self):  # type: ignore[no-untyped-def]
-            return sys.stderr
-
-        @stream.setter
-        def stream(self, value):  # type: ignore[no-untyped-def]
-            pass
-
-    logger = logging.getLogger("verticals")
-    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
-        handler = Stderr()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level.upper())
-
-
 def _quiet_libraries(args: argparse.Namespace | None = None) -> None:
     if args is not None:
-        _configure_logging("warning" if getattr(args, "quiet", False) else getattr(args, "log_level", "info"))
+        from .console import log_to_stderr
+
+        log_to_stderr("warning" if getattr(args, "quiet", False) else getattr(args, "log_level", "info"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:

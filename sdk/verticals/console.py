@@ -142,6 +142,9 @@ class TrainingConsole:
     def finish(self, *, restored: bool = True) -> None:
         """Mark the best epoch of each run in the history and say which one the model keeps."""
         self.close_bar()
+        if 0 < self._done < self.total_epochs and self.primary_metric:
+            logger.info("early stopping: %d of %d epochs run, %s stopped improving (training.early_stopping_patience)",
+                        self._done, self.total_epochs, self.primary_metric)
         for run, (value, index) in self._best.items():
             self.history[index]["best"] = True
             if restored and self.primary_metric:
@@ -167,3 +170,44 @@ class TrainingConsole:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def history_lines(history: list[dict[str, Any]]) -> list[str]:
+    """One line per stored epoch (``verticals inspect``): exact floats, the kept epoch marked."""
+    lines = []
+    for entry in history:
+        run = f"{entry['run']} " if entry.get("run") else ""
+        parts = [f"{run}epoch {entry.get('epoch')}"]
+        if entry.get("train_loss") is not None:
+            parts.append(f"loss {fmt(entry['train_loss'])}")
+        if entry.get("metrics"):
+            parts.append(f"{entry.get('metrics_on') or 'validation'}: "
+                         + " ".join(f"{k} {fmt(v)}" for k, v in entry["metrics"].items()))
+        if entry.get("learning_rate") is not None:
+            parts.append(f"lr {fmt(entry['learning_rate'])}")
+        if entry.get("elapsed_s") is not None:
+            parts.append(f"at {duration(float(entry['elapsed_s']))}")
+        lines.append(", ".join(parts) + ("  * best" if entry.get("best") else ""))
+    return lines
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (the CLI may run again in-process with another one)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # type: ignore[no-untyped-def]
+        pass
+
+
+def log_to_stderr(level: str) -> None:
+    """What the CLI does, and only the CLI: show the 'verticals' logger on stderr at ``level`` (bare
+    messages; stdout stays for results and --json). The library itself never configures logging."""
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())

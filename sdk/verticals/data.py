@@ -121,6 +121,8 @@ def _refuse(data: Any) -> TypeError:
         hint = "; wrap one record in a list ([record]), or pass columns as pandas.DataFrame(data)"
     elif hasattr(data, "tolist"):
         hint = f"; pass {kind}.tolist() for a list of texts, or a DataFrame"
+    elif hasattr(data, "__next__"):
+        hint = "; pass list(...) of it (records are all validated before any work starts)"
     elif isinstance(data, (bytes, bytearray)):
         hint = "; decode the bytes, or write them to a file and pass its path"
     return TypeError(f"expected {ACCEPTED}, or a list of texts where labels are not needed; got {kind}{hint}")
@@ -163,9 +165,7 @@ def records_from(data: Any, read: Callable[[Path], Iterable[RawRecord]], *,
         if not isinstance(item, dict):
             raise DataError(f"expected a record (dict) or a text, found {type(item).__name__}", path=source,
                             line=index)
-        item = {str(key): plain(value) for key, value in item.items()}
-        check_values(item, source, index)
-        out.append(RawRecord(source, index, item))
+        out.append(RawRecord(source, index, {str(key): plain(value) for key, value in item.items()}))
     return out
 
 

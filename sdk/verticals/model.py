@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 from torch import nn
 
 from .backbones import load_bundle_backbone
+from .bundle import read_verified
 from .errors import BundleError, ConfigError
 from .heads.base import Head, HeadOutput
 
@@ -86,9 +88,10 @@ def save_model(model: VerticalsModel, tokenizer: Any, directory: Path) -> None:
 def load_model(directory: Path, head_cls: type[Head], num_labels: int, head_kwargs: dict[str, Any]) -> VerticalsModel:
     backbone = load_bundle_backbone(directory, BACKBONE_DIR)
     head = head_cls(int(backbone.config.hidden_size), num_labels, **head_kwargs)
+    state = read_verified(directory, HEAD_FILE)  # the bytes checked against the manifest are the bytes loaded
     try:
-        head.load_state_dict(load_file(str(directory / HEAD_FILE)), strict=True)
-    except (RuntimeError, OSError) as exc:
+        head.load_state_dict(load_tensors(state), strict=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors and torch raise their own error types
         raise BundleError(f"{directory / HEAD_FILE}: head weights do not match the bundle ({exc})") from None
     model = VerticalsModel(backbone, head)
     model.eval()

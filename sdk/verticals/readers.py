@@ -248,14 +248,15 @@ def _iter_json_array(path: Path, text: str) -> Iterator[RawRecord]:
     decoder = json.JSONDecoder()
     whitespace = re.compile(r"\s*")
     pos = whitespace.match(text, text.index("[") + 1).end()  # type: ignore[union-attr]
-    index = 0
+    index, line, counted = 0, 1, 0
     try:
         while pos < len(text) and text[pos] != "]":
             if index:
                 if text[pos] != ",":
                     raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
                 pos = whitespace.match(text, pos + 1).end()  # type: ignore[union-attr]
-            line = text.count("\n", 0, pos) + 1
+            line += text.count("\n", counted, pos)  # counted incrementally: linear in the file size
+            counted = pos
             item, end = decoder.raw_decode(text, pos)
             index += 1
             if not isinstance(item, dict):

@@ -167,6 +167,8 @@ CASES = [
     tc("backbone-missing", {"t.csv": TEXT}, "does not exist", "--backbone", "./no/such/model"),
     Case("unknown-task", {}, ["train", "text-clasification", "--train", "x", "--output", "{tmp}/out"],
          "did you mean 'text-classification'"),
+    Case("new:config-unknown-task", {}, ["config", "finance.sentimnt"], "did you mean 'finance.sentiment'",
+         plugins=("finance",)),
     # ---- token-classification ----------------------------------------------------------------------
     tok("token-tag-count", jsonl({"tokens": ["a", "b"], "tags": ["O", "B-X"]},
                                  {"tokens": ["a", "b", "c"], "tags": ["O", "O"]}),

@@ -122,6 +122,28 @@ def test_the_verified_bytes_loader_matches_from_pretrained(bundle):
         assert torch.equal(ours(input_ids=ids).last_hidden_state, reference(input_ids=ids).last_hidden_state)
 
 
+@pytest.mark.parametrize("change", ["drop", "extra", "shape"])
+def test_weights_that_do_not_fit_the_config_are_refused(bundle, tmp_path, change):
+    """A re-manifested bundle whose backbone weights lack a parameter, carry an unknown one or change a shape."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from verticals.bundle import write_manifest
+
+    copy = _copy(bundle, tmp_path)
+    path = copy / "backbone" / "model.safetensors"
+    state = load_file(str(path))
+    if change == "drop":
+        state.pop("pooler.dense.weight")
+    elif change == "extra":
+        state["encoder.layer.0.attention.self.query.lora_A.weight"] = torch.zeros(4, 32)
+    else:
+        state["pooler.dense.weight"] = torch.zeros(16, 32)
+    save_file(state, str(path))
+    write_manifest(copy)
+    with pytest.raises(BundleError, match="weights do not match config.json"):
+        verticals.load(copy)
+
+
 @pytest.mark.parametrize("name", ["backbone/adapter_config.json", ".hidden", "backbone/.cache/x", "notes/a.txt"])
 def test_unlisted_files_are_refused_hidden_ones_too(bundle, tmp_path, name):
     copy = _copy(bundle, tmp_path)
@@ -169,6 +191,13 @@ def test_unknown_manifest_algorithm_is_refused(bundle, tmp_path, algorithm):
     copy = _copy(bundle, tmp_path)
     _rewrite_manifest(copy, lambda m: m.__setitem__("algorithm", algorithm))
     with pytest.raises(BundleError, match="algorithm"):
+        verify(copy)
+
+
+def test_deeply_nested_manifest_is_refused_cleanly(bundle, tmp_path):
+    copy = _copy(bundle, tmp_path)
+    (copy / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="unreadable manifest"):
         verify(copy)
 
 

@@ -265,3 +265,10 @@ def test_card_from_the_bundle_alone_has_names_and_units(bundle: Path, tmp_path: 
     card = (tmp_path / "card.md").read_text()
     assert "Labels: 0 = legitimate, 1 = fraud." in card
     assert "`expected_cost`: cost units per transaction (a missed fraud costs 25" in card
+
+
+def test_embed_says_there_is_no_fine_tuned_encoder(bundle: Path) -> None:
+    from verticals import ConfigError
+
+    with pytest.raises(ConfigError, match="finance.fraud.*no fine-tuned sentence encoder"):
+        load(bundle / "bundle").embed(["quick cash ltd"])

@@ -97,3 +97,14 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys) -> None:  # type: ig
 def test_tsv_token_tag_files_are_read_as_conll(tmp_path) -> None:  # type: ignore[no-untyped-def]
     records = read(tmp_path, "train.tsv", "Wilson\tB-Disease\ndisease\tI-Disease\n\nOK\tO\n")
     assert [r.tags for r in records] == [["B-Disease", "I-Disease"], ["O"]]
+
+
+def test_a_table_mixing_text_and_token_rows_reads_like_jsonl(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A DataFrame/Dataset has one set of columns: a row with text only has tokens=None, as absent in JSONL."""
+    pd = pytest.importorskip("pandas")
+    rows = [{"text": "Crohn's disease (CD)."}, {"tokens": ["aspirin", "helps"]}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    task, _, _ = api.build_task("medical.ner")
+    expected = [r.model_dump() for r in task.read(path, require_labels=False)]
+    assert [r.model_dump() for r in task.read(pd.DataFrame(rows), require_labels=False)] == expected

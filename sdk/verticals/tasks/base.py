@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar, get_origin
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..config import DataConfig, RunConfig, validate_section
-from ..data import RawRecord, is_in_memory, iter_raw, records_from, source_name
+from ..data import RawRecord, check_values, is_in_memory, iter_raw, records_from, source_name
 from ..errors import ConfigError, DataError, NotFittedError
 from ..specs import TaskSpec
 
@@ -184,6 +184,7 @@ class TaskType(ABC):
             item = item.model_dump()
         if not isinstance(item, dict):
             raise DataError(f"expected a text or an object, got {type(item).__name__}", path=source, line=index)
+        check_values(item, source, index)  # lone surrogates, deep nesting: a DataError here, not a crash later
         return self.to_record(RawRecord(source, index, item), require_labels=require_labels)
 
     def record_from_text(self, text: str) -> dict[str, Any]:

@@ -111,9 +111,7 @@ class TransformerTask(TaskType):
             collator=self._collator(), compute_metrics=compute_metrics if validation else None,
             primary_metric=self.primary_metric, greater_is_better=self.greater_is_better,
             checkpoint_dir=Path(self.checkpoint_dir), resume=self.resume,
-            param_groups=self._param_groups(model), callbacks=self.callbacks,
-            logging_dir=Path(self.logging_dir) if self.logging_dir else None,
-            metrics_on=self.epoch_metrics_on, metrics_note=self.epoch_metrics_note,
+            param_groups=self._param_groups(model), **self._reporting(),
         )
         self.history_ = list(getattr(self.trainer_, "history_", []))
         self.model_ = model
@@ -127,6 +125,15 @@ class TransformerTask(TaskType):
     # selects on something else (it then says what, so the console never passes one number for another).
     epoch_metrics_on: str = "validation"
     epoch_metrics_note: str | None = None
+
+    def _reporting(self) -> dict[str, Any]:
+        """The trainer's reporting arguments that differ from their defaults: a trainer written before they
+        existed keeps working unless they are used."""
+        values = {"callbacks": list(self.callbacks),
+                  "logging_dir": Path(self.logging_dir) if self.logging_dir else None,
+                  "metrics_on": self.epoch_metrics_on, "metrics_note": self.epoch_metrics_note}
+        defaults = {"callbacks": [], "logging_dir": None, "metrics_on": "validation", "metrics_note": None}
+        return {k: v for k, v in values.items() if v != defaults[k]}
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""

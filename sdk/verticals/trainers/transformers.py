@@ -208,8 +208,9 @@ class TransformersTrainer(Trainer):
         for default in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(default)
         for callback in trainer.callback_handler.callbacks:
-            # transformers' default is OUTPUT_DIR/runs, i.e. inside the checkpoints deleted after training
-            if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            # transformers' default is OUTPUT_DIR/runs, i.e. inside the checkpoints deleted after training;
+            # training.logging_dir wins over TENSORBOARD_LOGGING_DIR (read by the callback), which wins over ours
+            if isinstance(callback, TensorBoardCallback) and (cfg.logging_dir or callback.logging_dir is None):
                 callback.logging_dir = str(cfg.logging_dir or logging_dir or checkpoint_dir / "runs")
         # transformers' get_last_checkpoint would pick a checkpoint a kill left half-written
         last = last_complete_checkpoint(checkpoint_dir) if resume else None

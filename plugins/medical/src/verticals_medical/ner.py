@@ -94,7 +94,7 @@ class MedicalNERTask(TokenClassificationTask):
         data = dict(raw.data)
         tokens_key, tags_key = self.data_options.tokens_column, self.data_options.tags_column
         text = data.get(self.data_options.text_column)
-        if tokens_key not in data and isinstance(text, str):
+        if data.get(tokens_key) is None and isinstance(text, str):  # absent, or an empty cell of a DataFrame
             data[tokens_key] = pretokenize(text)[0]
         for key in (tokens_key, tags_key):
             if isinstance(data.get(key), str):  # CSV cells hold space-separated tokens/tags

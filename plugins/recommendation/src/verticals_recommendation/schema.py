@@ -101,7 +101,8 @@ class RecommendationOptions(BaseModel):
     k: int = Field(10, ge=1, le=10_000, description="Items returned per user when a request gives no k.")
     history_length: int = Field(10, ge=1, le=1_000, description="Most recent positives the user tower reads.")
     targets_per_user: int | None = Field(
-        16, ge=1, le=1_000_000, description="Training pairs per user (their most recent positives as targets); null = all."
+        16, ge=1, le=1_000_000,
+        description="Training pairs per user (their most recent positives as targets); null = all."
     )
     temperature: float = Field(0.05, gt=0, le=100, description="Softmax temperature of the in-batch contrastive loss.")
     logq_correction: bool = Field(
@@ -110,7 +111,8 @@ class RecommendationOptions(BaseModel):
     )
     item_max_length: int = Field(48, ge=8, le=32_768, description="Token budget of one item text.")
     eval_negatives: int = Field(99, ge=1, le=100_000, description="Sampled negatives per held-out positive.")
-    eval_seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Seed of the negative sampling; null = training.seed.")
+    eval_seed: int | None = Field(None, ge=0, le=2**32 - 1,
+                                  description="Seed of the negative sampling; null = training.seed.")
     max_validation_cases: int | None = Field(
         2000, ge=1, le=10_000_000, description="Validation cases scored per epoch for model selection (seeded subset)."
     )
@@ -119,11 +121,13 @@ class RecommendationOptions(BaseModel):
         "the validation positives after training; without validation positives the score is the similarity."
     )
     rerank_min_cases: int = Field(
-        50, ge=1, le=10_000_000, description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
+        50, ge=1, le=10_000_000,
+        description="Fewest validation positives the re-ranker is fitted on; below it the score stays the "
         "similarity (a regression on a handful of cases learns noise)."
     )
     neighbours: int = Field(100, ge=1, le=10_000, description="Item-kNN neighbours kept per item for the re-ranker.")
     recent_positives: int = Field(5, ge=1, le=1_000, description="Most recent positives behind the re-ranker's "
                                   "'recent' item-kNN feature.")
-    candidates: int = Field(200, ge=1, le=100_000, description="FAISS nearest items re-ranked per recommend() call, besides "
+    candidates: int = Field(200, ge=1, le=100_000,
+                            description="FAISS nearest items re-ranked per recommend() call, besides "
                             "the item-kNN neighbours of the user's positives.")

@@ -242,4 +242,5 @@ class FraudTask(TaskType):
             models.append(model.eval())
         self.models_ = models
         if self.data_options.text_columns:
-            self.encoder_ = (load_bundle_backbone(directory, BACKBONE_DIR), load_bundle_tokenizer(directory, BACKBONE_DIR))
+            self.encoder_ = (load_bundle_backbone(directory, BACKBONE_DIR),
+                             load_bundle_tokenizer(directory, BACKBONE_DIR))

@@ -1,0 +1,214 @@
+"""Banking77 open-intent protocol and few-shot fallback cost for ``customer_service.intent``, in one run.
+
+**Open intent** (Zhang, Xu & Lin, "Deep Open Intent Classification with Adaptive Decision Boundary", AAAI
+2021, and the papers after it): for each known-intent ratio (25/50/75 %) and seed, that share of the 77
+intents is drawn at random as known (``random.Random(seed).sample`` over the sorted intent names). Train and
+validation (a seeded stratified 10 % of the official train rows) hold only known intents; the official test
+set keeps every utterance, those of the other intents labelled as one ``open`` class. Reported: accuracy
+over all test utterances, macro-F1 over the known classes plus open, macro-F1 of the known classes, F1 of
+open; mean ± standard deviation over the seeds. Rows: the pack with its defaults (its out-of-scope rule is
+chosen on validation only), the pack with the fallback off, and plain ``transformers.Trainer`` defaults on
+the same backbone with a max-softmax threshold chosen on validation the way a user would by hand (the
+5th percentile of validation confidence: 95 % of known validation queries kept); and ADB's published
+BERT-base figures (quoted, not measured).
+
+**Few-shot** (all-in-scope test): ``--shots`` examples per intent for training plus ``shots // 4`` for
+validation (seeded draw per intent over the sorted intents), official test set. Reported: the classifier
+alone, with the fallback, and what the fallback costs; plus the generic ``text-classification`` defaults.
+
+    flock /tmp/verticals-cpu.lock nice python benchmarks/customer_service_open_intent.py \\
+        [--ratios 0.25 0.5 0.75] [--seeds 0 1 2] [--shots 8 16] [--skip-open] [--skip-fewshot] [--skip-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from _common import data_dir, write_csv
+from customer_service_banking77 import read_rows
+
+TASK = "customer_service.intent"
+OPEN = "open"
+# Table 2 of Zhang, Xu & Lin (AAAI 2021), BERT-base, Banking77: known ratio -> (accuracy, macro-F1).
+ADB_PUBLISHED = {0.25: (78.85, 71.62), 0.5: (78.86, 80.90), 0.75: (81.08, 85.96)}
+
+
+def open_scores(y_true: list[str], y_pred: list[str], known: list[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    per_class = f1_score(y_true, y_pred, labels=[*known, OPEN], average=None, zero_division=0)
+    return {"accuracy": 100 * float(accuracy_score(y_true, y_pred)),
+            "macro_f1": 100 * float(np.mean(per_class)),
+            "f1_known": 100 * float(np.mean(per_class[:-1])),
+            "f1_open": 100 * float(per_class[-1])}
+
+
+def draw_known(intents: list[str], ratio: float, seed: int) -> list[str]:
+    return sorted(random.Random(seed).sample(sorted(intents), round(ratio * len(intents))))
+
+
+def stratified_split(rows: list[dict[str, str]], seed: int) -> tuple[list, list]:
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(rows, test_size=0.1, random_state=seed, stratify=[r["label"] for r in rows])
+
+
+def train_pack(task: str, train: list, validation: list, work: Path, name: str, seed: int):  # type: ignore[no-untyped-def]
+    import verticals
+
+    return verticals.train(task, write_csv(train, work / f"{name}-train.csv"),
+                           validation=write_csv(validation, work / f"{name}-validation.csv"),
+                           output=work / name, overrides=[f"training.seed={seed}"], overwrite=True)
+
+
+def plain_with_threshold(train: list, validation: list, test: list, work: Path, seed: int,
+                         known: list[str]) -> dict[str, float]:
+    """transformers.Trainer defaults, then 'confidence below the 5th percentile of validation' = open."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+    from verticals.backbones import embedded_minilm_path
+
+    labels = sorted({r["label"] for r in train})
+    index = {label: i for i, label in enumerate(labels)}
+    path = embedded_minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
+
+    def encode(rows: list[dict[str, str]]) -> list[dict]:
+        encoded = tokenizer([r["text"] for r in rows], truncation=True)
+        return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
+                 "labels": index.get(r["label"], 0)} for i, r in enumerate(rows)]
+
+    args = TrainingArguments(output_dir=str(work / "hf"), seed=seed, save_strategy="no", report_to="none",
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=encode(train),
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    trainer.train()
+
+    def probabilities(rows: list) -> np.ndarray:
+        logits = np.asarray(trainer.predict(encode(rows)).predictions, dtype=np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        return np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+
+    threshold = float(np.percentile(probabilities(validation).max(-1), 5))
+    probs = probabilities(test)
+    predicted = [labels[i] if p >= threshold else OPEN for i, p in zip(probs.argmax(-1), probs.max(-1))]
+    return open_scores([r["label"] for r in test], predicted, known)
+
+
+def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path,
+                baseline: bool) -> dict[str, dict[str, float]]:
+    known = draw_known(sorted({r["label"] for r in rows}), ratio, seed)
+    known_set = set(known)
+    train, validation = stratified_split([r for r in rows if r["label"] in known_set], seed)
+    test = [r if r["label"] in known_set else {"text": r["text"], "label": OPEN} for r in test_rows]
+    print(f"[open {ratio:.0%} seed {seed}] {len(known)} known intents; train/validation/test = "
+          f"{len(train)}/{len(validation)}/{len(test)} ({sum(r['label'] == OPEN for r in test)} open)", flush=True)
+    start = time.perf_counter()
+    predictor = train_pack(TASK, train, validation, work, f"open-{ratio}-{seed}", seed)
+    task = predictor.task
+    records = task.read(write_csv([{"text": r["text"]} for r in test], work / "test.csv", ("text",)),
+                        require_labels=False)
+    gold = [r["label"] for r in test]
+    oos = task.options.oos_label
+    on = [OPEN if p.out_of_scope else p.intent for p in task.predict(records)]
+    off = [p.intent if p.intent != oos else OPEN for p in task.predict(records, fallback=False)]
+    result = {"ours": open_scores(gold, on, known), "ours, fallback off": open_scores(gold, off, known)}
+    print(f"  ours ({time.perf_counter() - start:.0f}s; rule {task.thresholds_.get('score')}, "
+          f"threshold {task.thresholds_.get('threshold')}): {result['ours']}", flush=True)
+    if baseline:
+        result["Trainer + softmax threshold"] = plain_with_threshold(train, validation, test, work, seed, known)
+        print(f"  plain: {result['Trainer + softmax threshold']}", flush=True)
+    return result
+
+
+def few_shot(rows: list, test_rows: list, shots: int, seed: int, work: Path) -> dict[str, float]:
+    by_label: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_label[row["label"]].append(row)
+    rng = random.Random(seed)
+    train, validation = [], []
+    for label in sorted(by_label):
+        picked = rng.sample(by_label[label], shots + max(1, shots // 4))
+        train += picked[:shots]
+        validation += picked[shots:]
+    start = time.perf_counter()
+    predictor = train_pack(TASK, train, validation, work, f"shots-{shots}-{seed}", seed)
+    metrics = predictor.evaluate(write_csv(test_rows, work / "fs-test.csv")).metrics
+    generic = train_pack("text-classification", train, validation, work, f"generic-{shots}-{seed}", seed)
+    generic_accuracy = generic.evaluate(work / "fs-test.csv").metrics["accuracy"]
+    out = {"classifier": 100 * metrics["classifier_accuracy"], "with fallback": 100 * metrics["accuracy"],
+           "fallback rate": 100 * metrics["fallback_rate"], "generic text-classification": 100 * generic_accuracy}
+    out["fallback cost"] = out["classifier"] - out["with fallback"]
+    print(f"[{shots}-shot seed {seed}] train/validation = {len(train)}/{len(validation)} "
+          f"({time.perf_counter() - start:.0f}s): {out}", flush=True)
+    return out
+
+
+def mean_spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--shots", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--skip-open", action="store_true")
+    parser.add_argument("--skip-fewshot", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true", help="no plain Trainer rows (open intent)")
+    args = parser.parse_args()
+    root = data_dir() / "banking77"
+    if not (root / "train.csv").exists() or not (root / "test.csv").exists():
+        print(f"skipped: Banking77 not found under {root} (set VERTICALS_DATA)")
+        return 0
+    os.environ.setdefault("VERTICALS_PLUGINS", "customer_service")
+    rows, test_rows = read_rows(root / "train.csv"), read_rows(root / "test.csv")
+    open_results: dict[float, dict[str, list[dict[str, float]]]] = {}
+    shot_results: dict[int, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="cs-open-intent-") as tmp:
+        work = Path(tmp)
+        for ratio in [] if args.skip_open else args.ratios:
+            for seed in args.seeds:
+                for name, scores in open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline).items():
+                    open_results.setdefault(ratio, {}).setdefault(name, []).append(scores)
+        for shots in [] if args.skip_fewshot else args.shots:
+            shot_results[shots] = [few_shot(rows, test_rows, shots, seed, work) for seed in args.seeds]
+
+    if open_results:
+        print(f"\n| Banking77 open intent (seeds {', '.join(map(str, args.seeds))}) | known | accuracy | macro-F1 "
+              f"| F1 known | F1 open |")
+        print("|---|---|---|---|---|---|")
+        for ratio, by_name in open_results.items():
+            for name, runs in by_name.items():
+                cells = [mean_spread([r[k] for r in runs]) for k in ("accuracy", "macro_f1", "f1_known", "f1_open")]
+                print(f"| {name} | {ratio:.0%} | " + " | ".join(cells) + " |")
+            if ratio in ADB_PUBLISHED:
+                acc, f1 = ADB_PUBLISHED[ratio]
+                print(f"| ADB, BERT-base (published) | {ratio:.0%} | {acc:.2f} | {f1:.2f} | - | - |")
+    if shot_results:
+        print(f"\n| Banking77 few-shot, all-in-scope test (seeds {', '.join(map(str, args.seeds))}) | classifier "
+              f"alone | with fallback | fallback cost (points) | fallback rate | generic text-classification |")
+        print("|---|---|---|---|---|---|")
+        for shots, runs in shot_results.items():
+            cells = [mean_spread([r[k] for r in runs]) for k in ("classifier", "with fallback", "fallback cost",
+                                                                  "fallback rate", "generic text-classification")]
+            print(f"| {shots} per intent | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
