@@ -14,6 +14,8 @@ The export directory holds:
   ``export_extras``; ``files``: the sha256 of every other file;
 - ``predict.py``: a reference implementation (onnxruntime + tokenizers + numpy [+ faiss], no Verticals) that
   reproduces the SDK's predictions from the files above (source: ``verticals/onnx_reference.py``).
+- ``.verticals-output.json``: the marker of every output Verticals writes (the sha256 of each file, so a
+  later ``--overwrite`` can prove the folder is this export, unchanged; see :mod:`verticals._outputs`).
 
 Parity: max abs difference of the outputs between ONNX Runtime and PyTorch on a padded batch of another size
 and length than the one traced. Needs ``pip install 'verticals[export]'``.
