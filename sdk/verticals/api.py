@@ -113,6 +113,15 @@ def train(
     ``verticals`` logger and kept in ``bundle.json`` as ``history``.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
+    return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
+                      overwrite=overwrite, resume=resume, callbacks=callbacks)
+
+
+def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,
+               validation: Any = None, test: Any = None, overwrite: bool = False, resume: bool = False,
+               callbacks: Sequence[Any] = ()) -> Predictor[Any]:
+    """:func:`train` for a task :func:`build_task` built (and the caller may have set up, as
+    :func:`verticals.distill.distill` does)."""
     if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
         raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
                           f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")

@@ -42,6 +42,9 @@ class Collator:
                 batch["labels"] = torch.tensor(rows, dtype=torch.long)
             else:
                 batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        if "teacher_probs" in features[0]:  # a distillation's soft targets, one distribution per example
+            batch["teacher_probs"] = torch.tensor(np.array([f["teacher_probs"] for f in features]),
+                                                  dtype=torch.float32)
         return batch
 
 

@@ -31,16 +31,39 @@ class VerticalsModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        teacher_probs: torch.Tensor | None = None,
         **_: Any,
     ) -> HeadOutput:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**kwargs).last_hidden_state
-        return self.head(hidden, attention_mask, labels)
+        if teacher_probs is None or self.distillation is None:
+            return self.head(hidden, attention_mask, labels)
+        output = self.head(hidden, attention_mask, None)
+        output.loss = distillation_loss(output.logits.float(), teacher_probs, labels, self.head.loss_fn,
+                                        *self.distillation)
+        return output
+
+    # (temperature, alpha) while a student learns from a teacher's probabilities (verticals.distill)
+    distillation: tuple[float, float] | None = None
 
     def hidden_size(self) -> int:
         return int(self.backbone.config.hidden_size)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
+                      gold_loss: nn.Module, temperature: float, alpha: float) -> torch.Tensor:
+    """Hinton et al. (2015): ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(gold)``. The
+    teacher's distribution at temperature T is ``softmax(log p / T)`` (log-probabilities differ from logits
+    by a per-row constant, which softmax ignores). Records without a gold label (-100) only get the first
+    term; T^2 keeps its gradients on the scale of the gold term."""
+    teacher_t = torch.softmax(torch.log(teacher_probs.float().clamp_min(1e-12)) / temperature, dim=-1)
+    student_t = torch.log_softmax(logits / temperature, dim=-1)
+    soft = torch.nn.functional.kl_div(student_t, teacher_t, reduction="batchmean") * temperature ** 2
+    if labels is None or alpha >= 1.0 or not bool((labels != -100).any()):
+        return soft
+    return alpha * soft + (1.0 - alpha) * gold_loss(logits, labels)
 
 
 def apply_strategy(model: VerticalsModel, strategy: str, *, r: int = 8, alpha: int = 16,

@@ -99,6 +99,8 @@ class TransformerTask(TaskType):
                                alpha=training.lora_alpha, dropout=training.lora_dropout)
         train_features = self.encode(train, with_labels=True)
         val_features = self.encode(validation, with_labels=True) if validation else []
+        if self.teacher is not None:
+            train_features = self._with_teacher_probs(train, train_features, model)
 
         def compute_metrics(logits: list[np.ndarray]) -> dict[str, float]:
             self.model_ = model
@@ -123,10 +125,39 @@ class TransformerTask(TaskType):
     checkpoint_dir: str = "verticals-checkpoints"
     resume: bool = False
     logging_dir: str | None = None
+    # Distillation (verticals.distill): a fitted teacher task with the same labels; its softmax over each
+    # training record (and over unlabelled records, which add examples with no gold label) becomes the
+    # student's soft target. distillation_info_ is recorded in bundle.json under model.distilled_from.
+    teacher: Any = None
+    distill_unlabeled: Sequence[BaseModel] = ()
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
+    distillation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
     epoch_metrics_on: str = "validation"
     epoch_metrics_note: str | None = None
+
+    def _with_teacher_probs(self, train: Sequence[BaseModel], features: list[dict[str, Any]],
+                            model: VerticalsModel) -> list[dict[str, Any]]:
+        from ..metrics import softmax
+
+        teacher_labels = list(getattr(self.teacher, "labels_", []))
+        if teacher_labels != list(self.labels_):
+            raise ConfigError(f"the teacher's labels {teacher_labels[:8]} differ from the student's "
+                              f"{list(self.labels_)[:8]}; a student learns the teacher's labels only")
+        unlabeled = list(self.distill_unlabeled)
+        extra = self.encode(unlabeled, with_labels=False) if unlabeled else []
+        for feature in extra:
+            feature["labels"] = -100  # no gold label: the teacher's distribution is the only target
+        every = [*features, *extra]
+        _, logits = self.teacher.predict_logits([*train, *unlabeled])
+        for feature, row in zip(every, softmax(np.stack(logits).astype(np.float64)), strict=True):
+            if np.ndim(row) != 1:
+                raise ConfigError("distillation supports one label per input (text classification)")
+            feature["teacher_probs"] = row.astype(np.float32).tolist()
+        model.distillation = (self.distill_temperature, self.distill_alpha)
+        return every
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""
@@ -185,9 +216,12 @@ class TransformerTask(TaskType):
 
     def summary(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.model_.parameters())
-        return {"precision": self.precision_, "parameters": int(params),
-                "backbone": {"source": self.config.training.backbone,
-                             "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+        summary = {"precision": self.precision_, "parameters": int(params),
+                   "backbone": {"source": self.config.training.backbone,
+                                "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+        if self.distillation_info_:
+            summary["distilled_from"] = dict(self.distillation_info_)
+        return summary
 
     def use_engine(self, engine: str) -> None:
         self.check_is_fitted("model_")
