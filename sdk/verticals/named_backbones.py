@@ -198,8 +198,12 @@ def fetch(name: str, *, downloader: Downloader | None = None, force: bool = Fals
     if final.exists() and not (final / MARKER).is_file():
         raise ConfigError(f"{final} exists but is not a backbone Verticals fetched (no {MARKER}); move it away "
                           f"and run `{fetch_command(spec.name)}` again")
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".fetch-{spec.name}-", dir=root))  # ours: removed below
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".fetch-{spec.name}-", dir=root))  # ours: removed below
+    except OSError as exc:
+        raise ConfigError(f"cannot write backbone '{spec.name}' into {root}: {exc}; set {HOME_ENV} to a "
+                          f"writable folder") from None
     try:
         archive = _assemble(spec, downloader, work)
         model_dir = work / "model"
@@ -209,7 +213,14 @@ def fetch(name: str, *, downloader: Downloader | None = None, force: bool = Fals
         (model_dir / MARKER).write_text(json.dumps(_marker(spec), indent=2) + "\n", encoding="utf-8")
         if final.exists():  # a previous fetch of ours (checked above): swap it out, then drop it
             os.replace(final, work / "previous")
-        os.replace(model_dir, final)
+        try:
+            os.replace(model_dir, final)
+        except OSError:
+            if not is_fetched_spec(spec):  # another fetch finished first: its verified copy is as good
+                raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write backbone '{spec.name}' into {root}: {exc}; free disk space or set "
+                          f"{HOME_ENV} to a writable folder") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return cached_path(spec.name, spec)

@@ -80,3 +80,14 @@ def test_download_failure_leaves_nothing(home: Path, tiny_backbone: Path, tmp_pa
     with pytest.raises(ConfigError, match="no network"):
         named_backbones.fetch(spec.name, spec=spec, downloader=offline)
     _nothing_cached(home)
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path: Path, tiny_backbone: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, downloader = make_split_backbone(tiny_backbone, tmp_path / "index")
+    not_a_folder = tmp_path / "home-is-a-file"
+    not_a_folder.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("VERTICALS_HOME", str(not_a_folder))
+    with pytest.raises(ConfigError, match="cannot write backbone 'fake-base' into .*VERTICALS_HOME"):
+        named_backbones.fetch(spec.name, spec=spec, downloader=downloader)
+    assert not_a_folder.read_text(encoding="utf-8") == "x"
