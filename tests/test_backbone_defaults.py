@@ -31,6 +31,8 @@ class SizedPack:
                      primary_metric="accuracy",
                      defaults={"training": {"learning_rate": 8e-5, "epochs": 6},
                                "training@base": {"learning_rate": 3e-5, "epochs": 3}}),
+            TaskSpec(name="typo", task_type="text-classification", labels=["a", "b"], metrics=["accuracy"],
+                     primary_metric="accuracy", defaults={"training@base": {"learnng_rate": 3e-5}}),
             TaskSpec(name="plain", task_type="text-classification", labels=["a", "b"], metrics=["accuracy"],
                      primary_metric="accuracy", defaults={"training": {"learning_rate": 8e-5, "epochs": 6}}),
         ]))
@@ -75,3 +77,10 @@ def test_pack_base_variant(sized_pack, base_width: Path, tiny_backbone: Path) ->
 def test_backbone_set_in_overrides_counts(base_width: Path) -> None:
     model, _, _ = api.build_task("text-classification", overrides=[f"training.backbone={base_width}"])
     assert model.config.training.learning_rate == 2e-5
+
+
+def test_a_misspelt_base_variant_is_refused(sized_pack, base_width: Path) -> None:  # type: ignore[no-untyped-def]
+    from verticals.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="learnng_rate"):
+        _training("sized.typo", base_width)
