@@ -81,3 +81,23 @@ def test_cli_refuses_bad_options_and_non_bundles(tmp_path: Path, text_data) -> N
                      "--output", str(tmp_path / "s"), "--alpha", "1.5")
     assert result.returncode == 2 and "--alpha" in result.stderr, result.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbone: Path, token_data) -> None:  # type: ignore[no-untyped-def]
+    """PER and LOC swapped in the student's gold tags: with alpha=1 it tags as the teacher does."""
+    teacher = tmp_path / "teacher"
+    verticals.train("token-classification", token_data["train"], validation=token_data["validation"],
+                    output=teacher, backbone=str(tiny_backbone), overrides=TEACHER_SET)
+    swapped = tmp_path / "swapped.conll"
+    text = token_data["train"].read_text(encoding="utf-8")
+    swapped.write_text(text.replace("PER", "TMP").replace("LOC", "PER").replace("TMP", "LOC"), encoding="utf-8")
+    distill(teacher, swapped, output=tmp_path / "student", validation=token_data["validation"], alpha=1.0,
+            unlabeled=["Carol Smith flew to Oslo ."],
+            backbone=str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)), overrides=TEACHER_SET)
+    info = json.loads((tmp_path / "student" / "bundle.json").read_text(encoding="utf-8"))
+    assert info["model"]["distilled_from"]["teacher_digest"] == digest(teacher)
+    texts = ["Alice Smith flew to Berlin .", "Dave Smith flew to Madrid ."]
+    student_tags = [p.tags for p in verticals.load(tmp_path / "student").predict(texts)]
+    teacher_tags = [p.tags for p in verticals.load(teacher).predict(texts)]
+    pairs = [(s, t) for st, tt in zip(student_tags, teacher_tags) for s, t in zip(st, tt)]
+    assert sum(s == t for s, t in pairs) / len(pairs) >= 0.8, (student_tags, teacher_tags)

@@ -17,6 +17,7 @@ from .config import deep_merge
 from .errors import ConfigError
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
+from .tasks.token_classification import TokenClassificationTask
 
 
 def distill(
@@ -52,9 +53,9 @@ def distill(
         raise ConfigError(f"--output {output} is the teacher bundle; write the student to another directory")
     teacher_predictor = api.load(teacher)
     teacher_task = teacher_predictor.task
-    if not isinstance(teacher_task, TextClassificationTask):
-        raise ConfigError(f"{teacher}: task '{teacher_predictor.info.task}' is not text classification; "
-                          f"distillation supports text-classification tasks and the packs built on them")
+    if not isinstance(teacher_task, (TextClassificationTask, TokenClassificationTask)):
+        raise ConfigError(f"{teacher}: task '{teacher_predictor.info.task}' is neither text nor token "
+                          f"classification; distillation supports those and the packs built on them")
     task = teacher_predictor.info.task
     labels = {"labels": list(teacher_task.labels_)}  # the student answers with the teacher's labels, in order
     merged_config: str | Path | dict[str, Any] = labels

@@ -140,24 +140,35 @@ class TransformerTask(TaskType):
 
     def _with_teacher_probs(self, train: Sequence[BaseModel], features: list[dict[str, Any]],
                             model: VerticalsModel) -> list[dict[str, Any]]:
-        from ..metrics import softmax
-
         teacher_labels = list(getattr(self.teacher, "labels_", []))
         if teacher_labels != list(self.labels_):
             raise ConfigError(f"the teacher's labels {teacher_labels[:8]} differ from the student's "
                               f"{list(self.labels_)[:8]}; a student learns the teacher's labels only")
         unlabeled = list(self.distill_unlabeled)
         extra = self.encode(unlabeled, with_labels=False) if unlabeled else []
-        for feature in extra:
-            feature["labels"] = -100  # no gold label: the teacher's distribution is the only target
+        per_token = bool(features) and isinstance(features[0].get("labels"), list)
+        for feature in extra:  # no gold label: the teacher's distribution is the only target
+            feature["labels"] = [-100] * len(feature["input_ids"]) if per_token else -100
         every = [*features, *extra]
-        _, logits = self.teacher.predict_logits([*train, *unlabeled])
-        for feature, row in zip(every, softmax(np.stack(logits).astype(np.float64)), strict=True):
-            if np.ndim(row) != 1:
-                raise ConfigError("distillation supports one label per input (text classification)")
-            feature["teacher_probs"] = row.astype(np.float32).tolist()
+        for feature, target in zip(every, self.soft_targets(self.teacher, [*train, *unlabeled], every), strict=True):
+            feature["teacher_probs"] = target
         model.distillation = (self.distill_temperature, self.distill_alpha)
         return every
+
+    def soft_targets(self, teacher: TransformerTask, records: Sequence[BaseModel],
+                     features: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+        """The teacher's probabilities for each of the student's ``features`` (one per record): a
+        ``[n_labels]`` row per text here; token tasks give ``[n_tokens, n_labels]`` (NaN rows: no target)."""
+        from ..metrics import softmax
+
+        if len(features) != len(records):
+            raise ConfigError(f"{self.task_name}: distillation needs one model input per record; this task "
+                              f"splits records into {len(features)} inputs for {len(records)} records")
+        _, logits = teacher.predict_logits(records)
+        rows = softmax(np.stack(logits).astype(np.float64))
+        if rows.ndim != 2:
+            raise ConfigError(f"{self.task_name}: the teacher gives no single distribution per text")
+        return [row.astype(np.float32) for row in rows]
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""
