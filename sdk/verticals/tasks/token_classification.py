@@ -169,10 +169,13 @@ class TokenClassificationTask(TransformerTask):
     def soft_targets(self, teacher, records, features):  # type: ignore[no-untyped-def,override]
         """The teacher's per-word probabilities (from its own tokenisation) on each word's first subword in
         the student's; other positions are NaN (no target), so teacher and student may tokenise differently."""
-        if len(features) != len(records):
-            return super().soft_targets(teacher, records, features)  # refuses, naming the task
+        if len(features) != len(records) or any("word_ids" not in f for f in features):
+            # e.g. medical.ner's sliding windows: not one input per record with this task's word alignment
+            raise ConfigError(f"{self.task_name}: distillation needs one model input per record with word "
+                              f"alignment (word_ids); this task encodes records its own way (windows), which "
+                              f"distillation does not support yet")
         teacher_features, teacher_logits = teacher.predict_logits(records)
-        if len(teacher_features) != len(records):
+        if len(teacher_features) != len(records) or any("word_ids" not in f for f in teacher_features):
             raise ConfigError(f"the teacher ({teacher.task_name}) splits records into several inputs; "
                               f"distillation needs one per record")
         targets = []
