@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+from ._backbone_pins import NAMED_BACKBONES
 from .backbones import embedded_minilm_path
 from .heads import SequenceClassificationHead, TokenClassificationHead
 from .hookspecs import hookimpl
@@ -24,6 +27,15 @@ def register_heads(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def register_backbones(register):  # type: ignore[no-untyped-def]
     register("all-MiniLM-L6-v2", embedded_minilm_path)
+    # fetchable backbones resolve to their verified cache only; nothing is downloaded here
+    for name in NAMED_BACKBONES:
+        register(name, partial(_fetched_path, name))
+
+
+def _fetched_path(name: str) -> str:
+    from .named_backbones import cached_path
+
+    return str(cached_path(name))
 
 
 @hookimpl

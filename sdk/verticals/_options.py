@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from ._plugins import get_catalog
-from .config import RunConfig, deep_merge, resolve_config, validate_section
+from .config import RunConfig, deep_merge, resolve_config, split_defaults, validate_section
 
 
 def type_name(annotation: Any) -> str:
@@ -65,7 +65,8 @@ def describe_task(task: str) -> dict[str, Any]:
     catalog = get_catalog()
     spec, pack_name = catalog.task(task)
     task_cls = catalog.task_types.get(spec.task_type)
-    run = resolve_config(deep_merge({"labels": list(spec.labels)}, spec.defaults), task=task)
+    # the plain defaults: a SECTION@base variant applies only once a base-size backbone is chosen
+    run = resolve_config(deep_merge({"labels": list(spec.labels)}, split_defaults(spec.defaults)[0]), task=task)
     data = validate_section(task_cls.DataOptions, run.data, "data", task)
     options = validate_section(task_cls.Options, run.task, "task", task)
     resolved = {"training": run.training.model_dump(mode="json"), "data": data.model_dump(mode="json"),

@@ -14,8 +14,17 @@ from pydantic import BaseModel
 from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
 from ._plugins import get_catalog
 from ._version import __version__
+from .backbones import resolve_backbone
 from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
-from .config import RunConfig, deep_merge, format_validation_error, resolve_config
+from .config import (
+    BASE_HIDDEN_SIZE,
+    RunConfig,
+    deep_merge,
+    format_validation_error,
+    hidden_size,
+    resolve_config,
+    split_defaults,
+)
 from .data import data_fingerprint, source_name, split_indices
 from .engines import resolve_engine
 from .errors import BundleError, ConfigError
@@ -42,17 +51,25 @@ def build_task(task: str, config: str | Path | dict[str, Any] | None = None,
     """Resolve a task name and layer its configuration; returns (unfitted task, spec, pack name)."""
     catalog = get_catalog()
     spec, pack_name = catalog.task(task)
-    defaults = deep_merge({"labels": list(spec.labels)}, spec.defaults)
-    config_file = None
-    if isinstance(config, dict):
-        defaults = deep_merge(defaults, config)
-    else:
-        config_file = config
+    plain, base = split_defaults(spec.defaults)
     extra: dict[str, Any] = {"training": {"backbone": backbone}} if backbone else {}
-    run_config = resolve_config(defaults, config_file, list(overrides or []) if not isinstance(overrides, dict)
-                                else overrides, task=task)
-    if extra:
-        run_config = resolve_config(run_config.model_dump(), None, extra)
+
+    def layer(pack_defaults: dict[str, Any]) -> RunConfig:
+        defaults = deep_merge({"labels": list(spec.labels)}, pack_defaults)
+        config_file = None
+        if isinstance(config, dict):
+            defaults = deep_merge(defaults, config)
+        else:
+            config_file = config
+        run_config = resolve_config(defaults, config_file, list(overrides or []) if not isinstance(overrides, dict)
+                                    else overrides, task=task)
+        return resolve_config(run_config.model_dump(), None, extra) if extra else run_config
+
+    run_config = layer(plain)
+    # A base-size backbone (hidden size >= 768) gets the base variant of the defaults, under the user's values
+    width = hidden_size(resolve_backbone(run_config.training.backbone))
+    if width is not None and width >= BASE_HIDDEN_SIZE:
+        run_config = layer(deep_merge(plain, base))
     task_cls = catalog.task_types.get(spec.task_type)
     return task_cls(run_config, task_name=task), spec, pack_name
 
@@ -96,6 +113,15 @@ def train(
     ``verticals`` logger and kept in ``bundle.json`` as ``history``.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
+    return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
+                      overwrite=overwrite, resume=resume, callbacks=callbacks)
+
+
+def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,
+               validation: Any = None, test: Any = None, overwrite: bool = False, resume: bool = False,
+               callbacks: Sequence[Any] = ()) -> Predictor[Any]:
+    """:func:`train` for a task :func:`build_task` built (and the caller may have set up, as
+    :func:`verticals.distill.distill` does)."""
     if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
         raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
                           f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")

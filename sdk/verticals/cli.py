@@ -201,6 +201,63 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from .distill import distill
+
+    predictor = distill(args.teacher, args.train, output=args.output, unlabeled=args.unlabeled,
+                        validation=args.validation, test=args.test, config=args.config, overrides=args.set or [],
+                        backbone=args.backbone, temperature=args.temperature, alpha=args.alpha,
+                        overwrite=args.overwrite)
+    result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
+              "distilled_from": predictor.info.model.get("distilled_from")}
+    if args.json:
+        _print_json(result)
+    else:
+        teacher = result["distilled_from"] or {}
+        print(f"wrote student bundle {args.output} ({predictor.info.task}) distilled from {args.teacher} "
+              f"(digest {str(teacher.get('teacher_digest'))[:12]}...)")
+        for split, metrics in predictor.info.metrics.items():
+            print(f"  {split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                             if isinstance(v, (int, float))))
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from . import named_backbones
+
+    if args.action == "fetch":
+        if not args.name:
+            raise _usage_error("verticals backbones fetch NAME", named_backbones.listing())
+        spec = named_backbones.named_backbone(args.name)
+        if not args.force and named_backbones.is_fetched_spec(spec):
+            path, note = named_backbones.cached_path(spec.name), "already fetched"
+        else:
+            print(f"fetching {spec.name} ({spec.upstream}, {spec.license}, about "
+                  f"{named_backbones.size_mb(spec)} MB) ...", file=sys.stderr)
+            path, note = named_backbones.fetch(spec.name, force=args.force), "fetched and verified"
+        if args.json:
+            _print_json({"name": spec.name, "path": str(path), "status": note})
+        else:
+            print(f"{spec.name}: {note} in {path}; use --backbone {spec.name}")
+        return 0
+    rows = named_backbones.listing()
+    if args.json:
+        _print_json({"cache": str(named_backbones.cache_root()), "backbones": rows})
+        return 0
+    print(f"Fetchable backbones (cache: {named_backbones.cache_root()}):")
+    for row in rows:
+        state = f"fetched: {row['path']}" if row["fetched"] else f"not fetched: {row['fetch']}"
+        print(f"  {row['name']:<14} {row['upstream']} ({row['license']}, {row['size_mb']} MB)  {state}")
+    return 0
+
+
+def _usage_error(usage: str, rows: list[dict[str, Any]]) -> VerticalsError:
+    from .errors import ConfigError
+
+    names = ", ".join(row["name"] for row in rows) or "none"
+    return ConfigError(f"usage: {usage}; available: {names}")
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Every option of a task: type, resolved default (pack defaults applied), bounds and description."""
     from ._options import describe_task
@@ -391,6 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="print one JSON object (resolved defaults + options)")
     config.set_defaults(func=cmd_config)
 
+    backbones = sub.add_parser(
+        "backbones", help="list or fetch named backbones (e.g. mpnet-base) into the local cache",
+        description="`list` shows the backbones Verticals can fetch and whether they are here; `fetch NAME` "
+                    "downloads one with pip (no install, no dependencies), checks every file against pinned "
+                    "sha256 digests and caches it ($VERTICALS_HOME/backbones or ~/.cache/verticals/backbones). "
+                    "Training never downloads: fetch first, then --backbone NAME.")
+    backbones.add_argument("action", choices=["list", "fetch"])
+    backbones.add_argument("name", nargs="?", metavar="NAME", help="backbone to fetch, e.g. mpnet-base")
+    backbones.add_argument("--force", action="store_true", help="fetch again even if a verified copy is cached")
+    backbones.add_argument("--json", action="store_true", help="print JSON")
+    backbones.set_defaults(func=cmd_backbones)
+
     train = sub.add_parser("train", help="fine-tune a task and write a bundle",
                            description="Fine-tune TASK (a generic task type or PACK.TASK) and write a bundle.",
                            epilog="Every option --set and --config accept, with its default and description: "
@@ -416,6 +485,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                        help="what the 'verticals' logger shows on stderr (default: info = one line per epoch)")
     train.set_defaults(func=cmd_train)
+
+    distill = sub.add_parser(
+        "distill", help="train a small student bundle from a teacher bundle's predictions",
+        description="Train the teacher's task again on a student backbone (the embedded MiniLM unless "
+                    "--backbone) with the teacher's temperature-softened probabilities as targets, mixed with "
+                    "the gold labels; the student is a normal bundle that records the teacher's digest. "
+                    "Text classification and the packs built on it.")
+    distill.add_argument("teacher", metavar="TEACHER_BUNDLE")
+    distill.add_argument("--train", required=True, metavar="PATH", help="labelled training data")
+    distill.add_argument("--unlabeled", metavar="PATH", help="unlabelled in-domain texts (same format; labels "
+                         "not needed): the teacher labels them softly")
+    distill.add_argument("--validation", metavar="PATH", help="validation data (default: seeded hold-out)")
+    distill.add_argument("--test", metavar="PATH", help="test data, scored into bundle.json")
+    distill.add_argument("--output", required=True, metavar="DIR", help="student bundle directory to write")
+    distill.add_argument("--config", metavar="FILE", help="JSON/YAML config with training/data/task sections")
+    distill.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one option (repeatable)")
+    distill.add_argument("--backbone", metavar="PATH", help="student backbone (default: all-MiniLM-L6-v2)")
+    distill.add_argument("--temperature", type=float, default=2.0, help="softens both distributions (default 2)")
+    distill.add_argument("--alpha", type=float, default=0.5,
+                         help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
+    distill.add_argument("--overwrite", action="store_true", help="replace a bundle Verticals wrote at --output")
+    distill.add_argument("--json", action="store_true", help="print the result as JSON")
+    distill.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    distill.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="what the 'verticals' logger shows")
+    distill.set_defaults(func=cmd_distill)
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on labelled data")
     evaluate.add_argument("bundle", metavar="BUNDLE")

@@ -162,6 +162,37 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+# ---- per-backbone defaults ------------------------------------------------------------------------------
+BASE_SUFFIX = "@base"
+BASE_HIDDEN_SIZE = 768
+"""A backbone whose config says ``hidden_size`` (``dim``, ``d_model``) is at least this is "base-size"."""
+CORE_BASE_DEFAULTS: dict[str, Any] = {"training": {"learning_rate": 2e-5}}
+"""What the core changes for a base-size backbone: the learning rates tuned for the small default MiniLM
+(1e-4 and the packs' 3e-4..8e-5) overshoot a 110M model; 2e-5 is the low end of BERT's recommended range
+(2e-5..5e-5), safe for the few epochs the packs run."""
+
+
+def split_defaults(defaults: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pack's defaults as (plain, base-size variant). ``{"training": {...}, "training@base": {...}}``: a
+    ``SECTION@base`` entry applies on top of ``SECTION`` (and of :data:`CORE_BASE_DEFAULTS`) only when the
+    backbone is base-size; the user's config file and ``--set`` still win over both."""
+    plain = {key: value for key, value in defaults.items() if not key.endswith(BASE_SUFFIX)}
+    variant = {key[: -len(BASE_SUFFIX)]: value for key, value in defaults.items() if key.endswith(BASE_SUFFIX)}
+    return plain, deep_merge(CORE_BASE_DEFAULTS, variant)
+
+
+def hidden_size(model_dir: str | Path) -> int | None:
+    """The width a Hugging Face model directory's config.json declares (None when it names none)."""
+    try:
+        values = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{Path(model_dir) / 'config.json'}: unreadable backbone config ({exc})") from None
+    for key in ("hidden_size", "dim", "d_model"):
+        if isinstance(values.get(key), int):
+            return int(values[key])
+    return None
+
+
 def parse_set(assignment: str) -> dict[str, Any]:
     """Turn ``training.learning_rate=3e-5`` into ``{"training": {"learning_rate": 3e-5}}``.
 

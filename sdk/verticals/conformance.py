@@ -99,8 +99,13 @@ class PackConformance:
         assert self.pack in get_catalog().packs
 
     def test_defaults_validate(self) -> None:
+        from .config import deep_merge, resolve_config, split_defaults
+
         for spec in get_catalog().packs.get(self.pack).tasks:
             task, _, _ = api.build_task(f"{self.pack}.{spec.name}")
+            plain, base = split_defaults(spec.defaults)  # the base-size variant validates too
+            resolve_config(deep_merge({"labels": list(spec.labels)}, deep_merge(plain, base)),
+                           task=f"{self.pack}.{spec.name}")
             assert spec.primary_metric in spec.metrics
             assert set(spec.metrics) <= set(type(task).metric_names) | set(getattr(task, "extra_metric_names", ())), (
                 f"{spec.name}: declared metrics {spec.metrics} not all produced by {type(task).__name__}"

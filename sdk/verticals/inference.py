@@ -42,6 +42,11 @@ class Collator:
                 batch["labels"] = torch.tensor(rows, dtype=torch.long)
             else:
                 batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        if "teacher_probs" in features[0]:  # a distillation's soft targets: per text, or per token (NaN = none)
+            rows = [np.asarray(f["teacher_probs"], dtype=np.float32) for f in features]
+            if rows[0].ndim == 2:
+                rows = [np.pad(r, ((0, length - len(r)), (0, 0)), constant_values=np.nan) for r in rows]
+            batch["teacher_probs"] = torch.from_numpy(np.stack(rows))
         return batch
 
 

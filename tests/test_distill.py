@@ -1,0 +1,103 @@
+"""Distillation: a student bundle learns a teacher bundle's predictions (tiny models, seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import verticals
+from verticals.bundle import digest
+from verticals.distill import distill
+from verticals.model import distillation_loss
+from verticals.testing import make_tiny_backbone
+
+from .conftest import run_cli, text_rows, write_csv
+
+TEACHER_SET = ["training.epochs=8", "training.batch_size=8", "training.learning_rate=0.003"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
+    root = tmp_path_factory.mktemp("teacher")
+    train = write_csv(root / "train.csv", text_rows(16, 0))
+    validation = write_csv(root / "validation.csv", text_rows(4, 1))
+    verticals.train("text-classification", train, validation=validation, output=root / "bundle",
+                    overrides=TEACHER_SET, backbone=str(tiny_backbone))
+    return root / "bundle"
+
+
+def test_student_learns_from_teacher_and_records_its_digest(teacher: Path, tmp_path: Path) -> None:
+    student_backbone = make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)
+    train = write_csv(tmp_path / "train.csv", text_rows(8, 2))  # fewer labelled records than the teacher had
+    unlabeled = [row["text"] for row in text_rows(8, 3)]
+    student = distill(teacher, train, output=tmp_path / "student", unlabeled=unlabeled,
+                      backbone=str(student_backbone), overrides=TEACHER_SET, temperature=2.0, alpha=0.7)
+    info = json.loads((tmp_path / "student" / "bundle.json").read_text(encoding="utf-8"))
+    recorded = info["model"]["distilled_from"]
+    assert recorded["teacher_digest"] == digest(teacher)
+    assert (recorded["temperature"], recorded["alpha"], recorded["unlabeled_records"]) == (2.0, 0.7, 24)
+    assert info["model"]["backbone"]["source"] == str(student_backbone)
+    loaded = verticals.load(tmp_path / "student")
+    assert loaded.labels == verticals.load(teacher).labels
+    texts = [row["text"] for row in text_rows(10, 4)]
+    agree = [a.label == b.label for a, b in zip(loaded.predict(texts), verticals.load(teacher).predict(texts))]
+    assert sum(agree) / len(agree) >= 0.6, "3 labels: chance agreement is about 0.33"
+    assert student.info.metrics["validation"]["accuracy"] >= 0.6
+
+
+def test_with_alpha_1_the_student_follows_the_teacher_not_the_labels(teacher: Path, tmp_path: Path) -> None:
+    """Gold labels rotated (billing -> shipping -> account -> billing): a student that learnt from the labels
+    would disagree with the teacher almost always; with alpha=1 it learns the teacher's answers only."""
+    rotate = {"billing": "shipping", "shipping": "account", "account": "billing"}
+    rows = [{**row, "label": rotate[row["label"]]} for row in text_rows(12, 5)]
+    train = write_csv(tmp_path / "rotated.csv", rows)
+    validation = write_csv(tmp_path / "validation.csv", text_rows(4, 1))
+    distill(teacher, train, output=tmp_path / "student", validation=validation, alpha=1.0,
+            backbone=str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)), overrides=TEACHER_SET)
+    texts = [row["text"] for row in text_rows(10, 6)]
+    pairs = zip(verticals.load(tmp_path / "student").predict(texts), verticals.load(teacher).predict(texts))
+    agree = [a.label == b.label for a, b in pairs]
+    assert sum(agree) / len(agree) >= 0.6
+
+
+def test_loss_matches_the_teacher_when_the_student_agrees() -> None:
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    same = distillation_loss(torch.log(probs), probs, None, torch.nn.CrossEntropyLoss(), 2.0, 1.0)
+    other = distillation_loss(torch.log(probs.flip(-1)), probs, None, torch.nn.CrossEntropyLoss(), 2.0, 1.0)
+    assert same.item() == pytest.approx(0.0, abs=1e-6) and other.item() > 0.1
+    # unlabelled rows (-100) only: the gold term is left out instead of turning the loss into NaN
+    unlabelled = distillation_loss(torch.log(probs), probs, torch.tensor([-100, -100]),
+                                   torch.nn.CrossEntropyLoss(ignore_index=-100), 2.0, 0.5)
+    assert torch.isfinite(unlabelled)
+
+
+def test_cli_refuses_bad_options_and_non_bundles(tmp_path: Path, text_data) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("distill", str(tmp_path / "nothing"), "--train", str(text_data["train"]),
+                     "--output", str(tmp_path / "s"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    result = run_cli("distill", str(tmp_path / "nothing"), "--train", str(text_data["train"]),
+                     "--output", str(tmp_path / "s"), "--alpha", "1.5")
+    assert result.returncode == 2 and "--alpha" in result.stderr, result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbone: Path, token_data) -> None:  # type: ignore[no-untyped-def]
+    """PER and LOC swapped in the student's gold tags: with alpha=1 it tags as the teacher does."""
+    teacher = tmp_path / "teacher"
+    verticals.train("token-classification", token_data["train"], validation=token_data["validation"],
+                    output=teacher, backbone=str(tiny_backbone), overrides=TEACHER_SET)
+    swapped = tmp_path / "swapped.conll"
+    text = token_data["train"].read_text(encoding="utf-8")
+    swapped.write_text(text.replace("PER", "TMP").replace("LOC", "PER").replace("TMP", "LOC"), encoding="utf-8")
+    distill(teacher, swapped, output=tmp_path / "student", validation=token_data["validation"], alpha=1.0,
+            unlabeled=["Carol Smith flew to Oslo ."],
+            backbone=str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)), overrides=TEACHER_SET)
+    info = json.loads((tmp_path / "student" / "bundle.json").read_text(encoding="utf-8"))
+    assert info["model"]["distilled_from"]["teacher_digest"] == digest(teacher)
+    texts = ["Alice Smith flew to Berlin .", "Dave Smith flew to Madrid ."]
+    student_tags = [p.tags for p in verticals.load(tmp_path / "student").predict(texts)]
+    teacher_tags = [p.tags for p in verticals.load(teacher).predict(texts)]
+    pairs = [(s, t) for st, tt in zip(student_tags, teacher_tags) for s, t in zip(st, tt)]
+    assert sum(s == t for s, t in pairs) / len(pairs) >= 0.8, (student_tags, teacher_tags)
