@@ -196,7 +196,9 @@ def test_no_bare_print_in_the_library():
     """Library code reports through the 'verticals' logger; only the CLI prints."""
     offenders = []
     for path in [*ROOT.glob("sdk/verticals/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py")]:
-        if path.name == "cli.py":
+        # cli.py prints results; onnx_reference.py is the standalone predict.py of an export (no Verticals
+        # at all), whose output is its result.
+        if path.name in ("cli.py", "onnx_reference.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":

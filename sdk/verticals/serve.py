@@ -21,7 +21,6 @@ import json
 import logging
 import re
 import socket
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -396,5 +395,5 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
     with sock:
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
                          show_data_info=show_data_info)
-        print(f"serving {len(bundles)} bundle(s) on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+        logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])
