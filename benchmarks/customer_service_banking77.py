@@ -35,6 +35,16 @@ from _common import data_dir, write_csv
 TASK = "customer_service.intent"
 
 
+def banking77_root() -> Path | None:
+    """The Banking77 folder (and only the customer-service pack loaded), or None after saying it is absent."""
+    root = data_dir() / "banking77"
+    if not (root / "train.csv").exists() or not (root / "test.csv").exists():
+        print(f"skipped: Banking77 not found under {root} (set VERTICALS_DATA)")
+        return None
+    os.environ.setdefault("VERTICALS_PLUGINS", "customer_service")
+    return root
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         return [{"text": r["text"], "label": r["category"]} for r in csv.DictReader(handle)]
@@ -66,9 +76,9 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict[str, float]:
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
 
 
-def run_trainer_defaults(train: list, validation: list, test: list, work: Path, seed: int,
-                         backbone: str | None) -> dict[str, float]:
-    """The transformers quick-start recipe on the same backbone and data, unchanged."""
+def plain_trainer(train: list, validation: list | None, work: Path, seed: int, backbone: str | None):  # type: ignore[no-untyped-def]
+    """The transformers quick-start recipe on the same backbone and data, unchanged: returns the trained
+    ``Trainer``, its label list and the encoder of rows (``with_labels=False`` for rows of unknown labels)."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -84,18 +94,25 @@ def run_trainer_defaults(train: list, validation: list, test: list, work: Path, 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
 
-    def encode(rows: list[dict[str, str]]) -> list[dict]:
+    def encode(rows: list[dict[str, str]], with_labels: bool = True) -> list[dict]:
         encoded = tokenizer([r["text"] for r in rows], truncation=True)
-        return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                 "labels": index[r["label"]]} for i, r in enumerate(rows)]
+        return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i]}
+                | ({"labels": index[r["label"]]} if with_labels else {}) for i, r in enumerate(rows)]
 
-    # Defaults apart from where it writes, per-epoch evaluation on the validation split, and no
+    # Defaults apart from where it writes, per-epoch evaluation on the validation split (when given), and no
     # checkpoint files (disk I/O only, no effect on the model).
-    args = TrainingArguments(output_dir=str(work / "hf"), seed=seed, eval_strategy="epoch", save_strategy="no",
-                             report_to="none", disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=encode(train), eval_dataset=encode(validation),
+    args = TrainingArguments(output_dir=str(work / "hf"), seed=seed, eval_strategy="epoch" if validation else "no",
+                             save_strategy="no", report_to="none", disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=encode(train),
+                      eval_dataset=encode(validation) if validation else None,
                       data_collator=DataCollatorWithPadding(tokenizer))
     trainer.train()
+    return trainer, labels, encode
+
+
+def run_trainer_defaults(train: list, validation: list, test: list, work: Path, seed: int,
+                         backbone: str | None) -> dict[str, float]:
+    trainer, labels, encode = plain_trainer(train, validation, work, seed, backbone)
     logits = np.asarray(trainer.predict(encode(test)).predictions)
     return scores([r["label"] for r in test], [labels[i] for i in logits.argmax(-1)])
 
@@ -173,11 +190,9 @@ def main() -> int:
     parser.add_argument("--engines", nargs="+", default=["torch", "onnx", "onnx-int8"],
                         choices=["torch", "onnx", "onnx-int8"], help="inference engines for the latency table")
     args = parser.parse_args()
-    root = data_dir() / "banking77"
-    if not (root / "train.csv").exists() or not (root / "test.csv").exists():
-        print(f"skipped: Banking77 not found under {root} (set VERTICALS_DATA)")
+    root = banking77_root()
+    if root is None:
         return 0
-    os.environ.setdefault("VERTICALS_PLUGINS", "customer_service")
     import verticals
     train, validation = split(read_rows(root / "train.csv"), args.seed, args.max_per_intent)
     test = read_rows(root / "test.csv")

@@ -23,7 +23,6 @@ alone, with the fallback, and what the fallback costs; plus the generic ``text-c
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import tempfile
@@ -32,8 +31,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from _common import data_dir, write_csv
-from customer_service_banking77 import read_rows
+from _common import write_csv
+from customer_service_banking77 import banking77_root, plain_trainer, read_rows
 
 TASK = "customer_service.intent"
 OPEN = "open"
@@ -72,34 +71,10 @@ def train_pack(task: str, train: list, validation: list, work: Path, name: str, 
 def plain_with_threshold(train: list, validation: list, test: list, work: Path, seed: int,
                          known: list[str]) -> dict[str, float]:
     """transformers.Trainer defaults, then 'confidence below the 5th percentile of validation' = open."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
-    from verticals.backbones import embedded_minilm_path
-
-    labels = sorted({r["label"] for r in train})
-    index = {label: i for i, label in enumerate(labels)}
-    path = embedded_minilm_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-
-    def encode(rows: list[dict[str, str]]) -> list[dict]:
-        encoded = tokenizer([r["text"] for r in rows], truncation=True)
-        return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-                 "labels": index.get(r["label"], 0)} for i, r in enumerate(rows)]
-
-    args = TrainingArguments(output_dir=str(work / "hf"), seed=seed, save_strategy="no", report_to="none",
-                             disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=encode(train),
-                      data_collator=DataCollatorWithPadding(tokenizer))
-    trainer.train()
+    trainer, labels, encode = plain_trainer(train, None, work, seed, None)
 
     def probabilities(rows: list) -> np.ndarray:
-        logits = np.asarray(trainer.predict(encode(rows)).predictions, dtype=np.float64)
+        logits = np.asarray(trainer.predict(encode(rows, with_labels=False)).predictions, dtype=np.float64)
         logits -= logits.max(-1, keepdims=True)
         return np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
 
@@ -171,11 +146,9 @@ def main() -> int:
     parser.add_argument("--skip-fewshot", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true", help="no plain Trainer rows (open intent)")
     args = parser.parse_args()
-    root = data_dir() / "banking77"
-    if not (root / "train.csv").exists() or not (root / "test.csv").exists():
-        print(f"skipped: Banking77 not found under {root} (set VERTICALS_DATA)")
+    root = banking77_root()
+    if root is None:
         return 0
-    os.environ.setdefault("VERTICALS_PLUGINS", "customer_service")
     rows, test_rows = read_rows(root / "train.csv"), read_rows(root / "test.csv")
     open_results: dict[float, dict[str, list[dict[str, float]]]] = {}
     shot_results: dict[int, list[dict[str, float]]] = {}

@@ -35,7 +35,8 @@ TRAINER_STATE = "trainer_state.json"
 _HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): a process may re-enter its own lock
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks (bundles, exports and markers all use it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -66,7 +67,7 @@ def _contains_cwd(path: Path) -> bool:
 
 def write_marker(directory: Path, kind: str, **extra: Any) -> None:
     """Record every file of ``directory`` with its sha256: the proof that a later ``--overwrite`` needs."""
-    files = {name: _sha256(directory / name) for name in _walk(directory)[0] if name != MARKER}
+    files = {name: file_sha256(directory / name) for name in _walk(directory)[0] if name != MARKER}
     marker = {"kind": kind, "algorithm": "sha256", "files": files, **extra}
     (directory / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
 
@@ -121,7 +122,7 @@ def ownership_problem(path: str | Path, kind: str) -> str | None:
         if name != MARKER and name not in marker["files"]:
             return f"it holds '{name}', which Verticals did not write there"
     for name, expected in marker["files"].items():
-        if name not in files or _sha256(path / name) != expected:
+        if name not in files or file_sha256(path / name) != expected:
             return f"'{name}' was changed or removed after Verticals wrote it"
     return None
 

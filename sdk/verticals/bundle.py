@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _outputs
-from ._outputs import check_file_output, check_replaceable, claim, write_marker
+from ._outputs import check_file_output, check_replaceable, claim, file_sha256, write_marker
 from .errors import BundleError
 
 BUNDLE_FILE = "bundle.json"
@@ -96,12 +96,6 @@ def _open(path: Path) -> int:
         raise BundleError(f"{path}: cannot read ({exc.strerror}); a bundle holds only regular files") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with os.fdopen(_open(path), "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _walk(directory: Path) -> tuple[list[str], list[str]]:
@@ -137,7 +131,7 @@ def _files(directory: Path) -> list[str]:
 
 
 def write_manifest(directory: Path) -> dict[str, Any]:
-    manifest = {"algorithm": ALGORITHM, "files": {name: _sha256(directory / name) for name in _files(directory)}}
+    manifest = {"algorithm": ALGORITHM, "files": {name: file_sha256(directory / name) for name in _files(directory)}}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
@@ -201,7 +195,7 @@ def verify(directory: str | Path) -> dict[str, Any]:
     if extra_dirs:
         raise BundleError(f"{directory}: directory '{extra_dirs[0]}' is not in the manifest; the bundle was modified")
     for name, expected in listed.items():
-        if _sha256(directory / name) != expected:
+        if file_sha256(directory / name) != expected:
             raise BundleError(
                 f"{directory / name}: sha256 does not match the manifest; the bundle was modified after it was "
                 f"written (refusing to load it)"
@@ -228,7 +222,7 @@ def digest(directory: str | Path) -> str:
     """sha256 of ``manifest.json``: one string that pins every file of the bundle. A consultant sends it with
     the bundle (by another channel); the client compares it with ``verticals inspect``. The manifest alone
     proves a bundle is intact, not that it is the one that was sent: anyone can rewrite a manifest."""
-    return _sha256(Path(directory) / MANIFEST_FILE)
+    return file_sha256(Path(directory) / MANIFEST_FILE)
 
 
 def read_info(directory: str | Path, *, verified: bool = False) -> BundleInfo:

@@ -29,6 +29,7 @@ from .readers import (  # noqa: F401 - re-exported: packs import the reader API 
     detect_format,
     iter_lines,
     iter_raw,
+    open_data_file,
     parse_json_line,
     read_raw,
 )
@@ -40,14 +41,8 @@ ACCEPTED = ("a file path (CSV, TSV, JSONL/JSON, CoNLL or Parquet), a pandas Data
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     """Read a whole file, turning missing files and undecodable bytes into :class:`DataError`."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise DataError("is a directory, expected a data file", path=path) from None
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc.strerror})", path=path) from None
+    with open_data_file(path) as handle:
+        raw = handle.read()
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:

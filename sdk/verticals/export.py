@@ -24,7 +24,6 @@ and length than the one traced. Needs ``pip install 'verticals[export]'``.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ._outputs import file_sha256
 from .bundle import atomic_directory, check_output
 from .engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
 
@@ -102,12 +102,6 @@ def _config(model: Any, labels: list[str], token_level: bool) -> Any:
     return config
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,
@@ -177,7 +171,7 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
             "token_level": token_level, "pad_token_id": int(task.tokenizer_.pad_token_id or 0),
             "sdk_version": predictor.info.sdk_version, "pack": predictor.info.pack,
             "pack_version": predictor.info.pack_version,
-            "files": {name: _sha256(tmp / name) for name in written}}
+            "files": {name: file_sha256(tmp / name) for name in written}}
         (tmp / EXPORT_FILE).write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
     return result

@@ -69,7 +69,8 @@ def detect_format(path: str | Path, fmt: str = "auto", default: str = "csv") -> 
     return EXTENSION_FORMATS.get(Path(path).suffix.lower(), default)
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_data_file(path: Path) -> IO[bytes]:
+    """Open a data file for reading bytes; a missing file, a folder or an unreadable file is a DataError."""
     try:
         return open(path, "rb")
     except FileNotFoundError:
@@ -97,7 +98,7 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", *, max_record_bytes: i
     except LookupError:
         raise DataError(f"unknown encoding '{encoding}' (data.encoding)", path=path) from None
     progress = progress or Progress()
-    with _open(path) as handle:
+    with open_data_file(path) as handle:
         if codec.startswith(("utf-16", "utf-32")):  # '\n' is not one byte: decode whole, then split
             raw = handle.read()
             progress.done = len(raw)
@@ -221,7 +222,7 @@ def _iter_json(path: Path, lines: Iterator[tuple[int, str]]) -> Iterator[RawReco
 
 def _starts_with_array(path: Path, encoding: str) -> bool:
     """Whether the first non-blank character of a JSON file is '[' (a JSON array rather than JSON Lines)."""
-    with _open(path) as handle:
+    with open_data_file(path) as handle:
         head = handle.read(4096)
     try:
         text = head.decode(encoding, errors="ignore").lstrip("\ufeff \t\r\n")
@@ -233,7 +234,7 @@ def _starts_with_array(path: Path, encoding: str) -> bool:
 def _read_array(path: Path, encoding: str, progress: Progress) -> Iterator[RawRecord]:
     """A JSON array is one document: read whole (its records may share a line of any length), then
     yielded object by object."""
-    with _open(path) as handle:
+    with open_data_file(path) as handle:
         raw = handle.read()
     progress.done = len(raw)
     try:
