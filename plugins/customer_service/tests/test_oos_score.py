@@ -135,3 +135,17 @@ def test_a_bundle_from_before_the_score_choice_still_uses_retrieval(no_oos: Any)
     finally:
         task.thresholds_ = saved
     assert p.out_of_scope and "best retrieval similarity" in p.reason
+
+
+def test_fallback_off_works_with_a_single_score_rule(no_oos: Any) -> None:
+    """`predict(fallback=False)` (or task.fallback=false) on a bundle whose rule has one threshold: the
+    classifier alone, never a KeyError on the two-threshold fields it does not have."""
+    predictor, validation, _ = no_oos
+    task = predictor.task
+    records = task.read(validation)
+    alone = task.predict(records, fallback=False)
+    assert len(alone) == len(records)
+    assert not any(p.out_of_scope or p.fallback for p in alone)
+    assert all(p.reason == "fallback disabled" for p in alone)
+    metrics = task.score(records, alone).metrics
+    assert metrics["accuracy"] == pytest.approx(metrics["classifier_accuracy"])

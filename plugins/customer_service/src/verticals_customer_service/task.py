@@ -287,20 +287,18 @@ class IntentTask(TextClassificationTask):
         use_fallback = self.options.fallback if fallback is None else fallback
         probs, vectors = self._forward(records)
         score = self.thresholds_.get("score", "retrieval")  # bundles from before the score choice: retrieval
-        if use_fallback and score != "retrieval":
+        if not use_fallback:
+            return [self._classifier_answer(row, "fallback disabled") for row in probs]
+        if score != "retrieval":
             return self._predict_single_score(probs, vectors, score)
         conf_t, sim_t = self.thresholds_["confidence"], self.thresholds_["similarity"]
-        low = np.flatnonzero(probs.max(-1) < conf_t) if use_fallback else np.zeros(0, dtype=int)
+        low = np.flatnonzero(probs.max(-1) < conf_t)
         hits = dict(zip(low.tolist(), self.index_.search(vectors[low], self.options.top_k))) if len(low) else {}
         out = []
         for i, row in enumerate(probs):
             intent, confidence, scores = self._top(row)
             if i not in hits:
-                reason = (f"confidence {confidence:.3f} >= threshold {conf_t:.3f}" if use_fallback
-                          else "fallback disabled")
-                out.append(IntentPrediction(intent=intent, confidence=confidence, out_of_scope=False,
-                                            fallback=False, reason=reason, answer=self.answers_.get(intent),
-                                            scores=scores))
+                out.append(self._classifier_answer(row, f"confidence {confidence:.3f} >= threshold {conf_t:.3f}"))
                 continue
             matches = [self._match(s, m) for s, m in hits[i]]
             voted, similarity = self._vote(hits[i])
@@ -326,13 +324,16 @@ class IntentTask(TextClassificationTask):
             value, what = ((found[0][0] if found else -1.0), "nearest utterance similarity") \
                 if score == "similarity" else (confidence, "confidence")
             if value >= threshold:
-                out.append(IntentPrediction(intent=intent, confidence=confidence, out_of_scope=False,
-                                            fallback=False, reason=f"{what} {value:.3f} >= threshold {threshold:.3f}",
-                                            answer=self.answers_.get(intent), scores=scores))
+                out.append(self._classifier_answer(row, f"{what} {value:.3f} >= threshold {threshold:.3f}"))
             else:
                 reason = f"{what} {value:.3f} < threshold {threshold:.3f}: out of scope"
                 out.append(self._out_of_scope(confidence, reason, [self._match(s, m) for s, m in found], scores))
         return out
+
+    def _classifier_answer(self, row: np.ndarray, reason: str) -> IntentPrediction:
+        intent, confidence, scores = self._top(row)
+        return IntentPrediction(intent=intent, confidence=confidence, out_of_scope=False, fallback=False,
+                                reason=reason, answer=self.answers_.get(intent), scores=scores)
 
     def _top(self, row: np.ndarray) -> tuple[str, float, dict[str, float]]:
         top = int(row.argmax())
