@@ -58,6 +58,11 @@ class TrainingConfig(_Strict):
         None, gt=0, le=1, description="Learning rate for the freshly initialised head; defaults to learning_rate."
     )
     epochs: float = Field(3.0, gt=0, le=10_000, description="Maximum number of passes over the training data.")
+    min_steps: int | None = Field(
+        300, ge=1, le=1_000_000, description=(
+            "Small data sets: raise the epoch budget (up to 50 epochs) so training makes at least this many "
+            "optimizer steps; early stopping still ends it when validation stops improving. Off (null) when "
+            "you set training.epochs yourself, which is then taken literally."))
     batch_size: int = Field(32, ge=1, le=65_536, description="Training batch size.")
     eval_batch_size: int = Field(128, ge=1, le=65_536, description="Batch size for evaluation and prediction.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not applied to biases/norms).")
@@ -295,14 +300,20 @@ def resolve_config(
     task: str | None = None,
 ) -> RunConfig:
     """Layer pack defaults < config file < overrides into a validated :class:`RunConfig`."""
-    layered = copy.deepcopy(defaults or {})
+    user: dict[str, Any] = {}
     if config_file is not None:
-        layered = deep_merge(layered, read_config_file(config_file))
+        user = deep_merge(user, read_config_file(config_file))
     if isinstance(overrides, dict):
-        layered = deep_merge(layered, overrides)
+        user = deep_merge(user, overrides)
     else:
         for assignment in overrides or []:
-            layered = deep_merge(layered, parse_set(assignment))
+            user = deep_merge(user, parse_set(assignment))
+    layered = deep_merge(copy.deepcopy(defaults or {}), user)
+    user_training = user.get("training")
+    if isinstance(user_training, dict) and "epochs" in user_training and "min_steps" not in user_training:
+        # An epoch count the user wrote is meant literally: the small-data rule (training.min_steps) only
+        # stretches the defaults' epoch budget.
+        layered["training"] = {**layered["training"], "min_steps": None}
     try:
         return RunConfig.model_validate(layered)
     except ValidationError as exc:

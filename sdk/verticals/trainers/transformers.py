@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from ..console import TrainingConsole
 from ..errors import ConfigError
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
+
+logger = logging.getLogger("verticals")
 
 
 def _split_logits(predictions: Any, features: Sequence[dict[str, Any]]) -> list[np.ndarray]:
@@ -111,6 +114,27 @@ def check_report_to(names: Sequence[str]) -> None:
             raise ConfigError(f"training.report_to: {name} cannot start: {exc}{hint}") from None
 
 
+MAX_STRETCHED_EPOCHS = 50
+"""training.min_steps never stretches the epoch budget beyond this (a handful of rows would otherwise mean
+hundreds of epochs, each evaluated and checkpointed)."""
+
+
+def epoch_budget(cfg: Any, n_train: int, batch_size: int) -> float:
+    """``training.epochs``, raised on small data sets so training makes at least ``training.min_steps``
+    optimizer steps: three epochs of 616 few-shot utterances are 60 updates, too few for a fresh 77-way head
+    (Banking77 8-shot: 0.57 test accuracy at 3 epochs)."""
+    if not cfg.min_steps or n_train <= 0:
+        return float(cfg.epochs)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    needed = min(math.ceil(cfg.min_steps / steps_per_epoch), MAX_STRETCHED_EPOCHS)
+    if needed <= cfg.epochs:
+        return float(cfg.epochs)
+    logger.info("small training set: %d rows make %d steps per epoch, so up to %d epochs are run instead of %g "
+                "(training.min_steps=%d; set training.epochs yourself to have exactly that)",
+                n_train, steps_per_epoch, needed, cfg.epochs, cfg.min_steps)
+    return float(needed)
+
+
 class TransformersTrainer(Trainer):
     """AdamW with decoupled weight decay, warmup + schedule, clipping, seeded, bf16 autocast where fast,
     length-grouped batches, early stopping on the primary metric with the best checkpoint restored,
@@ -144,11 +168,13 @@ class TransformersTrainer(Trainer):
             warnings.warn(f"training.batch_size={cfg.batch_size} is not divisible by the {world_size} processes; "
                           f"the effective batch is {max(1, cfg.batch_size // world_size) * world_size}",
                           UserWarning, stacklevel=2)
+        train = list(train)
+        epochs = epoch_budget(cfg, len(train), max(1, cfg.batch_size // world_size) * world_size)
         args = TrainingArguments(
             output_dir=str(checkpoint_dir),
             per_device_train_batch_size=max(1, cfg.batch_size // world_size),
             per_device_eval_batch_size=cfg.eval_batch_size,
-            num_train_epochs=cfg.epochs,
+            num_train_epochs=epochs,
             learning_rate=cfg.learning_rate,
             weight_decay=cfg.weight_decay,
             warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps in transformers 5
@@ -180,7 +206,7 @@ class TransformersTrainer(Trainer):
         optimizer = None
         if param_groups is not None:
             optimizer = torch.optim.AdamW(param_groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        console = TrainingConsole(total_epochs=math.ceil(cfg.epochs),
+        console = TrainingConsole(total_epochs=math.ceil(epochs),
                                   primary_metric=primary_metric if has_eval else None,
                                   greater_is_better=greater_is_better, metrics_on=metrics_on, note=metrics_note)
         extra: list[Any] = [_console_callback(console, has_eval=has_eval), *callbacks]
