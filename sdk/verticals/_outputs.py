@@ -13,12 +13,14 @@ runs never share an output or a checkpoint folder; under that lock the leftovers
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,6 +177,35 @@ def _intact(directory: Path) -> bool:
     return bool(verified and verified(directory)) and ownership_problem(directory, "bundle") is None
 
 
+LOCK_MARK = b"verticals lock\n"
+"""What our lock files hold: a file of that name holding anything else is the user's, never locked or removed."""
+
+
+def _open_lock(lock: Path) -> int:
+    """Open (creating) our lock file; refuse a file of that name that Verticals did not write."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        os.write(fd, LOCK_MARK)
+        return fd
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(lock, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return _open_lock(lock)  # its holder just removed it
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{lock} is a symbolic link, not a Verticals lock file; remove or rename it") from None
+        raise
+    content = os.pread(fd, len(LOCK_MARK) + 1, 0)
+    # empty: a run killed between creating and marking it
+    if content not in (b"", LOCK_MARK) or not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{lock} is in the way: Verticals keeps its lock beside the output under that name and "
+                          f"this file is not one of its locks; rename it or choose another output")
+    return fd
+
+
 @contextmanager
 def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (via ``.NAME.lock`` beside it) and clean a killed run's leftovers.
@@ -192,7 +223,7 @@ def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
         while True:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                fd = _open_lock(lock)
             except OSError as exc:
                 raise ConfigError(f"{path}: cannot write there ({exc.strerror}); choose a folder you can write "
                                   f"to") from None

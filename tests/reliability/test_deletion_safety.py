@@ -240,3 +240,26 @@ def test_resume_skips_a_checkpoint_a_kill_left_incomplete(tmp_path, tiny_backbon
                     capsys)
     assert code == 0, err
     assert verticals.load(tmp_path / "b").info.metrics["validation"]
+
+
+@pytest.mark.parametrize("content", [b"my notes\n", None])
+def test_a_user_file_named_like_our_lock_is_never_locked_or_removed(content, tmp_path, tiny_backbone, text_data,
+                                                                   capsys):
+    lock = tmp_path / ".out.lock"
+    if content is None:
+        (tmp_path / "notes.txt").write_text("mine\n")
+        lock.symlink_to(tmp_path / "notes.txt")
+    else:
+        lock.write_bytes(content)
+    before = snapshot(tmp_path)
+    assert main(train_args(text_data, tiny_backbone, tmp_path / "out")) == 2
+    assert ".out.lock" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before and lock.is_symlink() == (content is None)
+
+
+def test_our_lock_file_is_removed_after_training_even_when_a_kill_left_it(tmp_path, tiny_backbone, text_data, capsys):
+    from verticals._outputs import LOCK_MARK
+
+    (tmp_path / ".out.lock").write_bytes(LOCK_MARK)  # a killed run's lock
+    assert main(train_args(text_data, tiny_backbone, tmp_path / "out")) == 0
+    assert not (tmp_path / ".out.lock").exists()
