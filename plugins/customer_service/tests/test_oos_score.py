@@ -14,6 +14,8 @@ from verticals_customer_service.calibration import (
     Outcomes,
     calibrate,
     choose_score,
+    nearest_other,
+    pseudo_unknown_threshold,
     rejection_threshold,
     single_score,
 )
@@ -80,6 +82,7 @@ def test_without_out_of_scope_examples_the_rule_is_bounded_by_evidence(no_oos: A
     predictor, validation, _ = no_oos
     t = predictor.info.state["thresholds"]
     assert t["objective"] == "in_scope_rejection" and t["score"] == "similarity"
+    assert t["calibration_per_intent"] == 5.0  # < task.min_calibration_per_intent (8): too few for pseudo-unknowns
     # 15 in-scope calibration queries < 1 / 0.01: nothing that was observed may be rejected.
     assert t["achieved"]["in_scope_rejection"] == 0.0
     metrics = predictor.evaluate(validation).metrics
@@ -149,3 +152,65 @@ def test_fallback_off_works_with_a_single_score_rule(no_oos: Any) -> None:
     assert all(p.reason == "fallback disabled" for p in alone)
     metrics = task.score(records, alone).metrics
     assert metrics["accuracy"] == pytest.approx(metrics["classifier_accuracy"])
+
+
+def test_nearest_other_skips_the_querys_own_intent() -> None:
+    entries = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    queries = np.array([[1.0, 0.0], [0.0, 1.0]])
+    got = nearest_other(queries, ["a", "b"], entries, ["a", "b", None])
+    # query 1 is identical to its own intent's entry (1.0); without it the nearest is the intent-less 0.6
+    assert got == pytest.approx([0.6, 0.8])
+    assert nearest_other(queries, ["a", "a"], entries, ["a", "a", "a"]).max() < -1  # nothing else: never similar
+
+
+def test_pseudo_unknown_threshold_separates_kept_from_pseudo_unknown() -> None:
+    in_scope = np.array([0.9, 0.85, 0.8, 0.6])
+    correct = np.array([True, True, True, False])
+    pseudo = np.array([0.5, 0.55, 0.7, 0.3])
+    threshold, achieved = pseudo_unknown_threshold(in_scope, correct, pseudo)
+    # at 0.8: 3 of 4 kept and right, 4 of 4 pseudo-unknowns rejected; any other threshold does worse
+    assert threshold == 0.8
+    assert achieved == {"in_scope_rejection": 0.25, "in_scope_kept_and_correct": 0.75,
+                        "pseudo_unknown_rejection": 1.0}
+    # ties go to the lowest threshold: fewest in-scope queries rejected
+    assert pseudo_unknown_threshold(np.array([0.9, 0.8]), np.array([True, True]), np.array([0.1]))[0] == 0.8
+
+
+@pytest.fixture(scope="module")
+def enough_validation(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Any:
+    directory = tmp_path_factory.mktemp("pseudo-unknown")
+    train = write_csv(directory / "train.csv", intent_rows(16, 0, seed=5))
+    validation = write_csv(directory / "validation.csv", intent_rows(10, 0, seed=6))
+    predictor = api.train("customer_service.intent", train, validation=validation, output=directory / "bundle",
+                          overrides=[*FAST], backbone=str(tiny_backbone))
+    return predictor, validation, directory
+
+
+def test_without_out_of_scope_examples_enough_evidence_calibrates_on_pseudo_unknowns(enough_validation: Any) -> None:
+    predictor, validation, directory = enough_validation
+    t = predictor.info.state["thresholds"]
+    assert t["objective"] == "pseudo_unknown" and t["score"] == "similarity"
+    assert t["calibration_per_intent"] == 10.0
+    # recomputed by hand from the validation records: the same threshold
+    task = predictor.task
+    o = task.outcomes(task.read(validation))
+    assert t["threshold"] == pseudo_unknown_threshold(o.nearest, o.classifier_correct, o.nearest_other)[0]
+    # what calibration promised is what evaluate measures on the same records
+    metrics = predictor.evaluate(validation).metrics
+    assert metrics["fallback_rate"] == pytest.approx(t["achieved"]["in_scope_rejection"])
+    loaded = api.load(directory / "bundle")
+    assert loaded.task.thresholds_ == task.thresholds_
+    records = loaded.task.read(validation)
+    assert [p.out_of_scope for p in loaded.task.predict(records)] == [p.out_of_scope for p in task.predict(records)]
+
+
+def test_pseudo_unknown_needs_the_similarity_score(enough_validation: Any) -> None:
+    from verticals.errors import ConfigError
+
+    task = enough_validation[0].task
+    task.options.oos_score, task.options.objective = "softmax", "pseudo_unknown"
+    try:
+        with pytest.raises(ConfigError, match="oos_score=similarity"):
+            task.calibrate(task.read(enough_validation[1]))
+    finally:
+        task.options.oos_score, task.options.objective = "auto", "auto"

@@ -29,16 +29,21 @@ Which **score** decides "out of scope" is chosen too (``choose_score``):
 - ``softmax``: the classifier's max probability alone (the classic baseline).
 
 With out-of-scope examples in the calibration data each score gets its best threshold(s) for the objective
-and the best score wins (ties: the simpler rule). Without them nothing tells how out-of-scope queries
-score, so no objective can be optimised honestly: the ``in_scope_rejection`` rule then sets the
-nearest-utterance similarity threshold at the lowest ``rate`` share of in-scope calibration queries
-(``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never more
-than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less similar
-than every one of them).
+and the best score wins (ties: the simpler rule). Without them nothing shows how real out-of-scope queries
+score, so the known intents stand in for them (``pseudo_unknown``): each in-scope calibration query is
+scored a second time as if its own intent had never been trained, by its similarity to the nearest
+training utterance of *another* intent (``nearest_other``), and the nearest-utterance similarity threshold
+is the one that best separates queries the classifier keeps and answers right from these pseudo-unknowns
+(``pseudo_unknown_threshold``). That needs a few calibration queries per intent; with fewer (few-shot data)
+the ``in_scope_rejection`` rule sets the threshold at the lowest ``rate`` share of in-scope calibration
+queries (``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never
+more than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less
+similar than every one of them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +71,7 @@ class Outcomes:
     retrieval_correct: np.ndarray  # bool: retrieved intent == gold (False for out-of-scope gold)
     is_oos: np.ndarray  # bool: gold is the out-of-scope label
     nearest: np.ndarray | None = None  # similarity of the nearest indexed entry (FAISS top-1)
+    nearest_other: np.ndarray | None = None  # ... of the nearest entry of another intent (pseudo-unknown)
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,50 @@ def rejection_threshold(in_scope_scores: np.ndarray, rate: float) -> float:
         return float(values[0])
     # 'lower': an observed value, so exactly floor(rate * n) calibration queries would be rejected.
     return float(np.quantile(values, rate, method="lower"))
+
+
+def nearest_other(queries: np.ndarray, intents: Sequence[str], entries: np.ndarray,
+                  entry_intents: Sequence[str | None], chunk: int = 512) -> np.ndarray:
+    """Per query, the similarity of the nearest indexed entry of *another* intent: how the query would score
+    if its own intent had never been trained (a pseudo-unknown). Entries without an intent always count."""
+    queries = np.asarray(queries, dtype=np.float32)
+    entries = np.asarray(entries, dtype=np.float32)
+    out = np.full(len(queries), NEVER_SIM, dtype=np.float64)
+    if not len(queries) or not len(entries):
+        return out
+    names = sorted({i for i in intents} | {i for i in entry_intents if i is not None})
+    code = {name: n for n, name in enumerate(names)}
+    own = np.array([code[i] for i in intents])
+    theirs = np.array([code[i] if i is not None else -1 for i in entry_intents])
+    for start in range(0, len(queries), chunk):
+        sims = queries[start:start + chunk] @ entries.T
+        sims[own[start:start + chunk, None] == theirs[None, :]] = -np.inf
+        out[start:start + chunk] = np.maximum(sims.max(1), NEVER_SIM)
+    return out
+
+
+def pseudo_unknown_threshold(in_scope: np.ndarray, correct: np.ndarray, pseudo: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The score threshold that best separates in-scope queries the classifier answers correctly from
+    pseudo-unknowns (the same queries scored without their own intent, :func:`nearest_other`): it maximises
+    the mean of the share of in-scope queries kept and answered correctly and the share of pseudo-unknowns
+    rejected (each weighted equally, because how much out-of-scope traffic a deployment sees is unknown).
+    Ties go to the lowest threshold (fewest in-scope queries rejected)."""
+    in_scope = np.asarray(in_scope, dtype=np.float64)
+    pseudo = np.asarray(pseudo, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    if not len(in_scope) or not len(pseudo):
+        return NEVER_SIM, {}
+    candidates = np.unique(np.concatenate([[NEVER_SIM], in_scope, pseudo]))
+    kept_right = np.sort(in_scope[correct])
+    kept_right_share = (len(kept_right) - np.searchsorted(kept_right, candidates, "left")) / len(in_scope)
+    rejected_share = np.searchsorted(np.sort(pseudo), candidates, "left") / len(pseudo)
+    balance = (kept_right_share + rejected_share) / 2
+    best = int(np.flatnonzero(balance >= balance.max() - 1e-12)[0])
+    threshold = float(candidates[best])
+    achieved = {"in_scope_rejection": float((in_scope < threshold).mean()),
+                "in_scope_kept_and_correct": float(kept_right_share[best]),
+                "pseudo_unknown_rejection": float(rejected_share[best])}
+    return threshold, achieved
 
 
 def choose_score(candidates: dict[str, Thresholds]) -> str:

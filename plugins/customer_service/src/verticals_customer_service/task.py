@@ -28,7 +28,17 @@ from verticals.tasks import TextClassificationTask
 from verticals.tasks.base import Evaluation
 from verticals.tasks.transformer import check_labels_known
 
-from .calibration import NEEDS_OOS, SCORES, Outcomes, calibrate, choose_score, rejection_threshold, single_score
+from .calibration import (
+    NEEDS_OOS,
+    SCORES,
+    Outcomes,
+    calibrate,
+    choose_score,
+    nearest_other,
+    pseudo_unknown_threshold,
+    rejection_threshold,
+    single_score,
+)
 from .knowledge import FaqEntry, read_faq
 from .taxonomy import DEFAULT_INTENTS
 
@@ -49,11 +59,19 @@ class IntentOptions(BaseModel):
     faq: str | None = Field(None, description=(
         "Optional FAQ knowledge base (CSV/TSV/JSONL with question, answer[, intent]); its questions are "
         "indexed with the training utterances and its answers returned with matches."))
-    objective: Literal["auto", "accuracy_at_oos_recall", "balanced", "precision", "in_scope_rejection"] = Field(
+    objective: Literal["auto", "accuracy_at_oos_recall", "balanced", "precision", "pseudo_unknown",
+                       "in_scope_rejection"] = Field(
         "auto", description=(
             "Threshold calibration objective; auto = accuracy_at_oos_recall with out-of-scope calibration "
-            "examples, in_scope_rejection without (no out-of-scope evidence: reject only what is less similar "
-            "to the training utterances than all but task.in_scope_rejection of in-scope queries)."))
+            "examples; without them pseudo_unknown (each validation utterance is also scored as if its intent "
+            "were unknown; the threshold best separates the two) when there are at least "
+            "task.min_calibration_per_intent in-scope calibration utterances per intent, else "
+            "in_scope_rejection (few-shot: reject only what is less similar to the training utterances than "
+            "all but task.in_scope_rejection of in-scope queries)."))
+    min_calibration_per_intent: float = Field(8.0, ge=0, le=1e6, description=(
+        "auto without out-of-scope examples: the in-scope calibration utterances per intent (on average) "
+        "needed to trade in-scope answers for out-of-scope recall (pseudo_unknown); below it the "
+        "conservative in_scope_rejection rule applies."))
     oos_score: Literal["auto", "retrieval", "similarity", "softmax"] = Field("auto", description=(
         "Score that decides out of scope: retrieval (confidence routes to FAISS retrieval, whose similarity "
         "decides), similarity (nearest indexed utterance alone), softmax (max probability alone); auto = the "
@@ -186,23 +204,34 @@ class IntentTask(TextClassificationTask):
         opts = self.options
         has_oos = bool(outcomes.is_oos.any())
         objective = opts.objective
+        in_scope = ~outcomes.is_oos
+        per_intent = float(in_scope.sum()) / max(len(self.labels_), 1)
         if objective == "auto":
-            objective = "accuracy_at_oos_recall" if has_oos else "in_scope_rejection"
-        extra = {"n_calibration": len(records), "n_out_of_scope": int(outcomes.is_oos.sum())}
-        if objective == "in_scope_rejection":
+            objective = ("accuracy_at_oos_recall" if has_oos else "pseudo_unknown"
+                         if per_intent >= opts.min_calibration_per_intent else "in_scope_rejection")
+        extra = {"n_calibration": len(records), "n_out_of_scope": int(outcomes.is_oos.sum()),
+                 "calibration_per_intent": round(per_intent, 2)}
+        if objective in ("in_scope_rejection", "pseudo_unknown"):
             score = "similarity" if opts.oos_score == "auto" else opts.oos_score
-            if score == "retrieval":
-                raise ConfigError("task.objective=in_scope_rejection sets one threshold on one score: use "
-                                  "task.oos_score=similarity or softmax (or auto)")
+            if score == "retrieval" or (objective == "pseudo_unknown" and score != "similarity"):
+                raise ConfigError(f"task.objective={objective} sets one threshold on one score: use "
+                                  f"task.oos_score=similarity{' or softmax' * (objective != 'pseudo_unknown')} "
+                                  f"(or auto)")
             values = outcomes.nearest if score == "similarity" else outcomes.confidence
-            threshold = rejection_threshold(values[~outcomes.is_oos], opts.in_scope_rejection)
+            if objective == "pseudo_unknown":
+                threshold, achieved = pseudo_unknown_threshold(values[in_scope], outcomes.classifier_correct[in_scope],
+                                                               outcomes.nearest_other[in_scope])
+                target = None
+            else:
+                threshold, achieved, target = rejection_threshold(values[in_scope], opts.in_scope_rejection), {}, \
+                    opts.in_scope_rejection
             rejected = values < threshold
-            achieved = {"in_scope_rejection": float(rejected[~outcomes.is_oos].mean()) if (~outcomes.is_oos).any()
-                        else 0.0, "fallback_rate": float(rejected.mean()) if len(values) else 0.0}
+            achieved |= {"in_scope_rejection": float(rejected[in_scope].mean()) if in_scope.any() else 0.0,
+                         "fallback_rate": float(rejected.mean()) if len(values) else 0.0}
             if has_oos:
                 achieved["oos_recall"] = float(rejected[outcomes.is_oos].mean())
             self.thresholds_ = {"score": score, "threshold": threshold, "objective": objective,
-                                "target": opts.in_scope_rejection, "target_met": True, "achieved": achieved} | extra
+                                "target": target, "target_met": True, "achieved": achieved} | extra
             return
         names = SCORES if opts.oos_score == "auto" else (opts.oos_score,)
         found = {}
@@ -231,7 +260,12 @@ class IntentTask(TextClassificationTask):
         retrieved = [self._vote(h) for h in hits]
         gold = np.array([r.label for r in records], dtype=object)
         argmax = np.array([self.labels_[i] for i in probs.argmax(-1)], dtype=object)
+        in_scope = gold != self.options.oos_label
+        other = np.full(len(records), -1.0)
+        other[in_scope] = nearest_other(vectors[in_scope], list(gold[in_scope]), self.index_.vectors(),
+                                        [m.get("intent") for m in self.index_.metadata])
         return Outcomes(
+            nearest_other=other,
             confidence=probs.max(-1), classifier_correct=argmax == gold,
             similarity=np.array([s for _, s in retrieved], dtype=np.float64),
             retrieval_correct=np.array([i for i, _ in retrieved], dtype=object) == gold,
