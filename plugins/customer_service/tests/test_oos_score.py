@@ -14,7 +14,7 @@ from verticals_customer_service.calibration import (
     Outcomes,
     calibrate,
     choose_score,
-    nearest_other,
+    mixed_pseudo_unknowns,
     pseudo_unknown_threshold,
     rejection_threshold,
     single_score,
@@ -154,13 +154,17 @@ def test_fallback_off_works_with_a_single_score_rule(no_oos: Any) -> None:
     assert metrics["accuracy"] == pytest.approx(metrics["classifier_accuracy"])
 
 
-def test_nearest_other_skips_the_querys_own_intent() -> None:
-    entries = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
-    queries = np.array([[1.0, 0.0], [0.0, 1.0]])
-    got = nearest_other(queries, ["a", "b"], entries, ["a", "b", None])
-    # query 1 is identical to its own intent's entry (1.0); without it the nearest is the intent-less 0.6
-    assert got == pytest.approx([0.6, 0.8])
-    assert nearest_other(queries, ["a", "a"], entries, ["a", "a", "a"]).max() < -1  # nothing else: never similar
+def test_pseudo_unknowns_lie_between_two_different_intents() -> None:
+    vectors = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    intents = ["a", "b", "c", "c"]
+    mixed = mixed_pseudo_unknowns(vectors, intents, mix=0.6, seed=0, per_query=5)
+    assert mixed.shape == (20, 3)
+    assert np.linalg.norm(mixed, axis=1) == pytest.approx(np.ones(20))
+    # each is 0.6 of one query and 0.4 of a query of another intent: never a mix of the two 'c' queries
+    weights = np.sort(mixed * np.linalg.norm([0.6, 0.4]), axis=1)[:, -2:]
+    assert weights == pytest.approx(np.tile([0.4, 0.6], (20, 1)))
+    assert mixed_pseudo_unknowns(vectors[2:], intents[2:], mix=0.6, seed=0).shape[0] == 0  # one intent: none
+    assert (mixed == mixed_pseudo_unknowns(vectors, intents, mix=0.6, seed=0, per_query=5)).all()  # seeded
 
 
 def test_pseudo_unknown_threshold_separates_kept_from_pseudo_unknown() -> None:
@@ -194,7 +198,8 @@ def test_without_out_of_scope_examples_enough_evidence_calibrates_on_pseudo_unkn
     # recomputed by hand from the validation records: the same threshold
     task = predictor.task
     o = task.outcomes(task.read(validation))
-    assert t["threshold"] == pseudo_unknown_threshold(o.nearest, o.classifier_correct, o.nearest_other)[0]
+    assert len(o.pseudo_unknown) == 4 * 30
+    assert t["threshold"] == pseudo_unknown_threshold(o.nearest, o.classifier_correct, o.pseudo_unknown)[0]
     # what calibration promised is what evaluate measures on the same records
     metrics = predictor.evaluate(validation).metrics
     assert metrics["fallback_rate"] == pytest.approx(t["achieved"]["in_scope_rejection"])

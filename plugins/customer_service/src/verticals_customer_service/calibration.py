@@ -30,11 +30,10 @@ Which **score** decides "out of scope" is chosen too (``choose_score``):
 
 With out-of-scope examples in the calibration data each score gets its best threshold(s) for the objective
 and the best score wins (ties: the simpler rule). Without them nothing shows how real out-of-scope queries
-score, so the known intents stand in for them (``pseudo_unknown``): each in-scope calibration query is
-scored a second time as if its own intent had never been trained, by its similarity to the nearest
-training utterance of *another* intent (``nearest_other``), and the nearest-utterance similarity threshold
-is the one that best separates queries the classifier keeps and answers right from these pseudo-unknowns
-(``pseudo_unknown_threshold``). That needs a few calibration queries per intent; with fewer (few-shot data)
+score, so the known intents stand in for them (``pseudo_unknown``): pairs of in-scope calibration queries of
+different intents are mixed into queries that lie between two intents (``mixed_pseudo_unknowns``), and the
+nearest-utterance similarity threshold is the one that best separates queries the classifier keeps and
+answers right from these pseudo-unknowns (``pseudo_unknown_threshold``). That needs a few calibration queries per intent; with fewer (few-shot data)
 the ``in_scope_rejection`` rule sets the threshold at the lowest ``rate`` share of in-scope calibration
 queries (``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never
 more than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less
@@ -71,7 +70,8 @@ class Outcomes:
     retrieval_correct: np.ndarray  # bool: retrieved intent == gold (False for out-of-scope gold)
     is_oos: np.ndarray  # bool: gold is the out-of-scope label
     nearest: np.ndarray | None = None  # similarity of the nearest indexed entry (FAISS top-1)
-    nearest_other: np.ndarray | None = None  # ... of the nearest entry of another intent (pseudo-unknown)
+    # Not per query: the nearest-entry similarity of each pseudo-unknown (see mixed_pseudo_unknowns).
+    pseudo_unknown: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -186,29 +186,29 @@ def rejection_threshold(in_scope_scores: np.ndarray, rate: float) -> float:
     return float(np.quantile(values, rate, method="lower"))
 
 
-def nearest_other(queries: np.ndarray, intents: Sequence[str], entries: np.ndarray,
-                  entry_intents: Sequence[str | None], chunk: int = 512) -> np.ndarray:
-    """Per query, the similarity of the nearest indexed entry of *another* intent: how the query would score
-    if its own intent had never been trained (a pseudo-unknown). Entries without an intent always count."""
-    queries = np.asarray(queries, dtype=np.float32)
-    entries = np.asarray(entries, dtype=np.float32)
-    out = np.full(len(queries), NEVER_SIM, dtype=np.float64)
-    if not len(queries) or not len(entries):
-        return out
-    names = sorted({i for i in intents} | {i for i in entry_intents if i is not None})
-    code = {name: n for n, name in enumerate(names)}
-    own = np.array([code[i] for i in intents])
-    theirs = np.array([code[i] if i is not None else -1 for i in entry_intents])
-    for start in range(0, len(queries), chunk):
-        sims = queries[start:start + chunk] @ entries.T
-        sims[own[start:start + chunk, None] == theirs[None, :]] = -np.inf
-        out[start:start + chunk] = np.maximum(sims.max(1), NEVER_SIM)
-    return out
+def mixed_pseudo_unknowns(vectors: np.ndarray, intents: Sequence[str], mix: float, seed: int,
+                          per_query: int = 4) -> np.ndarray:
+    """Pseudo-unknown query embeddings: ``mix * a + (1 - mix) * b`` (unit length) for random pairs of
+    calibration queries ``a``, ``b`` of *different* intents, ``per_query`` pairs per query. A query that
+    lies between two known intents, close to neither, is what an unseen intent looks like to the fine-tuned
+    encoder (convex combinations of in-scope representations as pseudo outliers: Zhan et al., ACL 2021).
+    Empty with fewer than two intents."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    codes = np.unique(np.asarray(intents, dtype=object), return_inverse=True)[1]
+    if len(vectors) < 2 or codes.max(initial=0) == 0:
+        return np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    first = np.repeat(np.arange(len(vectors)), per_query)
+    second = rng.integers(0, len(vectors), len(first))
+    while (same := codes[first] == codes[second]).any():  # redraw partners of the same intent
+        second[same] = rng.integers(0, len(vectors), int(same.sum()))
+    mixed = mix * vectors[first] + (1.0 - mix) * vectors[second]
+    return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
 
 
 def pseudo_unknown_threshold(in_scope: np.ndarray, correct: np.ndarray, pseudo: np.ndarray) -> tuple[float, dict[str, float]]:
     """The score threshold that best separates in-scope queries the classifier answers correctly from
-    pseudo-unknowns (the same queries scored without their own intent, :func:`nearest_other`): it maximises
+    pseudo-unknowns (:func:`mixed_pseudo_unknowns`): it maximises
     the mean of the share of in-scope queries kept and answered correctly and the share of pseudo-unknowns
     rejected (each weighted equally, because how much out-of-scope traffic a deployment sees is unknown).
     Ties go to the lowest threshold (fewest in-scope queries rejected)."""

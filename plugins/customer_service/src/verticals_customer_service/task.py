@@ -34,7 +34,7 @@ from .calibration import (
     Outcomes,
     calibrate,
     choose_score,
-    nearest_other,
+    mixed_pseudo_unknowns,
     pseudo_unknown_threshold,
     rejection_threshold,
     single_score,
@@ -63,8 +63,9 @@ class IntentOptions(BaseModel):
                        "in_scope_rejection"] = Field(
         "auto", description=(
             "Threshold calibration objective; auto = accuracy_at_oos_recall with out-of-scope calibration "
-            "examples; without them pseudo_unknown (each validation utterance is also scored as if its intent "
-            "were unknown; the threshold best separates the two) when there are at least "
+            "examples; without them pseudo_unknown (validation utterances of two different intents are mixed "
+            "into pseudo-unknown queries; the threshold best separates them from in-scope ones) when there are "
+            "at least "
             "task.min_calibration_per_intent in-scope calibration utterances per intent, else "
             "in_scope_rejection (few-shot: reject only what is less similar to the training utterances than "
             "all but task.in_scope_rejection of in-scope queries)."))
@@ -76,6 +77,10 @@ class IntentOptions(BaseModel):
         "Score that decides out of scope: retrieval (confidence routes to FAISS retrieval, whose similarity "
         "decides), similarity (nearest indexed utterance alone), softmax (max probability alone); auto = the "
         "one that serves the objective best on the calibration data (similarity for in_scope_rejection)."))
+    pseudo_unknown_mix: float = Field(0.6, ge=0.5, lt=1.0, description=(
+        "pseudo_unknown: weight of the first of the two mixed utterances. Higher puts pseudo-unknowns closer "
+        "to a known intent, so the threshold rises: more out-of-scope caught, more in-scope rejected (for "
+        "traffic with much out-of-scope); 0.5 is the midpoint."))
     in_scope_rejection: float = Field(0.01, ge=0, lt=0.5, description=(
         "in_scope_rejection: share of in-scope calibration queries the out-of-scope rule may reject; with "
         "fewer than 1/share calibration queries only those below every observed one are rejected."))
@@ -220,7 +225,7 @@ class IntentTask(TextClassificationTask):
             values = outcomes.nearest if score == "similarity" else outcomes.confidence
             if objective == "pseudo_unknown":
                 threshold, achieved = pseudo_unknown_threshold(values[in_scope], outcomes.classifier_correct[in_scope],
-                                                               outcomes.nearest_other[in_scope])
+                                                               outcomes.pseudo_unknown)
                 target = None
             else:
                 threshold, achieved, target = rejection_threshold(values[in_scope], opts.in_scope_rejection), {}, \
@@ -261,11 +266,11 @@ class IntentTask(TextClassificationTask):
         gold = np.array([r.label for r in records], dtype=object)
         argmax = np.array([self.labels_[i] for i in probs.argmax(-1)], dtype=object)
         in_scope = gold != self.options.oos_label
-        other = np.full(len(records), -1.0)
-        other[in_scope] = nearest_other(vectors[in_scope], list(gold[in_scope]), self.index_.vectors(),
-                                        [m.get("intent") for m in self.index_.metadata])
+        pseudo = mixed_pseudo_unknowns(vectors[in_scope], list(gold[in_scope]), self.options.pseudo_unknown_mix,
+                                       seed=self.config.training.seed)
+        pseudo_hits = self.index_.search(pseudo, 1) if len(pseudo) else []
         return Outcomes(
-            nearest_other=other,
+            pseudo_unknown=np.array([h[0][0] if h else -1.0 for h in pseudo_hits], dtype=np.float64),
             confidence=probs.max(-1), classifier_correct=argmax == gold,
             similarity=np.array([s for _, s in retrieved], dtype=np.float64),
             retrieval_correct=np.array([i for i, _ in retrieved], dtype=object) == gold,
