@@ -236,7 +236,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
              "distilled": f"MiniLM distilled from {args.teacher}"}
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
-    print(f"| model | {' | '.join(heads)} | validation {primary} | training s | epochs run | p50 onnx ms |")
+    validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"
+    print(f"| model | {' | '.join(heads)} | {validation} | training s | epochs run | p50 onnx ms |")
     print("|---|" + "---|" * (len(heads) + 4))
     for row in rows:
         seconds = "n/a (no timing file)" if row["seconds"] is None else f"{row['seconds']:.0f}"
