@@ -101,3 +101,29 @@ def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbon
     teacher_tags = [p.tags for p in verticals.load(teacher).predict(texts)]
     pairs = [(s, t) for st, tt in zip(student_tags, teacher_tags) for s, t in zip(st, tt)]
     assert sum(s == t for s, t in pairs) / len(pairs) >= 0.8, (student_tags, teacher_tags)
+
+
+def test_an_interrupted_distillation_resumes_from_its_checkpoints(teacher: Path, tmp_path: Path) -> None:
+    """A long distillation (a base-size teacher on CPU) must not start over after an interruption: the
+    student continues from its last complete epoch checkpoint, as ``verticals train --resume`` does."""
+    train = write_csv(tmp_path / "train.csv", text_rows(8, 2))
+    student_backbone = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1))
+    kept = TEACHER_SET[1:] + ["training.epochs=2", "training.keep_checkpoints=true"]
+    distill(teacher, train, output=tmp_path / "student", backbone=student_backbone, overrides=kept)
+    assert sorted((tmp_path / "student.checkpoints").glob("checkpoint-*")), "per-epoch checkpoints are kept"
+    resumed = distill(teacher, train, output=tmp_path / "student", backbone=student_backbone,
+                      overrides=TEACHER_SET[1:] + ["training.epochs=3"], resume=True, overwrite=True)
+    # resumed after epoch 2 of 3: one more epoch is trained, the first two are not repeated
+    assert resumed.task.trainer_.epochs_run_ == pytest.approx(3.0)
+    assert [entry["epoch"] for entry in resumed.info.history] == [3]
+    assert resumed.info.model["distilled_from"]["teacher_digest"] == digest(teacher)
+
+
+def test_cli_distill_resume_flag(teacher: Path, tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", text_rows(8, 2))
+    result = run_cli("distill", str(teacher), "--train", str(train), "--output", str(tmp_path / "s"),
+                     "--backbone", str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)),
+                     "--set", "training.epochs=1", "--resume", "--quiet")
+    # nothing to resume from: a warning, then training from the start
+    assert result.returncode == 0 and "no complete checkpoint" in result.stderr, result.stderr
+    assert (tmp_path / "s" / "bundle.json").is_file()

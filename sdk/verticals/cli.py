@@ -207,7 +207,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     predictor = distill(args.teacher, args.train, output=args.output, unlabeled=args.unlabeled,
                         validation=args.validation, test=args.test, config=args.config, overrides=args.set or [],
                         backbone=args.backbone, temperature=args.temperature, alpha=args.alpha,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, resume=args.resume)
     result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
               "distilled_from": predictor.info.model.get("distilled_from")}
     if args.json:
@@ -506,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--alpha", type=float, default=0.5,
                          help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
     distill.add_argument("--overwrite", action="store_true", help="replace a bundle Verticals wrote at --output")
+    distill.add_argument("--resume", action="store_true", help="resume from the last complete epoch checkpoint "
+                         "of an interrupted run (OUTPUT.checkpoints)")
     distill.add_argument("--json", action="store_true", help="print the result as JSON")
     distill.add_argument("--quiet", action="store_true", help="warnings and errors only")
     distill.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="what the 'verticals' logger shows")

@@ -34,6 +34,7 @@ def distill(
     temperature: float = 2.0,
     alpha: float = 0.5,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
@@ -41,7 +42,8 @@ def distill(
     or ``training.backbone`` says otherwise; ``config``/``overrides`` work as in :func:`verticals.train`.
     ``unlabeled`` (a file, a list of texts...) adds records without labels. The loss is
     ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(gold)`` with ``T =
-    temperature``. bundle.json records the teacher's digest under ``model.distilled_from``.
+    temperature``. bundle.json records the teacher's digest under ``model.distilled_from``. ``resume``
+    continues an interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
     """
     from . import api
 
@@ -75,4 +77,4 @@ def distill(
         "temperature": float(temperature), "alpha": float(alpha), "unlabeled_records": len(student.distill_unlabeled),
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
-                          overwrite=overwrite)
+                          overwrite=overwrite, resume=resume)

@@ -1,21 +1,79 @@
-"""medical.ner encodes records in sliding windows: distillation refuses it with one clear line (exit 2)."""
+"""Distilling medical.ner, whose records are encoded in sliding windows: every window of the student gets the
+teacher's per-word probabilities, merged over the teacher's own windows and tokenisation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import verticals
 from verticals import api
+from verticals.backbones import load_tokenizer
+from verticals.bundle import digest
 from verticals.cli import main
+from verticals.distill import distill
+from verticals.testing import make_tiny_backbone
 
-from .data import write_conll
+from .data import SENTENCES, write_conll
+
+# windows of 10 subwords sharing 4: the longer sentences below span several windows
+WINDOWS = ["training.max_length=12", "task.stride=4"]
+TEACHER_SET = ["training.epochs=8", "training.batch_size=8", "training.learning_rate=0.003", *WINDOWS]
+LONG = [(" ".join(a.split() + b.split()), " ".join(ta.split() + tb.split()))
+        for (a, ta), (b, tb) in zip(SENTENCES, SENTENCES[1:] + SENTENCES[:1])]
 
 
-def test_distilling_a_windowed_tagger_is_refused(tmp_path: Path, tiny_backbone: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_each_student_window_gets_the_teachers_merged_word_probabilities(tmp_path: Path, tiny_backbone: Path) -> None:
+    write_conll(tmp_path / "train.conll", LONG, repeat=2)
+    teacher = api.train("medical.ner", tmp_path / "train.conll", output=tmp_path / "teacher",
+                        backbone=str(tiny_backbone), overrides=["training.epochs=1", *WINDOWS]).task
+    # the student's windows differ from the teacher's (8 subwords sharing 2)
+    student, _, _ = api.build_task("medical.ner", overrides=["training.max_length=10", "task.stride=2"])
+    student.labels_ = list(teacher.labels_)
+    student.tokenizer_ = load_tokenizer(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1))
+    records = teacher.read(tmp_path / "train.conll")
+    features = student.encode(records, with_labels=True)
+    assert len(features) > len(records), "the test needs records split into several windows"
+    targets = student.soft_targets(teacher, records, features)
+    expected = teacher.merged_word_probabilities(records, *teacher.predict_logits(records))
+    for feature, rows in zip(features, targets, strict=True):
+        assert rows.shape == (len(feature["input_ids"]), len(student.labels_))
+        positions = {position for position, _, _ in feature["words"]}
+        for position, word, _ in feature["words"]:
+            np.testing.assert_allclose(rows[position], expected[feature["record"]][word], rtol=1e-6)
+        assert all(np.isnan(rows[p]).all() for p in range(len(rows)) if p not in positions)
+
+
+def test_medical_student_follows_the_teacher_across_windows(tmp_path: Path, tiny_backbone: Path) -> None:
+    """Disease and Chemical swapped in the student's gold tags: with alpha=1 it tags as the teacher does."""
+    train = write_conll(tmp_path / "train.conll", LONG, repeat=3)
+    api.train("medical.ner", train, output=tmp_path / "teacher", backbone=str(tiny_backbone), overrides=TEACHER_SET)
+    swapped = tmp_path / "swapped.conll"
+    text = train.read_text(encoding="utf-8")
+    swapped.write_text(text.replace("Disease", "TMP").replace("Chemical", "Disease").replace("TMP", "Chemical"),
+                       encoding="utf-8")
+    # validation on the teacher's tags: selecting the epoch on the swapped ones would favour the gold labels
+    distill(tmp_path / "teacher", swapped, output=tmp_path / "student", validation=train, alpha=1.0,
+            unlabeled=["Aspirin eased the migraine of patients with cystic fibrosis ."],
+            backbone=str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)),
+            overrides=TEACHER_SET)
+    info = json.loads((tmp_path / "student" / "bundle.json").read_text(encoding="utf-8"))
+    assert info["model"]["distilled_from"]["teacher_digest"] == digest(tmp_path / "teacher")
+    texts = [text for text, _ in LONG]
+    student_tags = [p.tags for p in verticals.load(tmp_path / "student").predict(texts)]
+    teacher_tags = [p.tags for p in verticals.load(tmp_path / "teacher").predict(texts)]
+    pairs = [(s, t) for st, tt in zip(student_tags, teacher_tags) for s, t in zip(st, tt)]
+    assert sum(s == t for s, t in pairs) / len(pairs) >= 0.8, (student_tags, teacher_tags)
+    assert any(t != "O" for tags in teacher_tags for t in tags), "a teacher tagging everything 'O' proves nothing"
+
+
+def test_cli_distills_medical_ner(tmp_path: Path, tiny_backbone: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     write_conll(tmp_path / "train.conll", repeat=2)
     api.train("medical.ner", tmp_path / "train.conll", output=tmp_path / "teacher", backbone=str(tiny_backbone),
               overrides=["training.epochs=1", "training.batch_size=8"])
     code = main(["distill", str(tmp_path / "teacher"), "--train", str(tmp_path / "train.conll"), "--output",
                  str(tmp_path / "student"), "--backbone", str(tiny_backbone), "--set", "training.epochs=1"])
     err = capsys.readouterr().err
-    assert code == 2 and "does not support yet" in err and "Traceback" not in err, err
-    assert not (tmp_path / "student").exists()
+    assert code == 0 and "Traceback" not in err, err
+    assert verticals.load(tmp_path / "student").task_name == "medical.ner"

@@ -180,12 +180,20 @@ class MedicalNERTask(TokenClassificationTask):
         return features
 
     def decode(self, records, features, logits):  # type: ignore[no-untyped-def,override]
-        """Merge each record's windows: every word takes the probabilities of the window where it has
-        most context, then the core decodes words (argmax, BIO repair, spans)."""
+        """Merge each record's windows (:meth:`merged_word_probabilities`), then the core decodes words
+        (argmax, BIO repair, spans)."""
+        merged = self.merged_word_probabilities(records, features, logits)
+        return [self._with_offsets(record, self.decode_words(record.tokens, probs))
+                for record, probs in zip(records, merged, strict=True)]
+
+    def merged_word_probabilities(self, records: list[MedicalRecord], features: list[dict[str, Any]],
+                                  logits: list[np.ndarray]) -> list[np.ndarray]:
+        """Each record's ``[n_words, n_labels]`` probabilities: every word takes those of its first subword in
+        the window where it has most context."""
         windows: dict[int, list[tuple[dict[str, Any], np.ndarray]]] = defaultdict(list)
         for feature, window_logits in zip(features, logits):
             windows[feature["record"]].append((feature, window_logits))
-        predictions = []
+        merged = []
         for r, record in enumerate(records):
             probs = np.zeros((len(record.tokens), len(self.labels_)))
             probs[:, 0] = 1.0  # a word with no subword tokens (rare symbols) is 'O'
@@ -195,8 +203,28 @@ class MedicalNERTask(TokenClassificationTask):
                 for position, word, ctx in feature["words"]:
                     if ctx > best[word]:
                         best[word], probs[word] = ctx, window_probs[position]
-            predictions.append(self._with_offsets(record, self.decode_words(record.tokens, probs)))
-        return predictions
+            merged.append(probs)
+        return merged
+
+    def soft_targets(self, teacher, records, features):  # type: ignore[no-untyped-def,override]
+        """Distillation targets: the teacher's per-word probabilities, merged over its own windows and
+        tokenisation, on each word's first subword in every window of the student (a word in two windows is
+        a target in both); other positions are NaN (no target)."""
+        if not isinstance(teacher, MedicalNERTask):
+            raise ConfigError(f"the teacher ({teacher.task_name}) is not a medical.ner tagger")
+        # ``features`` are the training windows then the unlabelled ones, each list numbering its records from
+        # 0: encoding all records at once gives the same windows with one numbering.
+        windows = self.encode(list(records), with_labels=False)
+        if [w["words"] for w in windows] != [f.get("words") for f in features]:
+            raise ConfigError(f"{self.task_name}: the student's windows changed between encoding and distillation")
+        words = teacher.merged_word_probabilities(list(records), *teacher.predict_logits(list(records)))
+        targets = []
+        for window in windows:
+            rows = np.full((len(window["input_ids"]), len(self.labels_)), np.nan, dtype=np.float32)
+            for position, word, _ in window["words"]:
+                rows[position] = words[window["record"]][word]
+            targets.append(rows)
+        return targets
 
     @staticmethod
     def _with_offsets(record: MedicalRecord, prediction: TokenPrediction) -> MedicalPrediction:

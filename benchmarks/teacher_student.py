@@ -1,0 +1,267 @@
+"""Train big, serve small: MiniLM fine-tuned, a base-size teacher fine-tuned, and MiniLM distilled from it.
+
+Three rows on the same seeded split, in one run (issue 19):
+
+1. the embedded all-MiniLM-L6-v2 fine-tuned with the pack's defaults (today's pack);
+2. the teacher backbone (default ``mpnet-base``, fetched once with ``verticals backbones fetch mpnet-base``)
+   fine-tuned with the same pack's defaults (the core's base-size defaults apply by themselves);
+3. the embedded MiniLM distilled from the teacher bundle (``verticals.distill.distill``, its default
+   temperature and alpha), gold labels of the same training split.
+
+Data: Financial PhraseBank 50Agree (``finance.sentiment``; duplicates removed, seeded stratified 80/10/10
+split, as ``finance_phrasebank.py``) or NCBI-disease (``medical.ner``; train/devel/test files, as
+``medical_ncbi.py``). Latency is one query at a time through ``predict_one`` on the ``onnx`` engine.
+
+    flock /work/locks/bench.lock nice python benchmarks/teacher_student.py --dataset phrasebank --work DIR
+
+With ``--work DIR`` each stage writes its bundle to DIR/<stage> and its timing to DIR/<stage>.json; a rerun
+with the same options (kept in DIR/settings.json; others are refused) reuses every bundle that loads, and
+resumes a training that was interrupted from its last complete epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import data_dir, write_csv
+
+STAGES = ("minilm", "teacher", "distilled")
+TASKS = {"phrasebank": "finance.sentiment", "ncbi": "medical.ner"}
+MAIN_METRIC = {"phrasebank": "accuracy", "ncbi": "f1"}
+WARMUP, QUERIES = 10, 100
+
+
+def prepare_phrasebank(tmp: Path, seed: int, max_train: int | None) -> dict[str, Any] | None:
+    from finance_phrasebank import load_rows, split
+
+    rows = load_rows("50Agree")
+    if rows is None:
+        return None
+    train, validation, test = split(rows, seed)
+    train = train[:max_train] if max_train else train
+    files = {name: write_csv(part, tmp / f"{name}.csv")
+             for name, part in (("train", train), ("validation", validation), ("test", test))}
+    return {"files": files, "overrides": [], "queries": [r["text"] for r in test[:QUERIES]],
+            "sizes": (len(train), len(validation), len(test))}
+
+
+def prepare_ncbi(tmp: Path, max_train: int | None) -> dict[str, Any] | None:
+    from medical_ncbi import data_dir as ncbi_dir
+    from medical_ncbi import first_sentences
+
+    source = ncbi_dir()
+    if not (source / "train.tsv").exists():
+        return None
+    files = {"train": first_sentences(source / "train.tsv", max_train, tmp / "train.conll"),
+             "validation": source / "devel.tsv", "test": source / "test.tsv"}
+    sentences = {name: [b for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()]
+                 for name, path in files.items()}
+    queries = [" ".join(line.split("\t")[0] for line in block.splitlines() if line.strip())
+               for block in sentences["test"][:QUERIES]]
+    # .tsv would be read as a headed table; these files are token<TAB>tag CoNLL
+    return {"files": files, "overrides": ["data.format=conll"], "queries": queries,
+            "sizes": tuple(len(sentences[n]) for n in ("train", "validation", "test"))}
+
+
+def loads(path: Path) -> Any | None:
+    """The predictor of an existing bundle that verifies, else None (absent, or unusable: retrained)."""
+    import verticals
+    from verticals.errors import VerticalsError
+
+    if not path.exists():
+        return None
+    try:
+        return verticals.load(path)
+    except VerticalsError as exc:
+        print(f"[{path.name}] existing bundle does not load ({exc}); training it again", flush=True)
+        return None
+
+
+def epochs_run(predictor: Any) -> float | None:
+    trainer = getattr(predictor.task, "trainer_", None)
+    if getattr(trainer, "epochs_run_", None) is not None:
+        return float(trainer.epochs_run_)
+    epochs = [entry.get("epoch") for entry in predictor.info.history if isinstance(entry.get("epoch"), (int, float))]
+    return float(max(epochs)) if epochs else None
+
+
+def run_stage(stage: str, work: Path, train_fn: Any) -> dict[str, Any]:
+    """Train one stage unless its bundle already loads; its timing lives in DIR/<stage>.json."""
+    from verticals.bundle import digest
+
+    output, timing_file = work / stage, work / f"{stage}.json"
+    existing = loads(output)
+    if existing is not None:
+        timing = json.loads(timing_file.read_text(encoding="utf-8")) if timing_file.is_file() else {}
+        if timing.get("digest") != digest(output):
+            timing = {}  # written for another bundle: its figures would be misattributed
+        print(f"[{stage}] bundle {output} loads: not retrained", flush=True)
+        return {"predictor": existing, "seconds": timing.get("seconds"), "epochs": timing.get("epochs",
+                epochs_run(existing)), "resumed": timing.get("resumed", False), "reused": True}
+    checkpoints = Path(f"{output}.checkpoints")
+    resume = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    print(f"[{stage}] training{' (resuming from ' + str(checkpoints) + ')' if resume else ''}", flush=True)
+    started = time.perf_counter()
+    predictor = train_fn(output, resume, overwrite=output.exists())
+    seconds = time.perf_counter() - started
+    timing = {"seconds": seconds, "epochs": epochs_run(predictor), "resumed": resume, "digest": digest(output)}
+    timing_file.write_text(json.dumps(timing, indent=1) + "\n", encoding="utf-8")
+    print(f"[{stage}] trained in {seconds:.0f}s", flush=True)
+    return {"predictor": predictor, **timing, "reused": False}
+
+
+def same_settings(work: Path, args: argparse.Namespace) -> bool:
+    """A work folder serves one set of settings: its bundles would otherwise stand for another run's."""
+    settings = {"dataset": args.dataset, "max_train": args.max_train, "set": args.set, "teacher": args.teacher,
+                "seed": args.seed}
+    recorded = work / "settings.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text(encoding="utf-8"))
+        if before != settings:
+            print(f"error: {work} holds bundles trained with {before}, not {settings}; rerun with those options "
+                  f"or give another --work folder", file=sys.stderr)
+            return False
+    else:
+        recorded.write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+    return True
+
+
+def p50_onnx_ms(path: Path, queries: list[str]) -> float | str:
+    """Median single-query latency on the onnx engine, after a warm-up; the reason when it cannot run."""
+    import verticals
+
+    try:
+        predictor = verticals.load(path, engine="onnx")
+    except Exception as exc:  # noqa: BLE001 -- reported in the table cell instead of ending the benchmark
+        return f"onnx unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+    for text in queries[:WARMUP]:
+        predictor.predict_one(text)
+    times = []
+    for i in range(QUERIES):
+        start = time.perf_counter()
+        predictor.predict_one(queries[i % len(queries)])
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def metric_cells(dataset: str, metrics: dict[str, float]) -> list[str]:
+    if dataset == "phrasebank":
+        return [f"{metrics['accuracy']:.4f}", f"{metrics['macro_f1']:.4f}"]
+    return [f"{100 * metrics[k]:.2f}" for k in ("precision", "recall", "f1")]
+
+
+def fmt_value(dataset: str, value: float) -> str:
+    return f"{value:.4f}" if dataset == "phrasebank" else f"{100 * value:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep bundles here and reuse/resume them on a rerun (default: a temporary folder)")
+    parser.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for all three stages, e.g. training.epochs=1")
+    parser.add_argument("--teacher", default="mpnet-base", help="teacher backbone (name, path or hub id)")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    if any(s.split("=", 1)[0].strip() == "training.backbone" for s in args.set):
+        print("--set training.backbone would change all three stages; use --teacher NAME for the teacher",
+              file=sys.stderr)
+        return 2
+    if args.max_train is not None and args.max_train < 1:
+        print(f"--max-train: expected a positive number of examples, found {args.max_train}", file=sys.stderr)
+        return 2
+
+    from verticals.errors import VerticalsError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
+            return benchmark(args, Path(tmp))
+    except VerticalsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
+
+
+def benchmark(args: argparse.Namespace, tmp: Path) -> int:
+    import verticals
+    from verticals.bundle import digest
+    from verticals.distill import distill
+
+    data = (prepare_phrasebank(tmp, args.seed, args.max_train) if args.dataset == "phrasebank"
+            else prepare_ncbi(tmp, args.max_train))
+    if data is None:
+        where = data_dir() / ("financial_phrasebank" if args.dataset == "phrasebank" else "ncbi_disease")
+        print(f"skipped: {where} not found (set VERTICALS_DATA)")
+        return 0
+    work = args.work or tmp / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    if not same_settings(work, args):
+        return 2
+    task, files = TASKS[args.dataset], data["files"]
+    overrides = data["overrides"] + [f"training.seed={args.seed}"] + args.set
+    common = {"validation": files["validation"], "overrides": overrides}
+    print(f"{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))} (seed {args.seed}); "
+          f"work folder {work}", flush=True)
+
+    results = {"minilm": run_stage("minilm", work, lambda out, resume, overwrite: verticals.train(
+        task, files["train"], output=out, resume=resume, overwrite=overwrite, **common))}
+    results["teacher"] = run_stage("teacher", work, lambda out, resume, overwrite: verticals.train(
+        task, files["train"], output=out, backbone=args.teacher, resume=resume, overwrite=overwrite, **common))
+    teacher_path = work / "teacher"
+    results["distilled"] = run_stage("distilled", work, lambda out, resume, overwrite: distill(
+        teacher_path, files["train"], output=out, resume=resume, overwrite=overwrite, **common))
+
+    primary = MAIN_METRIC[args.dataset]
+    rows = []
+    for stage in STAGES:
+        result = results[stage]
+        predictor = result["predictor"]
+        print(f"[{stage}] evaluating on test, then {QUERIES} single queries on onnx", flush=True)
+        test = predictor.evaluate(files["test"], overrides=data["overrides"] or None).metrics
+        rows.append({"stage": stage, "test": test, "validation": predictor.info.metrics["validation"][primary],
+                     "backbone": predictor.info.model.get("backbone", {}).get("source"),
+                     "latency": p50_onnx_ms(work / stage, data["queries"]), **result})
+
+    heads = (["test accuracy", "test macro-F1"] if args.dataset == "phrasebank"
+             else ["test P", "test R", "test F1"])
+    names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
+             "distilled": f"MiniLM distilled from {args.teacher}"}
+    print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
+          f"--set {' '.join(args.set) or '(none)'}")
+    validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"
+    print(f"| model | {' | '.join(heads)} | {validation} | training s | epochs run | p50 onnx ms |")
+    print("|---|" + "---|" * (len(heads) + 4))
+    for row in rows:
+        seconds = "n/a (no timing file)" if row["seconds"] is None else f"{row['seconds']:.0f}"
+        seconds += " (resumed part only)" if row["resumed"] else ""
+        epochs = "n/a" if row["epochs"] is None else f"{row['epochs']:g}"
+        latency = row["latency"] if isinstance(row["latency"], str) else f"{row['latency']:.1f}"
+        print(f"| {names[row['stage']]} | {' | '.join(metric_cells(args.dataset, row['test']))} | "
+              f"{fmt_value(args.dataset, row['validation'])} | {seconds} | {epochs} | {latency} |")
+
+    by_stage = {row["stage"]: row["test"][primary] for row in rows}
+    gain = by_stage["teacher"] - by_stage["minilm"]
+    if gain <= 0:
+        print(f"\nthe teacher did not gain over the MiniLM fine-tune on test {primary} "
+              f"({fmt_value(args.dataset, by_stage['teacher'])} vs {fmt_value(args.dataset, by_stage['minilm'])})")
+    else:
+        kept = 100 * (by_stage["distilled"] - by_stage["minilm"]) / gain
+        print(f"\ndistilled keeps {kept:.0f} % of the teacher's gain over the MiniLM fine-tune (test {primary})")
+    recorded = results["distilled"]["predictor"].info.model.get("distilled_from", {}).get("teacher_digest")
+    actual = digest(teacher_path)
+    print(f"teacher bundle digest: {actual}"
+          + ("" if recorded == actual else f" (the student records another teacher: {recorded})"))
+    print("backbones: " + ", ".join(f"{row['stage']}={row['backbone']}" for row in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
