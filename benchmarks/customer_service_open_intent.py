@@ -23,12 +23,14 @@ alone, with the fallback, and what the fallback costs; plus the generic ``text-c
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _common import write_csv
@@ -105,8 +107,8 @@ def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path
     print(f"  ours ({time.perf_counter() - start:.0f}s; rule {task.thresholds_.get('score')}, "
           f"threshold {task.thresholds_.get('threshold')}): {result['ours']}", flush=True)
     if baseline:
-        result["Trainer + softmax threshold"] = plain_with_threshold(train, validation, test, work, seed, known)
-        print(f"  plain: {result['Trainer + softmax threshold']}", flush=True)
+        result[BASELINE] = plain_with_threshold(train, validation, test, work, seed, known)
+        print(f"  plain: {result[BASELINE]}", flush=True)
     return result
 
 
@@ -133,6 +135,23 @@ def few_shot(rows: list, test_rows: list, shots: int, seed: int, work: Path) -> 
     return out
 
 
+BASELINE = "Trainer + softmax threshold"
+
+
+def finished_runs(path: Path | None) -> dict[str, Any]:
+    """Draws recorded by earlier runs of this script (``--results``)."""
+    if path is None or not path.exists():
+        return {}
+    runs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {run["key"]: run["result"] for run in runs}
+
+
+def record_run(path: Path | None, key: str, result: Any) -> None:
+    if path is not None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"key": key, "result": result}) + "\n")
+
+
 def mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
@@ -145,6 +164,9 @@ def main() -> int:
     parser.add_argument("--skip-open", action="store_true")
     parser.add_argument("--skip-fewshot", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true", help="no plain Trainer rows (open intent)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="JSON Lines file each finished draw is appended to; draws already in it are not rerun "
+                             "(a long run can be stopped and continued)")
     args = parser.parse_args()
     root = banking77_root()
     if root is None:
@@ -154,12 +176,22 @@ def main() -> int:
     shot_results: dict[int, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="cs-open-intent-") as tmp:
         work = Path(tmp)
+        done = finished_runs(args.results)
         for ratio in [] if args.skip_open else args.ratios:
             for seed in args.seeds:
-                for name, scores in open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline).items():
+                key = f"open {ratio} {seed}"
+                if key not in done or (not args.skip_baseline and BASELINE not in done[key]):
+                    done[key] = open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline)
+                    record_run(args.results, key, done[key])
+                for name, scores in done[key].items():
                     open_results.setdefault(ratio, {}).setdefault(name, []).append(scores)
         for shots in [] if args.skip_fewshot else args.shots:
-            shot_results[shots] = [few_shot(rows, test_rows, shots, seed, work) for seed in args.seeds]
+            for seed in args.seeds:
+                key = f"shots {shots} {seed}"
+                if key not in done:
+                    done[key] = few_shot(rows, test_rows, shots, seed, work)
+                    record_run(args.results, key, done[key])
+                shot_results.setdefault(shots, []).append(done[key])
 
     if open_results:
         print(f"\n| Banking77 open intent (seeds {', '.join(map(str, args.seeds))}) | known | accuracy | macro-F1 "

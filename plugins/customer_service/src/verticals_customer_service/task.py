@@ -76,7 +76,8 @@ class IntentOptions(BaseModel):
     oos_score: Literal["auto", "retrieval", "similarity", "softmax"] = Field("auto", description=(
         "Score that decides out of scope: retrieval (confidence routes to FAISS retrieval, whose similarity "
         "decides), similarity (nearest indexed utterance alone), softmax (max probability alone); auto = the "
-        "one that serves the objective best on the calibration data (similarity for in_scope_rejection)."))
+        "one that serves the objective best on the calibration data (similarity for pseudo_unknown and "
+        "in_scope_rejection)."))
     pseudo_unknown_mix: float = Field(0.6, ge=0.5, lt=1.0, description=(
         "pseudo_unknown: weight of the first of the two mixed utterances. Higher puts pseudo-unknowns closer "
         "to a known intent, so the threshold rises: more out-of-scope caught, more in-scope rejected (for "
