@@ -67,15 +67,19 @@ def test_ties_go_to_the_simpler_rule() -> None:
     assert choose_score(found) == "softmax"
 
 
+def trained_without_oos(directory: Path, backbone: Path, validation_per_intent: int, seed: int) -> Any:
+    """A pack trained with no out-of-scope example anywhere; (predictor, validation file, folder)."""
+    train = write_csv(directory / "train.csv", intent_rows(16, 0, seed=seed))
+    validation = write_csv(directory / "validation.csv", intent_rows(validation_per_intent, 0, seed=seed + 1))
+    predictor = api.train("customer_service.intent", train, validation=validation, output=directory / "bundle",
+                          overrides=[*FAST], backbone=str(backbone))
+    return predictor, validation, directory
+
+
 @pytest.fixture(scope="module")
 def no_oos(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Any:
-    """Trained with no out-of-scope example anywhere: the evidence-bounded similarity rule."""
-    directory = tmp_path_factory.mktemp("no-oos")
-    train = write_csv(directory / "train.csv", intent_rows(16, 0, seed=3))
-    validation = write_csv(directory / "validation.csv", intent_rows(5, 0, seed=4))
-    predictor = api.train("customer_service.intent", train, validation=validation, output=directory / "bundle",
-                          overrides=[*FAST], backbone=str(tiny_backbone))
-    return predictor, validation, directory
+    """Few validation rows per intent: the evidence-bounded similarity rule."""
+    return trained_without_oos(tmp_path_factory.mktemp("no-oos"), tiny_backbone, 5, seed=3)
 
 
 def test_without_out_of_scope_examples_the_rule_is_bounded_by_evidence(no_oos: Any) -> None:
@@ -182,12 +186,7 @@ def test_pseudo_unknown_threshold_separates_kept_from_pseudo_unknown() -> None:
 
 @pytest.fixture(scope="module")
 def enough_validation(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Any:
-    directory = tmp_path_factory.mktemp("pseudo-unknown")
-    train = write_csv(directory / "train.csv", intent_rows(16, 0, seed=5))
-    validation = write_csv(directory / "validation.csv", intent_rows(10, 0, seed=6))
-    predictor = api.train("customer_service.intent", train, validation=validation, output=directory / "bundle",
-                          overrides=[*FAST], backbone=str(tiny_backbone))
-    return predictor, validation, directory
+    return trained_without_oos(tmp_path_factory.mktemp("pseudo-unknown"), tiny_backbone, 10, seed=5)
 
 
 def test_without_out_of_scope_examples_enough_evidence_calibrates_on_pseudo_unknowns(enough_validation: Any) -> None:
