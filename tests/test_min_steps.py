@@ -9,8 +9,8 @@ from verticals.trainers.transformers import MAX_STRETCHED_EPOCHS, epoch_budget
 
 
 def test_small_data_stretches_the_default_epoch_budget() -> None:
-    cfg = resolve_config({"training": {"epochs": 3}}).training
-    assert cfg.min_steps == 300
+    cfg = resolve_config({}).training  # the core's generic 3 epochs
+    assert cfg.min_steps == 300 and cfg.epochs == 3
     # 616 few-shot rows, batch 32: 20 steps an epoch, 3 epochs would be 60 updates
     assert epoch_budget(cfg, 616, 32) == 15
     # large data: the defaults stand
@@ -20,7 +20,7 @@ def test_small_data_stretches_the_default_epoch_budget() -> None:
 
 
 def test_epochs_set_by_the_user_are_literal(tmp_path) -> None:
-    assert resolve_config({"training": {"epochs": 10}}, overrides=["training.epochs=3"]).training.min_steps is None
+    assert resolve_config({}, overrides=["training.epochs=3"]).training.min_steps is None
     config_file = tmp_path / "run.json"
     config_file.write_text(json.dumps({"training": {"epochs": 2}}))
     cfg = resolve_config({}, config_file=config_file).training
@@ -28,8 +28,10 @@ def test_epochs_set_by_the_user_are_literal(tmp_path) -> None:
     # both set: both honoured
     cfg = resolve_config({}, overrides=["training.epochs=2", "training.min_steps=100"]).training
     assert epoch_budget(cfg, 616, 32) == 5
-    # a pack default epoch count is still a default
-    assert resolve_config({"training": {"epochs": 10}}).training.min_steps == 300
+    # a pack's epoch count is its author's choice for its data: literal too, unless the pack sets min_steps
+    assert resolve_config({"training": {"epochs": 10}}).training.min_steps is None
+    assert resolve_config({"training": {"epochs": 10, "min_steps": 200}}).training.min_steps == 200
+    assert resolve_config({"training": {"learning_rate": 1e-4}}).training.min_steps == 300
 
 
 def test_a_bundle_config_round_trips() -> None:

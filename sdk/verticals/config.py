@@ -62,7 +62,7 @@ class TrainingConfig(_Strict):
         300, ge=1, le=1_000_000, description=(
             "Small data sets: raise the epoch budget (up to 50 epochs) so training makes at least this many "
             "optimizer steps; early stopping still ends it when validation stops improving. Off (null) when "
-            "you set training.epochs yourself, which is then taken literally."))
+            "training.epochs is set by you or by the pack's defaults, which are then taken literally."))
     batch_size: int = Field(32, ge=1, le=65_536, description="Training batch size.")
     eval_batch_size: int = Field(128, ge=1, le=65_536, description="Batch size for evaluation and prediction.")
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay (not applied to biases/norms).")
@@ -309,11 +309,14 @@ def resolve_config(
         for assignment in overrides or []:
             user = deep_merge(user, parse_set(assignment))
     layered = deep_merge(copy.deepcopy(defaults or {}), user)
-    user_training = user.get("training")
-    if isinstance(user_training, dict) and "epochs" in user_training and "min_steps" not in user_training:
-        # An epoch count the user wrote is meant literally: the small-data rule (training.min_steps) only
-        # stretches the defaults' epoch budget.
-        layered["training"] = {**layered["training"], "min_steps": None}
+    # An epoch count a pack or the user chose is meant literally: the small-data rule (training.min_steps)
+    # only stretches the core's generic default, unless whoever set the epochs also set min_steps.
+    for layer in (user, defaults or {}):
+        training = layer.get("training")
+        if isinstance(training, dict) and "epochs" in training:
+            if "min_steps" not in training:
+                layered["training"] = {**layered["training"], "min_steps": None}
+            break
     try:
         return RunConfig.model_validate(layered)
     except ValidationError as exc:
