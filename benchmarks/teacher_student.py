@@ -5,8 +5,11 @@ Three rows on the same seeded split, in one run (issue 19):
 1. the embedded all-MiniLM-L6-v2 fine-tuned with the pack's defaults (today's pack);
 2. the teacher backbone (default ``mpnet-base``, fetched once with ``verticals backbones fetch mpnet-base``)
    fine-tuned with the same pack's defaults (the core's base-size defaults apply by themselves);
-3. the embedded MiniLM distilled from the teacher bundle (``verticals.distill.distill``, its default
-   temperature and alpha), gold labels of the same training split.
+3. the embedded MiniLM distilled from the teacher bundle (``verticals.distill.distill``; ``--temperature``
+   and ``--alpha``, default the SDK's), gold labels of the same training split. With ``--max-train N``,
+   ``--unlabeled-rest`` hands the texts of the training split beyond the first N to the student as
+   unlabelled in-domain text (their labels are dropped): the teacher and the MiniLM fine-tune see only the N
+   labelled examples, as when a team has labelled a sample of its text.
 
 Data: Financial PhraseBank 50Agree (``finance.sentiment``; duplicates removed, seeded stratified 80/10/10
 split, as ``finance_phrasebank.py``) or NCBI-disease (``medical.ner``; train/devel/test files, as
@@ -16,7 +19,9 @@ split, as ``finance_phrasebank.py``) or NCBI-disease (``medical.ner``; train/dev
 
 With ``--work DIR`` each stage writes its bundle to DIR/<stage> and its timing to DIR/<stage>.json; a rerun
 with the same options (kept in DIR/settings.json; others are refused) reuses every bundle that loads, and
-resumes a training that was interrupted from its last complete epoch checkpoint.
+resumes a training that was interrupted from its last complete epoch checkpoint. Distillation variants
+(temperature, alpha, unlabelled text) get their own stage folder, so one work folder compares several
+students of the same teacher.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from _common import data_dir, write_csv
 
 STAGES = ("minilm", "teacher", "distilled")
+DEFAULT_TEMPERATURE, DEFAULT_ALPHA = 2.0, 0.5  # verticals.distill's defaults
 TASKS = {"phrasebank": "finance.sentiment", "ncbi": "medical.ner"}
 MAIN_METRIC = {"phrasebank": "accuracy", "ncbi": "f1"}
 WARMUP, QUERIES = 10, 100
@@ -45,11 +51,13 @@ def prepare_phrasebank(tmp: Path, seed: int, max_train: int | None) -> dict[str,
     if rows is None:
         return None
     train, validation, test = split(rows, seed)
+    rest = [{"text": row["text"]} for row in train[max_train:]] if max_train else []
     train = train[:max_train] if max_train else train
     files = {name: write_csv(part, tmp / f"{name}.csv")
              for name, part in (("train", train), ("validation", validation), ("test", test))}
+    files["unlabeled"] = write_csv(rest, tmp / "unlabeled.csv", fieldnames=("text",)) if rest else None
     return {"files": files, "overrides": [], "queries": [r["text"] for r in test[:QUERIES]],
-            "sizes": (len(train), len(validation), len(test))}
+            "sizes": (len(train), len(validation), len(test)), "unlabeled_count": len(rest)}
 
 
 def prepare_ncbi(tmp: Path, max_train: int | None) -> dict[str, Any] | None:
@@ -59,15 +67,21 @@ def prepare_ncbi(tmp: Path, max_train: int | None) -> dict[str, Any] | None:
     source = ncbi_dir()
     if not (source / "train.tsv").exists():
         return None
-    files = {"train": first_sentences(source / "train.tsv", max_train, tmp / "train.conll"),
-             "validation": source / "devel.tsv", "test": source / "test.tsv"}
-    sentences = {name: [b for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()]
-                 for name, path in files.items()}
+    files: dict[str, Any] = {"train": first_sentences(source / "train.tsv", max_train, tmp / "train.conll"),
+                             "validation": source / "devel.tsv", "test": source / "test.tsv"}
+    # the sentences beyond the first max_train, as plain whitespace-joined texts: their tags are dropped
+    blocks = [b for b in (source / "train.tsv").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    rest = [" ".join(line.split("\t")[0] for line in block.splitlines() if line.strip()
+                     and not line.startswith("-DOCSTART-")) for block in blocks[max_train:]] if max_train else []
+    files["unlabeled"] = [text for text in rest if text] or None
+    sentences = {name: [b for b in files[name].read_text(encoding="utf-8").split("\n\n") if b.strip()]
+                 for name in ("train", "validation", "test")}
     queries = [" ".join(line.split("\t")[0] for line in block.splitlines() if line.strip())
                for block in sentences["test"][:QUERIES]]
     # .tsv would be read as a headed table; these files are token<TAB>tag CoNLL
     return {"files": files, "overrides": ["data.format=conll"], "queries": queries,
-            "sizes": tuple(len(sentences[n]) for n in ("train", "validation", "test"))}
+            "sizes": tuple(len(sentences[n]) for n in ("train", "validation", "test")),
+            "unlabeled_count": len(files["unlabeled"] or [])}
 
 
 def loads(path: Path) -> Any | None:
@@ -115,6 +129,13 @@ def run_stage(stage: str, work: Path, train_fn: Any) -> dict[str, Any]:
     timing_file.write_text(json.dumps(timing, indent=1) + "\n", encoding="utf-8")
     print(f"[{stage}] trained in {seconds:.0f}s", flush=True)
     return {"predictor": predictor, **timing, "reused": False}
+
+
+def distilled_stage(args: argparse.Namespace) -> str:
+    """The student's folder name: "distilled" for the SDK's defaults, else one that names the variant."""
+    if (args.temperature, args.alpha, args.unlabeled_rest) == (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False):
+        return "distilled"
+    return f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
 
 
 def same_settings(work: Path, args: argparse.Namespace) -> bool:
@@ -171,7 +192,15 @@ def main() -> int:
                         help="override for all three stages, e.g. training.epochs=1")
     parser.add_argument("--teacher", default="mpnet-base", help="teacher backbone (name, path or hub id)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="distillation temperature")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of the teacher's term (0-1)")
+    parser.add_argument("--unlabeled-rest", action="store_true",
+                        help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
+    if args.unlabeled_rest and args.max_train is None:
+        print("--unlabeled-rest needs --max-train N: the texts beyond the first N are the unlabelled ones",
+              file=sys.stderr)
+        return 2
     if any(s.split("=", 1)[0].strip() == "training.backbone" for s in args.set):
         print("--set training.backbone would change all three stages; use --teacher NAME for the teacher",
               file=sys.stderr)
@@ -216,8 +245,15 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     results["teacher"] = run_stage("teacher", work, lambda out, resume, overwrite: verticals.train(
         task, files["train"], output=out, backbone=args.teacher, resume=resume, overwrite=overwrite, **common))
     teacher_path = work / "teacher"
-    results["distilled"] = run_stage("distilled", work, lambda out, resume, overwrite: distill(
-        teacher_path, files["train"], output=out, resume=resume, overwrite=overwrite, **common))
+    unlabeled = files["unlabeled"] if args.unlabeled_rest else None
+    if args.unlabeled_rest and unlabeled is None:
+        print(f"--unlabeled-rest: {args.dataset} has no training texts beyond the first {args.max_train} "
+              f"(or this data set does not support it)", file=sys.stderr)
+        return 2
+    student = distilled_stage(args)
+    results["distilled"] = run_stage(student, work, lambda out, resume, overwrite: distill(
+        teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
+        alpha=args.alpha, resume=resume, overwrite=overwrite, **common))
 
     primary = MAIN_METRIC[args.dataset]
     rows = []
@@ -228,12 +264,14 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
         test = predictor.evaluate(files["test"], overrides=data["overrides"] or None).metrics
         rows.append({"stage": stage, "test": test, "validation": predictor.info.metrics["validation"][primary],
                      "backbone": predictor.info.model.get("backbone", {}).get("source"),
-                     "latency": p50_onnx_ms(work / stage, data["queries"]), **result})
+                     "latency": p50_onnx_ms(work / (student if stage == "distilled" else stage), data["queries"]),
+                     **result})
 
     heads = (["test accuracy", "test macro-F1"] if args.dataset == "phrasebank"
              else ["test P", "test R", "test F1"])
     names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
-             "distilled": f"MiniLM distilled from {args.teacher}"}
+             "distilled": f"MiniLM distilled from {args.teacher} (T={args.temperature:g}, alpha={args.alpha:g}"
+                          + (f", +{data['unlabeled_count']} unlabelled texts)" if args.unlabeled_rest else ")")}
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
     validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"

@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
 from .tasks.token_classification import TokenClassificationTask
+from .tasks.transformer import TransformerTask
 
 
 def distill(
@@ -68,6 +69,8 @@ def distill(
 
         merged_config = deep_merge(labels, read_config_file(config))
     student, spec, pack_name = api.build_task(task, merged_config, overrides, backbone)
+    if not isinstance(student, TransformerTask):  # a pack may register its own subclass for the task name
+        raise ConfigError(f"task '{task}' does not build a transformer task here; it cannot learn from a teacher")
     student.teacher = teacher_task
     student.distill_temperature, student.distill_alpha = float(temperature), float(alpha)
     student.distill_unlabeled = student.read(unlabeled, require_labels=False) if unlabeled is not None else []
