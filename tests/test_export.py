@@ -204,3 +204,55 @@ def test_engine_cli_and_errors(bundles: dict[str, Path], tmp_path: Path,
     onnx.task.use_engine("onnx")  # already there: nothing to do
     with pytest.raises(verticals.ConfigError, match="load the bundle again"):
         onnx.task.use_engine("torch")
+
+
+def test_reference_reads_the_bundles_own_column_names(tmp_path: Path) -> None:
+    """A bundle trained on a file whose text column is 'utterance': the export's predict.py takes records
+    with that key (as the SDK's predict does) instead of failing with a KeyError traceback."""
+    backbone = str(make_tiny_backbone(tmp_path / "tiny"))
+    (tmp_path / "train.jsonl").write_text("".join(
+        json.dumps({"utterance": f"{w} service today", "intent": lab}) + "\n"
+        for lab, w in [("ok", "fine"), ("ok", "good"), ("bad", "slow"), ("bad", "rude")] * 6))
+    with only_plugins():
+        predictor = verticals.train("text-classification", tmp_path / "train.jsonl", output=tmp_path / "b",
+                                    backbone=backbone, overrides=["training.epochs=1", "data.text_column=utterance",
+                                                                  "data.label_column=intent"])
+        export_onnx(tmp_path / "b", tmp_path / "onnx")
+        predictor.task.precision_ = "fp32"
+        expected = predictor.predict([{"utterance": "rude and slow service"}])[0]
+    meta = json.loads((tmp_path / "onnx" / "export.json").read_text())
+    assert meta["fields"] == {"text": "utterance", "label": "intent"}
+    got = run_export_reference(tmp_path / "onnx", [{"utterance": "rude and slow service"}, "rude and slow service"])
+    assert [g["label"] for g in got] == [expected.label] * 2
+    assert got[0]["score"] == pytest.approx(expected.score, abs=1e-4)
+
+
+@pytest.mark.parametrize(("stdin", "fragment"), [
+    ('{"text": "fine"}\n{"words": "x"}\n', "line 2: no 'text' field"),
+    ('"fine"\n{not json\n', "line 2: not JSON"),
+    ('[1, 2]\n', "line 1: expected a text or a JSON object"),
+])
+def test_reference_bad_input_is_one_line_and_exit_2(bundles: dict[str, Path], tmp_path: Path, stdin: str,
+                                                    fragment: str) -> None:
+    import subprocess
+    import sys
+
+    with only_plugins():
+        export_onnx(bundles["tc"], tmp_path / "onnx")
+    proc = subprocess.run([sys.executable, str(tmp_path / "onnx" / "predict.py"), str(tmp_path / "onnx")],
+                          input=stdin, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""  # nothing half-written: inputs are all read and checked before predicting
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_reference_token_records(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """Tokens as a list, as a space-separated string (a CSV cell) and as a plain text are the same words;
+    the string was read as a list of its characters."""
+    with only_plugins():
+        export_onnx(bundles["ner"], tmp_path / "onnx")
+    got = run_export_reference(tmp_path / "onnx", [{"tokens": ["Take", "aspirin", "now"]},
+                                                   {"tokens": "Take aspirin now"}, "Take aspirin now"])
+    assert [g["tokens"] for g in got] == [["Take", "aspirin", "now"]] * 3
+    assert got[0]["tags"] == got[1]["tags"] == got[2]["tags"]

@@ -11,7 +11,8 @@ The export directory holds:
 - what the task needs after the network (a retrieval index and its metadata for customer service);
 - ``export.json``: task, labels, graph inputs/outputs, measured parity, and ``decision``: every decision
   parameter with its value (thresholds, calibration, truncation, windowing), written by the task type's
-  ``export_extras``; ``files``: the sha256 of every other file;
+  ``export_extras``; ``fields``: the keys of the bundle's records in the user's data (``data.text_column``
+  ...), so a record reads the same in ``predict.py`` as in the SDK; ``files``: the sha256 of every other file;
 - ``predict.py``: a reference implementation (onnxruntime + tokenizers + numpy [+ faiss], no Verticals) that
   reproduces the SDK's predictions from the files above (source: ``verticals/onnx_reference.py``).
 - ``.verticals-output.json``: the marker of every output Verticals writes (the sha256 of each file, so a
@@ -59,6 +60,8 @@ class ExportResult(BaseModel):
     tolerance: float
     check_batch: list[int] = Field(description="Shape [batch, sequence] of the parity-check batch.")
     decision: dict[str, Any] = Field(description="Decision parameters applied after the graph, with values.")
+    fields: dict[str, str] = Field(default_factory=dict, description="Record field -> key in the user's records "
+                                   "(the bundle's data columns): the keys predict.py reads from a JSON record.")
     files: list[str] = Field(description="Files written, besides export.json.")
 
 
@@ -165,7 +168,7 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
         result = ExportResult(path=str(output), task=predictor.info.task, task_type=predictor.info.task_type,
                               labels=labels, inputs=names, outputs=outputs, opset=opset, max_abs_diff=diff,
                               tolerance=tolerance, check_batch=list(check["input_ids"].shape), decision=decision,
-                              files=written)
+                              fields=task.field_map(), files=written)
         description = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION} | result.model_dump(
             exclude={"path", "files"}) | {
             "token_level": token_level, "pad_token_id": int(task.tokenizer_.pad_token_id or 0),

@@ -7,7 +7,10 @@ for a customer-service export (its retrieval index); it never imports ``vertical
     python predict.py EXPORT_DIR "first text" "second text"
     python predict.py EXPORT_DIR < inputs.jsonl      # one JSON text or record per line
 
-prints one JSON prediction per input, with the fields and values of the SDK's prediction objects.
+prints one JSON prediction per input, with the fields and values of the SDK's prediction objects. A record
+may use the bundle's own column names (``export.json``'s ``fields``, e.g. ``{"utterance": ...}``) or the SDK's
+(``{"text": ...}``). Bad input (a line that is not JSON, a record without the text) prints one line naming the
+input and exits 2 before anything is predicted.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Export:
         self.directory = Path(directory)
         self.meta = json.loads((self.directory / "export.json").read_text(encoding="utf-8"))
         self.decision: dict[str, Any] = self.meta["decision"]
+        self.fields: dict[str, str] = self.meta.get("fields", {})  # exports before fields existed: SDK names
         self.labels: list[str] = self.meta["labels"]
         self.session = onnxruntime.InferenceSession(str(self.directory / "model.onnx"),
                                                     providers=["CPUExecutionProvider"])
@@ -60,10 +64,13 @@ class Export:
         values = self.session.run(self.meta["outputs"], {name: feed[name] for name in self.meta["inputs"]})
         return dict(zip(self.meta["outputs"], values))
 
-    def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
+    def predict(self, inputs: list[Any], names: list[str] | None = None) -> list[dict[str, Any]]:
+        """One prediction per input (a text or a record); ``names`` say where each input came from in errors."""
         if not inputs:
             return []
         kind = self.decision["kind"]
+        names = names or [f"input {number}" for number in range(1, len(inputs) + 1)]
+        inputs = [self.normalise(name, item, kind) for name, item in zip(names, inputs)]
         if kind in ("text-classification", "customer_service.intent"):
             texts = [item if isinstance(item, str) else item["text"] for item in inputs]
             out = self.run([e.ids for e in self.tokenize(texts)])
@@ -81,6 +88,31 @@ class Export:
         if kind == "medical.ner":
             return [self.windowed(item) for item in inputs]
         raise SystemExit(f"predict.py: unknown decision kind '{kind}' in export.json")
+
+    def normalise(self, name: str, item: Any, kind: str) -> Any:
+        """A text as is; a record with its fields under the SDK's names (``text``/``tokens``), found under the
+        bundle's own column names first. Raises InputError naming the input when neither is there."""
+        if isinstance(item, str):
+            return item
+        if not isinstance(item, dict):
+            raise InputError(f"{name}: expected a text or a JSON object, found {type(item).__name__}")
+        wanted = ["tokens", "text"] if kind == "medical.ner" else ["tokens"] if kind == "token-classification" \
+            else ["text"]
+        found = {}
+        for field in wanted:
+            key = self.fields.get(field, field)
+            value = item.get(key, item.get(field))
+            if value is not None:
+                if not (isinstance(value, str) or (field == "tokens" and isinstance(value, list)
+                                                   and all(isinstance(t, str) for t in value))):
+                    raise InputError(f"{name}: field '{key}' must be "
+                                     + ("a list of strings" if field == "tokens" else "a string"))
+                # space-separated tokens, as in a CSV cell; list("a b") would be its characters
+                found[field] = value.split() if field == "tokens" and isinstance(value, str) else value
+        if not found:
+            keys = " or ".join(sorted({f"'{self.fields.get(n, n)}'" for n in wanted} | {f"'{n}'" for n in wanted}))
+            raise InputError(f"{name}: no {keys} field (keys found: {', '.join(sorted(item)) or 'none'})")
+        return found
 
     # ---- token classification ------------------------------------------------------------------
     def tokens(self, words: list[str], word_ids: list[int | None], token_probs: np.ndarray) -> dict[str, Any]:
@@ -220,13 +252,36 @@ class Fallback:
         return winner, best[winner]
 
 
+class InputError(ValueError):
+    """An input predict.py cannot read; the message names the input (its stdin line, or argument)."""
+
+
+def read_inputs(lines: Any) -> tuple[list[Any], list[str]]:
+    """The JSON value of each non-blank line, and each one's name for errors ("line N")."""
+    inputs, names = [], []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                inputs.append(json.loads(line))
+            except ValueError as exc:
+                raise InputError(f"line {number}: not JSON ({exc})") from None
+            names.append(f"line {number}")
+    return inputs, names
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
     export = Export(argv[0])
-    inputs = argv[1:] or [json.loads(line) for line in sys.stdin if line.strip()]
-    for prediction in export.predict(inputs):
+    try:
+        inputs, names = (argv[1:], [f"argument {n}" for n in range(2, len(argv) + 1)]) if argv[1:] \
+            else read_inputs(sys.stdin)
+        predictions = export.predict(inputs, names)  # every input is checked before the first is predicted
+    except InputError as exc:
+        print(f"predict.py: {exc}", file=sys.stderr)
+        return 2
+    for prediction in predictions:
         print(json.dumps(prediction, ensure_ascii=False))
     return 0
 
