@@ -256,3 +256,17 @@ def test_reference_token_records(bundles: dict[str, Path], tmp_path: Path) -> No
                                                    {"tokens": "Take aspirin now"}, "Take aspirin now"])
     assert [g["tokens"] for g in got] == [["Take", "aspirin", "now"]] * 3
     assert got[0]["tags"] == got[1]["tags"] == got[2]["tags"]
+
+
+def test_reference_on_a_folder_that_is_no_export(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from verticals.export import REFERENCE_FILE
+
+    script = tmp_path / REFERENCE_FILE
+    script.write_text((Path(verticals.__file__).parent / "onnx_reference.py").read_text(encoding="utf-8"))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "missing"), "hello"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 2 and "not a readable Verticals export" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

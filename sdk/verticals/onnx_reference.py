@@ -273,7 +273,12 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
-    export = Export(argv[0])
+    try:
+        export = Export(argv[0])
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # no export.json, not an export, no model.onnx
+        print(f"predict.py: {argv[0]}: not a readable Verticals export ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 2
     try:
         inputs, names = (argv[1:], [f"argument {n}" for n in range(2, len(argv) + 1)]) if argv[1:] \
             else read_inputs(sys.stdin)
