@@ -33,8 +33,8 @@ and the best score wins (ties: the simpler rule). Without them nothing shows how
 score, so the known intents stand in for them (``pseudo_unknown``): pairs of in-scope calibration queries of
 different intents are mixed into queries that lie between two intents (``mixed_pseudo_unknowns``), and the
 nearest-utterance similarity threshold is the one that best separates queries the classifier keeps and
-answers right from these pseudo-unknowns (``pseudo_unknown_threshold``). That needs a few calibration queries per intent; with fewer (few-shot data)
-the ``in_scope_rejection`` rule sets the threshold at the lowest ``rate`` share of in-scope calibration
+answers right from these pseudo-unknowns (``pseudo_unknown_threshold``). That needs a few calibration
+queries per intent; with fewer (few-shot data) the ``in_scope_rejection`` rule sets the threshold at the lowest ``rate`` share of in-scope calibration
 queries (``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never
 more than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less
 similar than every one of them).
@@ -206,7 +206,8 @@ def mixed_pseudo_unknowns(vectors: np.ndarray, intents: Sequence[str], mix: floa
     return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
 
 
-def pseudo_unknown_threshold(in_scope: np.ndarray, correct: np.ndarray, pseudo: np.ndarray) -> tuple[float, dict[str, float]]:
+def pseudo_unknown_threshold(in_scope: np.ndarray, correct: np.ndarray,
+                             pseudo: np.ndarray) -> tuple[float, dict[str, float]]:
     """The score threshold that best separates in-scope queries the classifier answers correctly from
     pseudo-unknowns (:func:`mixed_pseudo_unknowns`): it maximises
     the mean of the share of in-scope queries kept and answered correctly and the share of pseudo-unknowns
