@@ -28,16 +28,16 @@ Which **score** decides "out of scope" is chosen too (``choose_score``):
   threshold the classifier answers, below it the query is out of scope;
 - ``softmax``: the classifier's max probability alone (the classic baseline).
 
-With out-of-scope examples in the calibration data each score gets its best threshold(s) for the objective
-and the best score wins (ties: the simpler rule). Without them nothing shows how real out-of-scope queries
-score, so the known intents stand in for them (``pseudo_unknown``): pairs of in-scope calibration queries of
+With out-of-scope examples in the calibration data each score gets its best threshold(s) for the objective and
+the best score wins (ties: the simpler rule). Without them nothing shows how real out-of-scope queries score,
+so the known intents stand in for them (``pseudo_unknown``): pairs of in-scope calibration queries of
 different intents are mixed into queries that lie between two intents (``mixed_pseudo_unknowns``), and the
-nearest-utterance similarity threshold is the one that best separates queries the classifier keeps and
-answers right from these pseudo-unknowns (``pseudo_unknown_threshold``). That needs a few calibration
-queries per intent; with fewer (few-shot data) the ``in_scope_rejection`` rule sets the threshold at the
-lowest ``rate`` share of in-scope calibration queries (``rejection_threshold``), so the fallback costs about that share of in-scope traffic and never
-more than the evidence supports (below ``1 / rate`` calibration queries it rejects only what is less
-similar than every one of them).
+nearest-utterance similarity threshold is the one that best separates queries the classifier keeps and answers
+right from these pseudo-unknowns (``pseudo_unknown_threshold``). That needs a few calibration queries per
+intent; with fewer (few-shot data) the ``in_scope_rejection`` rule sets the threshold at the lowest ``rate``
+share of in-scope calibration queries (``rejection_threshold``), so the fallback costs about that share of
+in-scope traffic and never more than the evidence supports (below ``1 / rate`` calibration queries it rejects
+only what is less similar than every one of them).
 """
 
 from __future__ import annotations
