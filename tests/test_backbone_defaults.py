@@ -10,17 +10,12 @@ from verticals import api
 from verticals._plugins import catalog_with, set_catalog
 from verticals.hookspecs import hookimpl
 from verticals.specs import PackSpec, TaskSpec
+from verticals.testing import make_base_width_config
 
 
 @pytest.fixture(scope="module")
 def base_width(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A config of base width (768) but one layer and a tiny vocabulary: only config.json is read."""
-    from transformers import BertConfig
-
-    directory = tmp_path_factory.mktemp("base-width")
-    BertConfig(vocab_size=64, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-               intermediate_size=64).to_json_file(directory / "config.json")
-    return directory
+    return make_base_width_config(tmp_path_factory.mktemp("base-width"))
 
 
 class SizedPack:

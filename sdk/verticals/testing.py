@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 
+def make_base_width_config(directory: str | Path) -> Path:
+    """Write only the ``config.json`` of a base-width (768) BERT with one layer and a tiny vocabulary: enough
+    for tests of per-backbone defaults, which read the backbone's width and never its weights."""
+    from transformers import BertConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    BertConfig(vocab_size=64, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
+               intermediate_size=64).to_json_file(directory / "config.json")
+    return directory
+
+
 def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
     """Write a tiny random-weight BERT model + tokenizer to ``directory`` and return it."""
     import torch

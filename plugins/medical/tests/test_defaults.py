@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 from verticals import api
+from verticals.testing import make_base_width_config
 
 
 @pytest.fixture(scope="module")
 def base_width(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A config of base width (768); building a task reads only config.json."""
-    from transformers import BertConfig
-
-    directory = tmp_path_factory.mktemp("base-width")
-    BertConfig(vocab_size=64, hidden_size=768, num_hidden_layers=1, num_attention_heads=12,
-               intermediate_size=64).to_json_file(directory / "config.json")
-    return directory
+    return make_base_width_config(tmp_path_factory.mktemp("base-width"))
 
 
 def _learning_rate(backbone: Path, overrides: list[str] | None = None) -> float:
