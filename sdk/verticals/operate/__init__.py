@@ -1,0 +1,1 @@
+"""Operating a delivered model: the feedback store, comparing bundles before a promotion."""
