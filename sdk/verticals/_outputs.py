@@ -132,6 +132,7 @@ def ownership_problem(path: str | Path, kind: str) -> str | None:
 def check_replaceable(output: str | Path, kind: str, overwrite: bool) -> None:
     """Fail before any work when ``output`` exists and may not be replaced (exit 2, saying why)."""
     output = Path(output)
+    check_output_place(output)
     if not (output.exists() or output.is_symlink()):
         return
     if not overwrite:
@@ -266,11 +267,94 @@ def refuse_same_file(input: str | Path, output: str | Path) -> None:
 
 
 def check_file_output(path: str | Path) -> None:
-    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe."""
+    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe, and
+    never inside a bundle or another output Verticals wrote."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise ConfigError(f"--output {path} exists and is not a regular file (a folder, device or pipe), which "
                           f"writing the predictions would replace; choose a file name")
+    check_output_place(path)
+
+
+# ---- where an output may go, and which single files may be replaced -----------------------------------------
+def _written_folder(directory: Path) -> str | None:
+    """What Verticals wrote ``directory`` as ('bundle', 'report', ...), judged by its proof files, or None."""
+    try:
+        if (directory / "manifest.json").is_file() and (directory / "bundle.json").is_file():
+            return "bundle"
+        if (directory / MARKER).is_file():
+            marker = _read_marker(directory)
+            return str(marker.get("kind")) if marker else "output"
+    except OSError:
+        return None
+    return None
+
+
+def check_output_place(output: str | Path) -> None:
+    """Refuse an output that is inside a bundle or another folder Verticals wrote (an export, a report).
+
+    Such a folder lists its files in a manifest or marker: one more file makes the bundle unloadable (and a
+    file of the same name as one of its own, e.g. ``bundle.json``, destroys it). Checked on the real path, so
+    a link into a bundle is refused too."""
+    output = Path(os.path.abspath(output))
+    for candidate in (output.parent, *output.parent.parents):
+        for where in {candidate, candidate.resolve()}:
+            kind = _written_folder(where)
+            if kind:
+                raise ConfigError(f"--output {output} is inside {where}, a {kind} Verticals wrote: a file added "
+                                  f"there is not in its manifest and would make it fail verification (or replace "
+                                  f"one of its own files); choose an --output outside it")
+
+
+def file_marker(path: str | Path) -> Path:
+    """The proof that Verticals wrote the single file ``path``: ``.NAME.verticals-output.json`` beside it."""
+    path = Path(path)
+    return path.parent / f".{path.name}{MARKER}"
+
+
+def write_file_marker(path: str | Path, kind: str) -> None:
+    """Record ``path`` (just renamed into place) with its sha256, so that ``--overwrite`` may replace it."""
+    path = Path(path)
+    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": file_sha256(path)}
+    proof = file_marker(path)
+    tmp = proof.parent / f"{proof.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, proof)
+
+
+def file_problem(path: str | Path, kind: str) -> str | None:
+    """Why the existing file ``path`` is not provably a ``kind`` Verticals wrote and left unchanged (None if it is)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return "it is not a regular file"
+    if path.stat().st_size == 0:
+        return None  # an empty file: nothing to lose
+    try:
+        marker = json.loads(file_marker(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict) or marker.get("file") != path.name:
+        return f"there is no {file_marker(path).name} beside it, so Verticals did not write it"
+    if marker.get("kind") != kind:
+        return f"{file_marker(path).name} says it holds {marker.get('kind')!r}, not {kind!r}"
+    if marker.get("sha256") != file_sha256(path):
+        return "it was changed after Verticals wrote it"
+    return None
+
+
+def check_file_replaceable(path: str | Path, kind: str, overwrite: bool, option: str = "--overwrite") -> None:
+    """The single-file form of :func:`check_replaceable`: a new path is fine; an existing file is replaced only
+    with ``overwrite`` and only when Verticals wrote it as ``kind`` and nobody changed it since."""
+    path = Path(path)
+    check_file_output(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise ConfigError(f"{path} already exists; choose another --output or pass {option}")
+    problem = file_problem(path, kind)
+    if problem:
+        raise ConfigError(f"{path} exists and {option} replaces only a {kind} file Verticals wrote, but {problem}; "
+                          f"refusing to replace it (choose another --output, or move it away yourself)")
 
 
 # ---- checkpoint folders ----------------------------------------------------------------------------

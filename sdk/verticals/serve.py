@@ -219,6 +219,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     app.add_middleware(CatchAll)
 
     guard: list[Any] = []
+    check_api_key(api_key)
     if api_key:
         expected = api_key.encode()
         bearer = HTTPBearer(auto_error=False, description="The server's API key as a bearer token.")
@@ -371,6 +372,19 @@ def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -
     limits = limits or ServeLimits()
     return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,
                           limit_concurrency=limits.max_connections, **kwargs)
+
+
+def check_api_key(api_key: str | None) -> None:
+    """Refuse a key that would silently weaken authentication: an empty one (an unset shell variable would
+    turn it off) or one no HTTP client can send (headers are ASCII: a non-ASCII key could never match)."""
+    if api_key is None:
+        return
+    if not api_key.strip():
+        raise ConfigError("the API key is empty (--api-key \"\" or VERTICALS_API_KEY= set to nothing), which would "
+                          "leave the API open; give a key, or unset it to serve without authentication")
+    if not api_key.isascii() or not api_key.isprintable() or api_key != api_key.strip():
+        raise ConfigError("the API key must be printable ASCII without surrounding spaces: HTTP headers carry "
+                          "ASCII, so any other key could never match what a client sends")
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
