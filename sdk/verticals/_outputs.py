@@ -395,6 +395,51 @@ def prepare_checkpoint_dir(directory: str | Path, resume: bool) -> Path | None:
     return last_complete_checkpoint(directory) if resume else None
 
 
+# What a resumed run must share with the run that wrote the checkpoints (data, labels, options): recorded in
+# the checkpoint folder's marker, so `--resume` after a change is refused instead of silently restoring old
+# weights under a bundle.json that claims the new data. Options that only say where things go may differ.
+RESUME_FREE_OPTIONS = {"training.checkpoint_dir", "training.keep_checkpoints", "training.report_to",
+                       "training.logging_dir", "training.num_threads", "training.epochs",
+                       "training.early_stopping_patience"}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def resume_differences(directory: str | Path, run: dict[str, Any]) -> list[str]:
+    """What differs between ``run`` and the run recorded with the checkpoints in ``directory`` ([] if nothing
+    is recorded: a folder without checkpoints, or one written before this check existed)."""
+    marker = _read_marker(Path(directory)) if Path(directory).is_dir() else None
+    if not marker or not isinstance(marker.get("run"), dict) or last_complete_checkpoint(Path(directory)) is None:
+        return []
+    before, now = _flatten(marker["run"]), _flatten(json.loads(json.dumps(run, default=str)))
+    return [f"{key}: {before.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key) and key.removeprefix("config.") not in RESUME_FREE_OPTIONS]
+
+
+def record_run(directory: str | Path, run: dict[str, Any]) -> None:
+    """Create (or adopt) the checkpoint folder and record ``run`` in its marker."""
+    directory = Path(directory)
+    marker = _read_marker(directory) if directory.is_dir() else None
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        created = True
+    elif marker is None:
+        if any(directory.iterdir()):
+            return  # not ours: check_checkpoint_dir / prepare_checkpoint_dir refuse it with the reason
+        created = False
+    else:
+        created = bool(marker.get("created"))
+    write_marker(directory, "checkpoints", created=created, run=json.loads(json.dumps(run, default=str)))
+
+
 def checkpoint_complete(checkpoint: Path) -> bool:
     try:
         json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))

@@ -121,3 +121,24 @@ def test_serve_refuses_an_empty_or_non_ascii_api_key(bundle: Path, how: tuple[st
     # in a subprocess with a time limit: before the fix these started a server with authentication off
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and "API key" in done.stderr, done.stderr
+
+
+# ---- 5. --resume after the data or options changed -----------------------------------------------------------
+def test_resume_with_other_data_or_options_is_refused(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
+    first = write_csv(tmp_path / "t.csv", text_rows(8, 0))
+    base = ["train", "text-classification", "--output", str(tmp_path / "b"), "--backbone", str(tiny_backbone),
+            "--set", "training.epochs=1", "--set", "training.keep_checkpoints=true", "--set", "training.batch_size=8"]
+    assert run([*base, "--train", str(first)], capsys)[0] == 0
+    before = (tmp_path / "b" / "head.safetensors").read_bytes() if (tmp_path / "b" / "head.safetensors").exists() \
+        else None
+    other = write_csv(tmp_path / "t2.csv", text_rows(8, 5))
+    code, err = run([*base, "--train", str(other), "--resume", "--overwrite"], capsys)
+    assert code == 2 and "--resume" in err and "data.train" in err, err
+    code, err = run([*base, "--train", str(first), "--resume", "--overwrite", "--set", "training.learning_rate=0.1"],
+                    capsys)
+    assert code == 2 and "training.learning_rate" in err, err
+    if before is not None:
+        assert (tmp_path / "b" / "head.safetensors").read_bytes() == before
+    # the same run again resumes (more epochs are allowed: training longer is what --resume is for)
+    code, err = run([*base, "--train", str(first), "--resume", "--overwrite", "--set", "training.epochs=2"], capsys)
+    assert code == 0, err
