@@ -86,7 +86,7 @@ def plain_trainer(train: list, validation: list | None, work: Path, seed: int, b
         Trainer,
         TrainingArguments,
     )
-    from verticals.backbones import embedded_minilm_path
+    from verticals.backbones.loading import embedded_minilm_path
 
     labels = sorted({r["label"] for r in train})
     index = {label: i for i, label in enumerate(labels)}

@@ -63,7 +63,7 @@ def run_trainer_defaults(train: list, test: list, labels: list[str], work: Path,
         Trainer,
         TrainingArguments,
     )
-    from verticals.backbones import embedded_minilm_path
+    from verticals.backbones.loading import embedded_minilm_path
 
     path = embedded_minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -165,7 +165,7 @@ def main() -> int:
             results[name] = evaluate_cases(cases, scores, seen, touched, task.interaction_counts_,
                                            task.catalogue_.ids, negatives=99, seed=seed)
         if args.zero_shot:
-            from verticals.backbones import load_backbone, resolve_backbone
+            from verticals.backbones.loading import load_backbone, resolve_backbone
 
             task.backbone_ = load_backbone(resolve_backbone("all-MiniLM-L6-v2"))
             task._index_items()

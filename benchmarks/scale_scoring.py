@@ -1,8 +1,8 @@
 """Batch-scoring throughput and memory: plain streaming (`verticals predict --input --output`) vs Ray Data.
 
 Generates N short texts (default 1,000,000) as JSONL, builds a small bundle, then scores the file with
-  * streaming: one process, ``verticals.streaming.predict_file`` (chunked, bounded memory), and
-  * ray: ``verticals.ray_scoring.score_file`` on a local Ray cluster with ``--workers`` actors,
+  * streaming: one process, ``verticals.scale.streaming.predict_file`` (chunked, bounded memory), and
+  * ray: ``verticals.scale.ray_scoring.score_file`` on a local Ray cluster with ``--workers`` actors,
 each in its own subprocess while this process samples the memory (PSS, so the shared Ray object store is
 counted once) of the whole process tree. Prints one table.
 
@@ -66,14 +66,14 @@ def run_mode(mode: str, bundle: str, source: str, output: str, workers: int, chu
 
     if mode.startswith("streaming"):
         import verticals
-        from verticals.streaming import predict_file
+        from verticals.scale.streaming import predict_file
 
         predictor = verticals.load(bundle)
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         n = predict_file(predictor, source, output, chunk_size=chunk_size, keep_columns=["id"], progress=False)
     else:
         import ray
-        from verticals.ray_scoring import score_file
+        from verticals.scale.ray_scoring import score_file
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -108,7 +108,7 @@ def epochs_run(predictor: Any) -> float | None:
 
 def run_stage(stage: str, work: Path, train_fn: Any) -> dict[str, Any]:
     """Train one stage unless its bundle already loads; its timing lives in DIR/<stage>.json."""
-    from verticals.bundle import digest
+    from verticals.bundles.bundle import digest
 
     output, timing_file = work / stage, work / f"{stage}.json"
     existing = loads(output)
@@ -221,7 +221,7 @@ def main() -> int:
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     import verticals
-    from verticals.bundle import digest
+    from verticals.bundles.bundle import digest
     from verticals.distill import distill
 
     data = (prepare_phrasebank(tmp, args.seed, args.max_train) if args.dataset == "phrasebank"

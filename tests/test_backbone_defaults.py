@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from verticals import api
-from verticals._plugins import catalog_with, set_catalog
-from verticals.hookspecs import hookimpl
-from verticals.specs import PackSpec, TaskSpec
+from verticals.plugins.hookspecs import hookimpl
+from verticals.plugins.manager import catalog_with, set_catalog
+from verticals.plugins.specs import PackSpec, TaskSpec
 from verticals.testing import make_base_width_config
 
 

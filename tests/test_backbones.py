@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.backbones import resolve_backbone
+from verticals.backbones.loading import resolve_backbone
 from verticals.errors import ConfigError
 
 from .conftest import FAST, run_cli, text_rows, write_csv

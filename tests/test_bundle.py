@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import verticals
-from verticals.bundle import atomic_directory
+from verticals.bundles.bundle import atomic_directory
 from verticals.errors import BundleError
 
 from .conftest import FAST, run_cli
@@ -69,7 +69,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_bundle_needing_a_missing_pack(bundle, tmp_path):
     import json
 
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
     info = json.loads((copy / "bundle.json").read_text())
@@ -83,7 +83,7 @@ def test_bundle_needing_a_missing_pack(bundle, tmp_path):
 def test_newer_bundle_with_unknown_options_loads_with_warning(bundle, tmp_path):
     import json
 
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
     info = json.loads((copy / "bundle.json").read_text())
@@ -103,7 +103,7 @@ def test_inspect_pins_the_bundle_by_its_digest(bundle, tmp_path):
     import hashlib
     import json
 
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     result = run_cli("inspect", str(bundle), "--json")
     assert result.returncode == 0, result.stderr

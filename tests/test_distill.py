@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import verticals
-from verticals.bundle import digest
+from verticals.backbones.model import distillation_loss
+from verticals.bundles.bundle import digest
 from verticals.distill import distill
-from verticals.model import distillation_loss
 from verticals.testing import make_tiny_backbone
 
 from .conftest import run_cli, text_rows, write_csv

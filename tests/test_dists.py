@@ -70,7 +70,7 @@ def test_packs_pin_a_compatible_core_range(pyproject: Path) -> None:
 
 
 def test_scaffolded_pack_pins_a_compatible_core_range(tmp_path: Path) -> None:
-    from verticals.scaffold import scaffold_pack
+    from verticals.authoring.scaffold import scaffold_pack
 
     scaffold_pack("pinned", tmp_path / "pack", labels=["a", "b"])
     core = [Requirement(r) for r in _project(tmp_path / "pack" / "pyproject.toml")["dependencies"]]

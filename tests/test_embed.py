@@ -31,8 +31,8 @@ TEXTS = ["question about my invoice and the refund", "where is the courier", "pa
 
 @pytest.mark.parametrize("name", ["tc", "ner"])
 def test_embed_is_the_fine_tuned_encoder(bundles: dict[str, Path], tiny_backbone: Path, name: str) -> None:
-    from verticals.backbones import load_backbone, load_tokenizer
-    from verticals.embeddings import encode_texts
+    from verticals.backbones.embeddings import encode_texts
+    from verticals.backbones.loading import load_backbone, load_tokenizer
 
     predictor = verticals.load(bundles[name])
     vectors = predictor.embed(TEXTS)

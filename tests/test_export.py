@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import verticals  # noqa: E402
 from verticals.cli import main  # noqa: E402
-from verticals.export import ParityError, export_onnx  # noqa: E402
+from verticals.delivery.export import ParityError, export_onnx  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins, run_export_reference  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, nam
 
 
 def test_export_needs_the_torch_engine(bundles: dict[str, Path], tmp_path: Path) -> None:
-    from verticals.export import export_predictor
+    from verticals.delivery.export import export_predictor
 
     with only_plugins():
         onnx = verticals.load(bundles["tc"], engine="onnx")
@@ -157,7 +157,7 @@ def test_cli_export(bundles: dict[str, Path], tmp_path: Path, capsys: pytest.Cap
         assert main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "y")]) == 2
 
 
-# ---- inference engines (verticals.engines): the same bundle on ONNX Runtime --------------------------
+# ---- inference engines (verticals.backbones.engines): the same bundle on ONNX Runtime --------------------------
 TEXTS = ["good service today", "rude and slow service", "Take aspirin for pain", "ok"]
 
 
@@ -262,7 +262,7 @@ def test_reference_on_a_folder_that_is_no_export(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from verticals.export import REFERENCE_FILE
+    from verticals.delivery.export import REFERENCE_FILE
 
     script = tmp_path / REFERENCE_FILE
     script.write_text((Path(verticals.__file__).parent / "onnx_reference.py").read_text(encoding="utf-8"))

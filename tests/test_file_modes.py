@@ -24,7 +24,7 @@ def test_bundle_and_export_files_follow_the_umask(tiny_backbone, tmp_path, umask
     try:
         verticals.train("text-classification", train, output=tmp_path / "b", overrides=FAST,
                         backbone=str(tiny_backbone))
-        from verticals.export import export_onnx
+        from verticals.delivery.export import export_onnx
 
         export_onnx(tmp_path / "b", tmp_path / "onnx")
     finally:

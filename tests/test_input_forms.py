@@ -89,7 +89,7 @@ def test_train_takes_dataframe_dataset_and_records(trained, tiny_backbone: Path,
     assert set(predictor.evaluate(test_rows).metrics) >= {"accuracy", "macro_f1"}
     # The same rows in any in-memory form have one fingerprint (the digest of the validated records).
     task = predictor.task
-    digests = {verticals.data.data_fingerprint(form, task.read(form))["sha256"]
+    digests = {verticals.data.records.data_fingerprint(form, task.read(form))["sha256"]
                for form in (train_rows, pd.DataFrame(train_rows), datasets.Dataset.from_list(train_rows))}
     assert digests == {data["train"]["sha256"]}
 
@@ -215,8 +215,8 @@ def test_serve_and_report_take_data_overrides(trained, tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
     pytest.importorskip("matplotlib")
     from fastapi.testclient import TestClient
-    from verticals.report import write_report
-    from verticals.serve import create_app
+    from verticals.delivery.report import write_report
+    from verticals.delivery.serve import create_app
 
     result = trained["text-classification"]
     client = client_file(tmp_path, result["rows"])

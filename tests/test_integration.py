@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import verticals
-from verticals.backbones import embedded_minilm_path, load_backbone, load_tokenizer
+from verticals.backbones.loading import embedded_minilm_path, load_backbone, load_tokenizer
 
 from .conftest import run_cli, text_rows, write_csv
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from verticals import named_backbones
-from verticals._backbone_pins import MPNET_BASE, NAMED_BACKBONES
-from verticals._plugins import set_catalog
-from verticals.backbones import load_backbone, resolve_backbone
+from verticals.backbones import named as named_backbones
+from verticals.backbones.loading import load_backbone, resolve_backbone
+from verticals.backbones.pins import MPNET_BASE, NAMED_BACKBONES
 from verticals.cli import main
 from verticals.errors import ConfigError
+from verticals.plugins.manager import set_catalog
 from verticals.testing import make_split_backbone
 
 

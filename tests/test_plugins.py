@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals import PackSpec, TaskSpec, hookimpl, hookspecs
-from verticals._plugins import catalog_with
+from verticals import PackSpec, TaskSpec, hookimpl
 from verticals.errors import ConfigError, PluginError
+from verticals.plugins import hookspecs
+from verticals.plugins.manager import catalog_with
 
 from .conftest import run_cli
 

@@ -18,7 +18,7 @@ def test_import_has_no_side_effects():
         # torch/transformers are imported first: their own import-time effects are not ours to test
         "import torch, transformers, transformers.utils, sklearn, pydantic, pluggy;"
         "import os, warnings; before = dict(os.environ); filters = list(warnings.filters);"
-        "import verticals, verticals._plugins as p;"
+        "import verticals, verticals.plugins.manager as p;"
         "assert p._catalog is None, 'plugins loaded at import';"
         "assert dict(os.environ) == before, 'environment changed at import';"
         "assert warnings.filters == filters, 'warning filters changed at import'"

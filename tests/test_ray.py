@@ -27,7 +27,7 @@ def local_cluster():
 
 
 def test_ray_scores_like_the_local_predictor(local_cluster, tiny_backbone, tmp_path):
-    from verticals.ray_scoring import score_file
+    from verticals.scale.ray_scoring import score_file
 
     train = write_csv(tmp_path / "train.csv", text_rows(6, 0))
     bundle = tmp_path / "bundle"
@@ -50,7 +50,7 @@ def test_ray_scores_like_the_local_predictor(local_cluster, tiny_backbone, tmp_p
 
 
 def test_bad_record_fails_the_job_with_a_data_error(local_cluster, tiny_backbone, tmp_path):
-    from verticals.ray_scoring import score_file
+    from verticals.scale.ray_scoring import score_file
 
     train = write_csv(tmp_path / "train.csv", text_rows(6, 0))
     bundle = tmp_path / "bundle"
@@ -64,7 +64,7 @@ def test_bad_record_fails_the_job_with_a_data_error(local_cluster, tiny_backbone
 
 def test_in_memory_data_is_scored_like_a_file(local_cluster, tiny_backbone, tmp_path):
     """score_dataset takes what Predictor.predict takes: a pandas DataFrame, a datasets.Dataset, a list of dicts."""
-    from verticals.ray_scoring import score_dataset
+    from verticals.scale.ray_scoring import score_dataset
 
     pd = pytest.importorskip("pandas")
     train = write_csv(tmp_path / "train.csv", text_rows(6, 0))
@@ -84,7 +84,7 @@ def test_missing_ray_is_a_config_error(monkeypatch):
     import builtins
 
     from verticals.errors import ConfigError
-    from verticals.ray_scoring import _ray
+    from verticals.scale.ray_scoring import _ray
 
     real_import = builtins.__import__
 

@@ -11,7 +11,7 @@ pytest.importorskip("matplotlib")
 
 import verticals  # noqa: E402
 from verticals.cli import main  # noqa: E402
-from verticals.report import find_thresholds, write_report  # noqa: E402
+from verticals.delivery.report import find_thresholds, write_report  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,7 +79,7 @@ def test_fallback_threshold_tradeoff(trained: dict[str, Path], tmp_path: Path) -
     predictor.info.state["thresholds"] = {"confidence": 0.55, "similarity": 0.7, "achieved": {"fallback_rate": 0.3}}
     assert find_thresholds(predictor.info.state) == {"thresholds.confidence": 0.55, "thresholds.similarity": 0.7,
                                                      "thresholds.achieved.fallback_rate": 0.3}
-    from verticals.report import _fallback_thresholds
+    from verticals.delivery.report import _fallback_thresholds
 
     assert _fallback_thresholds(predictor) == {"thresholds.confidence": 0.55}  # only what gates the fallback
     result = write_report(predictor, trained["root"] / "binary.jsonl", tmp_path / "r")
@@ -117,7 +117,7 @@ class _Capture:
     """Wraps ``_report_plots._figure`` to keep the figures a plot function draws, to read them as pictures."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from verticals import _report_plots
+        from verticals.delivery import report_plots as _report_plots
 
         self.figures: list = []
         original = _report_plots._figure
@@ -137,7 +137,7 @@ def _ticks_top_to_bottom(ax) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_per_label_f1_worst_is_at_the_top(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from verticals._report_plots import per_label_f1_png
+    from verticals.delivery.report_plots import per_label_f1_png
 
     capture = _Capture(monkeypatch)
     per_label = {"good": {"f1": 0.9, "support": 5}, "worst": {"f1": 0.1, "support": 5},
@@ -159,7 +159,7 @@ def _many(n_labels: int) -> tuple[list[str], list[str], list[str]]:
 @pytest.mark.parametrize("n_labels", [77, 150])
 def test_confusion_and_f1_images_stay_bounded_for_many_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               n_labels: int) -> None:
-    from verticals._report_plots import confusion_matrix_png, per_label_f1_png
+    from verticals.delivery.report_plots import confusion_matrix_png, per_label_f1_png
 
     capture = _Capture(monkeypatch)
     labels, y_true, y_pred = _many(n_labels)
@@ -176,7 +176,7 @@ def test_confusion_and_f1_images_stay_bounded_for_many_labels(tmp_path: Path, mo
 
 
 def test_confused_pairs_most_frequent_first() -> None:
-    from verticals.report import confused_pairs
+    from verticals.delivery.report import confused_pairs
 
     labels, y_true, y_pred = _many(77)
     pairs = confused_pairs(y_true, y_pred, limit=5)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import verticals
 from verticals import ConfigError
+from verticals.authoring.scaffold import scaffold_pack
 from verticals.cli import main
-from verticals.scaffold import scaffold_pack
 from verticals.testing import make_tiny_backbone, only_plugins
 
 PARTNER = Path(__file__).resolve().parents[1] / "examples" / "partner_pack"

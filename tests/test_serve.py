@@ -21,7 +21,7 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 import verticals  # noqa: E402
-from verticals.serve import ServeLimits, create_app  # noqa: E402
+from verticals.delivery.serve import ServeLimits, create_app  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
 
 WORDS = {"pos": ["great", "good", "love", "excellent"], "neg": ["bad", "awful", "hate", "poor"]}
@@ -191,7 +191,7 @@ def test_cli_serve_subprocess(bundles) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_batcher_merges_concurrent_requests() -> None:
-    from verticals.serve import Batcher
+    from verticals.delivery.serve import Batcher
 
     calls: list[int] = []
     gate = threading.Event()
@@ -292,11 +292,11 @@ def test_cli_serve_port_in_use_is_one_line(bundles, capsys) -> None:  # type: ig
 
 
 def test_cli_serve_warns_when_exposed_without_a_key(bundles, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import verticals.serve
+    import verticals.delivery.serve
     from verticals.cli import main
 
     calls: list[dict] = []  # type: ignore[type-arg]
-    monkeypatch.setattr(verticals.serve, "run", lambda bundles, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(verticals.delivery.serve, "run", lambda bundles, **kwargs: calls.append(kwargs))
     monkeypatch.delenv("VERTICALS_API_KEY", raising=False)
     assert main(["serve", str(bundles["sentiment"]), "--host", "0.0.0.0"]) == 0
     assert "without authentication" in capsys.readouterr().err

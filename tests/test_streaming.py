@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import verticals
 from verticals.errors import DataError
-from verticals.streaming import PredictionWriter, iter_raw, predict_file
+from verticals.scale.streaming import PredictionWriter, iter_raw, predict_file
 
 from .conftest import FAST, run_cli, text_rows, write_csv
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.bundle import BundleInfo
+from verticals.bundles.bundle import BundleInfo
 from verticals.errors import ConfigError
 
 from .conftest import FAST, run_cli
@@ -196,9 +196,9 @@ def test_no_bare_print_in_the_library():
     """Library code reports through the 'verticals' logger; only the CLI prints."""
     offenders = []
     for path in [*ROOT.glob("sdk/verticals/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py")]:
-        # cli.py prints results; onnx_reference.py is the standalone predict.py of an export (no Verticals
-        # at all), whose output is its result.
-        if path.name in ("cli.py", "onnx_reference.py"):
+        # the cli/ package prints results; onnx_reference.py is the standalone predict.py of an export (no
+        # Verticals at all), whose output is its result.
+        if path.parent.name == "cli" or path.name == "onnx_reference.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":

@@ -3,18 +3,23 @@
 Importing this package has no side effects: plugins load on first use of the catalog.
 """
 
-from ._plugins import Catalog, catalog_with, get_catalog, set_catalog
+import os as _os
+
 from ._version import __version__
 from .api import build_task, load, train
-from .bundle import BundleInfo, verify
+from .bundles.bundle import BundleInfo, verify
 from .config import DataConfig, HeadConfig, RunConfig, TrainingConfig
 from .errors import BundleError, ConfigError, DataError, NotFittedError, PluginError, VerticalsError
 from .heads import Head, HeadOutput
-from .hookspecs import hookimpl
+from .plugins.hookspecs import hookimpl
+from .plugins.manager import Catalog, catalog_with, get_catalog, set_catalog
+from .plugins.specs import PackSpec, TaskSpec
 from .predictor import Predictor
-from .specs import PackSpec, TaskSpec
 from .tasks import Entity, Evaluation, Record, TaskType, TextPrediction, TokenPrediction, TransformerTask
 from .trainers import Trainer
+
+# The old module paths the docs named (verticals.engines, verticals.streaming, ...) resolve through _compat/.
+__path__.append(_os.path.join(_os.path.dirname(__file__), "_compat"))
 
 __all__ = [
     "BundleError",

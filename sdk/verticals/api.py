@@ -11,11 +11,18 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from ._outputs import check_checkpoint_dir, claim, record_run, remove_checkpoints, resume_differences
-from ._plugins import get_catalog
 from ._version import __version__
-from .backbones import resolve_backbone
-from .bundle import BundleInfo, check_output, read_info, verify, write_bundle
+from .backbones.engines import resolve_engine
+from .backbones.loading import resolve_backbone
+from .bundles.bundle import BundleInfo, check_output, read_info, verify, write_bundle
+from .bundles.checkpoints import (
+    check_checkpoint_dir,
+    last_complete_checkpoint,
+    record_run,
+    remove_checkpoints,
+    resume_differences,
+)
+from .bundles.outputs import claim
 from .config import (
     BASE_HIDDEN_SIZE,
     RunConfig,
@@ -25,9 +32,9 @@ from .config import (
     resolve_config,
     split_defaults,
 )
-from .data import data_fingerprint, source_name, split_indices
-from .engines import resolve_engine
+from .data.records import data_fingerprint, source_name, split_indices
 from .errors import BundleError, ConfigError
+from .plugins.manager import get_catalog
 from .predictor import Predictor
 from .tasks.base import TaskType
 from .tasks.transformer import TransformerTask
@@ -181,14 +188,18 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
                               f"{'; ...' if len(differences) > 4 else ''}); resuming would restore that run's weights "
                               f"under this run's description. Run again without --resume to start fresh, or restore "
                               f"the first run's data and options")
-    if _is_main_process():
-        record_run(checkpoint_dir, run)
+    created = record_run(checkpoint_dir, run) if _is_main_process() else False
     model.checkpoint_dir = checkpoint_dir
     model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
         or f"{output}.runs"
     model.resume = resume
     model.callbacks = list(callbacks)
-    model.fit(train_records, validation_records)
+    try:
+        model.fit(train_records, validation_records)
+    except BaseException:
+        if created and last_complete_checkpoint(checkpoint_dir) is None:
+            remove_checkpoints(checkpoint_dir)  # made for this run, which failed before its first checkpoint
+        raise
 
     metrics = {"validation": model.evaluate(validation_records).metrics}
     if test_records is not None:
@@ -250,7 +261,7 @@ def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None
          prediction: type[BaseModel] | None = None) -> Predictor[Any]:
     """Verify a bundle against its manifest and return a predictor; refuse tampered/incomplete bundles.
 
-    ``engine`` picks where the encoder runs at inference (:mod:`verticals.engines`): 'torch' (default:
+    ``engine`` picks where the encoder runs at inference (:mod:`verticals.backbones.engines`): 'torch' (default:
     the exact training-time numerics), 'onnx' (ONNX Runtime, fp32, ~3x lower single-query latency on
     CPU), 'onnx-int8' (quantised: faster still, numbers change slightly) or 'auto' ('onnx' where it
     applies, else 'torch'). ``overrides`` sets ``data.*`` options for reading other data than the training

@@ -24,7 +24,7 @@ MAX_THREADS = 1024
 """Upper bound of ``training.num_threads``: far more threads than cores only exhausts memory (100,000 ran out
 of memory and panicked in a Rust thread pool)."""
 ENGINES = ("auto", "torch", "onnx", "onnx-int8")
-"""Inference engines for a loaded bundle (see verticals.engines); chosen at load/serve time, not training."""
+"""Inference engines for a loaded bundle (see verticals.backbones.engines); chosen at load/serve time, not training."""
 
 
 class _Strict(BaseModel):

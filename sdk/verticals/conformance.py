@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from . import api
-from ._plugins import get_catalog
 from .errors import BundleError
+from .plugins.manager import get_catalog
 from .testing import make_tiny_backbone
 
 INPUT_FORMS = ("str", "Path", "jsonl", "parquet", "DataFrame", "Dataset", "records")
@@ -114,7 +114,7 @@ class PackConformance:
     def test_every_option_is_documented_and_finite(self) -> None:
         """`verticals config TASK` shows each option's ``Field(description=...)``: every option needs one,
         and float options must refuse NaN/inf (``allow_inf_nan=False``) so no bundle is trained on them."""
-        from ._options import describe_task
+        from .plugins.options import describe_task
 
         for spec in get_catalog().packs.get(self.pack).tasks:
             full = f"{self.pack}.{spec.name}"
@@ -207,8 +207,8 @@ class PackConformance:
         pytest.importorskip("onnxruntime")
         import json
 
+        from .delivery.export import export_onnx
         from .errors import ConfigError
-        from .export import export_onnx
         from .testing import run_export_reference
 
         for full, result in trained.items():

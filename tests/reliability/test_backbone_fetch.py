@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from verticals import named_backbones
+from verticals.backbones import named as named_backbones
 from verticals.errors import ConfigError
 from verticals.testing import make_split_backbone
 

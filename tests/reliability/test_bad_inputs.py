@@ -86,7 +86,7 @@ def _rewrite_bundle_config(key: str, value: object) -> Callable[[Path, Path], No
     """A copy of the bundle with one training option changed and the manifest rewritten to match (what a
     careless hand-edit or a bundle written by a buggy tool looks like)."""
     def prepare(tmp: Path, bundle: Path) -> None:
-        from verticals.bundle import write_manifest
+        from verticals.bundles.bundle import write_manifest
 
         copy = tmp / "edited"
         shutil.copytree(bundle, copy)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.bundle import digest
+from verticals.bundles.bundle import digest
 from verticals.cli import main
 from verticals.testing import only_plugins
 
@@ -258,7 +258,7 @@ def test_a_user_file_named_like_our_lock_is_never_locked_or_removed(content, tmp
 
 
 def test_our_lock_file_is_removed_after_training_even_when_a_kill_left_it(tmp_path, tiny_backbone, text_data, capsys):
-    from verticals._outputs import LOCK_MARK
+    from verticals.bundles.outputs import LOCK_MARK
 
     (tmp_path / ".out.lock").write_bytes(LOCK_MARK)  # a killed run's lock
     assert main(train_args(text_data, tiny_backbone, tmp_path / "out")) == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.bundle import digest
+from verticals.bundles.bundle import digest
 from verticals.cli import main
 from verticals.errors import BundleError
 from verticals.testing import only_plugins
@@ -48,18 +48,18 @@ elif point == "after-checkpoint":  # wait, with one complete checkpoint, for the
         time.sleep(600)
     Trainer._save_checkpoint = save_then_wait
 elif point == "bundle-write":  # model files and bundle.json are in the temporary folder, no manifest yet
-    import verticals.bundle
-    verticals.bundle.write_manifest = die
+    import verticals.bundles.bundle
+    verticals.bundles.bundle.write_manifest = die
 elif point == "swap":  # the old bundle was renamed away, the new one not yet renamed into place
-    import verticals.bundle
+    import verticals.bundles.bundle
     replace = os.replace
     def replace_then_maybe_die(src, dst):
         replace(src, dst)
         if ".old-" in os.path.basename(str(dst)):
             die()
-    verticals.bundle.os = type(sys)("os_patched")
-    verticals.bundle.os.__dict__.update(os.__dict__)
-    verticals.bundle.os.replace = replace_then_maybe_die
+    verticals.bundles.bundle.os = type(sys)("os_patched")
+    verticals.bundles.bundle.os.__dict__.update(os.__dict__)
+    verticals.bundles.bundle.os.replace = replace_then_maybe_die
 from verticals.cli import main
 sys.exit(main(sys.argv[1:]))
 '''

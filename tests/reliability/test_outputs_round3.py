@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.bundle import digest, verify
+from verticals.bundles.bundle import digest, verify
 from verticals.cli import main
 from verticals.testing import only_plugins
 

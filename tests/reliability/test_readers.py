@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from verticals.data import read_raw
+from verticals.data.records import read_raw
 from verticals.errors import DataError
-from verticals.streaming import iter_raw
+from verticals.scale.streaming import iter_raw
 
 pytestmark = pytest.mark.reliability
 

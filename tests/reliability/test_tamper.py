@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import verticals
-from verticals.bundle import digest, verify
+from verticals.bundles.bundle import digest, verify
 from verticals.errors import BundleError
 
 from ..conftest import FAST, run_cli, text_rows, write_csv
@@ -101,7 +101,7 @@ def test_bundle_given_through_a_symlink_is_fine(bundle, tmp_path):
 
 def test_adapter_files_listed_in_the_manifest_are_not_loaded(bundle, tmp_path):
     """Even an adapter that the manifest lists (a rewritten manifest) is never applied to the backbone."""
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
     _write_adapter(copy / "backbone", copy / "backbone")
@@ -113,7 +113,7 @@ def test_the_verified_bytes_loader_matches_from_pretrained(bundle):
     """The bundle's backbone, built from config.json + safetensors, is the model save_pretrained wrote."""
     import torch
     from transformers import AutoModel
-    from verticals.backbones import load_bundle_backbone
+    from verticals.backbones.loading import load_bundle_backbone
 
     ours = load_bundle_backbone(bundle)
     reference = AutoModel.from_pretrained(str(bundle / "backbone")).eval()
@@ -127,7 +127,7 @@ def test_weights_that_do_not_fit_the_config_are_refused(bundle, tmp_path, change
     """A re-manifested bundle whose backbone weights lack a parameter, carry an unknown one or change a shape."""
     import torch
     from safetensors.torch import load_file, save_file
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
     path = copy / "backbone" / "model.safetensors"
@@ -221,7 +221,7 @@ def test_inspect_lists_every_file_and_flags_data_derived_ones(bundle, tmp_path):
 
 @pytest.mark.parametrize("name", ["fallback_index.json", "my_index.json"])
 def test_inspect_flags_data_derived_files(bundle, tmp_path, name):
-    from verticals.bundle import write_manifest
+    from verticals.bundles.bundle import write_manifest
 
     copy = _copy(bundle, tmp_path)
     (copy / name).write_text('{"dim": 2, "metadata": [{"text": "a training utterance"}]}')

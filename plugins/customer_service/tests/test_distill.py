@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from verticals import api
-from verticals.bundle import digest
+from verticals.bundles.bundle import digest
 from verticals.distill import distill
 from verticals.testing import make_tiny_backbone
 

@@ -73,7 +73,7 @@ def test_cli_export_carries_thresholds_index_and_answers(trained: Path, tmp_path
 def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path: Path) -> None:
     """An operating point where the three outcomes all occur: the classifier answers the most confident query,
     retrieval answers an FAQ question, and the Mongolia query is out of scope."""
-    from verticals.export import export_predictor
+    from verticals.delivery.export import export_predictor
 
     predictor = api.load(trained)
     task = predictor.task
@@ -106,7 +106,7 @@ def test_reference_reproduces_out_of_scope_and_fallback(trained: Path, tmp_path:
 def test_reference_reproduces_the_nearest_utterance_rule(trained: Path, tmp_path: Path) -> None:
     """With the nearest-utterance similarity deciding, the export answers out of scope exactly where the SDK
     does (a threshold between the Mongolia query's nearest similarity and the parcel query's)."""
-    from verticals.export import export_predictor
+    from verticals.delivery.export import export_predictor
 
     predictor = api.load(trained)
     task = predictor.task

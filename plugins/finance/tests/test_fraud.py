@@ -184,7 +184,7 @@ def test_evaluate_json_on_one_class_is_strict_json(bundle: Path, tmp_path: Path,
 def test_serve_docs_example_shows_the_declared_columns(bundle: Path) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
-    from verticals.serve import create_app
+    from verticals.delivery.serve import create_app
 
     client = TestClient(create_app([bundle / "bundle"]))
     spec = client.get("/openapi.json").json()
@@ -241,7 +241,7 @@ def test_export_is_refused_with_one_line(bundle: Path, tmp_path: Path, capsys: p
 # ---- the report a client reads -----------------------------------------------------------------------
 def test_report_names_labels_states_cost_unit_and_warns_on_small_samples(bundle: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from verticals.report import write_report
+    from verticals.delivery.report import write_report
 
     result = write_report(bundle / "bundle", bundle / "test.csv", tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()

@@ -2,7 +2,7 @@
 
 import pytest
 from verticals import api
-from verticals.backbones import load_tokenizer
+from verticals.backbones.loading import load_tokenizer
 from verticals.tasks.token_classification import bio_labels
 from verticals_medical import pretokenize
 from verticals_medical.windows import window_starts

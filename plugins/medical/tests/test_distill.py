@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import verticals
 from verticals import api
-from verticals.backbones import load_tokenizer
-from verticals.bundle import digest
+from verticals.backbones.loading import load_tokenizer
+from verticals.bundles.bundle import digest
 from verticals.cli import main
 from verticals.distill import distill
 from verticals.testing import make_tiny_backbone

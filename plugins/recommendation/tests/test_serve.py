@@ -14,7 +14,7 @@ pytest.importorskip("httpx")
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
-    from verticals.serve import create_app
+    from verticals.delivery.serve import create_app
 
     directory: Path = tmp_path_factory.mktemp("rec-serve")
     data = write_split(directory)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
-from ._templates import pack as templates
-from ._version import __version__
-from .bundle import atomic_directory
-from .errors import ConfigError
+from .._version import __version__
+from ..bundles.bundle import atomic_directory
+from ..errors import ConfigError
+from .templates import pack as templates
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 SUPPORTED = ("text-classification", "token-classification")
@@ -53,9 +53,9 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
     ``labels`` are the class labels (text classification) or entity types (token classification, expanded
     to BIO tags).
     """
-    from ._plugins import get_catalog
-    from .config import distinct_labels
-    from .tasks.token_classification import bio_labels
+    from ..config import distinct_labels
+    from ..plugins.manager import get_catalog
+    from ..tasks.token_classification import bio_labels
 
     if not NAME.match(name):
         raise ConfigError(f"pack name '{name}' must be lowercase letters, digits and '_', starting with a letter")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .runtime import autocast, module_device
+from ..runtime import autocast, module_device
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .heads.sequence import pool
-from .inference import Collator
-from .runtime import autocast, module_device
+from ..heads.sequence import pool
+from ..runtime import autocast, module_device
+from .collate import Collator
 
 
 def encode_texts(

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from .config import ENGINES
-from .errors import ConfigError, VerticalsError
+from ..config import ENGINES
+from ..errors import ConfigError, VerticalsError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-3

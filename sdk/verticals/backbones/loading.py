@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError
 
 # "org/name" as the Hugging Face Hub spells a model id (one slash, no path syntax)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -29,7 +29,7 @@ def embedded_minilm_path() -> str:
 
 def resolve_backbone(name_or_path: str) -> Path:
     """A local model directory for a path, a registered backbone name or a Hub id ("org/name") in the cache."""
-    from ._plugins import get_catalog
+    from ..plugins.manager import get_catalog
 
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -121,7 +121,7 @@ def load_bundle_backbone(bundle: str | Path, subdir: str = "backbone"):  # type:
     from safetensors.torch import load as load_tensors
     from transformers import CONFIG_MAPPING, MODEL_MAPPING
 
-    from .bundle import read_manifest, read_verified
+    from ..bundles.bundle import read_manifest, read_verified
 
     bundle = Path(bundle)
     where = bundle / subdir
@@ -169,7 +169,7 @@ def load_bundle_backbone(bundle: str | Path, subdir: str = "backbone"):  # type:
 
 def load_bundle_tokenizer(bundle: str | Path, subdir: str = "backbone"):  # type: ignore[no-untyped-def]
     """The bundle's tokenizer, loaded from a private copy of its verified, manifest-listed files."""
-    from .bundle import read_manifest, read_verified
+    from ..bundles.bundle import read_manifest, read_verified
 
     bundle = Path(bundle)
     names = [name for name in read_manifest(bundle)["files"]

@@ -10,10 +10,10 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import nn
 
-from .backbones import load_bundle_backbone
-from .bundle import read_verified
-from .errors import BundleError, ConfigError
-from .heads.base import Head, HeadOutput
+from ..bundles.bundle import read_verified
+from ..errors import BundleError, ConfigError
+from ..heads.base import Head, HeadOutput
+from .loading import load_bundle_backbone
 
 HEAD_FILE = "head.safetensors"
 BACKBONE_DIR = "backbone"

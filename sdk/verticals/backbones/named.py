@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._backbone_pins import NAMED_BACKBONES, NamedBackbone
-from .errors import ConfigError
+from ..errors import ConfigError
+from .pins import NAMED_BACKBONES, NamedBackbone
 
 HOME_ENV = "VERTICALS_HOME"
 MARKER = ".verticals-backbone.json"  # written last, after every file was verified: "this fetch is complete"

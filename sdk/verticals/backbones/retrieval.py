@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError, NotFittedError
+from ..errors import BundleError, NotFittedError
 
 
 class VectorIndex:

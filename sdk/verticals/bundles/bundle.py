@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import _outputs
-from ._outputs import (
+from ..errors import BundleError
+from . import outputs as _outputs
+from .outputs import (
     check_file_output,
     check_file_replaceable,
     check_replaceable,
@@ -31,7 +32,6 @@ from ._outputs import (
     write_file_marker,
     write_marker,
 )
-from .errors import BundleError
 
 BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
@@ -297,7 +297,7 @@ _outputs.BUNDLE_CHECKS.update(problem=_ownership_problem, intact=_is_intact)
 
 def check_output(output: str | Path, overwrite: bool, kind: str = "bundle") -> Path:
     """Fail before training, not after, when the output cannot be written: it exists without
-    ``overwrite``, or it is not provably a ``kind`` Verticals wrote (see :mod:`verticals._outputs`)."""
+    ``overwrite``, or it is not provably a ``kind`` Verticals wrote (see :mod:`verticals.bundles.outputs`)."""
     output = Path(output)
     check_replaceable(output, kind, overwrite)
     output.parent.mkdir(parents=True, exist_ok=True)

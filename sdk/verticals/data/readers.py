@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 EXTENSION_FORMATS = {
     ".csv": "csv",
@@ -47,7 +47,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 @dataclass(frozen=True)
 class RawRecord:
     """One record as read, with its origin for error messages: a file and line, or an in-memory source
-    such as ``<DataFrame>`` and a row position (see :func:`verticals.data.records_from`)."""
+    such as ``<DataFrame>`` and a row position (see :func:`verticals.data.records.records_from`)."""
 
     path: str
     line: int

@@ -1,6 +1,6 @@
 """Data in any form -> raw records that remember where they came from.
 
-Files are read by :mod:`verticals.readers` (the one reader every verb uses); :func:`records_from` turns
+Files are read by :mod:`verticals.data.readers` (the one reader every verb uses); :func:`records_from` turns
 what a Python caller already holds -- a path, a pandas DataFrame, a ``datasets.Dataset``, a list of dicts
 or texts -- into the same raw records, so every verb validates them the same way. In-memory rows are
 named ``<DataFrame>: row 3`` (positions from 0, as ``df.iloc[3]`` / ``dataset[3]`` / ``items[3]``) where
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 from .readers import (  # noqa: F401 - re-exported: packs import the reader API from verticals.data
     DEFAULT_MAX_RECORD_BYTES,
     EXTENSION_FORMATS,

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._outputs import check_file_replaceable
-from ._version import __version__
-from .bundle import BundleInfo, atomic_file, read_info, verify
-from .tasks.base import Evaluation
+from .._version import __version__
+from ..bundles.bundle import BundleInfo, atomic_file, read_info, verify
+from ..bundles.outputs import check_file_replaceable
+from ..tasks.base import Evaluation
 
 SMALL_SAMPLE = 100
 """Below this many records a score moves by a point or more with each record: reports and cards say so."""
@@ -40,7 +40,7 @@ class CardContext:
 def context(info: BundleInfo, task: Any | None = None) -> CardContext:
     """Label names from the pack's task spec; metric notes from the task type (``task``, or one built from
     the bundle's config: constructors store configuration only, so nothing is loaded)."""
-    from ._plugins import get_catalog
+    from ..plugins.manager import get_catalog
 
     ctx = CardContext(pack=info.pack)
     try:
@@ -48,7 +48,7 @@ def context(info: BundleInfo, task: Any | None = None) -> CardContext:
         spec, ctx.pack = catalog.task(info.task)
         ctx.description, ctx.label_names = spec.description, dict(spec.label_names)
         if task is None:
-            from .api import _lenient_config
+            from ..api import _lenient_config
 
             task = catalog.task_types.get(info.task_type)(_lenient_config(info.config, Path(".")),
                                                           task_name=info.task)

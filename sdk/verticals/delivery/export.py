@@ -16,7 +16,7 @@ The export directory holds:
 - ``predict.py``: a reference implementation (onnxruntime + tokenizers + numpy [+ faiss], no Verticals) that
   reproduces the SDK's predictions from the files above (source: ``verticals/onnx_reference.py``).
 - ``.verticals-output.json``: the marker of every output Verticals writes (the sha256 of each file, so a
-  later ``--overwrite`` can prove the folder is this export, unchanged; see :mod:`verticals._outputs`).
+  later ``--overwrite`` can prove the folder is this export, unchanged; see :mod:`verticals.bundles.outputs`).
 
 Parity: max abs difference of the outputs between ONNX Runtime and PyTorch on a padded batch of another size
 and length than the one traced. Needs ``pip install 'verticals[export]'``.
@@ -32,9 +32,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ._outputs import file_sha256
-from .bundle import atomic_directory, check_output
-from .engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
+from ..backbones.engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
+from ..bundles.bundle import atomic_directory, check_output
+from ..bundles.outputs import file_sha256
 
 MODEL_FILE = "model.onnx"
 EXPORT_FILE = "export.json"
@@ -69,7 +69,7 @@ def _graph_module(model: Any, use_token_types: bool, pooling: str | None) -> Any
     """Wrap VerticalsModel so the traced graph maps input tensors to logits [and unit sentence embeddings]."""
     import torch
 
-    from .heads.sequence import pool
+    from ..heads.sequence import pool
 
     class Outputs(torch.nn.Module):
         def __init__(self) -> None:
@@ -113,7 +113,7 @@ def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tole
     Runtime's outputs differ from PyTorch's by more than ``tolerance``, and a ``ConfigError`` naming the
     reason for a task type that cannot be exported. Nothing is written unless everything succeeds."""
     require_onnxruntime()
-    from .api import load
+    from ..api import load
 
     return export_predictor(load(bundle), output, opset=opset, tolerance=tolerance, overwrite=overwrite)
 
@@ -125,9 +125,9 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
     check_output(output, overwrite, kind="export")  # before any work: refuse what is not ours
     import torch
 
-    from .engines import OnnxBackbone
-    from .errors import ConfigError
-    from .tasks.transformer import TransformerTask
+    from ..backbones.engines import OnnxBackbone
+    from ..errors import ConfigError
+    from ..tasks.transformer import TransformerTask
 
     task = predictor.task
     if not isinstance(task, TransformerTask):
@@ -162,7 +162,7 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
         task.tokenizer_.save_pretrained(tmp)
         _config(model, labels, token_level).save_pretrained(tmp)
         decision = task.export_extras(tmp)
-        (tmp / REFERENCE_FILE).write_text(files("verticals").joinpath("onnx_reference.py").read_text("utf-8"),
+        (tmp / REFERENCE_FILE).write_text(files("verticals.delivery").joinpath("onnx_reference.py").read_text("utf-8"),
                                           encoding="utf-8")
         written = sorted(p.name for p in tmp.iterdir() if p.is_file())
         result = ExportResult(path=str(output), task=predictor.info.task, task_type=predictor.info.task_type,

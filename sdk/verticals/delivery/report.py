@@ -3,7 +3,7 @@
 The report directory holds ``index.html`` (metrics with units, a small-sample warning, the most confused
 pairs, per-label table, plots), the PNG plots (confusion matrix, per-label F1, a precision-recall curve for
 binary tasks, the fallback threshold trade-off when the bundle has confidence thresholds),
-``model_card.md`` (:mod:`verticals.card`) and ``report.json``. Labels carry the pack's names
+``model_card.md`` (:mod:`verticals.delivery.card`) and ``report.json``. Labels carry the pack's names
 (``TaskSpec.label_names``), metrics the task's units (``TaskType.metric_notes``). It is
 written to a temporary directory and renamed into place, so a failed run leaves nothing half-written.
 Needs matplotlib (``pip install 'verticals[report]'``).
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from ._version import __version__
-from .bundle import atomic_directory, check_output
+from .._version import __version__
+from ..bundles.bundle import atomic_directory, check_output
+from ..data.records import fingerprint
+from ..errors import ConfigError
+from ..predictor import Predictor
+from ..tasks.base import Evaluation
 from .card import CardContext, context, model_card, small_sample_note, wilson_interval
-from .data import fingerprint
-from .errors import ConfigError
-from .predictor import Predictor
-from .tasks.base import Evaluation
 
 LABEL_FIELDS = ("label", "intent")
 CONFIDENCE_FIELDS = ("confidence", "score")
@@ -149,9 +149,9 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
         import matplotlib  # noqa: F401
     except ImportError:
         raise ConfigError("reports need matplotlib: pip install 'verticals[report]'") from None
-    from . import _report_plots as plots
+    from . import report_plots as plots
     check_output(output, overwrite, kind="report")  # before any work: refuse what is not ours
-    from .api import load
+    from ..api import load
 
     predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
     predictor = predictor.with_overrides(overrides) if overrides else predictor

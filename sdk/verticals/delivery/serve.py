@@ -27,11 +27,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SkipValidation, create_model
 
-from ._batcher import Batcher
-from ._version import __version__
-from .bundle import digest
-from .errors import ConfigError, DataError, VerticalsError
-from .predictor import Predictor
+from .._version import __version__
+from ..bundles.bundle import digest
+from ..errors import ConfigError, DataError, VerticalsError
+from ..predictor import Predictor
+from .batcher import Batcher
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
@@ -184,9 +184,9 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from fastapi.responses import JSONResponse
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-    from ._serve_asgi import BodyLimit, CatchAll
-    from ._serve_docs import add_offline_docs
-    from .api import load
+    from ..api import load
+    from .asgi import BodyLimit, CatchAll
+    from .docs import add_offline_docs
 
     limits = limits or ServeLimits()
     if not bundles:
@@ -286,7 +286,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                        guard: list[Any]) -> None:
     from fastapi import Body, HTTPException
 
-    from ._serve_docs import request_examples, response_example
+    from .docs import request_examples, response_example
 
     request_model, response_model = _schemas(name, predictor, limits)
     result_model = response_model.model_fields["results"].annotation.__args__[0]  # type: ignore[union-attr]
@@ -367,7 +367,7 @@ def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -
     header block is answered 400), at most ``max_connections`` connections and requests at once."""
     import uvicorn
 
-    from ._serve_asgi import header_timeout_protocol
+    from .asgi import header_timeout_protocol
 
     limits = limits or ServeLimits()
     return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,

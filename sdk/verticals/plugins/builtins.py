@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from ._backbone_pins import NAMED_BACKBONES
-from .backbones import embedded_minilm_path
-from .heads import SequenceClassificationHead, TokenClassificationHead
+from ..backbones.loading import embedded_minilm_path
+from ..backbones.pins import NAMED_BACKBONES
+from ..heads import SequenceClassificationHead, TokenClassificationHead
+from ..tasks import TextClassificationTask, TokenClassificationTask
+from ..trainers import TransformersTrainer
 from .hookspecs import hookimpl
-from .tasks import TextClassificationTask, TokenClassificationTask
-from .trainers import TransformersTrainer
 
 
 @hookimpl
@@ -33,7 +33,7 @@ def register_backbones(register):  # type: ignore[no-untyped-def]
 
 
 def _fetched_path(name: str) -> str:
-    from .named_backbones import cached_path
+    from ..backbones.named import cached_path
 
     return str(cached_path(name))
 

@@ -3,7 +3,7 @@
 Every hook receives a ``register`` callback and returns nothing; the plugin manager calls each
 plugin's implementation separately, so one failing plugin is reported and skipped without affecting the
 others. The core's own task types, heads, backbones and trainers register through these same hooks
-(see ``verticals._builtins``). Hooks only ever gain optional arguments, so old plugins keep working.
+(see ``verticals.plugins.builtins``). Hooks only ever gain optional arguments, so old plugins keep working.
 """
 
 from __future__ import annotations

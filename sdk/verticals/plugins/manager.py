@@ -13,13 +13,13 @@ from typing import Any
 
 import pluggy
 
+from ..errors import ConfigError, PluginError, PluginWarning
 from . import hookspecs
-from .errors import ConfigError, PluginError, PluginWarning
 from .registry import Registry
 from .specs import PackSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "verticals"
-BUILTINS = "verticals._builtins"
+BUILTINS = "verticals.plugins.builtins"
 PLUGINS_ENV = "VERTICALS_PLUGINS"
 """Comma-separated entry-point names to load; unset = all installed, empty string = none."""
 

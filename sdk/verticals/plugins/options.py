@@ -11,8 +11,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ._plugins import get_catalog
-from .config import RunConfig, deep_merge, resolve_config, split_defaults, validate_section
+from ..config import RunConfig, deep_merge, resolve_config, split_defaults, validate_section
+from .manager import get_catalog
 
 
 def type_name(annotation: Any) -> str:

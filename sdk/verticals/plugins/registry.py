@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from .errors import ConfigError, PluginError
+from ..errors import ConfigError, PluginError
 
 T = TypeVar("T")
 

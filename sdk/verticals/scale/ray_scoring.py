@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import errors
-from .bundle import atomic_directory
-from .data import is_path, plain
-from .errors import ConfigError, DataError, VerticalsError
+from .. import errors
+from ..bundles.bundle import atomic_directory
+from ..data.records import is_path, plain
+from ..errors import ConfigError, DataError, VerticalsError
 from .streaming import flatten_prediction, stream_format
 
 
@@ -38,7 +38,7 @@ class BundleScorer:
     def __init__(self, bundle: str | Path, keep_columns: Sequence[str] = (), num_threads: int | None = None) -> None:
         import torch
 
-        from .api import load
+        from ..api import load
 
         self.predictor = load(bundle)
         self.keep_columns = list(keep_columns)
@@ -65,7 +65,7 @@ class BundleScorer:
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """Plain Python values (see :func:`verticals.data.plain`), without the fields a row lacks: Ray's tables
+    """Plain Python values (see :func:`verticals.data.records.plain`), without the fields a row lacks: Ray's tables
     have one schema for all rows, so a field absent from a JSON line arrives as null, and the error should
     say the column is missing."""
     values = ((key, plain(value)) for key, value in row.items())

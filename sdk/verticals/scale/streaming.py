@@ -6,7 +6,7 @@ size. The output appears only when every record was scored (it is written under 
 renamed into place). Records are validated by the task exactly as ``verticals predict`` validates them;
 the first bad record stops the run with a :class:`DataError` naming its file and line.
 
-Input is read by the task's reader (:mod:`verticals.readers`, the same one ``train`` and ``evaluate``
+Input is read by the task's reader (:mod:`verticals.data.readers`, the same one ``train`` and ``evaluate``
 use), record by record: CSV, TSV, JSONL, CoNLL and Parquet (pyarrow, ``pip install verticals[parquet]``)
 stream; a JSON array is one document and is read whole.
 """
@@ -22,13 +22,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._outputs import check_file_replaceable, claim, refuse_same_file, write_file_marker
-from .errors import ConfigError, DataError
-from .readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
-from .readers import pyarrow_parquet as _pyarrow_parquet
+from ..bundles.outputs import check_file_replaceable, claim, refuse_same_file, write_file_marker
+from ..data.readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
+from ..data.readers import pyarrow_parquet as _pyarrow_parquet
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from .predictor import Predictor
+    from ..predictor import Predictor
 
 DEFAULT_CHUNK_SIZE = 2048
 STREAM_FORMATS = EXTENSION_FORMATS
@@ -145,7 +145,7 @@ def predict_file(predictor: Predictor, input: Any, output: str | Path, *,
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
-    from .data import is_path, records_from
+    from ..data.records import is_path, records_from
 
     if is_path(input):
         refuse_same_file(input, output)

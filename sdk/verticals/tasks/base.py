@@ -15,9 +15,9 @@ from typing import Any, ClassVar, TypeVar, get_origin
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..config import DataConfig, RunConfig, validate_section
-from ..data import RawRecord, check_values, is_in_memory, iter_raw, records_from, source_name
+from ..data.records import RawRecord, check_values, is_in_memory, iter_raw, records_from, source_name
 from ..errors import ConfigError, DataError, NotFittedError
-from ..specs import TaskSpec
+from ..plugins.specs import TaskSpec
 
 SelfTask = TypeVar("SelfTask", bound="TaskType")
 
@@ -123,7 +123,7 @@ class TaskType(ABC):
         return [self.record_of(item, require_labels=require_labels) for item in items]
 
     def record_of(self, raw: RawRecord | BaseModel, *, require_labels: bool = True) -> BaseModel:
-        """The validated record of one item of :func:`~verticals.data.records_from`: file rows through
+        """The validated record of one item of :func:`~verticals.data.records.records_from`: file rows through
         ``to_record``, in-memory rows through ``as_record`` (which also takes a task's API field names)."""
         if not isinstance(raw, RawRecord):
             return raw  # an already validated record of this task
@@ -267,7 +267,7 @@ class TaskType(ABC):
                           f"to embed texts with")
 
     def use_engine(self, engine: str) -> None:
-        """Run inference on ``engine`` ('torch', 'onnx', 'onnx-int8'; see :mod:`verticals.engines`).
+        """Run inference on ``engine`` ('torch', 'onnx', 'onnx-int8'; see :mod:`verticals.backbones.engines`).
         Tasks whose network is a plain transformer encoder support all three; others only 'torch'."""
         if engine != "torch":
             raise ConfigError(f"task type '{type(self).__name__}' runs on the torch engine only, not '{engine}'")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..data import RawRecord
+from ..data.records import RawRecord
 from ..errors import ConfigError, DataError
 from ..metrics import entity_metrics, softmax
 from .base import Evaluation, Record

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
-from ..backbones import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
-from ..embeddings import encode_texts
-from ..engines import OnnxBackbone, onnx_backbone
+from ..backbones.collate import Collator, predict_logits
+from ..backbones.embeddings import encode_texts
+from ..backbones.engines import OnnxBackbone, onnx_backbone
+from ..backbones.loading import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
+from ..backbones.model import VerticalsModel, apply_strategy, load_model, save_model
 from ..errors import ConfigError, DataError
-from ..inference import Collator, predict_logits
-from ..model import VerticalsModel, apply_strategy, load_model, save_model
 from ..runtime import configure_threads, resolve_precision
 from .base import TaskType
 
@@ -50,7 +50,7 @@ class TransformerTask(TaskType):
 
     # ---- shared implementation ----------------------------------------------------------------
     def _head_cls(self) -> type:
-        from .._plugins import get_catalog
+        from ..plugins.manager import get_catalog
 
         return get_catalog().heads.get(self.head_name)
 
@@ -81,7 +81,7 @@ class TransformerTask(TaskType):
     def fit(self, train, validation):  # type: ignore[no-untyped-def,override]
         from transformers import set_seed
 
-        from .._plugins import get_catalog
+        from ..plugins.manager import get_catalog
 
         training = self.config.training
         configure_threads(training.num_threads)
@@ -90,7 +90,7 @@ class TransformerTask(TaskType):
         self.backbone_path_ = str(resolve_backbone(training.backbone))
         check_max_length(self.backbone_path_, training.max_length)
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
-        from ..backbones import load_backbone
+        from ..backbones.loading import load_backbone
 
         backbone = load_backbone(self.backbone_path_)
         head = self._head_cls()(int(backbone.config.hidden_size), len(self.labels_),

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import numpy as np
 from torch import nn
 
+from ..backbones.collate import Collator, predict_logits
 from ..config import TrainingConfig
-from ..inference import Collator, predict_logits
 from ..runtime import resolve_precision
 
 MetricsFn = Callable[[list[np.ndarray]], dict[str, float]]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._outputs import last_complete_checkpoint, prepare_checkpoint_dir
+from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_dir
 from ..console import TrainingConsole
 from ..errors import ConfigError
 from ..runtime import available_cores, resolve_precision

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 from verticals import DataError
-from verticals.data import read_raw
+from verticals.data.records import read_raw
 
 
 class FaqEntry(BaseModel):

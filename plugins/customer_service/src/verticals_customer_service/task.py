@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from verticals import ConfigError, DataError
-from verticals.embeddings import encode_texts
+from verticals.backbones.collate import MODEL_KEYS
+from verticals.backbones.embeddings import encode_texts
+from verticals.backbones.retrieval import VectorIndex
 from verticals.heads.sequence import pool
-from verticals.inference import MODEL_KEYS
 from verticals.metrics import classification_metrics, softmax
-from verticals.retrieval import VectorIndex
 from verticals.runtime import autocast, module_device
 from verticals.tasks import TextClassificationTask
 from verticals.tasks.base import Evaluation

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 from verticals import DataConfig, DataError
-from verticals.data import RawRecord, iter_raw, read_text
+from verticals.data.records import RawRecord, iter_raw, read_text
 from verticals.tasks import TextClassificationTask
 
 PHRASEBANK = "phrasebank"

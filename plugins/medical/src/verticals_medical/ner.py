@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from verticals import ConfigError, DataError
-from verticals.data import RawRecord, iter_lines, iter_raw
+from verticals.data.records import RawRecord, iter_lines, iter_raw
 from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
 from verticals.tasks.token_classification import BIO_TAG, bio_labels

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from verticals import DataError
-from verticals.data import read_raw
+from verticals.data.records import read_raw
 
 from .schema import InteractionRecord, RecommendationData
 

@@ -9,7 +9,7 @@ no training interactions are cold; metrics are reported over all cases and split
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from verticals import DataError, Evaluation
@@ -18,7 +18,6 @@ from .ranking import K, case_rng, full_ranking_metrics, rank_against, sample_neg
 
 if TYPE_CHECKING:
     from .schema import InteractionRecord
-    from .task import RecommendationTask
 
 Scorer = Callable[[list[str], list[list[int]]], np.ndarray]
 """(users, their training positives) -> [len(users), n_items] scores."""
@@ -61,7 +60,19 @@ def evaluate_cases(cases: Sequence[tuple[str, int]], scores: dict[str, np.ndarra
     return metrics
 
 
-def rank_cases(task: RecommendationTask, positives: Sequence[InteractionRecord], *, seed: int,
+class RankedTask(Protocol):
+    """What ranking needs of the task (structural, so this module never imports ``task`` back)."""
+
+    catalogue_: Any
+    histories_: Any
+    interaction_counts_: Any
+    options: Any
+    task_name: str
+
+    def score_items(self, histories: Any) -> Any: ...
+
+
+def rank_cases(task: RankedTask, positives: Sequence[InteractionRecord], *, seed: int,
                limit: int | None = None) -> Evaluation:
     """Evaluate a fitted task on positive interactions (see the module docstring)."""
     catalogue, histories = task.catalogue_, task.histories_

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from verticals import DataError, Evaluation, TaskType
-from verticals.backbones import (
+from verticals.backbones.embeddings import encode_texts
+from verticals.backbones.loading import (
     check_max_length,
     load_backbone,
     load_bundle_backbone,
@@ -21,11 +22,10 @@ from verticals.backbones import (
     load_tokenizer,
     resolve_backbone,
 )
+from verticals.backbones.retrieval import VectorIndex
 from verticals.console import TrainingConsole
-from verticals.data import RawRecord
-from verticals.embeddings import encode_texts
+from verticals.data.records import RawRecord
 from verticals.errors import BundleError, ConfigError
-from verticals.retrieval import VectorIndex
 from verticals.runtime import configure_threads, resolve_precision
 
 from .catalogue import Catalogue, Histories, build_histories, check_items, is_positive, read_catalogue

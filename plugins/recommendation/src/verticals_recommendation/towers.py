@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 from verticals import TrainingConfig
+from verticals.backbones.collate import Collator
 from verticals.console import TrainingConsole
 from verticals.heads.sequence import pool
-from verticals.inference import Collator
 from verticals.runtime import autocast
 
 USER_SEPARATOR = " ; "

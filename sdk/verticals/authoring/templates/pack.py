@@ -1,4 +1,4 @@
-"""Templates of a scaffolded pack distribution; ``$names`` are filled in by :mod:`verticals.scaffold`."""
+"""Templates of a scaffolded pack distribution; ``$names`` are filled in by :mod:`verticals.authoring.scaffold`."""
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=64"]

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from verticals import ConfigError, DataError, Evaluation, Record, TaskType
 from verticals.console import TrainingConsole
-from verticals.data import RawRecord
+from verticals.data.records import RawRecord
 
 from .features import TabularPreprocessor, parse_label, parse_number
 from .metrics import choose_threshold, fraud_metrics
@@ -128,7 +128,7 @@ class FraudTask(TaskType):
         return np.concatenate(parts, axis=1)
 
     def fit(self, train: Sequence[BaseModel], validation: Sequence[BaseModel]) -> FraudTask:  # type: ignore[override]
-        from verticals.backbones import check_max_length, load_backbone, load_tokenizer, resolve_backbone
+        from verticals.backbones.loading import check_max_length, load_backbone, load_tokenizer, resolve_backbone
         from verticals.runtime import configure_threads
 
         numeric, categorical, text = self._columns()
@@ -222,7 +222,7 @@ class FraudTask(TaskType):
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
         from safetensors.torch import load_file
         from verticals import BundleError
-        from verticals.backbones import load_bundle_backbone, load_bundle_tokenizer
+        from verticals.backbones.loading import load_bundle_backbone, load_bundle_tokenizer
 
         self.labels_ = list(state["labels"])
         self.threshold_ = float(state["threshold"])

@@ -18,7 +18,7 @@ from .options import FraudOptions
 def embed_columns(encoder: tuple[Any, Any], rows: Sequence[dict[str, Any]], columns: Sequence[str],
                   training: TrainingConfig) -> np.ndarray:
     """One normalised sentence embedding per text column, side by side (blank text embeds as '')."""
-    from verticals.embeddings import encode_texts
+    from verticals.backbones.embeddings import encode_texts
     from verticals.runtime import resolve_precision
 
     backbone, tokenizer = encoder

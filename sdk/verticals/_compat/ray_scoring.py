@@ -1,0 +1,6 @@
+"""`verticals.ray_scoring` is `verticals.scale.ray_scoring` (moved in issue 26; the old name stays importable)."""
+
+import importlib
+import sys
+
+sys.modules[__name__] = importlib.import_module("verticals.scale.ray_scoring")

@@ -1,0 +1,64 @@
+"""`verticals serve BUNDLE ...`: the REST API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .common import (
+    add_data_set_option,
+    add_engine_option,
+)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from ..delivery import serve
+    from ..errors import ConfigError
+
+    for option, value, low, high in (("--port", args.port, 1, 65535), ("--max-batch", args.max_batch, 1, None),
+                                     ("--max-chars", args.max_chars, 1, None)):
+        if value < low or (high is not None and value > high):
+            expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
+            raise ConfigError(f"{option} {value} is out of range; expected {expected}")
+    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
+    api_key = args.api_key if args.api_key is not None else os.environ.get("VERTICALS_API_KEY")
+    serve.check_api_key(api_key)  # before anything loads: an empty key must not turn authentication off
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:  # a host name: assume it is reachable from elsewhere
+        loopback = False
+    if not loopback and not api_key:
+        print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
+              f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
+    serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
+              cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
+              overrides=args.set)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="serve bundles over HTTP (needs verticals[serve])",
+                           description="REST API with OpenAPI docs at /docs: health, models, batch predict.")
+    serve.add_argument("bundles", nargs="+", metavar="BUNDLE")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch", type=int, default=64, metavar="N", help="most records per request (413)")
+    serve.add_argument("--max-chars", type=int, default=20_000, metavar="N",
+                       help="most characters of text per record (that record fails with 422)")
+    add_engine_option(serve, "auto")
+    serve.add_argument("--batching", action="store_true",
+                       help="predict concurrent requests together in one forward pass (default: one per request)")
+    serve.add_argument("--api-key", metavar="KEY",
+                       help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /v1 routes (default: the "
+                            "VERTICALS_API_KEY environment variable; prefer it, a command line is visible to others)")
+    serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                       help="let browser pages from ORIGIN (e.g. https://app.example.com) call the API; repeatable; "
+                            "default: none")
+    serve.add_argument("--show-data-info", action="store_true",
+                       help="name the training data files in /v1/models (default: only their sha256 and size)")
+    serve.set_defaults(func=cmd_serve)
+    add_data_set_option(serve)

@@ -1,0 +1,85 @@
+"""`verticals train` and `verticals distill`: fine-tune a task, or a student from a teacher."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .common import (
+    add_training_options,
+    print_json,
+)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..api import train
+    from ..console import fmt
+
+    predictor = train(
+        args.task, args.train, output=args.output, validation=args.validation, test=args.test,
+        config=args.config, overrides=args.set or [], backbone=args.backbone, overwrite=args.overwrite,
+        resume=args.resume,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun every rank trains; rank 0 wrote the bundle and reports it, once
+    result = {"bundle": str(args.output), "task": predictor.info.task, "labels": len(predictor.info.labels),
+              "metrics": predictor.info.metrics, "precision": predictor.info.model.get("precision")}
+    if args.json:
+        print_json(result)
+    else:
+        print(f"wrote bundle {args.output} ({predictor.info.task}, {len(predictor.info.labels)} labels)")
+        for split, metrics in predictor.info.metrics.items():
+            shown = ", ".join(f"{k}={fmt(v)}" for k, v in metrics.items())
+            print(f"  {split}: {shown}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from ..distill import distill
+
+    predictor = distill(args.teacher, args.train, output=args.output, unlabeled=args.unlabeled,
+                        validation=args.validation, test=args.test, config=args.config, overrides=args.set or [],
+                        backbone=args.backbone, temperature=args.temperature, alpha=args.alpha,
+                        overwrite=args.overwrite, resume=args.resume)
+    result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
+              "distilled_from": predictor.info.model.get("distilled_from")}
+    if args.json:
+        print_json(result)
+    else:
+        teacher = result["distilled_from"] or {}
+        print(f"wrote student bundle {args.output} ({predictor.info.task}) distilled from {args.teacher} "
+              f"(digest {str(teacher.get('teacher_digest'))[:12]}...)")
+        for split, metrics in predictor.info.metrics.items():
+            print(f"  {split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                             if isinstance(v, (int, float))))
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    train = sub.add_parser("train", help="fine-tune a task and write a bundle",
+                           description="Fine-tune TASK (a generic task type or PACK.TASK) and write a bundle.",
+                           epilog="Every option --set and --config accept, with its default and description: "
+                                  "verticals config TASK")
+    train.add_argument("task", metavar="TASK", help="e.g. text-classification, token-classification, finance.sentiment")
+    add_training_options(train, data_help="training data (CSV, JSONL, CoNLL...)",
+                         output_help="bundle directory to write",
+                         backbone_help="local Hugging Face model dir, registered name, or Hub id (org/name) from the "
+                                       "Hugging Face cache")
+    train.set_defaults(func=cmd_train)
+
+    distill = sub.add_parser(
+        "distill", help="train a small student bundle from a teacher bundle's predictions",
+        description="Train the teacher's task again on a student backbone (the embedded MiniLM unless "
+                    "--backbone) with the teacher's temperature-softened probabilities as targets, mixed with "
+                    "the gold labels; the student is a normal bundle that records the teacher's digest. "
+                    "Text classification and the packs built on it.")
+    distill.add_argument("teacher", metavar="TEACHER_BUNDLE")
+    add_training_options(distill, data_help="labelled training data", output_help="student bundle directory to write",
+                         backbone_help="student backbone (default: all-MiniLM-L6-v2)")
+    distill.add_argument("--unlabeled", metavar="PATH", help="unlabelled in-domain texts (same format; labels "
+                         "not needed): the teacher labels them softly")
+    distill.add_argument("--temperature", type=float, default=2.0, help="softens both distributions (default 2)")
+    distill.add_argument("--alpha", type=float, default=0.5,
+                         help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
+    distill.set_defaults(func=cmd_distill)
