@@ -123,6 +123,8 @@ def parse_param(name: str, value: Any, where: str) -> Any:
     if not isinstance(name, str) or name.count(".") < 1 or name.split(".")[0] not in ("training", "data", "task"):
         raise ConfigError(f"{where}: '{name}' is not an option path; expected SECTION.OPTION such as "
                           f"training.learning_rate or task.pseudo_unknown_mix")
+    if isinstance(value, BaseModel):
+        return value
     try:
         return _PARAM.validate_python(value)
     except ValidationError as exc:
@@ -152,7 +154,7 @@ def layered_space(spec: Any, task_cls: type, tune: TuneConfig | None = None) -> 
             if value is None:
                 space.pop(name, None)
             else:
-                space[name] = value if isinstance(value, BaseModel) else parse_param(name, value, where)
+                space[name] = parse_param(name, value, where)
     return space
 
 
