@@ -10,13 +10,18 @@ bundle whose ``bundle.json`` records the study under ``tune``.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import json
 import logging
+import os
 import shutil
+import socket
 import sqlite3
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +54,7 @@ def open_storage(url: str | None, default_file: Path, heartbeat: int) -> tuple[A
     (password hidden). Anything that is not a database Optuna can use is a ConfigError, before any write."""
     from optuna.storages import RDBStorage
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
     if url is None:
         default_file.parent.mkdir(parents=True, exist_ok=True)
@@ -69,15 +74,37 @@ def open_storage(url: str | None, default_file: Path, heartbeat: int) -> tuple[A
         _check_sqlite_file(Path(parsed.database), shown)
         # several local workers write the same file: wait for the lock instead of failing at once
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat arguments are "experimental" in Optuna
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                 grace_period=2 * heartbeat)
-    except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--storage {shown}: cannot be opened as an Optuna study database ({reason})") from None
-    return storage, shown
+    for attempt in range(3):
+        try:
+            with _initialising(parsed.database if parsed.get_backend_name() == "sqlite" else None):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # heartbeat arguments are "experimental" in Optuna
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                                      grace_period=2 * heartbeat), shown
+        except IntegrityError:
+            # two workers creating Optuna's tables in one new server database at once: the loser retries
+            if attempt == 2:
+                raise
+            time.sleep(1 + attempt)
+        except (SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"--storage {shown}: cannot be opened as an Optuna study database ({reason})") from None
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def _initialising(sqlite_path: str | None) -> Iterator[None]:
+    """Serialise Optuna's table creation between local workers starting on one new SQLite file (they would
+    race on it): an flock on the database file itself, independent of SQLite's own fcntl locks."""
+    if sqlite_path is None:
+        yield
+        return
+    with open(sqlite_path, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _check_sqlite_file(path: Path, shown: str) -> None:
@@ -209,6 +236,7 @@ def _record(study: Any, shown: str, metric: str, space: dict[str, Any], settings
         duration = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else None
         trials.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
+                       "worker": t.user_attrs.get("worker"),
                        "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
                        "duration_s": round(duration, 1) if duration is not None else None})
     return {"study": study.study_name, "storage": shown, "metric": f"validation {metric}",
@@ -277,6 +305,7 @@ def tune(task: str, train: Any, *, output: str | Path, trials: int, validation: 
 
     def objective(trial: Any) -> float:
         params = {key: _suggest(trial, key, param) for key, param in space.items()}
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, when workers share
         _sweep(work, the_study)
         folder = work / f"trial-{trial.number}"
         folder.mkdir(parents=True)  # trial numbers are unique in a study: a new folder, ours to remove
