@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..api import build_task, train_task
 from ..bundle import check_output
@@ -192,7 +192,8 @@ def pruning_callback(trial: Any, metric: str) -> Any:
     return _Prune()
 
 
-def _open_study(storage: Any, shown: str, name: str, task: str, metric: str, direction: str, sampler: Any,
+def _open_study(storage: Any, shown: str, name: str, task: str, metric: str,
+                direction: Literal["maximize", "minimize"], sampler: Any,
                 pruner: Any) -> Any:
     import optuna
 
@@ -292,7 +293,7 @@ def tune(task: str, train: Any, *, output: str | Path, trials: int, validation: 
             except ConfigError as exc:
                 raise ConfigError(f"tune.space {name}={value!r} is not a valid setting: {exc}") from None
     metric = model.primary_metric
-    direction = "maximize" if model.greater_is_better else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if model.greater_is_better else "minimize"
     work = Path(f"{output}.tune")
     store, shown = open_storage(storage, work / "study.db", settings.heartbeat_seconds)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup_trials,
