@@ -7,7 +7,7 @@ finance.sentiment defaults trained once, and ``tune`` with ``--trials`` (8) tria
 core search space, then its best parameters trained into a bundle. ``training.seed`` and the sampler seed are
 the seed; the data split stays fixed.
 
-    flock /work/locks/bench.lock nice python benchmarks/tune_budget.py [--seeds 42 43] [--trials 8]
+    flock /work/locks/bench.lock nice python benchmarks/tune_budget.py [--seeds 42 43] [--trials 8] [--timeout S]
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--max-train", type=int, default=1000)
+    parser.add_argument("--timeout", type=float, help="seconds after which tune starts no new trial")
     parser.add_argument("--json", metavar="FILE", help="also write the rows (and every trial) here")
     args = parser.parse_args()
 
     import verticals
+    from verticals.console import log_to_stderr
+
+    log_to_stderr("info")  # one line per epoch and per trial on stderr: progress of a long run
     from verticals.workshop.tune import tune
 
     rows = load_rows("50Agree")
@@ -54,7 +58,8 @@ def main() -> int:
             print(json.dumps(table[-1]), flush=True)
             start = time.perf_counter()
             pred = tune("finance.sentiment", paths["train"], validation=paths["validation"], test=paths["test"],
-                        output=work / f"tuned-{seed}", trials=args.trials, overrides=[f"training.seed={seed}"],
+                        output=work / f"tuned-{seed}", trials=args.trials, timeout=args.timeout,
+                        overrides=[f"training.seed={seed}"],
                         config={"tune": {"seed": seed}})
             record = pred.info.model_extra["tune"]
             table.append({"run": f"tune, {args.trials} trials", "seed": seed, "metrics": pred.info.metrics,

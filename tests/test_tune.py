@@ -30,6 +30,9 @@ def data(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_tune_trains_the_best_trial_into_a_bundle_that_records_the_study(tmp_path, data, tiny_backbone):
+    mine = tmp_path / "out.tune" / "trial-0-mine"  # looks like a trial folder, but Verticals did not make it
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
     predictor = tune("text-classification", data["train"], validation=data["validation"], output=tmp_path / "out",
                      trials=2, backbone=str(tiny_backbone), overrides=FAST,
                      config={"tune": {"space": {"training.strategy": {"type": "categorical",
@@ -48,7 +51,8 @@ def test_tune_trains_the_best_trial_into_a_bundle_that_records_the_study(tmp_pat
     assert record["trials"][0]["intermediate"]  # the per-epoch validation values reached the study
     # the final bundle is a normal bundle and the trial folders are gone
     assert verticals.load(tmp_path / "out").predict(["refund for my invoice"])[0].label
-    assert not list((tmp_path / "out.tune").glob("trial-*")) and (tmp_path / "out.tune" / "study.db").is_file()
+    assert [p.name for p in (tmp_path / "out.tune").glob("trial-*")] == ["trial-0-mine"]
+    assert (mine / "notes.txt").read_text() == "keep" and (tmp_path / "out.tune" / "study.db").is_file()
     assert predictor.info.model_extra["tune"]["best_trial"] == record["best_trial"]
 
 

@@ -28,7 +28,7 @@ if hang:
     import verticals.workshop.tune as tune_module
     train_task = tune_module.train_task
     def train_or_hang(*args, **kwargs):
-        if os.path.basename(os.path.dirname(str(kwargs["output"]))) == f"trial-{hang}":
+        if os.path.basename(os.path.dirname(str(kwargs["output"]))).startswith(f"trial-{hang}-"):
             time.sleep(600)
         return train_task(*args, **kwargs)
     tune_module.train_task = train_or_hang
@@ -94,7 +94,7 @@ def test_killed_study_resumes_without_losing_or_repeating_trials(tmp_path, setup
                              "WHERE number = 0)").fetchone()[0]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (tmp_path / "out.tune" / "trial-1").is_dir()  # the killed trial's scratch folder
+    assert len(list((tmp_path / "out.tune").glob("trial-1-*"))) == 1  # the killed trial's scratch folder
     time.sleep(2.5)  # past the heartbeat grace period: trial 1 is now stale
     rerun = start(setup, out, 2)
     stdout, stderr = rerun.communicate(timeout=300)
@@ -102,7 +102,7 @@ def test_killed_study_resumes_without_losing_or_repeating_trials(tmp_path, setup
     trials = finished(out)
     assert [(n, t["state"]) for n, t in sorted(trials.items())] == [(0, "COMPLETE"), (1, "FAIL"), (2, "COMPLETE")]
     assert trials[0]["value"] == before  # the finished trial is kept as it was, not run again
-    assert not (tmp_path / "out.tune" / "trial-1").exists()  # the killed trial's folder was cleaned up
+    assert not list((tmp_path / "out.tune").glob("trial-*"))  # the killed trial's folder was cleaned up
     assert [n for n, _ in trials_in(db)] == [0, 1, 2]
 
 

@@ -19,6 +19,7 @@ import shutil
 import socket
 import sqlite3
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -308,8 +309,9 @@ def tune(task: str, train: Any, *, output: str | Path, trials: int, validation: 
         params = {key: _suggest(trial, key, param) for key, param in space.items()}
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it, when workers share
         _sweep(work, the_study)
-        folder = work / f"trial-{trial.number}"
-        folder.mkdir(parents=True)  # trial numbers are unique in a study: a new folder, ours to remove
+        # numbers are unique within a study only; the suffix keeps studies sharing an output apart
+        folder = work / f"trial-{trial.number}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True)  # a new folder: ours to remove
         (folder / TRIAL_MARK).write_text(json.dumps({"study": name, "trial": trial.number}), encoding="utf-8")
         try:
             trial_model, _, _ = build_task(task, base, deep_merge(fixed, nest(params)), backbone)
