@@ -319,6 +319,9 @@ def tune(task: str, train: Any, *, output: str | Path, trials: int, validation: 
                                    validation=validation,
                                    callbacks=[pruning_callback(trial, metric)] if prune else [])
             value = float(predictor.info.metrics["validation"][metric])
+        except optuna.TrialPruned as pruned:
+            logger.info("tune: trial %d: %s, with %s", trial.number, pruned, _short(params))
+            raise
         finally:
             shutil.rmtree(folder, ignore_errors=True)
             gc.collect()
