@@ -54,6 +54,22 @@ def test_tune_trains_the_best_trial_into_a_bundle_that_records_the_study(tmp_pat
     assert [p.name for p in (tmp_path / "out.tune").glob("trial-*")] == ["trial-0-mine"]
     assert (mine / "notes.txt").read_text() == "keep" and (tmp_path / "out.tune" / "study.db").is_file()
     assert predictor.info.model_extra["tune"]["best_trial"] == record["best_trial"]
+    # `report` shows the optimisation history of a tuned bundle
+    pytest.importorskip("matplotlib", reason="report extra not installed")
+    from verticals.report import write_report
+
+    result = write_report(tmp_path / "out", data["validation"], tmp_path / "report")
+    assert "tune_history.png" in result.files
+    assert "Optimisation history" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_history_points_put_pruned_trials_at_their_last_epoch():
+    from verticals.workshop.tune_history import trial_points
+
+    record = {"trials": [{"number": 0, "state": "COMPLETE", "value": 0.8, "intermediate": {"1": 0.7, "2": 0.8}},
+                         {"number": 1, "state": "PRUNED", "value": None, "intermediate": {"1": 0.5, "2": 0.4}},
+                         {"number": 2, "state": "FAIL", "value": None, "intermediate": {}}]}
+    assert trial_points(record) == [(0, 0.8, "COMPLETE"), (1, 0.4, "PRUNED")]
 
 
 def test_pruning_callback_reports_each_epoch_and_stops_the_trial(tmp_path, data, tiny_backbone):
