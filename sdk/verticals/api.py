@@ -126,9 +126,10 @@ def train(
 
 def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,
                validation: Any = None, test: Any = None, overwrite: bool = False, resume: bool = False,
-               callbacks: Sequence[Any] = ()) -> Predictor[Any]:
+               callbacks: Sequence[Any] = (), info_extra: dict[str, Any] | None = None) -> Predictor[Any]:
     """:func:`train` for a task :func:`build_task` built (and the caller may have set up, as
-    :func:`verticals.distill.distill` does)."""
+    :func:`verticals.distill.distill` does). ``info_extra`` adds top-level fields to ``bundle.json`` (``verticals
+    tune`` records its study there)."""
     if (callbacks or model.config.training.report_to) and not model.supports_trainer_callbacks:
         raise ConfigError(f"{task} is not trained by transformers.Trainer, so callbacks and training.report_to "
                           f"cannot apply to it; its per-epoch history is kept in bundle.json (verticals inspect)")
@@ -151,12 +152,13 @@ def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, tra
             check_output(output, overwrite)
             check_checkpoint_dir(checkpoint_dir, output)
         return _train(model, spec, pack_name, task, train, output, validation, test, checkpoint_dir,
-                      overwrite=overwrite, resume=resume, callbacks=callbacks)
+                      overwrite=overwrite, resume=resume, callbacks=callbacks, info_extra=info_extra)
 
 
 def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, output: Path,
            validation: Any, test: Any, checkpoint_dir: Path, *,
-           overwrite: bool, resume: bool, callbacks: Sequence[Any]) -> Predictor[Any]:
+           overwrite: bool, resume: bool, callbacks: Sequence[Any],
+           info_extra: dict[str, Any] | None = None) -> Predictor[Any]:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
     validation_records = model.read(validation) if validation is not None else None
@@ -209,7 +211,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])),
+        history=list(getattr(model, "history_", [])), **(info_extra or {}),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

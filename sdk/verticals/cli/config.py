@@ -30,6 +30,10 @@ def cmd_config(args: argparse.Namespace) -> int:
             extras = ", ".join(filter(None, [option["bounds"], "pack" if option["pack_default"] else ""]))
             print(f"  {option['name']} : {option['type']} = {default}" + (f"  ({extras})" if extras else ""))
             print(f"      {option['description']}")
+    if described.get("tune"):
+        print("\n[tune] default search space of `verticals tune` (change it in a tune.space config section)")
+        for param in described["tune"]:
+            print(f"  {param['name']} : {param['range']}")
     return 0
 
 

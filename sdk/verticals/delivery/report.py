@@ -211,6 +211,15 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
                             "Dashed lines: the thresholds stored in the bundle."))
         if plots.learning_curve(tmp / "learning_curve.png", predictor.info.history, task.primary_metric):
             figures.append(("learning_curve.png", "Learning curve", "Per training epoch, from bundle.json's history."))
+        tuned = (predictor.info.model_extra or {}).get("tune")
+        if tuned:  # a bundle `verticals tune` wrote: how the search got to its parameters
+            from ..workshop.tune_history import optimisation_history_png
+
+            if optimisation_history_png(tmp / "tune_history.png", tuned):
+                figures.append(("tune_history.png", "Optimisation history",
+                                f"verticals tune, study '{tuned.get('study')}': {tuned.get('metric')} per trial "
+                                f"(pruned trials at their last epoch), best so far; trial {tuned.get('best_trial')} "
+                                f"was chosen."))
         data_print = fingerprint(data, len(records))
         card = model_card(predictor.info, evaluation, data_print, extras, ctx)
         (tmp / "model_card.md").write_text(card, encoding="utf-8")

@@ -80,5 +80,8 @@ def describe_task(task: str) -> dict[str, Any]:
                     "bounds": "", "description": labels_field.description or "",
                     "pack_default": bool(resolved["labels"])}],
     }
+    from .search_space import describe_space, layered_space
+
     return {"task": task, "task_type": spec.task_type, "pack": pack_name, "description": spec.description,
-            "defaults": resolved, "options": sections}
+            "defaults": resolved, "options": sections,
+            "tune": describe_space(layered_space(spec, task_cls))}  # what `verticals tune` searches by default

@@ -26,6 +26,11 @@ class TaskSpec(BaseModel):
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="Config layered under the user's: {'training': {...}, 'task': {...}}."
     )
+    tune: dict[str, Any] = Field(
+        default_factory=dict, description="Search space of `verticals tune` for this task, layered over the core's "
+        "default: {'task.OPTION': {'type': 'float', 'low': ..., 'high': ...}, ...}; null drops a core parameter "
+        "(see verticals.workshop.tune)."
+    )
 
     @model_validator(mode="after")
     def _primary_is_listed(self) -> TaskSpec:

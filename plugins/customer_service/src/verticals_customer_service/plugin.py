@@ -47,5 +47,7 @@ def register_packs(register):  # type: ignore[no-untyped-def]
             metrics=["accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision", "fallback_rate"],
             primary_metric="accuracy",
             defaults={"training": TRAINING_DEFAULTS},
+            # `verticals tune` searches the pack's one out-of-scope knob beside the core's training parameters
+            tune={"task.pseudo_unknown_mix": {"type": "float", "low": 0.5, "high": 0.9}},
         )],
     ))
