@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 from _common import data_dir
-
 from verticals.workshop.check import check_data
 
 

@@ -27,8 +27,9 @@ copies still shows; its count is a lower bound)."""
 FOLDS = 5
 """Cross-validation folds for the out-of-fold probabilities (fewer when a label has fewer records)."""
 LOGISTIC_C = 10.0
-"""Inverse regularisation of the logistic regression on unit-length embeddings: the default 1.0 underfits
-77 intents (out-of-fold accuracy 0.80 vs 0.87 on Banking77 with all-MiniLM-L6-v2)."""
+"""Inverse regularisation of the logistic regression on unit-length embeddings, chosen by out-of-fold
+accuracy on the unmodified Banking77 training set with all-MiniLM-L6-v2: C=1 0.903, C=10 0.921, C=100 0.919."""
+_last: dict[str, Any] = {}
 
 
 def embed(backbone_name: str, texts: Sequence[str], *, max_length: int, batch_size: int = 64) -> np.ndarray:
@@ -37,9 +38,16 @@ def embed(backbone_name: str, texts: Sequence[str], *, max_length: int, batch_si
     from ..embeddings import encode_texts
 
     path = resolve_backbone(backbone_name)
+    # The last result is kept (one entry): checking the same data again in a session (a notebook, a
+    # benchmark that changes only labels) costs no second forward pass over it.
+    key = (str(path), max_length, hash(tuple(texts)), len(texts))
+    if _last.get("key") == key:
+        return _last["vectors"]
     tokenizer = load_tokenizer(path)
     backbone = load_backbone(path)
-    return encode_texts(backbone, tokenizer, list(texts), max_length=max_length, batch_size=batch_size)
+    vectors = encode_texts(backbone, tokenizer, list(texts), max_length=max_length, batch_size=batch_size)
+    _last.update(key=key, vectors=vectors)
+    return vectors
 
 
 def near_pairs(vectors: np.ndarray, threshold: float = NEAR_DUPLICATE_COSINE,
@@ -155,6 +163,11 @@ def check_label_issues(items: Sequence[Item], vectors: np.ndarray, *, seed: int 
                        ) -> tuple[Finding, list[Suspect]]:
     """cleanlab on out-of-fold probabilities over the records of every split together (a wrong label in
     the test set misleads as much as one in train)."""
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError:
+        return Finding(check="label_issues", split="all", status="skipped",
+                       summary="cleanlab is not installed: pip install 'verticals[workshop]'"), []
     pred_probs, classes, used = out_of_fold_probabilities(vectors, [item.label for item in items], seed=seed)
     rows = [item for item, keep in zip(items, used) if keep]
     left_out = len(items) - len(rows)
