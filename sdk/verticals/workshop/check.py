@@ -29,6 +29,7 @@ from .findings import (  # noqa: F401 - DataCheckWarning and CheckReport are par
     Item,
     Suspect,
     normalise,
+    share,
     short,
     where,
 )
@@ -104,9 +105,14 @@ def check_odd(split: str, items: Sequence[Item], refused: Sequence[str]) -> list
                                      f"the first)", examples=list(refused[:EXAMPLES])))
     odd = [(item, why) for item in items if (why := _odd(item.text))]
     found.append(Finding(check="odd_records", split=split, status="warn" if odd else "ok", count=len(odd),
-                         summary=f"{len(odd)} {split} records look odd" if odd else "no odd records",
+                         summary=f"{share(len(odd), len(items))} {split} records look odd" if odd else "no odd records",
                          examples=[f"{item.where}: {why}: {short(item.text)}" for item, why in odd[:EXAMPLES]]))
     return found
+
+
+def _longest(pairs: Sequence[tuple[Item, Item]]) -> list[tuple[Item, Item]]:
+    """The examples to show: the longest texts (a repeated "3 ." tells less than a repeated sentence)."""
+    return sorted(pairs, key=lambda pair: -len(pair[0].text))[:EXAMPLES]
 
 
 def check_duplicates(split: str, items: Sequence[Item]) -> tuple[list[Finding], list[Suspect]]:
@@ -129,13 +135,13 @@ def check_duplicates(split: str, items: Sequence[Item]) -> tuple[list[Finding], 
     n_rows = sum(len(group) for group in conflicts)
     return [
         Finding(check="exact_duplicates", split=split, status="warn" if repeats else "ok", count=len(repeats),
-                summary=(f"{len(repeats)} {split} records repeat an earlier one with the same label "
-                         f"({len(repeats) / max(1, len(items)):.1%})") if repeats else "no exact duplicates",
-                examples=[f"{a.where} repeats {b.where}: {short(a.text)}" for a, b in repeats[:EXAMPLES]]),
+                summary=(f"{share(len(repeats), len(items))} {split} records repeat an earlier one with "
+                         f"the same label") if repeats else "no exact duplicates",
+                examples=[f"{a.where} repeats {b.where}: {short(a.text)}" for a, b in _longest(repeats)]),
         Finding(check="label_conflicts", split=split, status="warn" if conflicts else "ok", count=len(conflicts),
                 summary=(f"{len(conflicts)} {split} texts appear with different labels ({n_rows} records)"
                          if conflicts else "no text with conflicting labels"),
-                examples=["; ".join(f"{item.where} {item.label!r}" for item in group[:4])
+                examples=["; ".join(f"{item.where} {short(item.label, 40)}" for item in group[:4])
                           + f": {short(group[0].text)}" for group in conflicts[:EXAMPLES]]),
     ], suspects
 
@@ -148,10 +154,10 @@ def check_leakage(split: str, items: Sequence[Item], other: str, others: Sequenc
     relabelled = sum(1 for item, twin in leaked if item.label != twin.label)
     note = f", {relabelled} of them with another label" if relabelled else ""
     return Finding(check="leakage", split=f"{split} vs {other}", status="warn" if leaked else "ok", count=len(leaked),
-                   summary=(f"{len(leaked)} {split} records ({len(leaked) / max(1, len(items)):.1%}) also appear in "
+                   summary=(f"{share(len(leaked), len(items))} {split} records also appear in "
                             f"{other}{note}: they score memory, not generalisation") if leaked
                    else f"no {split} text appears in {other}",
-                   examples=[f"{a.where} = {b.where}: {short(a.text)}" for a, b in leaked[:EXAMPLES]])
+                   examples=[f"{a.where} = {b.where}: {short(a.text)}" for a, b in _longest(leaked)])
 
 
 def check_balance(model: Any, splits: dict[str, list[Item]]) -> list[Finding]:
@@ -207,7 +213,7 @@ def check_tags(split: str, items: Sequence[Item]) -> list[Finding]:
                 summary=(f"{len(broken)} {split} sentences have an I- tag that continues no entity (read as B-)"
                          if broken else "every I- tag continues an entity"), examples=broken[:EXAMPLES]),
         Finding(check="no_entity_sentences", split=split, status="info", count=empty,
-                summary=f"{empty} of {len(items)} {split} sentences ({empty / max(1, len(items)):.0%}) have no entity"),
+                summary=f"{share(empty, len(items))} {split} sentences have no entity"),
     ]
 
 
@@ -234,7 +240,7 @@ def check_truncation(model: Any, split: str, items: Sequence[Item], tokenizer: A
             examples.append(f"{item.where}: {n} tokens; the model never sees the last {len(item.text) - end} "
                             f"characters: {short(item.text[end:], 50)}")
     return Finding(check="truncation", split=split, status="warn" if cut else "ok", count=len(cut),
-                   summary=(f"{len(cut)} {split} records ({len(cut) / max(1, len(items)):.1%}) are longer than "
+                   summary=(f"{share(len(cut), len(items))} {split} records are longer than "
                             f"training.max_length={max_length} tokens and get cut") if cut
                    else f"no {split} record is longer than training.max_length={max_length} tokens",
                    examples=examples)
@@ -323,8 +329,8 @@ def check_data(task: str, train: Any, *, validation: Any = None, test: Any = Non
                                     summary="token classification: label errors need per-token out-of-fold "
                                             "probabilities from a tagger; not run"))
     else:
-        findings.append(Finding(check="near_duplicates, near_leakage, label_issues", split="all", status="skipped",
-                                summary="cheap checks only (they need the backbone's embeddings)"))
+        findings.append(Finding(check="embedding_checks", split="all", status="skipped",
+                                summary="near_duplicates, near_leakage, label_issues: not run (--cheap)"))
     return CheckReport(task=model.task_name, backbone=str(training.backbone), max_length=training.max_length,
                        near_threshold=near_threshold, splits=info, findings=findings, suspects=suspects)
 
@@ -333,11 +339,11 @@ def format_report(report: CheckReport, *, examples: int = 3) -> str:
     """The readable table ``verticals check`` prints."""
     sources = ", ".join(f"{split} {v['source']} ({v['records']} records)" for split, v in report.splits.items())
     lines = [f"{report.task}: {sources}; backbone {report.backbone}, max_length {report.max_length}", "",
-             f"{'check':<18} {'split':<20} {'status':<7} {'count':>6}  finding"]
+             f"{'check':<19} {'split':<20} {'status':<7} {'count':>6}  finding"]
     for finding in report.findings:
-        lines.append(f"{finding.check:<18} {finding.split:<20} {finding.status:<7} {finding.count:>6}  "
+        lines.append(f"{finding.check:<19} {finding.split:<20} {finding.status:<7} {finding.count:>6}  "
                      f"{finding.summary}")
-        lines.extend(f"{'':<18}   - {example}" for example in finding.examples[:examples])
+        lines.extend(f"{'':<19}   - {example}" for example in finding.examples[:examples])
     warned = len(report.warnings())
     lines += ["", f"{warned} checks warn; {len(report.suspects)} suspect records"
               + (" (--suspects FILE writes them with a suggested label)" if report.suspects else "")]

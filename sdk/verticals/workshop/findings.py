@@ -61,6 +61,12 @@ class Item:
     record: Any
 
 
+def share(n: int, total: int) -> str:
+    """'4 of 10,003' with the percentage: '4 of 10,003 (0.04%)'."""
+    pct = n / max(1, total)
+    return f"{n:,} of {total:,} ({pct:.2%})" if pct < 0.01 else f"{n:,} of {total:,} ({pct:.1%})"
+
+
 def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .findings import EXAMPLES, Finding, Item, Suspect, short
+from .findings import EXAMPLES, Finding, Item, Suspect, share, short
 
 NEAR_DUPLICATE_COSINE = 0.95
 """Two texts are near duplicates when the cosine of their embeddings is at least this (and they are not
@@ -151,7 +151,7 @@ def check_near(splits: dict[str, list[Item]], vectors: dict[str, np.ndarray],
             found.append(Finding(
                 check="near_leakage", split=f"{split} vs {other}", status="warn" if leaked else "ok",
                 count=len(leaked),
-                summary=(f"{len(leaked)} {split} records ({len(leaked) / max(1, len(items)):.1%}) have a near copy "
+                summary=(f"{share(len(leaked), len(items))} {split} records have a near copy "
                          f"(cosine >= {threshold:g}) in {other}") if leaked
                 else f"no {split} record has a near copy in {other}",
                 examples=[f"{items[i].where} ~ {others[j].where} ({s:.3f}): {short(items[i].text, 40)} / "
