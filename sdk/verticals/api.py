@@ -113,7 +113,7 @@ def train(
     ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
     ``verticals`` logger and kept in ``bundle.json`` as ``history``. ``check`` runs the cheap data checks
     of ``verticals check`` first (duplicates, conflicts, leakage, rare labels, truncation) and warns with
-    :class:`~verticals.workshop.check.DataCheckWarning` for each finding; it never refuses.
+    :class:`~verticals.workshop.findings.DataCheckWarning` for each finding; it never refuses.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
     return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
@@ -158,7 +158,8 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     validation_records = model.read(validation) if validation is not None else None
     test_records = model.read(test) if test is not None else None
     if check and _is_main_process():
-        from .workshop.check import DataCheckWarning, cheap_warnings
+        from .workshop.cheap import cheap_warnings
+        from .workshop.findings import DataCheckWarning
 
         for line in cheap_warnings(model, {"train": train_records, "validation": validation_records,
                                            "test": test_records}):
