@@ -87,7 +87,8 @@ def test_token_classification_checks(tmp_path, tiny_backbone):
     report = check_data("token-classification", train, test=test, backbone=str(tiny_backbone),
                         overrides=["training.max_length=16"], thorough=False)
     assert _by(report, "exact_duplicates", "train").count == 1
-    assert _by(report, "label_conflicts", "train").count == 1
+    conflict = _by(report, "label_conflicts", "train")
+    assert conflict.count == 1 and "word 3 'Oslo' is B-LOC in one, B-PER in the other" in conflict.examples[0]
     assert _by(report, "leakage", "test vs train").count == 1
     sanity = _by(report, "tag_sanity", "train")
     assert sanity.count == 1 and "'Smith' is I-PER after O" in sanity.examples[0]

@@ -69,6 +69,18 @@ def check_odd(split: str, items: Sequence[Item], refused: Sequence[str]) -> list
     return found
 
 
+def _conflict(group: Sequence[Item]) -> str:
+    """How the labels of one text differ: the labels, or for tagged words the first word tagged differently."""
+    first = group[0]
+    if hasattr(first.record, "tokens"):
+        other = next(item for item in group if item.label != first.label)
+        mine, theirs = first.label.split(), other.label.split()
+        i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+        return (f"{first.where} and {other.where}: word {i + 1} {first.record.tokens[i]!r} is {mine[i]} in one, "
+                f"{theirs[i]} in the other: {short(first.text)}")
+    return "; ".join(f"{item.where} {item.label!r}" for item in group[:4]) + f": {short(first.text)}"
+
+
 def _longest(pairs: Sequence[tuple[Item, Item]]) -> list[tuple[Item, Item]]:
     """The examples to show: the longest texts (a repeated "3 ." tells less than a repeated sentence)."""
     return sorted(pairs, key=lambda pair: -len(pair[0].text))[:EXAMPLES]
@@ -100,8 +112,7 @@ def check_duplicates(split: str, items: Sequence[Item]) -> tuple[list[Finding], 
         Finding(check="label_conflicts", split=split, status="warn" if conflicts else "ok", count=len(conflicts),
                 summary=(f"{len(conflicts)} {split} texts appear with different labels ({n_rows} records)"
                          if conflicts else "no text with conflicting labels"),
-                examples=["; ".join(f"{item.where} {short(item.label, 40)}" for item in group[:4])
-                          + f": {short(group[0].text)}" for group in conflicts[:EXAMPLES]]),
+                examples=[_conflict(group) for group in conflicts[:EXAMPLES]]),
     ], suspects
 
 
