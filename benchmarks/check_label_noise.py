@@ -78,8 +78,8 @@ def main() -> None:
         "cheap_warnings": [f.summary for f in cheap.warnings()],
     }
     print(f"Banking77 train ({len(rows)} records), {args.share:.0%} of labels flipped (seed {args.seed})")
-    print(f"| {'measure':<46} | {'value':>8} |")
-    print(f"|{'-' * 48}|{'-' * 10}|")
+    print(f"| {'measure':<48} | {'value':>8} |")
+    print(f"|{'-' * 50}|{'-' * 10}|")
     table = [("flipped rows", len(flipped)), ("rows cleanlab flags (noisy set)", len(flagged)),
              ("flagged and flipped", len(hits)), ("precision", f"{results['precision']:.3f}"),
              ("recall", f"{results['recall']:.3f}"),
@@ -88,7 +88,7 @@ def main() -> None:
              ("rows cleanlab flags (unmodified set)", len(clean_flagged)),
              ("time: cheap checks / all checks", f"{results['cheap_to_thorough_time']:.3f}")]
     for name, value in table:
-        print(f"| {name:<46} | {value!s:>8} |")
+        print(f"| {name:<48} | {value!s:>8} |")
     print(f"unmodified set: {probe}")
     rng = np.random.default_rng(args.seed)
     sample = sorted(rng.choice(sorted(clean_flagged), size=min(args.sample, len(clean_flagged)), replace=False))

@@ -201,17 +201,23 @@ def test_cli_check_subprocess_one_line_error(tmp_path):
 
 def test_train_warns_on_cheap_findings_and_no_check_skips(tmp_path, tiny_backbone):
     import verticals
+    from verticals.errors import DataError
 
     from .conftest import text_rows
 
     rows = text_rows(6, 0)
     rows.append(dict(rows[0]))  # an exact duplicate
     train = write_csv(tmp_path / "t.csv", rows)
-    with pytest.warns(DataCheckWarning, match="repeat an earlier one"):
+    with pytest.warns(DataCheckWarning, match="repeat an earlier one"):  # warns, and trains all the same
         verticals.train("text-classification", train, output=tmp_path / "a", backbone=str(tiny_backbone),
                         overrides=FAST[1:] + ["training.epochs=1"])
-    with warnings.catch_warnings(record=True) as caught:
+    assert (tmp_path / "a" / "bundle.json").is_file()
+    # check=False: no check runs (a one-label file fails right after the point where the checks would warn)
+    one_label = write_csv(tmp_path / "one.csv", [{"text": "same text", "label": "a"}] * 3)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError, match="one label only"):
         warnings.simplefilter("always")
-        verticals.train("text-classification", train, output=tmp_path / "b", backbone=str(tiny_backbone),
-                        overrides=FAST[1:] + ["training.epochs=1"], check=False)
+        verticals.train("text-classification", one_label, output=tmp_path / "b", backbone=str(tiny_backbone),
+                        check=False)
     assert not [w for w in caught if issubclass(w.category, DataCheckWarning)]
+    with pytest.warns(DataCheckWarning), pytest.raises(DataError, match="one label only"):
+        verticals.train("text-classification", one_label, output=tmp_path / "c", backbone=str(tiny_backbone))

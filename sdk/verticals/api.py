@@ -163,7 +163,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
 
         for line in cheap_warnings(model, {"train": train_records, "validation": validation_records,
                                            "test": test_records}):
-            warnings.warn(line, DataCheckWarning, stacklevel=3)
+            warnings.warn(line, DataCheckWarning, stacklevel=4)  # the caller of train()
     fingerprints: dict[str, Any] = {"train": data_fingerprint(train, train_records)}
     if validation_records is None:
         keys = [model.stratify_key(r) for r in train_records]
