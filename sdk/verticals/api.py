@@ -107,6 +107,7 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
+    check: bool = True,
 ) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
@@ -117,16 +118,19 @@ def train(
     ``transformers.TrainerCallback`` objects handed to the Trainer of tasks that fine-tune with it (every
     transformer task); tasks with their own loop (finance.fraud, recommendation) refuse them, and
     ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
-    ``verticals`` logger and kept in ``bundle.json`` as ``history``.
+    ``verticals`` logger and kept in ``bundle.json`` as ``history``. ``check`` runs the cheap data checks
+    of ``verticals check`` first (duplicates, conflicts, leakage, rare labels, truncation) and warns with
+    :class:`~verticals.tasks.data_findings.DataCheckWarning` for each finding; it never refuses.
     """
     model, spec, pack_name = build_task(task, config, overrides, backbone)
     return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
-                      overwrite=overwrite, resume=resume, callbacks=callbacks)
+                      overwrite=overwrite, resume=resume, callbacks=callbacks, check=check)
 
 
 def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,
                validation: Any = None, test: Any = None, overwrite: bool = False, resume: bool = False,
-               callbacks: Sequence[Any] = (), info_extra: dict[str, Any] | None = None) -> Predictor[Any]:
+               callbacks: Sequence[Any] = (), info_extra: dict[str, Any] | None = None,
+               check: bool = True) -> Predictor[Any]:
     """:func:`train` for a task :func:`build_task` built (and the caller may have set up, as
     :func:`verticals.distill.distill` does). ``info_extra`` adds top-level fields to ``bundle.json`` (``verticals
     tune`` records its study there)."""
@@ -152,17 +156,25 @@ def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, tra
             check_output(output, overwrite)
             check_checkpoint_dir(checkpoint_dir, output)
         return _train(model, spec, pack_name, task, train, output, validation, test, checkpoint_dir,
-                      overwrite=overwrite, resume=resume, callbacks=callbacks, info_extra=info_extra)
+                      overwrite=overwrite, resume=resume, callbacks=callbacks, info_extra=info_extra,
+                      check=check)
 
 
 def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, output: Path,
            validation: Any, test: Any, checkpoint_dir: Path, *,
            overwrite: bool, resume: bool, callbacks: Sequence[Any],
-           info_extra: dict[str, Any] | None = None) -> Predictor[Any]:
+           info_extra: dict[str, Any] | None = None, check: bool = True) -> Predictor[Any]:
     # Every record of every split is validated before any training starts.
     train_records = model.read(train)
     validation_records = model.read(validation) if validation is not None else None
     test_records = model.read(test) if test is not None else None
+    if check and _is_main_process():
+        from .tasks.data_checks import cheap_warnings
+        from .tasks.data_findings import DataCheckWarning
+
+        for line in cheap_warnings(model, {"train": train_records, "validation": validation_records,
+                                           "test": test_records}):
+            warnings.warn(line, DataCheckWarning, stacklevel=4)  # the caller of train()
     fingerprints: dict[str, Any] = {"train": data_fingerprint(train, train_records)}
     if validation_records is None:
         keys = [model.stratify_key(r) for r in train_records]

@@ -12,10 +12,10 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import VerticalsError
-from . import backbones, config, evaluate, export, inspect, new_pack, packs, predict, report, serve, train, tune
+from . import backbones, check, config, evaluate, export, inspect, new_pack, packs, predict, report, serve, train, tune
 
 # the order of `verticals --help`
-VERBS = (packs, config, backbones, train, tune, evaluate, inspect, predict, serve, report, export,
+VERBS = (packs, config, backbones, check, train, tune, evaluate, inspect, predict, serve, report, export,
          new_pack)
 
 

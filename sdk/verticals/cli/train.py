@@ -19,7 +19,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     predictor = train(
         args.task, args.train, output=args.output, validation=args.validation, test=args.test,
         config=args.config, overrides=args.set or [], backbone=args.backbone, overwrite=args.overwrite,
-        resume=args.resume,
+        resume=args.resume, check=not args.no_check,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun every rank trains; rank 0 wrote the bundle and reports it, once
@@ -66,6 +66,9 @@ def add_parser(sub: Any) -> None:
                          output_help="bundle directory to write",
                          backbone_help="local Hugging Face model dir, registered name, or Hub id (org/name) from the "
                                        "Hugging Face cache")
+    train.add_argument("--no-check", action="store_true",
+                       help="skip the cheap data checks (duplicates, conflicts, leakage, rare labels, truncation) "
+                            "that otherwise warn before training")
     train.set_defaults(func=cmd_train)
 
     distill = sub.add_parser(

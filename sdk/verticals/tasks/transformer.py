@@ -29,6 +29,9 @@ class TransformerTask(TaskType):
 
     head_name: ClassVar[str]
     supports_trainer_callbacks = True
+    truncates_long_inputs: ClassVar[bool] = True
+    """False for tasks that split an input longer than ``training.max_length`` into windows (nothing is cut);
+    ``verticals check`` reports truncation only where this is True."""
 
     # ---- to be provided by subclasses ---------------------------------------------------------
     @abstractmethod

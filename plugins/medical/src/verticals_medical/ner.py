@@ -67,6 +67,7 @@ class MedicalNERTask(TokenClassificationTask):
     Record = MedicalRecord
     Prediction = MedicalPrediction
     Options = NEROptions
+    truncates_long_inputs = False  # long sentences are split into windows (task.stride)
 
     # ---- data ----------------------------------------------------------------------------------
     def field_map(self) -> dict[str, str]:
