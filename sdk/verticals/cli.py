@@ -350,7 +350,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
     serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
-              overrides=args.set)
+              overrides=args.set, page=not args.no_page)
     return 0
 
 
@@ -560,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: none")
     serve.add_argument("--show-data-info", action="store_true",
                        help="name the training data files in /v1/models (default: only their sha256 and size)")
+    serve.add_argument("--no-page", action="store_true",
+                       help="do not serve the page to try the models at / (default: served; it calls the same API, "
+                            "with the same key)")
     serve.set_defaults(func=cmd_serve)
 
     report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")

@@ -76,6 +76,11 @@ class ModelInfo(BaseModel):
                                            "it (null for a predictor served from memory).")
     engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
     predict_url: str
+    example: dict[str, Any] | None = Field(None, description="One prediction input without its label (the docs' "
+                                                              "request example); the page at / builds its form "
+                                                              "from its fields.")
+    text_input: bool = Field(False, description="Whether one line of text is a complete input (the page then "
+                                                "takes one record per line instead of a form).")
 
 
 class Health(BaseModel):
@@ -169,13 +174,14 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
 
 def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
                engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
-               cors_origins: Sequence[str] = (), show_data_info: bool = False) -> Any:
+               cors_origins: Sequence[str] = (), show_data_info: bool = False, page: bool = True) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
     paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
-    ``/v1/models`` names the training data files (by default only their sha256 and record counts).
+    ``/v1/models`` names the training data files (by default only their sha256 and record counts);
+    ``page``: serve the page to try the models at ``/`` (``delivery/page.py``).
     """
     fastapi = _require_fastapi()
     from fastapi import Depends, FastAPI, Request, Security
@@ -211,6 +217,11 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     app = FastAPI(title="Verticals", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from Verticals bundles. Every model has its own request schema.")
     add_offline_docs(app)
+    if page:
+        from .delivery.page import add_page
+        add_page(app)
+    from .delivery.page import page_input
+    inputs = {name: page_input(models[name].task) for name in names}  # computed once: the task is fixed
     # Outermost last: CatchAll > CORS (so refusals carry CORS headers) > BodyLimit > FastAPI.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout)
     if cors_origins:
@@ -240,7 +251,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         return ModelInfo(name=name, task=bundle.task, task_type=bundle.task_type, pack=bundle.pack,
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
                          metrics=bundle.metrics, data=data, created_at=bundle.created_at, digest=digests[name],
-                         engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
+                         engine=models[name].engine, predict_url=f"/v1/models/{name}/predict",
+                         example=inputs[name][0], text_input=inputs[name][1])
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -376,7 +388,7 @@ def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
-        show_data_info: bool = False) -> None:
+        show_data_info: bool = False, page: bool = True) -> None:
     """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
     try:
         import uvicorn
@@ -394,6 +406,6 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
                           f"--host") from None
     with sock:
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
-                         show_data_info=show_data_info)
+                         show_data_info=show_data_info, page=page)
         logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])
