@@ -350,8 +350,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
     serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
-              overrides=args.set, page=not args.no_page)
+              overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
+              log_retention=args.log_retention, page=not args.no_page)
     return 0
+
+
+# ---- verb: feedback (begin)
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from .operate.feedback_export import export_feedback
+
+    result = export_feedback(args.db, args.model, args.output, since=args.since, overwrite=args.overwrite,
+                             conflicts_file=args.conflicts)
+    for conflict in result.conflicts[:20]:
+        said = "; ".join(f"{json.dumps(c['correction'], ensure_ascii=False)} x{c['count']} (feedback ids "
+                         f"{', '.join(map(str, c['feedback_ids']))})" for c in conflict.corrections)
+        print(f"verticals: conflict: {json.dumps(conflict.input, ensure_ascii=False)[:200]}: {said}", file=sys.stderr)
+    if len(result.conflicts) > 20:
+        print(f"verticals: ... and {len(result.conflicts) - 20} more conflicts (--conflicts FILE lists them all)",
+              file=sys.stderr)
+    if args.json:
+        _print_json(result.model_dump())
+        return 0
+    print(f"wrote {result.records} training records to {result.path} from {result.feedback_rows} feedback rows "
+          f"({result.duplicates_merged} duplicates merged, {len(result.conflicts)} conflicting inputs left out, "
+          f"{result.no_correction} without a correction)")
+    print(f"sha256 {result.sha256}")
+    return 0
+# ---- verb: feedback (end)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -560,10 +585,36 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: none")
     serve.add_argument("--show-data-info", action="store_true",
                        help="name the training data files in /v1/models (default: only their sha256 and size)")
+    serve.add_argument("--feedback-db", metavar="FILE",
+                       help="store users' corrections (POST /v1/models/NAME/feedback) in this SQLite file; created "
+                            "when missing, refused when it is not a Verticals feedback database")
+    serve.add_argument("--log-predictions", action="store_true",
+                       help="also store every predicted input and answer in --feedback-db, so feedback can give a "
+                            "prediction_id alone (off by default: inputs may be personal data)")
+    serve.add_argument("--log-retention", default="30d", metavar="N|Nd",
+                       help="keep logged predictions: N = the newest N records, Nd = the last N days (default 30d)")
     serve.add_argument("--no-page", action="store_true",
                        help="do not serve the page to try the models at / (default: served; it calls the same API, "
                             "with the same key)")
     serve.set_defaults(func=cmd_serve)
+
+    # ---- verb: feedback (begin)
+    feedback = sub.add_parser("feedback", help="turn stored user feedback into training data")
+    feedback_sub = feedback.add_subparsers(dest="action", metavar="ACTION", required=True)
+    feedback_export = feedback_sub.add_parser(
+        "export", help="write a model's corrections as training records",
+        description="Write the corrections stored by `serve --feedback-db` as training records in the task's "
+                    "format; duplicates merged, conflicting corrections listed and left out.")
+    feedback_export.add_argument("db", metavar="DB", help="the --feedback-db file of verticals serve")
+    feedback_export.add_argument("--model", required=True, metavar="NAME", help="model name as served (/v1/models)")
+    feedback_export.add_argument("--output", required=True, metavar="FILE", help="training file: .csv, .jsonl, .conll")
+    feedback_export.add_argument("--since", metavar="DATE", help="only feedback from DATE on (2026-12-01 or ISO time)")
+    feedback_export.add_argument("--conflicts", metavar="FILE", help="also write the conflicting inputs here (JSONL)")
+    feedback_export.add_argument("--overwrite", action="store_true",
+                                 help="replace a file this command wrote from DB (nothing else)")
+    feedback_export.add_argument("--json", action="store_true", help="print the result as JSON")
+    feedback_export.set_defaults(func=cmd_feedback)
+    # ---- verb: feedback (end)
 
     report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")
     report.add_argument("bundle", metavar="BUNDLE")

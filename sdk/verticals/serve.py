@@ -4,7 +4,10 @@ Endpoints (OpenAPI docs at ``/docs``):
 
 - ``GET /health``: liveness plus the names of the loaded models.
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
-- ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input.
+- ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input, each
+  predicted one with a ``prediction_id``.
+- ``POST /v1/models/{name}/feedback``: a user's correction, stored in ``--feedback-db`` (see
+  :mod:`verticals.operate.feedback_route`).
 
 Each record is validated and predicted on its own terms, so one bad record (invalid, too long, nested
 too deep, holding a lone surrogate, or refused by the model: an unknown user) gets its own error in the
@@ -21,6 +24,7 @@ import json
 import logging
 import re
 import socket
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +85,9 @@ class ModelInfo(BaseModel):
                                                               "from its fields.")
     text_input: bool = Field(False, description="Whether one line of text is a complete input (the page then "
                                                 "takes one record per line instead of a form).")
+    feedback_labels: list[str] = Field(default_factory=list, description="What the feedback route accepts as the "
+                                       "right 'label' (or as 'tags' of a token tagger): the labels, plus customer "
+                                       "service's out-of-scope label.")
 
 
 class Health(BaseModel):
@@ -161,6 +168,8 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
         index=(int, Field(description="Position of the input in the request.")),
         ok=(bool, ...),
         prediction=(task.Prediction | None, None),
+        prediction_id=(str | None, Field(None, description=(
+            "Id of this prediction (uuid4 hex) for POST /v1/models/{name}/feedback; null for a failed record."))),
         error=(RecordError | None, None),
     )
     response = create_model(
@@ -174,13 +183,18 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
 
 def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
                engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
-               cors_origins: Sequence[str] = (), show_data_info: bool = False, page: bool = True) -> Any:
+               cors_origins: Sequence[str] = (), show_data_info: bool = False,
+               feedback_db: str | Path | None = None, log_predictions: bool = False,
+               log_retention: str = "30d", page: bool = True) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
     paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
-    ``/v1/models`` names the training data files (by default only their sha256 and record counts);
+    ``/v1/models`` names the training data files (by default only their sha256 and record counts).
+    ``feedback_db``: SQLite file storing feedback (created when missing; refused when not ours);
+    ``log_predictions``: also store every predicted input and answer there, kept per ``log_retention``
+    ('N' records or 'Nd' days), so feedback can name a ``prediction_id`` alone (off: inputs are private).
     ``page``: serve the page to try the models at ``/`` (``delivery/page.py``).
     """
     fastapi = _require_fastapi()
@@ -195,6 +209,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from .api import load
 
     limits = limits or ServeLimits()
+    if log_predictions and feedback_db is None:
+        raise ConfigError("--log-predictions stores predictions in the feedback database: give --feedback-db FILE")
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
     # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
@@ -207,12 +223,23 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
     batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
+    store = None
+    if feedback_db is not None:  # opened (or refused) before serving: a foreign file fails at startup
+        from .operate.feedback import FeedbackStore
+        from .operate.feedback_route import model_columns
+
+        store = FeedbackStore(feedback_db, retention=log_retention)
+        for name, p in models.items():
+            store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
+                                 model_columns(p.task))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
         yield
         for batcher in batchers.values():
             batcher.close()
+        if store is not None:
+            store.close()
 
     app = FastAPI(title="Verticals", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from Verticals bundles. Every model has its own request schema.")
@@ -221,6 +248,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         from .delivery.page import add_page
         add_page(app)
     from .delivery.page import page_input
+    from .operate.feedback_route import allowed_labels
     inputs = {name: page_input(models[name].task) for name in names}  # computed once: the task is fixed
     # Outermost last: CatchAll > CORS (so refusals carry CORS headers) > BodyLimit > FastAPI.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout)
@@ -252,7 +280,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
                          metrics=bundle.metrics, data=data, created_at=bundle.created_at, digest=digests[name],
                          engine=models[name].engine, predict_url=f"/v1/models/{name}/predict",
-                         example=inputs[name][0], text_input=inputs[name][1])
+                         example=inputs[name][0], text_input=inputs[name][1],
+                         feedback_labels=allowed_labels(models[name]))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -263,8 +292,10 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
                 "detail": f"malformed JSON body: {ctx.get('error', 'cannot parse')}; "
                           f"send {{\"inputs\": [...]}} with Content-Type: application/json"})
         if any(e.get("type") == "model_attributes_type" and list(e.get("loc", [])) == ["body"] for e in errors):
+            shape = ('{"prediction_id": ..., "label": ...}' if request.url.path.endswith("/feedback")
+                     else '{"inputs": [...]}')
             return JSONResponse(status_code=422, content={
-                "detail": "expected a JSON object {\"inputs\": [...]} with Content-Type: application/json"})
+                "detail": f"expected a JSON object {shape} with Content-Type: application/json"})
         shown = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
         return JSONResponse(status_code=422, content={"detail": f"invalid request: {shown}",
                                                       "errors": json.loads(json.dumps(errors, default=str))})
@@ -283,8 +314,14 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
             raise fastapi.HTTPException(404, f"no model '{name}'; loaded: {', '.join(names)}")
         return info(name)
 
+    log = store if log_predictions else None
     for name in names:
-        _add_predict_route(app, name, models[name], batchers[name], limits, guard)
+        _add_predict_route(app, name, models[name], batchers[name], limits, guard, log, digests[name])
+
+    from .operate.feedback_route import add_feedback_route
+
+    add_feedback_route(app, models, digests, store, log_predictions, guard,
+                       lambda predictor, item: _check_item(predictor, item, 0, limits))
 
     @app.post("/v1/models/{name}/predict", include_in_schema=False, dependencies=guard)
     def unknown_model(name: str) -> None:
@@ -294,7 +331,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
 
 def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batcher, limits: ServeLimits,
-                       guard: list[Any]) -> None:
+                       guard: list[Any], log: Any = None, model_digest: str | None = None) -> None:
     from fastapi import Body, HTTPException
 
     from ._serve_docs import request_examples, response_example
@@ -318,7 +355,14 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         if valid:
             for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
-                    else result_model(index=i, ok=True, prediction=outcome)
+                    else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
+        if log is not None and valid:  # opt-in (--log-predictions): committed before the answer names the ids
+            logged = [(results[i].prediction_id, record, results[i].prediction) for i, record in valid
+                      if results[i].ok]
+            try:
+                log.log_predictions(name, model_digest or "", logged)
+            except VerticalsError as exc:  # the predictions stand; feedback on them then needs the input
+                logger.warning("predictions not logged: %s", exc)
         return response_model(model=name, task=predictor.task_name, results=results)
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
@@ -388,7 +432,8 @@ def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
-        show_data_info: bool = False, page: bool = True) -> None:
+        show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
+        log_retention: str = "30d", page: bool = True) -> None:
     """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
     try:
         import uvicorn
@@ -406,6 +451,7 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
                           f"--host") from None
     with sock:
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
-                         show_data_info=show_data_info, page=page)
+                         show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
+                         log_retention=log_retention, page=page)
         logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])

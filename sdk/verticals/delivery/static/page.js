@@ -252,15 +252,21 @@
 
   // Entities as character spans of the text shown: medical.ner gives offsets into the input text; the
   // generic token tagger gives token indices, shown over its tokens joined by spaces.
+  // Also each token's [start, end) in that text (medical.ner's words appear in order in its input).
   function entitySpans(p, input) {
-    const chars = p.entities.length && p.entities[0].token_start !== undefined;
-    const text = chars ? (typeof input === "string" ? input : input.text || p.tokens.join(" ")) : p.tokens.join(" ");
-    if (chars) return { text, spans: p.entities.map((e) => ({ ...e })) };
-    const offsets = [];
+    const given = typeof input === "string" ? input : input.text;
+    const chars = typeof given === "string" && p.entities.every((e) => e.token_start !== undefined);
+    const text = chars ? given : p.tokens.join(" ");
+    const tokens = [];
     let at = 0;
-    for (const t of p.tokens) { offsets.push(at); at += t.length + 1; }
-    return { text, spans: p.entities.map((e) => ({ ...e, start: offsets[e.start],
-      end: offsets[e.end - 1] + p.tokens[e.end - 1].length })) };
+    for (const t of p.tokens) {
+      const start = chars ? Math.max(at, text.indexOf(t, at)) : at;
+      tokens.push([start, start + t.length]);
+      at = start + t.length + (chars ? 0 : 1);
+    }
+    const spans = chars ? p.entities.map((e) => ({ ...e }))
+      : p.entities.map((e) => ({ ...e, start: tokens[e.start][0], end: tokens[e.end - 1][1] }));
+    return { text, spans, tokens };
   }
 
   // ---- corrections --------------------------------------------------------------------------------------
@@ -270,7 +276,7 @@
       text: kind === "ner" ? "Wrong? Fix the entities" : kind === "items" ? "Wrong? Name the right item"
         : "Wrong? Pick the right label" });
     const panel = el("form", { id: panelId, class: "fix", hidden: true });
-    const note = el("p", { class: "minor", role: "status", "aria-live": "polite" });
+    const note = el("p", { class: "minor note", role: "status", "aria-live": "polite" });
     toggle.addEventListener("click", () => {
       const open = panel.hidden;
       panel.hidden = !open;
@@ -286,9 +292,10 @@
     } else {
       const predicted = kind === "intent" ? p.intent : String(p.label);
       const names = kind === "fraud" ? { 0: "0 – legitimate", 1: "1 – fraud" } : {};
-      const guess = model.labels.find((l) => l !== predicted); // the predicted label is wrong: start elsewhere
+      const labels = model.feedback_labels && model.feedback_labels.length ? model.feedback_labels : model.labels;
+      const guess = labels.find((l) => l !== predicted); // the predicted label is wrong: start elsewhere
       const choose = el("select", { id: "fix-label-" + n },
-        ...model.labels.map((l) => el("option", { value: l, text: names[l] || l, selected: l === guess })));
+        ...labels.map((l) => el("option", { value: l, text: names[l] || l, selected: l === guess })));
       panel.append(el("label", { for: choose.id, text: "The right label" }), choose);
       correction = () => ({ label: choose.value });
     }
@@ -301,8 +308,9 @@
       note.textContent = "Sending…";
       const { status, data } = await call("POST", modelUrl(model.name, "feedback"), body);
       if (status >= 200 && status < 300) {
-        note.textContent = "Thank you: correction saved" + (data && data.id !== undefined ? " (#" + data.id + ")" : "") + ".";
-        note.className = "minor done";
+        note.textContent = "Thank you: correction saved" + (data && data.feedback_id !== undefined
+          ? " (#" + data.feedback_id + ")" : "") + ".";
+        note.className = "minor note done";
       } else if (status === 401) {
         note.textContent = "Not saved: this server needs an API key (field at the top).";
       } else if (status === 404 || status === 503 || status === 405) {
@@ -315,9 +323,10 @@
   }
 
   // NER corrections: each found entity keeps, changes or loses its type; an entity the model missed is
-  // added by typing its words (the first occurrence in the text not already marked is taken).
+  // added by typing its words (the first occurrence in the text not already marked is taken). The
+  // feedback route takes one BIO tag per token of the prediction's tokens.
   function entityEditor(model, p, input, panel, n) {
-    const { text, spans } = entitySpans(p, input);
+    const { text, spans, tokens } = entitySpans(p, input);
     const types = entityTypes(model);
     const typeOptions = (selected, none) => [...(none ? [el("option", { value: "", text: none })] : []),
       ...types.map((t) => el("option", { value: t, text: t, selected: t === selected }))];
@@ -352,8 +361,16 @@
     });
     panel.append(rows, el("div", { class: "add" }, el("label", { for: words.id, text: "Missed entity (its words)" }),
       el("span", { class: "row" }, words, type, add), addNote));
-    return () => ({ entities: entities.filter((e) => e.type).sort((a, b) => a.start - b.start)
-      .map((e) => ({ start: e.start, end: e.end, type: e.type, text: text.slice(e.start, e.end) })) });
+    return () => {
+      const tags = tokens.map(() => "O");
+      for (const e of entities.filter((e) => e.type).sort((a, b) => a.start - b.start)) {
+        let first = true; // every token the entity's characters touch is inside it
+        tokens.forEach(([s, end], i) => {
+          if (s < e.end && end > e.start && tags[i] === "O") { tags[i] = (first ? "B-" : "I-") + e.type; first = false; }
+        });
+      }
+      return { tags };
+    };
   }
 
   // ---- wiring -------------------------------------------------------------------------------------------
