@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -84,6 +85,20 @@ def test_no_page_flag_leaves_the_root_unserved(bundles: dict[str, Path]) -> None
         bare = TestClient(create_app([bundles["sentiment"]], engine="torch", page=False))
     assert bare.get("/").status_code == 404 and bare.get("/page/page.js").status_code == 404
     assert bare.get("/health").status_code == 200
+
+
+def test_page_files_are_declared_package_data() -> None:
+    """A wheel carries the page only if pyproject's package-data names its files."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"]["verticals"]
+    static = root / "sdk" / "verticals" / "delivery" / "static"
+    files = [p.relative_to(static.parents[1]).as_posix() for p in static.iterdir()]
+    assert {"delivery/static/index.html", "delivery/static/page.js", "delivery/static/page.css"} <= set(files)
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), (files, patterns)
 
 
 def test_page_input_is_a_form_when_a_text_is_not_a_record() -> None:
@@ -264,12 +279,9 @@ def test_browser_entity_correction_is_stored_as_tags(browser, served) -> None:  
 
 
 def test_browser_says_when_the_server_keeps_no_feedback(browser, bundles) -> None:  # type: ignore[no-untyped-def]
+    import uvicorn
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-
-    import threading
-
-    import uvicorn
     from verticals.serve import create_app
 
     # in process (the CLI path is tested above): a server without --feedback-db and without a key

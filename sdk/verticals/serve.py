@@ -2,6 +2,8 @@
 
 Endpoints (OpenAPI docs at ``/docs``):
 
+- ``GET /``: a page to try each model and correct it in a browser (``delivery/page.py``; ``page=False``
+  / ``--no-page`` leaves it out).
 - ``GET /health``: liveness plus the names of the loaded models.
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
 - ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input, each
@@ -453,5 +455,6 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
                          show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
                          log_retention=log_retention, page=page)
-        logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)
+        logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
+                    "page at /, " if page else "")
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])

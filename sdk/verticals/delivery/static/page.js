@@ -190,9 +190,9 @@
       " " + pct(score));
   }
 
-  function otherScores(scores, shown) {
+  function otherScores(scores, shown, title = "next: ") {
     const rest = Object.entries(scores || {}).filter(([l]) => l !== shown).sort((a, b) => b[1] - a[1]).slice(0, 3);
-    return rest.length ? el("p", { class: "minor", text: "next: " + rest.map(([l, s]) => l + " " + pct(s)).join(", ") })
+    return rest.length ? el("p", { class: "minor", text: title + rest.map(([l, s]) => l + " " + pct(s)).join(", ") })
       : null;
   }
 
@@ -213,7 +213,7 @@
         el("ol", {}, ...p.matches.map((m) => el("li", {}, el("span", { text: m.text }), el("span", { class: "minor",
           text: " · " + (m.intent || m.source) + " · similarity " + m.similarity.toFixed(2) }))))) : null;
       return el("div", { class: "answer" }, head, answer, matches, el("p", { class: "minor", text: p.reason }),
-        otherScores(p.scores, p.intent));
+        otherScores(p.scores, p.intent, p.out_of_scope ? "classifier's nearest intents: " : "next: "));
     },
     ner(model, p, input) {
       const { text, spans } = entitySpans(p, input);
@@ -388,6 +388,11 @@
       if (models.some((m) => m.name === wanted) && wanted !== current.name) { $("model").value = wanted; selectModel(); }
     });
     $("ask").addEventListener("submit", predict);
+    $("query").addEventListener("input", () => { // grow with pasted lines, up to about 12 of them
+      const box = $("query");
+      box.style.height = "auto";
+      box.style.height = Math.min(box.scrollHeight + 2, 18 * 16) + "px";
+    });
     $("query").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
