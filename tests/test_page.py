@@ -87,6 +87,19 @@ def test_no_page_flag_leaves_the_root_unserved(bundles: dict[str, Path]) -> None
     assert bare.get("/health").status_code == 200
 
 
+def test_missing_page_files_fail_at_start_with_the_fix(bundles: dict[str, Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from verticals.delivery import page
+    from verticals.errors import ConfigError
+    from verticals.serve import create_app
+
+    def lost(name: str) -> bytes:
+        raise FileNotFoundError(2, "No such file or directory", name)
+
+    monkeypatch.setattr(page, "_read", lost)
+    with only_plugins(), pytest.raises(ConfigError, match="--no-page"):
+        create_app([bundles["sentiment"]], engine="torch")
+
+
 def test_page_files_are_declared_package_data() -> None:
     """A wheel carries the page only if pyproject's package-data names its files."""
     import fnmatch
