@@ -83,7 +83,7 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
     validated record, or a RecordError)."""
     from fastapi import HTTPException
 
-    from ..serve import RecordError
+    from ..serve import RecordError, scan_item
 
     kinds = {name: model_columns(p.task)["kind"] for name, p in models.items()}
     labels = {name: allowed_labels(p) for name, p in models.items()}
@@ -97,6 +97,9 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
         if store is None:
             raise HTTPException(503, "feedback is not stored: this server runs without a feedback database; "
                                      "restart it with --feedback-db FILE")
+        _, problem = scan_item(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
+        if problem is not None:
+            raise refuse(f"{problem.field or 'body'}: {problem.message}")
         if body.prediction_id is None and body.input is None:
             raise refuse("say which prediction: send 'prediction_id' (from the predict answer) or 'input'")
         if body.label is None and body.tags is None and body.wrong is None and body.comment is None:
