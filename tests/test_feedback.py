@@ -82,7 +82,7 @@ def rows(db: Path, sql: str = "SELECT * FROM feedback ORDER BY id") -> list[sqli
         con.close()
 
 
-def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles) -> None:  # type: ignore[no-untyped-def]
+def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles: dict[str, Path]) -> None:
     with serving(app_for(bundles)) as client:
         answer = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film", "bad film", ""]})
         results = answer.json()["results"]
@@ -95,7 +95,7 @@ def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles) -> No
         assert refused.status_code == 503 and "--feedback-db" in refused.json()["detail"]
 
 
-def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles: dict[str, Path], tmp_path: Path) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film"]}).json()["results"][0][
@@ -113,7 +113,7 @@ def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles, tmp_
         assert other.status_code == 422 and "of model 'sentiment'" in other.json()["detail"]
 
 
-def test_without_logging_an_id_alone_is_refused_and_input_works(bundles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_without_logging_an_id_alone_is_refused_and_input_works(bundles: dict[str, Path], tmp_path: Path) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db)) as client:
         pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["good film"]}).json()["results"][0][
@@ -127,7 +127,7 @@ def test_without_logging_an_id_alone_is_refused_and_input_works(bundles, tmp_pat
     assert json.loads(rows(db)[0]["input"]) == {"text": "good film"}
 
 
-def test_labels_are_validated_against_the_model(bundles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_path: Path) -> None:
     with serving(app_for(bundles, feedback_db=tmp_path / "fb.db")) as client:
         def post(name: str, body: dict) -> httpx.Response:  # type: ignore[type-arg]
             return client.post(f"/v1/models/{name}/feedback", json=body)
@@ -147,7 +147,7 @@ def test_labels_are_validated_against_the_model(bundles, tmp_path) -> None:  # t
         assert good.status_code == 200, good.text
 
 
-def test_feedback_needs_the_api_key_like_predict(bundles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_path: Path) -> None:
     with serving(app_for(bundles, feedback_db=tmp_path / "fb.db", api_key="s3cret")) as client:
         body = {"input": "great film", "label": "pos"}
         assert client.post("/v1/models/sentiment/feedback", json=body).status_code == 401
@@ -155,7 +155,7 @@ def test_feedback_needs_the_api_key_like_predict(bundles, tmp_path) -> None:  # 
         assert ok.status_code == 200
 
 
-def test_prediction_log_keeps_only_the_retention_limit(bundles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_prediction_log_keeps_only_the_retention_limit(bundles: dict[str, Path], tmp_path: Path) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db, log_predictions=True, log_retention="3")) as client:
         ids = [client.post("/v1/models/sentiment/predict", json={"inputs": [f"good film {i}"]}).json()["results"][0]
@@ -166,7 +166,7 @@ def test_prediction_log_keeps_only_the_retention_limit(bundles, tmp_path) -> Non
         assert expired.status_code == 422 and "retention" in expired.json()["detail"]
 
 
-def test_log_predictions_needs_a_db(bundles) -> None:  # type: ignore[no-untyped-def]
+def test_log_predictions_needs_a_db(bundles: dict[str, Path]) -> None:
     from verticals.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--feedback-db"):
@@ -181,7 +181,9 @@ def export(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, st
     return code, out, err
 
 
-def test_export_merges_duplicates_lists_conflicts_and_retrains(bundles, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_merges_duplicates_lists_conflicts_and_retrains(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         def post(body: dict) -> None:  # type: ignore[type-arg]
@@ -217,7 +219,9 @@ def test_export_merges_duplicates_lists_conflicts_and_retrains(bundles, tmp_path
     assert retrained.info.data["train"]["sha256"] == file_sha256(output)
 
 
-def test_export_refuses_to_replace_what_it_did_not_write(bundles, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_export_refuses_to_replace_what_it_did_not_write(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db)) as client:
         assert client.post("/v1/models/sentiment/feedback", json={"input": "good", "label": "pos"}).status_code == 200
@@ -237,7 +241,9 @@ def test_export_refuses_to_replace_what_it_did_not_write(bundles, tmp_path, caps
     assert code == 2 and "nothing written" in err and not (tmp_path / "x.jsonl").exists()
 
 
-def test_ner_export_writes_tokens_and_tags(bundles, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_ner_export_writes_tokens_and_tags(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     db = tmp_path / "fb.db"
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         pid = client.post("/v1/models/ner/predict", json={"inputs": ["Mary lives in Oslo"]}).json()["results"][0][

@@ -160,7 +160,7 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
                                              wrong=body.wrong, comment=body.comment)
         except StoreUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
-        return FeedbackStored(feedback_id=feedback_id)
+        return FeedbackStored(feedback_id=feedback_id, stored=True)
 
     app.add_api_route("/v1/models/{name}/feedback", feedback, methods=["POST"], response_model=FeedbackStored,
                       dependencies=guard, summary="Correct a prediction (stored before it is acknowledged)",
