@@ -215,6 +215,11 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         raise ConfigError("--log-predictions stores predictions in the feedback database: give --feedback-db FILE")
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
+    store = None
+    if feedback_db is not None:  # opened (or refused) before loading models: a foreign file fails at once
+        from .operate.feedback import FeedbackStore
+
+        store = FeedbackStore(feedback_db, retention=log_retention)
     # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
     predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
                   else load(b, engine=engine, overrides=overrides) for b in bundles]
@@ -225,12 +230,9 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
     batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
-    store = None
-    if feedback_db is not None:  # opened (or refused) before serving: a foreign file fails at startup
-        from .operate.feedback import FeedbackStore
+    if store is not None:
         from .operate.feedback_route import model_columns
 
-        store = FeedbackStore(feedback_db, retention=log_retention)
         for name, p in models.items():
             store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
                                  model_columns(p.task))
@@ -299,8 +301,11 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
             return JSONResponse(status_code=422, content={
                 "detail": f"expected a JSON object {shape} with Content-Type: application/json"})
         shown = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
-        return JSONResponse(status_code=422, content={"detail": f"invalid request: {shown}",
-                                                      "errors": json.loads(json.dumps(errors, default=str))})
+        # A lone surrogate the client sent comes back in the error's "input" and cannot be encoded as UTF-8:
+        # replaced (U+FFFD) so that the answer is a 422, not a 500.
+        text = _SURROGATE.sub("\ufffd", json.dumps(errors, default=str, ensure_ascii=False))
+        return JSONResponse(status_code=422, content={"detail": _SURROGATE.sub("\ufffd", f"invalid request: {shown}"),
+                                                      "errors": json.loads(text)})
 
     @app.get("/health", response_model=Health)
     def health() -> Health:

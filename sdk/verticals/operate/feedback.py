@@ -33,6 +33,7 @@ APPLICATION_ID = 0x56464442  # "VFDB": Verticals FeedBack database
 SCHEMA_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_RETENTION = "30d"
+BUSY_TIMEOUT_S = 10.0  # how long a write waits for another writer (e.g. an export) before a 503
 
 # Page 1 holds these before any WAL content exists: they are written at creation, in rollback-journal mode,
 # and never changed afterwards, so the raw header tells the truth even while the WAL holds other pages.
@@ -154,7 +155,8 @@ class FeedbackStore:
             create(self.path)
         check_ours(self.path)
         try:
-            self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                        timeout=BUSY_TIMEOUT_S)
             mode = self._con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self._con.execute("PRAGMA synchronous = FULL")
             # Read again through SQLite (the WAL included): the header check saw the main file only.

@@ -83,7 +83,7 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
     validated record, or a RecordError)."""
     from fastapi import HTTPException
 
-    from ..serve import RecordError
+    from ..serve import RecordError, scan_item
 
     kinds = {name: model_columns(p.task)["kind"] for name, p in models.items()}
     labels = {name: allowed_labels(p) for name, p in models.items()}
@@ -97,6 +97,9 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
         if store is None:
             raise HTTPException(503, "feedback is not stored: this server runs without a feedback database; "
                                      "restart it with --feedback-db FILE")
+        _, problem = scan_item(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
+        if problem is not None:
+            raise refuse(f"{problem.field or 'body'}: {problem.message}")
         if body.prediction_id is None and body.input is None:
             raise refuse("say which prediction: send 'prediction_id' (from the predict answer) or 'input'")
         if body.label is None and body.tags is None and body.wrong is None and body.comment is None:
@@ -157,7 +160,7 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
                                              wrong=body.wrong, comment=body.comment)
         except StoreUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
-        return FeedbackStored(feedback_id=feedback_id)
+        return FeedbackStored(feedback_id=feedback_id, stored=True)
 
     app.add_api_route("/v1/models/{name}/feedback", feedback, methods=["POST"], response_model=FeedbackStored,
                       dependencies=guard, summary="Correct a prediction (stored before it is acknowledged)",
