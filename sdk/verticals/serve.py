@@ -221,8 +221,13 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
         store = FeedbackStore(feedback_db, retention=log_retention)
     # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
-    predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
-                  else load(b, engine=engine, overrides=overrides) for b in bundles]
+    try:
+        predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
+                      else load(b, engine=engine, overrides=overrides) for b in bundles]
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # A predictor built in memory has no bundle directory, hence no digest.
