@@ -12,11 +12,26 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import VerticalsError
-from . import backbones, check, config, evaluate, export, inspect, new_pack, packs, predict, report, serve, train, tune
+from . import (
+    backbones,
+    check,
+    config,
+    evaluate,
+    export,
+    feedback,
+    inspect,
+    new_pack,
+    packs,
+    predict,
+    report,
+    serve,
+    train,
+    tune,
+)
 
 # the order of `verticals --help`
 VERBS = (packs, config, backbones, check, train, tune, evaluate, inspect, predict, serve, report, export,
-         new_pack)
+         new_pack, feedback)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
     serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
-              overrides=args.set)
+              overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
+              log_retention=args.log_retention, page=not args.no_page)
     return 0
 
 
@@ -60,5 +61,16 @@ def add_parser(sub: Any) -> None:
                             "default: none")
     serve.add_argument("--show-data-info", action="store_true",
                        help="name the training data files in /v1/models (default: only their sha256 and size)")
+    serve.add_argument("--feedback-db", metavar="FILE",
+                       help="store users' corrections (POST /v1/models/NAME/feedback) in this SQLite file; created "
+                            "when missing, refused when it is not a Verticals feedback database")
+    serve.add_argument("--log-predictions", action="store_true",
+                       help="also store every predicted input and answer in --feedback-db, so feedback can give a "
+                            "prediction_id alone (off by default: inputs may be personal data)")
+    serve.add_argument("--log-retention", default="30d", metavar="N|Nd",
+                       help="keep logged predictions: N = the newest N records, Nd = the last N days (default 30d)")
+    serve.add_argument("--no-page", action="store_true",
+                       help="do not serve the page to try the models at / (default: served; it calls the same API, "
+                            "with the same key)")
     serve.set_defaults(func=cmd_serve)
     add_data_set_option(serve)

@@ -2,9 +2,14 @@
 
 Endpoints (OpenAPI docs at ``/docs``):
 
+- ``GET /``: a page to try each model and correct it in a browser (``delivery/page.py``; ``page=False``
+  / ``--no-page`` leaves it out).
 - ``GET /health``: liveness plus the names of the loaded models.
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
-- ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input.
+- ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input, each
+  predicted one with a ``prediction_id``.
+- ``POST /v1/models/{name}/feedback``: a user's correction, stored in ``--feedback-db`` (see
+  :mod:`verticals.operate.feedback_route`).
 
 Each record is validated and predicted on its own terms, so one bad record (invalid, too long, nested
 too deep, holding a lone surrogate, or refused by the model: an unknown user) gets its own error in the
@@ -21,6 +26,7 @@ import json
 import logging
 import re
 import socket
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,15 +35,14 @@ from pydantic import BaseModel, Field, SkipValidation, create_model
 
 from .._version import __version__
 from ..bundles.bundle import digest
-from ..errors import ConfigError, DataError, VerticalsError
+from ..errors import ConfigError, VerticalsError
 from ..predictor import Predictor
 from .batcher import Batcher
+from .request_records import _SURROGATE, MAX_DEPTH, RecordError, check_item, predict_records, scan_item  # noqa: F401
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-MAX_DEPTH = 32  # records are flat objects of texts, numbers and lists: deeper nesting is never a record
-_SURROGATE = re.compile("[\ud800-\udfff]")  # only a lone surrogate survives JSON decoding as one
 logger = logging.getLogger("verticals.serve")
 
 
@@ -76,6 +81,14 @@ class ModelInfo(BaseModel):
                                            "it (null for a predictor served from memory).")
     engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
     predict_url: str
+    example: dict[str, Any] | None = Field(None, description="One prediction input without its label (the docs' "
+                                                              "request example); the page at / builds its form "
+                                                              "from its fields.")
+    text_input: bool = Field(False, description="Whether one line of text is a complete input (the page then "
+                                                "takes one record per line instead of a form).")
+    feedback_labels: list[str] = Field(default_factory=list, description="What the feedback route accepts as the "
+                                       "right 'label' (or as 'tags' of a token tagger): the labels, plus customer "
+                                       "service's out-of-scope label.")
 
 
 class Health(BaseModel):
@@ -84,46 +97,12 @@ class Health(BaseModel):
     models: list[str]
 
 
-class RecordError(BaseModel):
-    status: int = Field(description="HTTP-style status of this record alone (422: invalid input).")
-    message: str
-    field: str | None = None
-
-
 def _require_fastapi() -> Any:
     try:
         import fastapi
     except ImportError:
         raise ConfigError("serving needs FastAPI and uvicorn: pip install 'verticals[serve]'") from None
     return fastapi
-
-
-def scan_item(item: Any) -> tuple[int, RecordError | None]:
-    """Characters of text in one API input (all strings in it), or why it cannot be a record: nested deeper
-    than ``MAX_DEPTH`` or holding a lone surrogate (not Unicode text: tokenizers and JSON encoders fail on
-    it). Iterative, so no nesting depth can exhaust the stack."""
-    chars, stack = 0, [(item, 1, None)]
-    while stack:
-        value, depth, field = stack.pop()
-        if depth > MAX_DEPTH:
-            return chars, RecordError(status=422, field=field, message=f"record is nested deeper than {MAX_DEPTH} "
-                                                                       f"levels; send flat fields of texts and numbers")
-        if isinstance(value, dict):
-            texts = list(value)  # keys are texts too (not counted against max_chars)
-            stack.extend((child, depth + 1, field or key) for key, child in value.items())
-        elif isinstance(value, (list, tuple)):
-            texts = []
-            stack.extend((child, depth + 1, field) for child in value)
-        elif isinstance(value, str):
-            chars += len(value)
-            texts = [value]
-        else:
-            texts = []
-        if any(_SURROGATE.search(text) for text in texts):
-            return chars, RecordError(status=422, field=field, message=(
-                "text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode "
-                "text; send valid UTF-8"))
-    return chars, None
 
 
 def _model_names(predictors: Sequence[Predictor]) -> list[str]:
@@ -156,6 +135,8 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
         index=(int, Field(description="Position of the input in the request.")),
         ok=(bool, ...),
         prediction=(task.Prediction | None, None),
+        prediction_id=(str | None, Field(None, description=(
+            "Id of this prediction (uuid4 hex) for POST /v1/models/{name}/feedback; null for a failed record."))),
         error=(RecordError | None, None),
     )
     response = create_model(
@@ -169,13 +150,19 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
 
 def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
                engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
-               cors_origins: Sequence[str] = (), show_data_info: bool = False) -> Any:
+               cors_origins: Sequence[str] = (), show_data_info: bool = False,
+               feedback_db: str | Path | None = None, log_predictions: bool = False,
+               log_retention: str = "30d", page: bool = True) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
     paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
     ``/v1/models`` names the training data files (by default only their sha256 and record counts).
+    ``feedback_db``: SQLite file storing feedback (created when missing; refused when not ours);
+    ``log_predictions``: also store every predicted input and answer there, kept per ``log_retention``
+    ('N' records or 'Nd' days), so feedback can name a ``prediction_id`` alone (off: inputs are private).
+    ``page``: serve the page to try the models at ``/`` (``delivery/page.py``).
     """
     fastapi = _require_fastapi()
     from fastapi import Depends, FastAPI, Request, Security
@@ -189,11 +176,23 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from .docs import add_offline_docs
 
     limits = limits or ServeLimits()
+    if log_predictions and feedback_db is None:
+        raise ConfigError("--log-predictions stores predictions in the feedback database: give --feedback-db FILE")
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
+    store = None
+    if feedback_db is not None:  # opened (or refused) before loading models: a foreign file fails at once
+        from ..operate.feedback import FeedbackStore
+
+        store = FeedbackStore(feedback_db, retention=log_retention)
     # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
-    predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
-                  else load(b, engine=engine, overrides=overrides) for b in bundles]
+    try:
+        predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)
+                      else load(b, engine=engine, overrides=overrides) for b in bundles]
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # A predictor built in memory has no bundle directory, hence no digest.
@@ -201,16 +200,30 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
     batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
+    if store is not None:
+        from ..operate.feedback_route import model_columns
+
+        for name, p in models.items():
+            store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
+                                 model_columns(p.task))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
         yield
         for batcher in batchers.values():
             batcher.close()
+        if store is not None:
+            store.close()
 
     app = FastAPI(title="Verticals", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Predictions from Verticals bundles. Every model has its own request schema.")
     add_offline_docs(app)
+    if page:
+        from .page import add_page
+        add_page(app)
+    from ..operate.feedback_route import allowed_labels
+    from .page import page_input
+    inputs = {name: page_input(models[name].task) for name in names}  # computed once: the task is fixed
     # Outermost last: CatchAll > CORS (so refusals carry CORS headers) > BodyLimit > FastAPI.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, timeout=limits.body_timeout)
     if cors_origins:
@@ -241,7 +254,9 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         return ModelInfo(name=name, task=bundle.task, task_type=bundle.task_type, pack=bundle.pack,
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
                          metrics=bundle.metrics, data=data, created_at=bundle.created_at, digest=digests[name],
-                         engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
+                         engine=models[name].engine, predict_url=f"/v1/models/{name}/predict",
+                         example=inputs[name][0], text_input=inputs[name][1],
+                         feedback_labels=allowed_labels(models[name]))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -252,11 +267,16 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
                 "detail": f"malformed JSON body: {ctx.get('error', 'cannot parse')}; "
                           f"send {{\"inputs\": [...]}} with Content-Type: application/json"})
         if any(e.get("type") == "model_attributes_type" and list(e.get("loc", [])) == ["body"] for e in errors):
+            shape = ('{"prediction_id": ..., "label": ...}' if request.url.path.endswith("/feedback")
+                     else '{"inputs": [...]}')
             return JSONResponse(status_code=422, content={
-                "detail": "expected a JSON object {\"inputs\": [...]} with Content-Type: application/json"})
+                "detail": f"expected a JSON object {shape} with Content-Type: application/json"})
         shown = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
-        return JSONResponse(status_code=422, content={"detail": f"invalid request: {shown}",
-                                                      "errors": json.loads(json.dumps(errors, default=str))})
+        # A lone surrogate the client sent comes back in the error's "input" and cannot be encoded as UTF-8:
+        # replaced (U+FFFD) so that the answer is a 422, not a 500.
+        text = _SURROGATE.sub("\ufffd", json.dumps(errors, default=str, ensure_ascii=False))
+        return JSONResponse(status_code=422, content={"detail": _SURROGATE.sub("\ufffd", f"invalid request: {shown}"),
+                                                      "errors": json.loads(text)})
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -272,8 +292,14 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
             raise fastapi.HTTPException(404, f"no model '{name}'; loaded: {', '.join(names)}")
         return info(name)
 
+    log = store if log_predictions else None
     for name in names:
-        _add_predict_route(app, name, models[name], batchers[name], limits, guard)
+        _add_predict_route(app, name, models[name], batchers[name], limits, guard, log, digests[name])
+
+    from ..operate.feedback_route import add_feedback_route
+
+    add_feedback_route(app, models, digests, store, log_predictions, guard,
+                       lambda predictor, item: check_item(predictor, item, 0, limits))
 
     @app.post("/v1/models/{name}/predict", include_in_schema=False, dependencies=guard)
     def unknown_model(name: str) -> None:
@@ -283,7 +309,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
 
 def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batcher, limits: ServeLimits,
-                       guard: list[Any]) -> None:
+                       guard: list[Any], log: Any = None, model_digest: str | None = None) -> None:
     from fastapi import Body, HTTPException
 
     from .docs import request_examples, response_example
@@ -299,7 +325,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         results: list[Any] = [None] * len(inputs)
         valid: list[tuple[int, Any]] = []
         for i, item in enumerate(inputs):
-            checked = _check_item(predictor, item, i, limits)
+            checked = check_item(predictor, item, i, limits)
             if isinstance(checked, RecordError):
                 results[i] = result_model(index=i, ok=False, error=checked)
             else:
@@ -307,7 +333,14 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         if valid:
             for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
-                    else result_model(index=i, ok=True, prediction=outcome)
+                    else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
+        if log is not None and valid:  # opt-in (--log-predictions): committed before the answer names the ids
+            logged = [(results[i].prediction_id, record, results[i].prediction) for i, record in valid
+                      if results[i].ok]
+            try:
+                log.log_predictions(name, model_digest or "", logged)
+            except VerticalsError as exc:  # the predictions stand; feedback on them then needs the input
+                logger.warning("predictions not logged: %s", exc)
         return response_model(model=name, task=predictor.task_name, results=results)
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
@@ -323,42 +356,6 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                                  408: {"description": "Body not received in time"},
                                  413: {"description": "Too many records or too large a body"},
                                  422: {"description": "Body is not {\"inputs\": [...]}"}})
-
-
-def predict_records(batcher: Batcher, records: list[Any]) -> list[Any]:
-    """Predictions for valid records in one pass. When the pass fails, each record is predicted alone, so
-    a record the model refuses (an unknown user, an item not in the catalogue: any ``VerticalsError``) gets
-    its own 422 :class:`RecordError` and the others their predictions. Any other exception is a bug: it is
-    logged and that record alone gets a 500."""
-    try:
-        return batcher(records)
-    except Exception as exc:  # noqa: BLE001 - narrowed to the records at fault, then told apart below
-        if len(records) > 1:
-            return [predict_records(batcher, [record])[0] for record in records]
-        error = exc
-    if isinstance(error, DataError):
-        return [RecordError(status=422, message=error.reason.removeprefix("Value error, "), field=error.field)]
-    if isinstance(error, VerticalsError):
-        return [RecordError(status=422, message=str(error))]
-    logger.error("internal error predicting one record", exc_info=error)
-    return [RecordError(status=500, message=f"internal error ({type(error).__name__}) predicting this record; "
-                                            f"the server log has the details")]
-
-
-def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits) -> Any:
-    """The validated record for one input, or the :class:`RecordError` saying why it is refused."""
-    if not isinstance(item, (str, dict)):
-        return RecordError(status=422, message=f"expected a record object or a text, got {type(item).__name__}")
-    size, problem = scan_item(item)
-    if problem is not None:
-        return problem
-    if size > limits.max_chars:
-        return RecordError(status=422, message=f"record has {size} characters of text; the limit is "
-                                               f"{limits.max_chars}")
-    try:
-        return predictor.task.as_record(item, index)
-    except DataError as exc:
-        return RecordError(status=422, message=exc.reason.removeprefix("Value error, "), field=exc.field)
 
 
 def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
@@ -408,7 +405,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
 def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
-        show_data_info: bool = False) -> None:
+        show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
+        log_retention: str = "30d", page: bool = True) -> None:
     """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
     try:
         import uvicorn
@@ -417,6 +415,8 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
     # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
     with listen_socket(host, port) as sock:
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
-                         show_data_info=show_data_info)
-        logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)
+                         show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
+                         log_retention=log_retention, page=page)
+        logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
+                    "page at /, " if page else "")
         uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])

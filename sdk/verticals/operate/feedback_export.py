@@ -1,0 +1,185 @@
+"""``verticals feedback export DB --model NAME --output FILE``: users' corrections as training records in the
+task's own format, ready to add to the training data.
+
+- Classification (text, customer service, sentiment...): ``text`` + ``label`` under the bundle's column names.
+- Token classification / NER: ``tokens`` + ``tags`` (JSONL, or CoNLL for a ``.conll`` output).
+- Fraud: the declared feature columns + the 0/1 label column.
+- Recommendation: ``user`` + ``item`` (the item the user wanted), a positive interaction (no rating = positive).
+
+A correction is ``label``/``tags``; ``"wrong": false`` confirms the prediction (its label becomes the
+record's); ``"wrong": true`` alone becomes a record only for a model with two labels (the other one) and
+is otherwise counted as "no correction". Feedback on the same input with the same correction is merged
+into one record; the same input with different corrections is a conflict: listed (stderr, ``--conflicts``)
+and left out, never silently decided. The output is written atomically and replaces only a file this
+command wrote (its sha256 is in the database's export log).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..bundles.outputs import file_sha256
+from ..errors import ConfigError
+from .feedback import FeedbackStore
+
+FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".conll": "conll"}
+REQUEST_ONLY = ("k", "items", "history", "exclude_seen", "rating", "timestamp")  # recommendation request fields
+
+
+class Conflict(BaseModel):
+    input: dict[str, Any]
+    corrections: list[dict[str, Any]] = Field(description="Each distinct correction, its count and feedback ids.")
+
+
+class ExportResult(BaseModel):
+    path: str
+    sha256: str
+    records: int
+    feedback_rows: int
+    duplicates_merged: int
+    no_correction: int
+    conflicts: list[Conflict]
+
+
+def parse_since(text: str | None) -> str | None:
+    """``--since 2026-12-01`` or an ISO datetime, as the stored timestamp text (UTC) to compare with."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected a date (2026-12-01) or an ISO datetime "
+                          f"(2026-12-01T09:30:00Z)") from None
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _correction(row: dict[str, Any], kind: str, labels: list[str]) -> Any:
+    """The right answer this feedback row gives, or None."""
+    if row["tags"] is not None:
+        return row["tags"]
+    if row["label"] is not None:
+        return row["label"]
+    predicted = row["predicted"] or {}
+    if kind == "tokens":
+        return predicted.get("tags") if row["wrong"] == 0 else None
+    said = predicted.get("label", predicted.get("intent"))
+    said = None if said is None else str(said)
+    if row["wrong"] == 0 and kind == "label":
+        return said
+    if row["wrong"] == 1 and kind == "label" and len(labels) == 2 and said in labels:
+        return next(label for label in labels if label != said)  # binary: wrong means the other one
+    return None
+
+
+def _training_record(record: dict[str, Any], correction: Any, columns: dict[str, Any]) -> dict[str, Any]:
+    fields, label_field = columns["fields"], columns["label_field"]
+    out = {fields.get(key, key): value for key, value in record.items()
+           if key != label_field and not (columns["kind"] == "interactions" and key in REQUEST_ONLY)}
+    if columns["kind"] == "label" and columns["task_labels"] == ["0", "1"]:
+        correction = int(correction)  # fraud reads 0/1
+    out[fields.get(label_field, label_field)] = correction
+    return out
+
+
+def _render(records: list[dict[str, Any]], fmt: str, columns: dict[str, Any]) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if fmt == "conll":
+        if columns["kind"] != "tokens":
+            raise ConfigError("a .conll output holds tokens and tags: this model is not a token classifier; "
+                              "use .jsonl or .csv")
+        tokens, tags = columns["fields"].get("tokens", "tokens"), columns["fields"]["tags"]
+        return "\n".join("".join(f"{t}\t{g}\n" for t, g in zip(r[tokens], r[tags])) for r in records)
+    if columns["kind"] == "tokens":
+        raise ConfigError("tokens and tags are lists, which CSV cannot hold: use a .jsonl or .conll output")
+    names: list[str] = []
+    for record in records:
+        names.extend(key for key in record if key not in names)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def _write_owned(path: Path, text: str, store: FeedbackStore, model: str, records: int, overwrite: bool) -> str:
+    """Write ``text`` atomically to ``path``: new, or replacing a file this command wrote (sha256 logged)."""
+    from ..bundles.bundle import atomic_file
+
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise ConfigError(f"{path} already exists; choose another file or pass --overwrite")
+        if not path.is_file() or path.is_symlink() or not store.exported(file_sha256(path)):
+            raise ConfigError(f"{path} exists and --overwrite replaces only a file `verticals feedback export` "
+                              f"wrote from this database (unchanged since), which it is not; refusing to replace "
+                              f"it (choose another file, or move it away yourself)")
+    with atomic_file(path) as handle:
+        handle.write(text)
+    digest = file_sha256(path)
+    store.record_export(digest, path, model, records)
+    return digest
+
+
+def export_feedback(db: str | Path, model: str, output: str | Path, *, since: str | None = None,
+                    overwrite: bool = False, conflicts_file: str | Path | None = None) -> ExportResult:
+    """Write the corrections of ``model`` (its serve name) stored in ``db`` as training records to ``output``
+    (``.jsonl``, ``.csv`` or ``.conll``); ``conflicts_file``: JSONL of the conflicting inputs."""
+    output = Path(output)
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"--output {output}: give a .jsonl, .csv or .conll file (training data formats)")
+    if conflicts_file is not None and Path(conflicts_file).resolve() == output.resolve():
+        raise ConfigError("--conflicts and --output name the same file; give two file names")
+    cutoff = parse_since(since)
+    store = FeedbackStore(db, create_missing=False)
+    try:
+        known = store.models()
+        if model not in known:
+            raise ConfigError(f"no model '{model}' in {db}; it holds: {', '.join(known) or 'no model yet'} "
+                              f"(the names `verticals serve` gave them, as in /v1/models)")
+        columns = dict(known[model]["columns"], task_labels=known[model]["labels"])
+        rows = store.feedback(model, cutoff)
+        groups: dict[str, dict[str, Any]] = {}
+        no_correction = 0
+        for row in rows:
+            correction = _correction(row, columns["kind"], known[model]["labels"])
+            if correction is None or row["input"] is None:
+                no_correction += 1
+                continue
+            key = json.dumps({k: v for k, v in row["input"].items() if k != columns["label_field"]}, sort_keys=True)
+            group = groups.setdefault(key, {"input": row["input"], "by": {}})
+            group["by"].setdefault(json.dumps(correction), {"correction": correction, "count": 0, "ids": []})
+            entry = group["by"][json.dumps(correction)]
+            entry["count"] += 1
+            entry["ids"].append(row["id"])
+        records, conflicts, merged = [], [], 0
+        for group in groups.values():
+            corrections = list(group["by"].values())
+            if len(corrections) > 1:
+                conflicts.append(Conflict(input=group["input"], corrections=[
+                    {"correction": c["correction"], "count": c["count"], "feedback_ids": c["ids"]}
+                    for c in corrections]))
+                continue
+            merged += corrections[0]["count"] - 1
+            records.append(_training_record(group["input"], corrections[0]["correction"], columns))
+        if not records:
+            raise ConfigError(f"no training records to export for '{model}' ({len(rows)} feedback rows"
+                              f"{' since ' + since if since else ''}: {no_correction} without a correction, "
+                              f"{len(conflicts)} conflicting inputs); nothing written")
+        text = _render(records, fmt, columns)
+        if conflicts_file is not None:
+            lines = "".join(c.model_dump_json() + "\n" for c in conflicts)
+            _write_owned(Path(conflicts_file), lines, store, model, len(conflicts), overwrite)
+        digest = _write_owned(output, text, store, model, len(records), overwrite)
+    finally:
+        store.close()
+    return ExportResult(path=str(output), sha256=digest, records=len(records), feedback_rows=len(rows),
+                        duplicates_merged=merged, no_correction=no_correction, conflicts=conflicts)

@@ -1,0 +1,260 @@
+"""Feedback through `verticals serve`: prediction ids, POST /v1/models/{name}/feedback, the opt-in prediction
+log with its retention limit, and `verticals feedback export` (format, merging, conflicts, overwrite)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+import verticals  # noqa: E402
+from verticals.bundles.outputs import file_sha256  # noqa: E402
+from verticals.cli import main  # noqa: E402
+from verticals.delivery.serve import create_app  # noqa: E402
+from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+WORDS = {"pos": ["great", "good", "love", "excellent"], "neg": ["bad", "awful", "hate", "poor"]}
+# Custom column names: the export must write the bundle's own, not the record's field names.
+COLUMNS = ["data.text_column=utterance", "data.label_column=intent"]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("feedback")
+    rows = [{"utterance": f"{WORDS[lab][i % 4]} {WORDS[lab][(i + 1) % 4]} film", "intent": lab}
+            for i in range(12) for lab in WORDS]
+    (root / "tc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tokens = [{"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+              {"tokens": ["Mary", "visited", "Berlin"], "tags": ["B-PER", "O", "B-LOC"]}] * 6
+    (root / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tokens), encoding="utf-8")
+    backbone = str(make_tiny_backbone(root / "tiny"))
+    with only_plugins():
+        verticals.train("text-classification", root / "tc.jsonl", output=root / "sentiment", backbone=backbone,
+                        overrides=["training.epochs=1", *COLUMNS])
+        verticals.train("token-classification", root / "ner.jsonl", output=root / "ner", backbone=backbone,
+                        overrides=["training.epochs=1"])
+    return {"sentiment": root / "sentiment", "ner": root / "ner", "root": root}
+
+
+@contextlib.contextmanager
+def serving(app) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
+    """A real uvicorn server on a loopback port, in a thread; shut down (lifespan included) on exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def app_for(bundles: dict[str, Path], **kwargs):  # type: ignore[no-untyped-def]
+    with only_plugins():
+        return create_app([bundles["sentiment"], bundles["ner"]], engine="torch", **kwargs)
+
+
+def rows(db: Path, sql: str = "SELECT * FROM feedback ORDER BY id") -> list[sqlite3.Row]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles: dict[str, Path]) -> None:
+    with serving(app_for(bundles)) as client:
+        answer = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film", "bad film", ""]})
+        results = answer.json()["results"]
+        ids = [r["prediction_id"] for r in results[:2]]
+        assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
+        assert results[2]["ok"] is False and results[2]["prediction_id"] is None
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "prediction_id" in schema["SentimentPredictResult"]["properties"]
+        refused = client.post("/v1/models/sentiment/feedback", json={"prediction_id": ids[0], "label": "neg"})
+        assert refused.status_code == 503 and "--feedback-db" in refused.json()["detail"]
+
+
+def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles: dict[str, Path], tmp_path: Path) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
+        pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film"]}).json()["results"][0][
+            "prediction_id"]
+        answer = client.post("/v1/models/sentiment/feedback", json={"prediction_id": pid, "label": "neg",
+                                                                      "comment": "sarcasm"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"feedback_id": 1, "stored": True}
+        # committed before the answer: another connection sees it while the server still runs
+        (row,) = rows(db)
+        assert json.loads(row["input"]) == {"text": "great film"} and row["label"] == "neg"
+        assert row["prediction_id"] == pid and json.loads(row["predicted"])["label"] in WORDS
+        assert row["comment"] == "sarcasm"
+        other = client.post("/v1/models/ner/feedback", json={"prediction_id": pid, "tags": ["O", "O"]})
+        assert other.status_code == 422 and "of model 'sentiment'" in other.json()["detail"]
+
+
+def test_without_logging_an_id_alone_is_refused_and_input_works(bundles: dict[str, Path], tmp_path: Path) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db)) as client:
+        pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["good film"]}).json()["results"][0][
+            "prediction_id"]
+        alone = client.post("/v1/models/sentiment/feedback", json={"prediction_id": pid, "label": "pos"})
+        assert alone.status_code == 422 and "--log-predictions" in alone.json()["detail"]
+        given = client.post("/v1/models/sentiment/feedback",
+                            json={"prediction_id": pid, "input": {"utterance": "good film"}, "label": "pos"})
+        assert given.status_code == 200
+    assert rows(db, "SELECT count(*) FROM predictions")[0][0] == 0  # nothing kept unless asked (privacy)
+    assert json.loads(rows(db)[0]["input"]) == {"text": "good film"}
+
+
+def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_path: Path) -> None:
+    with serving(app_for(bundles, feedback_db=tmp_path / "fb.db")) as client:
+        def post(name: str, body: dict) -> httpx.Response:  # type: ignore[type-arg]
+            return client.post(f"/v1/models/{name}/feedback", json=body)
+
+        wrong = post("sentiment", {"input": "great film", "label": "neutral"})
+        assert wrong.status_code == 422 and "allowed: neg, pos" in wrong.json()["detail"]
+        assert post("nope", {"input": "great film", "label": "pos"}).status_code == 404
+        assert post("ner", {"input": "John lives in Paris", "label": "PER"}).status_code == 422
+        assert post("sentiment", {"input": "great film", "tags": ["O"]}).status_code == 422
+        short = post("ner", {"input": "John lives in Paris", "tags": ["B-PER", "O"]})
+        assert short.status_code == 422 and "4 tokens" in short.json()["detail"]
+        unknown = post("ner", {"input": "John lives in Paris", "tags": ["B-ORG", "O", "O", "B-LOC"]})
+        assert unknown.status_code == 422 and "B-LOC" in unknown.json()["detail"]
+        dangling = post("ner", {"input": "John lives in Paris", "tags": ["I-PER", "O", "O", "B-LOC"]})
+        assert dangling.status_code == 422
+        good = post("ner", {"input": "John lives in Paris", "tags": ["B-PER", "O", "O", "B-LOC"]})
+        assert good.status_code == 200, good.text
+
+
+def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_path: Path) -> None:
+    with serving(app_for(bundles, feedback_db=tmp_path / "fb.db", api_key="s3cret")) as client:
+        body = {"input": "great film", "label": "pos"}
+        assert client.post("/v1/models/sentiment/feedback", json=body).status_code == 401
+        ok = client.post("/v1/models/sentiment/feedback", json=body, headers={"X-API-Key": "s3cret"})
+        assert ok.status_code == 200
+
+
+def test_prediction_log_keeps_only_the_retention_limit(bundles: dict[str, Path], tmp_path: Path) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True, log_retention="3")) as client:
+        ids = [client.post("/v1/models/sentiment/predict", json={"inputs": [f"good film {i}"]}).json()["results"][0]
+               ["prediction_id"] for i in range(5)]
+        kept = {r[0] for r in rows(db, "SELECT id FROM predictions")}
+        assert kept == set(ids[-3:])
+        expired = client.post("/v1/models/sentiment/feedback", json={"prediction_id": ids[0], "label": "pos"})
+        assert expired.status_code == 422 and "retention" in expired.json()["detail"]
+
+
+def test_log_predictions_needs_a_db(bundles: dict[str, Path]) -> None:
+    from verticals.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--feedback-db"):
+        app_for(bundles, log_predictions=True)
+    with pytest.raises(ConfigError, match="log-retention"):
+        app_for(bundles, feedback_db=bundles["root"] / "never.db", log_retention="a week")
+
+
+def export(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["feedback", "export", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_export_merges_duplicates_lists_conflicts_and_retrains(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
+        def post(body: dict) -> None:  # type: ignore[type-arg]
+            assert client.post("/v1/models/sentiment/feedback", json=body).status_code == 200
+
+        for _ in range(3):
+            post({"input": "not good at all", "label": "neg"})  # duplicates: one record
+        post({"input": "love it", "label": "pos"})
+        post({"input": "poor but fun", "label": "pos"})  # conflict: listed, not chosen
+        post({"input": "poor but fun", "label": "neg"})
+        post({"input": "whatever", "comment": "no idea"})  # no correction
+        pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["excellent film"]}).json()["results"][0]
+        predicted = pid["prediction"]["label"]
+        post({"prediction_id": pid["prediction_id"], "wrong": True})  # two labels: wrong = the other one
+    output, conflicts = tmp_path / "feedback.csv", tmp_path / "conflicts.jsonl"
+    code, out, err = export(str(db), "--model", "sentiment", "--output", str(output), "--conflicts", str(conflicts),
+                            capsys=capsys)
+    assert code == 0, err
+    assert "2 duplicates merged, 1 conflicting inputs left out, 1 without a correction" in out
+    assert f"sha256 {file_sha256(output)}" in out
+    assert "conflict" in err and "poor but fun" in err
+    lines = output.read_text(encoding="utf-8").splitlines()
+    other = "neg" if predicted == "pos" else "pos"
+    assert lines[0] == "utterance,intent"  # the bundle's own column names
+    assert sorted(lines[1:]) == sorted(["not good at all,neg", "love it,pos", f"excellent film,{other}"])
+    (conflict,) = [json.loads(line) for line in conflicts.read_text(encoding="utf-8").splitlines()]
+    assert {c["correction"] for c in conflict["corrections"]} == {"pos", "neg"}
+    # the export is training data for the same task; the new bundle's fingerprint is the printed sha256
+    with only_plugins():
+        retrained = verticals.train("text-classification", output, validation=output, output=tmp_path / "again",
+                                    backbone=str(bundles["root"] / "tiny"),
+                                    overrides=["training.epochs=1", *COLUMNS])
+    assert retrained.info.data["train"]["sha256"] == file_sha256(output)
+
+
+def test_export_refuses_to_replace_what_it_did_not_write(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db)) as client:
+        assert client.post("/v1/models/sentiment/feedback", json={"input": "good", "label": "pos"}).status_code == 200
+    output = tmp_path / "out.jsonl"
+    assert export(str(db), "--model", "sentiment", "--output", str(output), capsys=capsys)[0] == 0
+    code, _, err = export(str(db), "--model", "sentiment", "--output", str(output), capsys=capsys)
+    assert code == 2 and "--overwrite" in err
+    assert export(str(db), "--model", "sentiment", "--output", str(output), "--overwrite", capsys=capsys)[0] == 0
+    output.write_text('{"utterance": "mine", "intent": "pos"}\n', encoding="utf-8")  # now the user's file
+    before = output.read_bytes()
+    code, _, err = export(str(db), "--model", "sentiment", "--output", str(output), "--overwrite", capsys=capsys)
+    assert code == 2 and "refusing to replace" in err and output.read_bytes() == before
+    code, _, err = export(str(db), "--model", "nope", "--output", str(tmp_path / "x.jsonl"), capsys=capsys)
+    assert code == 2 and "sentiment" in err
+    code, _, err = export(str(db), "--model", "sentiment", "--output", str(tmp_path / "x.jsonl"), "--since",
+                          "2999-01-01", capsys=capsys)
+    assert code == 2 and "nothing written" in err and not (tmp_path / "x.jsonl").exists()
+
+
+def test_ner_export_writes_tokens_and_tags(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
+        pid = client.post("/v1/models/ner/predict", json={"inputs": ["Mary lives in Oslo"]}).json()["results"][0][
+            "prediction_id"]
+        answer = client.post("/v1/models/ner/feedback", json={"prediction_id": pid,
+                                                              "tags": ["B-PER", "O", "O", "B-LOC"]})
+        assert answer.status_code == 200, answer.text
+    assert export(str(db), "--model", "ner", "--output", str(tmp_path / "fix.conll"), capsys=capsys)[0] == 0
+    assert (tmp_path / "fix.conll").read_text(encoding="utf-8") == "Mary\tB-PER\nlives\tO\nin\tO\nOslo\tB-LOC\n"
+    assert export(str(db), "--model", "ner", "--output", str(tmp_path / "fix.jsonl"), capsys=capsys)[0] == 0
+    assert json.loads((tmp_path / "fix.jsonl").read_text(encoding="utf-8")) == {
+        "tokens": ["Mary", "lives", "in", "Oslo"], "tags": ["B-PER", "O", "O", "B-LOC"]}
+    code, _, err = export(str(db), "--model", "ner", "--output", str(tmp_path / "fix.csv"), capsys=capsys)
+    assert code == 2 and "CSV" in err
