@@ -181,12 +181,13 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     metrics = {"validation": model.evaluate(validation_records).metrics}
     if test_records is not None:
         metrics["test"] = model.evaluate(test_records).metrics
+    baseline = _baseline(model, train_records, validation_records, metrics["validation"])
     pack_version = get_catalog().packs.get(pack_name).version if pack_name else None
     info = BundleInfo(
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])),
+        history=list(getattr(model, "history_", [])), baseline=baseline,
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():
@@ -194,6 +195,23 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         if not model.config.training.keep_checkpoints:
             remove_checkpoints(checkpoint_dir)
     return Predictor(model, info, output)
+
+
+def _baseline(model: TaskType, train: Sequence[Any], validation: Sequence[Any],
+              validation_metrics: dict[str, float]) -> dict[str, Any] | None:
+    """Compare the validation score with the majority-class baseline; warn (once, at the end of training)
+    when the model does no better. The entry goes to bundle.json, where `verticals inspect` shows it."""
+    from .metrics.baseline import baseline_check, baseline_warning
+
+    found = model.majority_baseline(train, validation)
+    if found is None:
+        return None
+    entry = baseline_check(*found, validation_metrics, primary_metric=model.primary_metric,
+                           greater_is_better=model.greater_is_better)
+    message = baseline_warning(entry or {})
+    if message and _is_main_process():
+        warnings.warn(message, UserWarning, stacklevel=5)  # the caller of train()
+    return entry
 
 
 def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:

@@ -51,6 +51,9 @@ class BundleInfo(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list, description=(
         "Per-epoch training history: epoch, train_loss, validation_loss, metrics (on metrics_on), "
         "learning_rate, elapsed_s, best; empty for bundles written before it was kept."))
+    baseline: dict[str, Any] | None = Field(None, description=(
+        "The majority-class baseline on the validation split: rule, metric (the primary one), baseline, "
+        "validation (the model's score) and at_or_below (true: the model is no better than a constant)."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

@@ -298,7 +298,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
                                           "created_at", "labels", "model", "data", "metrics", "versions",
-                                          "history"}),
+                                          "history", "baseline"}),
                "contents": contents}
     if args.json:
         _print_json(summary)
@@ -314,6 +314,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  data     {split}: " + ", ".join(f"{k} {v}" for k, v in fingerprint.items()))
     for split, metrics in info.metrics.items():
         print(f"  metrics  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    from .metrics.baseline import baseline_lines
+
+    for line in baseline_lines(info.baseline):
+        print(f"  {line}")
     # Whoever receives the bundle receives every file: say which ones carry data, not only weights.
     print("  files    (* holds data from training or from files named in the config; shared with the bundle)")
     for item in contents:

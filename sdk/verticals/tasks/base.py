@@ -239,6 +239,13 @@ class TaskType(ABC):
         """JSON-serialisable learned state for bundle.json (labels, thresholds, ...)."""
         return {}
 
+    def majority_baseline(self, train: Sequence[BaseModel],
+                          validation: Sequence[BaseModel]) -> tuple[str, dict[str, float]] | None:
+        """What always answering the training data's most frequent label scores on ``validation``: a short
+        description of that rule and its metrics (None: the task has no such baseline). A model scoring no
+        better on its primary metric has learnt nothing a constant would not know."""
+        return None
+
     def metric_notes(self) -> dict[str, str]:
         """Metric name -> its unit or meaning, for metrics that are not a plain share in [0, 1] (e.g.
         ``{'expected_cost': 'EUR per transaction'}``); shown beside the value in reports and model cards.

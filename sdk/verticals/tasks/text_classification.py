@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,6 +110,16 @@ class TextClassificationTask(TransformerTask):
         return self.export_common() | {
             "kind": "text-classification",
             "scores": "softmax(logits) over labels; label = argmax; score = its probability"}
+
+    def majority_baseline(self, train, validation):  # type: ignore[no-untyped-def,override]
+        counts = Counter(r.label for r in train if r.label is not None)
+        gold = [r.label for r in validation]
+        if not counts or not gold:
+            return None
+        majority = min(counts, key=lambda label: (-counts[label], label))  # ties: the first by name
+        labels = list(dict.fromkeys([*self.labels_, *gold, majority]))  # a pack's unlearnt labels too (oos)
+        metrics, _, _ = classification_metrics(gold, [majority] * len(gold), labels)
+        return f"always '{majority}', the most frequent training label", metrics
 
     def score(self, records: Sequence[TextRecord], predictions: Sequence[TextPrediction]) -> Evaluation:  # type: ignore[override]
         y_true = [r.label for r in records]

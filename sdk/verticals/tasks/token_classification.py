@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -225,6 +226,14 @@ class TokenClassificationTask(TransformerTask):
             "word_label": "softmax of the word's first subword; words cut off by truncation are 'O'",
             "bio_repair": "an I-X that does not continue an X entity becomes B-X",
             "entity_score": "mean probability of the entity's tags"}
+
+    def majority_baseline(self, train, validation):  # type: ignore[no-untyped-def,override]
+        counts = Counter(tag for r in train for tag in r.tags or [])
+        if not counts or not validation:
+            return None
+        majority = min(counts, key=lambda tag: (-counts[tag], tag))  # 'O' on any real data: no entity found
+        metrics, _ = entity_metrics([r.tags for r in validation], [[majority] * len(r.tags) for r in validation])
+        return f"always '{majority}', the most frequent training tag", metrics
 
     def score(self, records: Sequence[TokenRecord], predictions: Sequence[TokenPrediction]) -> Evaluation:  # type: ignore[override]
         metrics, per_type = entity_metrics([r.tags for r in records], [p.tags for p in predictions])
