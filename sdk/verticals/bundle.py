@@ -171,12 +171,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(directory: str | Path) -> dict[str, Any]:
+def verify(directory: str | Path, *, unlisted_ok: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Check the bundle against its manifest; raise :class:`BundleError` naming the first problem.
 
     The bundle holds exactly the listed files: no symbolic links, no special files, no unlisted file or
     directory (hidden ones included), every listed name a relative path inside the bundle whose sha256
     matches. The directory itself may be reached through a link; nothing inside it may be one.
+    ``unlisted_ok``: top-level files allowed beside the listed ones (an export's output marker, written
+    after its manifest).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -186,7 +188,7 @@ def verify(directory: str | Path) -> dict[str, Any]:
     manifest = read_manifest(directory)
     listed: dict[str, str] = manifest["files"]
     files, dirs = _walk(directory)
-    present = set(files) - {MANIFEST_FILE}
+    present = set(files) - {MANIFEST_FILE} - set(unlisted_ok)
     for name in listed:
         if name not in present:
             raise BundleError(f"{directory}: incomplete bundle, '{name}' listed in the manifest is missing")

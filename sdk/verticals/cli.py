@@ -286,6 +286,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .bundle import bundle_contents, digest, read_info, verify
     from .errors import BundleError
 
+    # ---- verb: inspect (begin) export
+    from .delivery.export_check import export_summary, is_export
+
+    if is_export(args.bundle):
+        summary, lines = export_summary(args.bundle, args.expect)
+        if args.json:
+            _print_json(summary)
+        else:
+            print("\n".join(lines))
+        return 0
+    # ---- verb: inspect (end) export
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
     info = read_info(args.bundle, verified=True)
     bundle_digest = digest(args.bundle)
@@ -390,6 +401,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{result.task}: parity vs PyTorch: max abs diff "
               f"{result.max_abs_diff:.3g} on a {result.check_batch[0]}x{result.check_batch[1]} batch "
               f"(tolerance {result.tolerance:g})")
+        print(f"digest {result.digest} (send it by another channel; the receiver checks it with "
+              f"verticals inspect EXPORT --expect DIGEST)")
     return 0
 
 
@@ -525,11 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     inspect = sub.add_parser(
-        "inspect", help="verify a bundle's files and show what it is (no model is loaded)",
-        description="Verify every file of BUNDLE against its manifest and print its task, labels, data "
-                    "fingerprints, metrics and digest (sha256 of manifest.json).")
-    inspect.add_argument("bundle", metavar="BUNDLE")
-    inspect.add_argument("--expect", metavar="SHA256", help="fail unless the bundle's digest is this one")
+        "inspect", help="verify a bundle's or an export's files and show what it is (no model is loaded)",
+        description="Verify every file of BUNDLE (or of an ONNX EXPORT) against its manifest and print its task, "
+                    "labels, data fingerprints, metrics and digest (sha256 of manifest.json).")
+    inspect.add_argument("bundle", metavar="BUNDLE|EXPORT")
+    inspect.add_argument("--expect", metavar="SHA256", help="fail unless the digest is this one")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(func=cmd_inspect)
 

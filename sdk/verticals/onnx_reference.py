@@ -6,15 +6,22 @@ for a customer-service export (its retrieval index); it never imports ``vertical
 
     python predict.py EXPORT_DIR "first text" "second text"
     python predict.py EXPORT_DIR < inputs.jsonl      # one JSON text or record per line
+    python predict.py --no-verify EXPORT_DIR ...     # skip the manifest check (not recommended)
 
 prints one JSON prediction per input, with the fields and values of the SDK's prediction objects. A record
 may use the bundle's own column names (``export.json``'s ``fields``, e.g. ``{"utterance": ...}``) or the SDK's
 (``{"text": ...}``). Bad input (a line that is not JSON, a record without the text) prints one line naming the
 input and exits 2 before anything is predicted.
+
+Before answering, every file is checked against ``manifest.json`` (sha256, as in a Verticals bundle; the
+sha256 of ``manifest.json`` itself is the export's digest, shown by ``verticals inspect EXPORT``): an export
+changed after it was written (a label swapped in ``export.json``, another ``model.onnx``) is refused with
+one line and exit 2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -33,12 +40,72 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class Export:
-    """An export directory: the graph, the tokenizer and the decision parameters."""
+class VerificationError(ValueError):
+    """The export's files do not match its manifest.json (or it has none)."""
 
-    def __init__(self, directory: str | Path) -> None:
+
+MANIFEST = "manifest.json"
+SKIP = " (python predict.py --no-verify ... skips this check)"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(directory: Path) -> tuple[str, set[str]]:
+    """Check every file listed in manifest.json against its sha256; return the export's digest (the sha256
+    of manifest.json) and the listed names. Raises VerificationError naming the first problem."""
+    try:
+        raw = (directory / MANIFEST).read_bytes()
+    except OSError:
+        raise VerificationError(f"{directory}: {MANIFEST} is missing, so the export cannot be verified{SKIP}") \
+            from None
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+        listed = manifest["files"]
+        if manifest.get("algorithm") != "sha256" or not isinstance(listed, dict):
+            raise ValueError("not a sha256 manifest")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise VerificationError(f"{directory / MANIFEST}: unreadable manifest; the export is damaged{SKIP}") \
+            from None
+    for name, expected in listed.items():
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if any(part in ("", ".", "..") for part in parts) or "\\" in name or name == MANIFEST:
+            raise VerificationError(f"{directory / MANIFEST}: entry {name!r} is not a file of the export; "
+                                    f"the manifest was modified{SKIP}")
+        path = directory / name
+        if path.is_symlink() or not path.is_file():
+            raise VerificationError(f"{directory}: '{name}' listed in {MANIFEST} is missing{SKIP}")
+        if _sha256(path) != expected:
+            raise VerificationError(f"{path}: sha256 does not match {MANIFEST}; the export was modified after "
+                                    f"it was written (refusing to predict){SKIP}")
+    return hashlib.sha256(raw).hexdigest(), set(listed)
+
+
+class Export:
+    """An export directory: the graph, the tokenizer and the decision parameters. ``verify`` (the default)
+    checks every file against manifest.json first and refuses files it does not cover."""
+
+    def __init__(self, directory: str | Path, *, verify: bool = True) -> None:
         self.directory = Path(directory)
+        self.digest: str | None = None
+        listed: set[str] | None = None
+        if not (self.directory / "export.json").is_file():
+            raise FileNotFoundError(f"no export.json in {self.directory}")
+        if verify:
+            self.digest, listed = check_manifest(self.directory)
         self.meta = json.loads((self.directory / "export.json").read_text(encoding="utf-8"))
+        if listed is not None:
+            index = self.meta.get("decision", {}).get("index") or {}
+            needed = {"export.json", "model.onnx", "tokenizer.json", *index.values()}
+            unlisted = sorted(str(name) for name in needed - listed)
+            if unlisted:
+                raise VerificationError(f"{self.directory}: '{unlisted[0]}' is not covered by {MANIFEST}; the "
+                                        f"manifest was modified{SKIP}")
         self.decision: dict[str, Any] = self.meta["decision"]
         self.fields: dict[str, str] = self.meta.get("fields", {})  # exports before fields existed: SDK names
         self.labels: list[str] = self.meta["labels"]
@@ -270,11 +337,17 @@ def read_inputs(lines: Any) -> tuple[list[Any], list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    check = "--no-verify" not in argv[:2]  # before or right after EXPORT_DIR; later arguments are texts
+    if not check:
+        argv = [arg for i, arg in enumerate(argv) if not (i < 2 and arg == "--no-verify")]
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
     try:
-        export = Export(argv[0])
+        export = Export(argv[0], verify=check)
+    except VerificationError as exc:
+        print(f"predict.py: refusing the export: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # no export.json, not an export, no model.onnx
         print(f"predict.py: {argv[0]}: not a readable Verticals export ({type(exc).__name__}: {exc})",
               file=sys.stderr)
