@@ -100,6 +100,7 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
+    quiet: bool = False,
 ) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
@@ -110,11 +111,15 @@ def train(
     ``transformers.TrainerCallback`` objects handed to the Trainer of tasks that fine-tune with it (every
     transformer task); tasks with their own loop (finance.fraud, recommendation) refuse them, and
     ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
-    ``verticals`` logger and kept in ``bundle.json`` as ``history``.
+    ``verticals`` logger and kept in ``bundle.json`` as ``history``; while training runs those lines are
+    shown on stderr, as the CLI shows them, unless ``quiet=True`` or logging is configured for that logger.
     """
-    model, spec, pack_name = build_task(task, config, overrides, backbone)
-    return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
-                      overwrite=overwrite, resume=resume, callbacks=callbacks)
+    from .console import training_output
+
+    with training_output(quiet):
+        model, spec, pack_name = build_task(task, config, overrides, backbone)
+        return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
+                          overwrite=overwrite, resume=resume, callbacks=callbacks)
 
 
 def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,

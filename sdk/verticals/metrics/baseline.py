@@ -36,8 +36,8 @@ def baseline_warning(entry: dict[str, Any]) -> str | None:
         return None
     return (f"validation {entry['metric']} {entry['validation']:.4f} is no better than the majority-class "
             f"baseline {entry['baseline']:.4f} ({entry['rule']}): this model has learnt nothing usable; "
-            f"check the labels, train longer (training.epochs) or with another learning rate, and look at the "
-            f"per-epoch history (verticals inspect)")
+            f"check the labels, train longer or with another learning rate (verticals inspect shows the "
+            f"training history)")
 
 
 def _complete(entry: dict[str, Any]) -> bool:
