@@ -111,6 +111,7 @@ def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, nam
     got = run_export_reference(out, inputs)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
+        assert set(g) == set(e.model_dump())  # the SDK's fields, no more, no fewer
         if name == "tc":
             assert g["label"] == e.label and g["score"] == pytest.approx(e.score, abs=1e-4)
             assert g["scores"] == pytest.approx(e.scores, abs=1e-4)

@@ -13,7 +13,16 @@ from .heads import Head, HeadOutput
 from .hookspecs import hookimpl
 from .predictor import Predictor
 from .specs import PackSpec, TaskSpec
-from .tasks import Entity, Evaluation, Record, TaskType, TextPrediction, TokenPrediction, TransformerTask
+from .tasks import (
+    Entity,
+    Evaluation,
+    Prediction,
+    Record,
+    TaskType,
+    TextPrediction,
+    TokenPrediction,
+    TransformerTask,
+)
 from .trainers import Trainer
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "NotFittedError",
     "PackSpec",
     "PluginError",
+    "Prediction",
     "Predictor",
     "Record",
     "RunConfig",

@@ -275,22 +275,35 @@ class Fallback:
         for row, vector in zip(probs, vectors):
             top = int(row.argmax())
             intent, confidence = labels[top], float(row[top])
+            # the SDK's IntentPrediction, field for field: its reason in the same words
             result = {"intent": intent, "confidence": confidence, "out_of_scope": False, "fallback": False,
-                      "answer": answers.get(intent), "matches": [], "scores": dict(zip(labels, map(float, row)))}
-            if d["fallback"] and score == "retrieval" and confidence < d["confidence_threshold"]:
+                      "reason": "fallback disabled", "answer": answers.get(intent), "matches": [],
+                      "scores": dict(zip(labels, map(float, row)))}
+            if d["fallback"] and score == "retrieval":
+                conf_t, sim_t = d["confidence_threshold"], d["similarity_threshold"]
+                result["reason"] = f"confidence {confidence:.3f} >= threshold {conf_t:.3f}"
+                if confidence < conf_t:
+                    hits = self.search(vector)
+                    voted, similarity = self.vote(hits)
+                    why = f"confidence {confidence:.3f} < threshold {conf_t:.3f}; "
+                    result.update(fallback=True, matches=self.matches(hits))
+                    if voted is not None and similarity >= sim_t:
+                        result.update(intent=voted, answer=answers.get(voted), reason=why + (
+                            f"retrieved intent '{voted}' at similarity {similarity:.3f} >= {sim_t:.3f}"))
+                    else:
+                        result.update(intent=d["oos_label"], out_of_scope=True, answer=None, reason=why + (
+                            f"best retrieval similarity {similarity:.3f} < {sim_t:.3f}: out of scope"))
+            elif d["fallback"]:
                 hits = self.search(vector)
-                voted, similarity = self.vote(hits)
-                result.update(fallback=True, matches=self.matches(hits))
-                if voted is not None and similarity >= d["similarity_threshold"]:
-                    result.update(intent=voted, answer=answers.get(voted))
-                else:
-                    result.update(intent=d["oos_label"], out_of_scope=True, answer=None)
-            elif d["fallback"] and score != "retrieval":
-                hits = self.search(vector)
-                value = (hits[0][0] if hits else -1.0) if score == "similarity" else confidence
-                if value < d["threshold"]:
+                value, what = ((hits[0][0] if hits else -1.0), "nearest utterance similarity") \
+                    if score == "similarity" else (confidence, "confidence")
+                threshold = float(d["threshold"])
+                result["reason"] = f"{what} {value:.3f} >= threshold {threshold:.3f}"
+                if value < threshold:
                     result.update(intent=d["oos_label"], out_of_scope=True, fallback=True, answer=None,
-                                  matches=self.matches(hits))
+                                  matches=self.matches(hits),
+                                  reason=f"{what} {value:.3f} < threshold {threshold:.3f}: out of scope")
+            result.update(label=result["intent"], score=result["confidence"])  # the names every task shares
             out.append(result)
         return out
 

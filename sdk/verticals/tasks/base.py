@@ -41,6 +41,16 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Prediction(BaseModel):
+    """Base of the task types' prediction models. Where the meaning is the same the field names are too:
+    every classification result has ``label`` (the decision) and ``score`` (its probability), whatever
+    else a task adds (an intent keeps ``intent``/``confidence`` beside them)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction as plain JSON values (what ``verticals serve`` and ``predict --json`` give)."""
+        return self.model_dump(mode="json")
+
+
 class Evaluation(BaseModel):
     """What ``evaluate`` returns and ``evaluate --json`` prints."""
 

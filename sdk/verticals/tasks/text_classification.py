@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..errors import DataError
 from ..metrics import classification_metrics, softmax
-from .base import Evaluation, Record
+from .base import Evaluation, Prediction, Record
 from .transformer import TransformerTask, check_labels_known
 
 
@@ -44,7 +44,7 @@ class TextRecord(Record):
         return value
 
 
-class TextPrediction(BaseModel):
+class TextPrediction(Prediction):
     label: str = Field(description="Predicted label.")
     score: float = Field(description="Probability of the predicted label.")
     scores: dict[str, float] = Field(description="Probability of every label.")

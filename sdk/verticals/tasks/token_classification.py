@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from ..data import RawRecord
 from ..errors import ConfigError, DataError
 from ..metrics import entity_metrics, softmax
-from .base import Evaluation, Record
+from .base import Evaluation, Prediction, Record
 from .transformer import TransformerTask, check_labels_known
 
 BIO_TAG = re.compile(r"^(O|[BI]-\S+)$")
@@ -61,7 +61,7 @@ class Entity(BaseModel):
     score: float = Field(description="Mean probability of the entity's tags.")
 
 
-class TokenPrediction(BaseModel):
+class TokenPrediction(Prediction):
     tokens: list[str]
     tags: list[str] = Field(description="Predicted BIO tag per token (after repair).")
     entities: list[Entity]

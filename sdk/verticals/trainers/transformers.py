@@ -18,7 +18,6 @@ from ..console import TrainingConsole
 from ..errors import ConfigError
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
-from .selection import EarlyStopping, is_new_best, record_best
 
 logger = logging.getLogger("verticals")
 
@@ -35,6 +34,8 @@ def _split_logits(predictions: Any, features: Sequence[dict[str, Any]]) -> list[
 def _hf_trainer_class() -> type:
     from torch.utils.data import SequentialSampler
     from transformers import Trainer as HFTrainer
+
+    from .selection import record_best  # imports transformers' callbacks: only when training
 
     class _Trainer(HFTrainer):
         """transformers' Trainer, except that evaluation keeps dataset order even with length-grouped
@@ -56,6 +57,8 @@ def _hf_trainer_class() -> type:
 
 def _console_callback(console: TrainingConsole, *, has_eval: bool) -> Any:
     from transformers import TrainerCallback
+
+    from .selection import is_new_best
 
     class _Console(TrainerCallback):
         """Replaces transformers' ProgressCallback/PrinterCallback (nested bars, raw log dicts with floats
@@ -155,6 +158,8 @@ class TransformersTrainer(Trainer):
         from transformers import TrainerCallback, TrainingArguments
         from transformers.integrations.integration_utils import TensorBoardCallback
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        from .selection import EarlyStopping
 
         cfg = self.config
         check_report_to(cfg.report_to)
