@@ -55,6 +55,9 @@ def export_summary(path: str | Path, expect: str | None = None) -> tuple[dict[st
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise BundleError(f"{path / EXPORT_FILE}: not a readable export description ({exc})") from None
     contents = bundle_contents(path, manifest)
+    for item in contents:
+        if item["path"] == EXPORT_FILE:  # what bundle.json is to a bundle
+            item["data"] = "labels, data column names and decision parameters (customer service: the FAQ answers)"
     size = sum(item["bytes"] for item in contents)
     summary = {"path": str(path), "kind": "export", "digest": export_digest, "files": len(manifest["files"]),
                "bytes": size, **{key: meta.get(key) for key in (
