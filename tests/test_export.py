@@ -99,8 +99,10 @@ def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, nam
     assert meta["format"] == "verticals-export"
     assert meta["decision"]["kind"] == predictor.info.task_type
     assert meta["decision"]["max_length"] == predictor.task.config.training.max_length
-    # every file but export.json itself and the marker that lets a later --overwrite prove the folder is ours
-    assert set(meta["files"]) == {p.name for p in out.iterdir()} - {"export.json", ".verticals-output.json"}
+    # every file but export.json itself, the manifest (which covers export.json too) and the marker that lets
+    # a later --overwrite prove the folder is ours
+    assert set(meta["files"]) == {p.name for p in out.iterdir()} - {"export.json", "manifest.json",
+                                                                     ".verticals-output.json"}
     assert {"model.onnx", "config.json", "tokenizer.json", "predict.py"} <= set(meta["files"])
 
     predictor.task.precision_ = "fp32"  # bundles may predict under bf16 autocast; ONNX runs fp32
@@ -109,6 +111,7 @@ def test_export_is_the_whole_model(bundles: dict[str, Path], tmp_path: Path, nam
     got = run_export_reference(out, inputs)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
+        assert set(g) == set(e.model_dump())  # the SDK's fields, no more, no fewer
         if name == "tc":
             assert g["label"] == e.label and g["score"] == pytest.approx(e.score, abs=1e-4)
             assert g["scores"] == pytest.approx(e.scores, abs=1e-4)

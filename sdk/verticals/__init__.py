@@ -15,7 +15,16 @@ from .plugins.hookspecs import hookimpl
 from .plugins.manager import Catalog, catalog_with, get_catalog, set_catalog
 from .plugins.specs import PackSpec, TaskSpec
 from .predictor import Predictor
-from .tasks import Entity, Evaluation, Record, TaskType, TextPrediction, TokenPrediction, TransformerTask
+from .tasks import (
+    Entity,
+    Evaluation,
+    Prediction,
+    Record,
+    TaskType,
+    TextPrediction,
+    TokenPrediction,
+    TransformerTask,
+)
 from .trainers import Trainer
 
 # The old module paths the docs named (verticals.engines, verticals.streaming, ...) resolve through _compat/.
@@ -36,6 +45,7 @@ __all__ = [
     "NotFittedError",
     "PackSpec",
     "PluginError",
+    "Prediction",
     "Predictor",
     "Record",
     "RunConfig",

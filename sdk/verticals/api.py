@@ -108,6 +108,7 @@ def train(
     resume: bool = False,
     callbacks: Sequence[Any] = (),
     check: bool = True,
+    quiet: bool = False,
 ) -> Predictor[Any]:
     """Validate all data, fine-tune, and write a verified bundle to ``output``; return its predictor.
 
@@ -118,13 +119,18 @@ def train(
     ``transformers.TrainerCallback`` objects handed to the Trainer of tasks that fine-tune with it (every
     transformer task); tasks with their own loop (finance.fraud, recommendation) refuse them, and
     ``training.report_to``, with a :class:`ConfigError` before training. Each epoch is logged to the
-    ``verticals`` logger and kept in ``bundle.json`` as ``history``. ``check`` runs the cheap data checks
-    of ``verticals check`` first (duplicates, conflicts, leakage, rare labels, truncation) and warns with
-    :class:`~verticals.tasks.data_findings.DataCheckWarning` for each finding; it never refuses.
+    ``verticals`` logger and kept in ``bundle.json`` as ``history``; while training runs those lines are
+    shown on stderr, as the CLI shows them, unless ``quiet=True`` or logging is configured for that logger.
+    ``check`` runs the cheap data checks of ``verticals check`` first (duplicates, conflicts, leakage, rare
+    labels, truncation) and warns with :class:`~verticals.tasks.data_findings.DataCheckWarning` for each
+    finding; it never refuses.
     """
-    model, spec, pack_name = build_task(task, config, overrides, backbone)
-    return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
-                      overwrite=overwrite, resume=resume, callbacks=callbacks, check=check)
+    from .console import training_output
+
+    with training_output(quiet):
+        model, spec, pack_name = build_task(task, config, overrides, backbone)
+        return train_task(model, spec, pack_name, task, train, output=output, validation=validation, test=test,
+                          overwrite=overwrite, resume=resume, callbacks=callbacks, check=check)
 
 
 def train_task(model: TaskType, spec: Any, pack_name: str | None, task: str, train: Any, *, output: str | Path,
@@ -218,12 +224,13 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     metrics = {"validation": model.evaluate(validation_records).metrics}
     if test_records is not None:
         metrics["test"] = model.evaluate(test_records).metrics
+    baseline = _baseline(model, train_records, validation_records, metrics["validation"])
     pack_version = get_catalog().packs.get(pack_name).version if pack_name else None
     info = BundleInfo(
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])), **(info_extra or {}),
+        history=list(getattr(model, "history_", [])), baseline=baseline, **(info_extra or {}),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():
@@ -231,6 +238,23 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         if not model.config.training.keep_checkpoints:
             remove_checkpoints(checkpoint_dir)
     return Predictor(model, info, output)
+
+
+def _baseline(model: TaskType, train: Sequence[Any], validation: Sequence[Any],
+              validation_metrics: dict[str, float]) -> dict[str, Any] | None:
+    """Compare the validation score with the majority-class baseline; warn (once, at the end of training)
+    when the model does no better. The entry goes to bundle.json, where `verticals inspect` shows it."""
+    from .metrics.baseline import baseline_check, baseline_warning
+
+    found = model.majority_baseline(train, validation)
+    if found is None:
+        return None
+    entry = baseline_check(*found, validation_metrics, primary_metric=model.primary_metric,
+                           greater_is_better=model.greater_is_better)
+    message = baseline_warning(entry or {})
+    if message and _is_main_process():
+        warnings.warn(message, UserWarning, stacklevel=5)  # the caller of train()
+    return entry
 
 
 def _lenient_config(values: dict[str, Any], path: Path) -> RunConfig:

@@ -80,7 +80,8 @@ class TrainingConfig(_Strict):
     )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for initialisation, shuffling and data splits.")
     early_stopping_patience: int | None = Field(
-        2, ge=1, le=10_000, description="Stop after this many epochs without improving the primary metric; null = off."
+        2, ge=1, le=10_000, description="Stop after this many epochs without a new best one (a better primary "
+        "metric, or the same with a validation loss at least 0.1 % lower); warmup epochs do not count; null = off."
     )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto = bf16 autocast where the hardware runs it fast (AMX/AVX512-BF16, CUDA bf16)."

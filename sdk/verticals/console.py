@@ -4,7 +4,8 @@ Every trainer (``transformers.Trainer`` through a callback, the packs' own loops
 :class:`TrainingConsole`, so all tasks print the same way and store the same history in ``bundle.json``.
 
 Lines go to the ``verticals`` logger at INFO: the CLI shows them on stderr (``--quiet`` / ``--log-level``);
-from Python, ``logging.basicConfig(level="INFO")`` shows them. Progress bars (tqdm, on stderr) appear only
+so does ``verticals.train`` from Python while it runs, unless logging is configured for that logger or
+``quiet=True`` (:func:`training_output`). Progress bars (tqdm, on stderr) appear only
 where someone can watch them: stderr is a terminal, the ``verticals`` logger shows INFO, and
 ``TQDM_DISABLE`` is not set.
 """
@@ -16,6 +17,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 logger = logging.getLogger("verticals")
@@ -201,6 +204,31 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value):  # type: ignore[no-untyped-def]
         pass
+
+
+@contextmanager
+def training_output(quiet: bool = False) -> Iterator[None]:
+    """While Python code trains, show the epoch lines on stderr as the CLI does (and as transformers'
+    Trainer shows its progress in a notebook), unless the 'verticals' logger is already set up: a handler
+    of its own (the CLI's), or logging configured to show its INFO lines. ``quiet`` keeps it to warnings and
+    errors. Whatever it changes on the logger is restored when training ends."""
+    saved = (logger.level, logger.propagate)
+    handler: logging.Handler | None = None
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    elif not logger.handlers and not (logger.isEnabledFor(logging.INFO) and logger.hasHandlers()):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # a root handler set to WARNING would otherwise print each line again
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def log_to_stderr(level: str) -> None:

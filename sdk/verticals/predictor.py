@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 from pydantic import BaseModel
@@ -99,6 +99,19 @@ class Predictor(Generic[PredictionT]):
 
     def predict_one(self, item: str | dict[str, Any] | BaseModel, *, overrides: Overrides = None) -> PredictionT:
         return self.predict([item], overrides=overrides)[0]
+
+    @overload
+    def __call__(self, inputs: str | dict[str, Any] | BaseModel, *, overrides: Overrides = None) -> PredictionT: ...
+
+    @overload
+    def __call__(self, inputs: Sequence[Any], *, overrides: Overrides = None) -> list[PredictionT]: ...
+
+    def __call__(self, inputs: Any, *, overrides: Overrides = None) -> PredictionT | list[PredictionT]:
+        """Like a transformers pipeline: one text (or record) gives one prediction, a list gives a list.
+        A string is always a text here; ``predict(path)`` reads a file."""
+        if isinstance(inputs, (str, dict, BaseModel)):
+            return self.predict_one(inputs, overrides=overrides)
+        return self.predict(inputs, overrides=overrides)
 
     def evaluate(self, data: Any, *, overrides: Overrides = None) -> Evaluation:
         """Score labelled data: a file path in any supported format, a pandas DataFrame, a

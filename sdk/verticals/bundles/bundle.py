@@ -59,6 +59,9 @@ class BundleInfo(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list, description=(
         "Per-epoch training history: epoch, train_loss, validation_loss, metrics (on metrics_on), "
         "learning_rate, elapsed_s, best; empty for bundles written before it was kept."))
+    baseline: dict[str, Any] | None = Field(None, description=(
+        "The majority-class baseline on the validation split: rule, metric (the primary one), baseline, "
+        "validation (the model's score) and at_or_below (true: the model is no better than a constant)."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
@@ -192,12 +195,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(directory: str | Path) -> dict[str, Any]:
+def verify(directory: str | Path, *, unlisted_ok: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Check the bundle against its manifest; raise :class:`BundleError` naming the first problem.
 
     The bundle holds exactly the listed files: no symbolic links, no special files, no unlisted file or
     directory (hidden ones included), every listed name a relative path inside the bundle whose sha256
     matches. The directory itself may be reached through a link; nothing inside it may be one.
+    ``unlisted_ok``: top-level files allowed beside the listed ones (an export's output marker, written
+    after its manifest).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -207,7 +212,7 @@ def verify(directory: str | Path) -> dict[str, Any]:
     manifest = read_manifest(directory)
     listed: dict[str, str] = manifest["files"]
     files, dirs = _walk(directory)
-    present = set(files) - {MANIFEST_FILE}
+    present = set(files) - {MANIFEST_FILE} - set(unlisted_ok)
     for name in listed:
         if name not in present:
             raise BundleError(f"{directory}: incomplete bundle, '{name}' listed in the manifest is missing")

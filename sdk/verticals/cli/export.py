@@ -23,6 +23,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"{result.task}: parity vs PyTorch: max abs diff "
               f"{result.max_abs_diff:.3g} on a {result.check_batch[0]}x{result.check_batch[1]} batch "
               f"(tolerance {result.tolerance:g})")
+        print(f"digest {result.digest} (send it by another channel; the receiver checks it with "
+              f"verticals inspect EXPORT --expect DIGEST)")
     return 0
 
 

@@ -22,6 +22,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         shown = repr(args.expect) if args.expect else "empty (an unset shell variable?)"
         raise ConfigError(f"--expect is {shown}; give the 64-hex-digit digest the sender printed "
                           f"(`verticals inspect BUNDLE` shows it)")
+    from ..delivery.export_check import export_summary, is_export
+
+    if is_export(args.bundle):
+        summary, lines = export_summary(args.bundle, args.expect)
+        if args.json:
+            print_json(summary)
+        else:
+            print("\n".join(lines))
+        return 0
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
     info = read_info(args.bundle, verified=True)
     bundle_digest = digest(args.bundle)
@@ -34,7 +43,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     summary = {"path": str(args.bundle), "digest": bundle_digest, "files": len(files), "bytes": size,
                **info.model_dump(include={"task", "task_type", "pack", "pack_version", "sdk_version",
                                           "created_at", "labels", "model", "data", "metrics", "versions",
-                                          "history"}),
+                                          "history", "baseline"}),
                "contents": contents}
     if args.json:
         print_json(summary)
@@ -50,6 +59,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  data     {split}: " + ", ".join(f"{k} {v}" for k, v in fingerprint.items()))
     for split, metrics in info.metrics.items():
         print(f"  metrics  {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    from ..metrics.baseline import baseline_lines
+
+    for line in baseline_lines(info.baseline):
+        print(f"  {line}")
     # Whoever receives the bundle receives every file: say which ones carry data, not only weights.
     print("  files    (* holds data from training or from files named in the config; shared with the bundle)")
     for item in contents:
@@ -66,10 +79,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     inspect = sub.add_parser(
-        "inspect", help="verify a bundle's files and show what it is (no model is loaded)",
-        description="Verify every file of BUNDLE against its manifest and print its task, labels, data "
-                    "fingerprints, metrics and digest (sha256 of manifest.json).")
-    inspect.add_argument("bundle", metavar="BUNDLE")
-    inspect.add_argument("--expect", metavar="SHA256", help="fail unless the bundle's digest is this one")
+        "inspect", help="verify a bundle's or an export's files and show what it is (no model is loaded)",
+        description="Verify every file of BUNDLE (or of an ONNX EXPORT) against its manifest and print its task, "
+                    "labels, data fingerprints, metrics and digest (sha256 of manifest.json).")
+    inspect.add_argument("bundle", metavar="BUNDLE|EXPORT")
+    inspect.add_argument("--expect", metavar="SHA256", help="fail unless the digest is this one")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     inspect.set_defaults(func=cmd_inspect)

@@ -68,9 +68,14 @@ def add_offline_docs(app: Any) -> None:
                               redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png", with_google_fonts=False)
 
 
-def request_examples(task: Any) -> dict[str, dict[str, Any]]:
-    """OpenAPI examples of a model's predict body, from the task's own record (never a gold label)."""
-    record = task.example_record()
+def request_examples(task: Any, *, keyed: bool = False) -> dict[str, dict[str, Any]]:
+    """OpenAPI examples of a model's predict body, from the task's own record (never a gold label). With an
+    API key (``keyed``) the schema stays public, so the example is built from the record's field names and
+    placeholder values only: a task's own example may come from its fitted state (a known user id, the
+    commonest category of a training column)."""
+    from ..tasks.base import TaskType
+
+    record = TaskType.example_record(task) if keyed else task.example_record()
     examples = {"record": {"summary": "One record", "value": {"inputs": [record]}}}
     text = task.record_from_text("TEXT")
     if list(text) == list(record) and isinstance(record.get(next(iter(record), ""), None), str):
@@ -79,15 +84,53 @@ def request_examples(task: Any) -> dict[str, dict[str, Any]]:
     return examples
 
 
-def response_example(name: str, task: Any, record: dict[str, Any]) -> dict[str, Any] | None:
+def response_example(name: str, task: Any, record: dict[str, Any], *, keyed: bool = False) -> dict[str, Any] | None:
     """The answer to the docs' request example, predicted once at start-up (so it shows the model's own
-    labels instead of placeholders), plus a refused record; None if the example cannot be predicted."""
+    labels instead of placeholders), plus a refused record; None if the example cannot be predicted.
+
+    /openapi.json is public (also when the server has an API key), so the prediction is scrubbed: a string
+    stays only when it is a label or part of the example's own input; any other (a retrieved training
+    utterance, an FAQ answer) becomes ``<field>``. With an API key labels go too (``<label N>``): the public
+    schema then holds nothing from the bundle but field names."""
     try:
         prediction = task.predict([task.as_record(record)])[0].model_dump(mode="json")
     except Exception:  # noqa: BLE001 - the docs then show the schema's generic example
         logger.debug("no response example for %s", name, exc_info=True)
         return None
+    labels = [str(label) for label in getattr(task, "labels_", [])]
+    shown = {label: f"<label {i}>" if keyed else label for i, label in enumerate(labels)}
+    if not keyed:  # entity types of BIO labels ('Drug' of 'B-Drug') are label names too
+        shown.update({label[2:]: label[2:] for label in labels if label[:2] in ("B-", "I-")})
     refused = {"status": 422, "message": "expected a record object or a text, got int", "field": None}
     return {"model": name, "task": task.task_name, "results": [
-        {"index": 0, "ok": True, "prediction": prediction, "error": None},
+        {"index": 0, "ok": True, "prediction": _scrub(prediction, shown, " ".join(_strings(record)), "value"),
+         "error": None},
         {"index": 1, "ok": False, "prediction": None, "error": refused}]}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def _scrub(value: Any, labels: dict[str, str], given: str, field: str) -> Any:
+    """``value`` with every string that is neither a label (mapped by ``labels``) nor part of the example's
+    input (``given``) replaced by ``<field>``; numbers, booleans and nulls as they are."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            shown_key = labels.get(key, key)  # dict keys: field names, or labels (a scores dict)
+            out[shown_key] = _scrub(item, labels, given, key if shown_key == key else field)
+        return out
+    if isinstance(value, list):
+        return [_scrub(item, labels, given, field) for item in value]
+    if isinstance(value, str):
+        if value in labels:
+            return labels[value]
+        return value if value and value in given else f"<{field}>"
+    return value

@@ -13,6 +13,9 @@ The export directory holds:
   parameter with its value (thresholds, calibration, truncation, windowing), written by the task type's
   ``export_extras``; ``fields``: the keys of the bundle's records in the user's data (``data.text_column``
   ...), so a record reads the same in ``predict.py`` as in the SDK; ``files``: the sha256 of every other file;
+- ``manifest.json``: the sha256 of every file, ``export.json`` included, as in a bundle; its own sha256 is the
+  export's digest. ``predict.py`` verifies it before answering (``--no-verify`` skips that);
+  ``verticals inspect EXPORT [--expect DIGEST]`` shows it;
 - ``predict.py``: a reference implementation (onnxruntime + tokenizers + numpy [+ faiss], no Verticals) that
   reproduces the SDK's predictions from the files above (source: ``verticals/onnx_reference.py``).
 - ``.verticals-output.json``: the marker of every output Verticals writes (the sha256 of each file, so a
@@ -33,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..backbones.engines import CHECK_TEXTS, TRACE_TEXTS, ParityError, export_graph, require_onnxruntime
-from ..bundles.bundle import atomic_directory, check_output
+from ..bundles.bundle import MANIFEST_FILE, atomic_directory, check_output, digest, write_manifest
 from ..bundles.outputs import file_sha256
 
 MODEL_FILE = "model.onnx"
@@ -62,7 +65,9 @@ class ExportResult(BaseModel):
     decision: dict[str, Any] = Field(description="Decision parameters applied after the graph, with values.")
     fields: dict[str, str] = Field(default_factory=dict, description="Record field -> key in the user's records "
                                    "(the bundle's data columns): the keys predict.py reads from a JSON record.")
-    files: list[str] = Field(description="Files written, besides export.json.")
+    files: list[str] = Field(description="Files written, besides export.json and manifest.json.")
+    digest: str | None = Field(None, description=f"sha256 of {MANIFEST_FILE}, which lists the sha256 of every "
+                               "other file (export.json included): the one value that pins the export.")
 
 
 def _graph_module(model: Any, use_token_types: bool, pooling: str | None) -> Any:
@@ -170,11 +175,15 @@ def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tol
                               tolerance=tolerance, check_batch=list(check["input_ids"].shape), decision=decision,
                               fields=task.field_map(), files=written)
         description = {"format": EXPORT_FORMAT, "format_version": EXPORT_FORMAT_VERSION} | result.model_dump(
-            exclude={"path", "files"}) | {
+            exclude={"path", "files", "digest"}) | {
             "token_level": token_level, "pad_token_id": int(task.tokenizer_.pad_token_id or 0),
             "sdk_version": predictor.info.sdk_version, "pack": predictor.info.pack,
             "pack_version": predictor.info.pack_version,
             "files": {name: file_sha256(tmp / name) for name in written}}
         (tmp / EXPORT_FILE).write_text(json.dumps(description, indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
+        # like a bundle's: every file, export.json included, so one digest (its sha256) pins the export;
+        # predict.py checks it before answering and `verticals inspect EXPORT [--expect]` shows it
+        write_manifest(tmp)
+        result.digest = digest(tmp)
     return result

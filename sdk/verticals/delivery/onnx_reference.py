@@ -6,15 +6,22 @@ for a customer-service export (its retrieval index); it never imports ``vertical
 
     python predict.py EXPORT_DIR "first text" "second text"
     python predict.py EXPORT_DIR < inputs.jsonl      # one JSON text or record per line
+    python predict.py --no-verify EXPORT_DIR ...     # skip the manifest check (not recommended)
 
 prints one JSON prediction per input, with the fields and values of the SDK's prediction objects. A record
 may use the bundle's own column names (``export.json``'s ``fields``, e.g. ``{"utterance": ...}``) or the SDK's
 (``{"text": ...}``). Bad input (a line that is not JSON, a record without the text) prints one line naming the
 input and exits 2 before anything is predicted.
+
+Before answering, every file is checked against ``manifest.json`` (sha256, as in a Verticals bundle; the
+sha256 of ``manifest.json`` itself is the export's digest, shown by ``verticals inspect EXPORT``): an export
+changed after it was written (a label swapped in ``export.json``, another ``model.onnx``) is refused with
+one line and exit 2.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -33,12 +40,73 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class Export:
-    """An export directory: the graph, the tokenizer and the decision parameters."""
+class VerificationError(ValueError):
+    """The export's files do not match its manifest.json (or it has none)."""
 
-    def __init__(self, directory: str | Path) -> None:
+
+MANIFEST = "manifest.json"
+SKIP = " (python predict.py --no-verify ... skips this check)"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(directory: Path) -> tuple[str, set[str]]:
+    """Check every file listed in manifest.json against its sha256; return the export's digest (the sha256
+    of manifest.json) and the listed names. Raises VerificationError naming the first problem."""
+    try:
+        raw = (directory / MANIFEST).read_bytes()
+    except OSError:
+        raise VerificationError(f"{directory}: {MANIFEST} is missing, so the export cannot be verified{SKIP}") \
+            from None
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+        listed = manifest["files"]
+        if manifest.get("algorithm") != "sha256" or not isinstance(listed, dict):
+            raise ValueError("not a sha256 manifest")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise VerificationError(f"{directory / MANIFEST}: unreadable manifest; the export is damaged{SKIP}") \
+            from None
+    for name, expected in listed.items():
+        parts = name.split("/") if isinstance(name, str) else [""]
+        if any(part in ("", ".", "..") for part in parts) or "\\" in name or name == MANIFEST:
+            raise VerificationError(f"{directory / MANIFEST}: entry {name!r} is not a file of the export; "
+                                    f"the manifest was modified{SKIP}")
+        path = directory / name
+        if path.is_symlink() or not path.is_file():
+            raise VerificationError(f"{directory}: '{name}' listed in {MANIFEST} is missing{SKIP}")
+        if _sha256(path) != expected:
+            raise VerificationError(f"{path}: sha256 does not match {MANIFEST}; the export was modified after "
+                                    f"it was written (refusing to predict){SKIP}")
+    return hashlib.sha256(raw).hexdigest(), set(listed)
+
+
+class Export:
+    """An export directory: the graph, the tokenizer and the decision parameters. ``verify`` (the default)
+    checks every file against manifest.json first and refuses files it does not cover."""
+
+    def __init__(self, directory: str | Path, *, verify: bool = True) -> None:
         self.directory = Path(directory)
+        self.digest: str | None = None
+        listed: set[str] | None = None
+        if not (self.directory / "export.json").is_file():
+            raise FileNotFoundError(f"no export.json in {self.directory}")
+        if verify:
+            self.digest, listed = check_manifest(self.directory)
         self.meta = json.loads((self.directory / "export.json").read_text(encoding="utf-8"))
+        if listed is not None:
+            index = self.meta.get("decision", {}).get("index") or {}
+            files = [index.get(key) for key in ("faiss", "metadata")]  # customer service: the retrieval index
+            needed = {"export.json", "model.onnx", "tokenizer.json", *(f for f in files if isinstance(f, str))}
+            unlisted = sorted(str(name) for name in needed - listed)
+            if unlisted:
+                raise VerificationError(f"{self.directory}: '{unlisted[0]}' is not covered by {MANIFEST}; the "
+                                        f"manifest was modified{SKIP}")
         self.decision: dict[str, Any] = self.meta["decision"]
         self.fields: dict[str, str] = self.meta.get("fields", {})  # exports before fields existed: SDK names
         self.labels: list[str] = self.meta["labels"]
@@ -208,22 +276,35 @@ class Fallback:
         for row, vector in zip(probs, vectors):
             top = int(row.argmax())
             intent, confidence = labels[top], float(row[top])
+            # the SDK's IntentPrediction, field for field: its reason in the same words
             result = {"intent": intent, "confidence": confidence, "out_of_scope": False, "fallback": False,
-                      "answer": answers.get(intent), "matches": [], "scores": dict(zip(labels, map(float, row)))}
-            if d["fallback"] and score == "retrieval" and confidence < d["confidence_threshold"]:
+                      "reason": "fallback disabled", "answer": answers.get(intent), "matches": [],
+                      "scores": dict(zip(labels, map(float, row)))}
+            if d["fallback"] and score == "retrieval":
+                conf_t, sim_t = d["confidence_threshold"], d["similarity_threshold"]
+                result["reason"] = f"confidence {confidence:.3f} >= threshold {conf_t:.3f}"
+                if confidence < conf_t:
+                    hits = self.search(vector)
+                    voted, similarity = self.vote(hits)
+                    why = f"confidence {confidence:.3f} < threshold {conf_t:.3f}; "
+                    result.update(fallback=True, matches=self.matches(hits))
+                    if voted is not None and similarity >= sim_t:
+                        result.update(intent=voted, answer=answers.get(voted), reason=why + (
+                            f"retrieved intent '{voted}' at similarity {similarity:.3f} >= {sim_t:.3f}"))
+                    else:
+                        result.update(intent=d["oos_label"], out_of_scope=True, answer=None, reason=why + (
+                            f"best retrieval similarity {similarity:.3f} < {sim_t:.3f}: out of scope"))
+            elif d["fallback"]:
                 hits = self.search(vector)
-                voted, similarity = self.vote(hits)
-                result.update(fallback=True, matches=self.matches(hits))
-                if voted is not None and similarity >= d["similarity_threshold"]:
-                    result.update(intent=voted, answer=answers.get(voted))
-                else:
-                    result.update(intent=d["oos_label"], out_of_scope=True, answer=None)
-            elif d["fallback"] and score != "retrieval":
-                hits = self.search(vector)
-                value = (hits[0][0] if hits else -1.0) if score == "similarity" else confidence
-                if value < d["threshold"]:
+                value, what = ((hits[0][0] if hits else -1.0), "nearest utterance similarity") \
+                    if score == "similarity" else (confidence, "confidence")
+                threshold = float(d["threshold"])
+                result["reason"] = f"{what} {value:.3f} >= threshold {threshold:.3f}"
+                if value < threshold:
                     result.update(intent=d["oos_label"], out_of_scope=True, fallback=True, answer=None,
-                                  matches=self.matches(hits))
+                                  matches=self.matches(hits),
+                                  reason=f"{what} {value:.3f} < threshold {threshold:.3f}: out of scope")
+            result.update(label=result["intent"], score=result["confidence"])  # the names every task shares
             out.append(result)
         return out
 
@@ -270,11 +351,17 @@ def read_inputs(lines: Any) -> tuple[list[Any], list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    check = "--no-verify" not in argv[:2]  # before or right after EXPORT_DIR; later arguments are texts
+    if not check:
+        argv = [arg for i, arg in enumerate(argv) if not (i < 2 and arg == "--no-verify")]
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
     try:
-        export = Export(argv[0])
+        export = Export(argv[0], verify=check)
+    except VerificationError as exc:
+        print(f"predict.py: refusing the export: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # no export.json, not an export, no model.onnx
         print(f"predict.py: {argv[0]}: not a readable Verticals export ({type(exc).__name__}: {exc})",
               file=sys.stderr)

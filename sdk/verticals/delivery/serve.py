@@ -344,8 +344,9 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         return response_model(model=name, task=predictor.task_name, results=results)
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
-    examples = request_examples(predictor.task)
-    answer = response_example(name, predictor.task, examples["record"]["value"]["inputs"][0])
+    keyed = bool(guard)  # the schema stays public with a key: examples then hold no bundle data (_serve_docs)
+    examples = request_examples(predictor.task, keyed=keyed)
+    answer = response_example(name, predictor.task, examples["record"]["value"]["inputs"][0], keyed=keyed)
     ok_response: dict[str, Any] = {"content": {"application/json": {"example": answer}}} if answer else {}
     predict.__annotations__["body"] = Annotated[request_model, Body(openapi_examples=examples)]  # type: ignore
     app.add_api_route(f"/v1/models/{name}/predict", predict, methods=["POST"], response_model=response_model,

@@ -41,6 +41,16 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Prediction(BaseModel):
+    """Base of the task types' prediction models. Where the meaning is the same the field names are too:
+    every classification result has ``label`` (the decision) and ``score`` (its probability), whatever
+    else a task adds (an intent keeps ``intent``/``confidence`` beside them)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction as plain JSON values (what ``verticals serve`` and ``predict --json`` give)."""
+        return self.model_dump(mode="json")
+
+
 class Evaluation(BaseModel):
     """What ``evaluate`` returns and ``evaluate --json`` prints."""
 
@@ -238,6 +248,13 @@ class TaskType(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-serialisable learned state for bundle.json (labels, thresholds, ...)."""
         return {}
+
+    def majority_baseline(self, train: Sequence[BaseModel],
+                          validation: Sequence[BaseModel]) -> tuple[str, dict[str, float]] | None:
+        """What always answering the training data's most frequent label scores on ``validation``: a short
+        description of that rule and its metrics (None: the task has no such baseline). A model scoring no
+        better on its primary metric has learnt nothing a constant would not know."""
+        return None
 
     def metric_notes(self) -> dict[str, str]:
         """Metric name -> its unit or meaning, for metrics that are not a plain share in [0, 1] (e.g.

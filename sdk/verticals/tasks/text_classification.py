@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..errors import DataError
 from ..metrics import classification_metrics, softmax
-from .base import Evaluation, Record
+from .base import Evaluation, Prediction, Record
 from .transformer import TransformerTask, check_labels_known
 
 
@@ -46,7 +47,7 @@ class TextRecord(Record):
         return value
 
 
-class TextPrediction(BaseModel):
+class TextPrediction(Prediction):
     label: str = Field(description="Predicted label.")
     score: float = Field(description="Probability of the predicted label.")
     scores: dict[str, float] = Field(description="Probability of every label.")
@@ -112,6 +113,16 @@ class TextClassificationTask(TransformerTask):
         return self.export_common() | {
             "kind": "text-classification",
             "scores": "softmax(logits) over labels; label = argmax; score = its probability"}
+
+    def majority_baseline(self, train, validation):  # type: ignore[no-untyped-def,override]
+        counts = Counter(r.label for r in train if r.label is not None)
+        gold = [r.label for r in validation]
+        if not counts or not gold:
+            return None
+        majority = min(counts, key=lambda label: (-counts[label], label))  # ties: the first by name
+        labels = list(dict.fromkeys([*self.labels_, *gold, majority]))  # a pack's unlearnt labels too (oos)
+        metrics, _, _ = classification_metrics(gold, [majority] * len(gold), labels)
+        return f"always '{majority}', the most frequent training label", metrics
 
     def score(self, records: Sequence[TextRecord], predictions: Sequence[TextPrediction]) -> Evaluation:  # type: ignore[override]
         y_true = [r.label for r in records]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from ..data.records import RawRecord
 from ..errors import ConfigError, DataError
 from ..metrics import entity_metrics, softmax
-from .base import Evaluation, Record
+from .base import Evaluation, Prediction, Record
 from .transformer import TransformerTask, check_labels_known
 
 BIO_TAG = re.compile(r"^(O|[BI]-\S+)$")
@@ -60,7 +61,7 @@ class Entity(BaseModel):
     score: float = Field(description="Mean probability of the entity's tags.")
 
 
-class TokenPrediction(BaseModel):
+class TokenPrediction(Prediction):
     tokens: list[str]
     tags: list[str] = Field(description="Predicted BIO tag per token (after repair).")
     entities: list[Entity]
@@ -225,6 +226,14 @@ class TokenClassificationTask(TransformerTask):
             "word_label": "softmax of the word's first subword; words cut off by truncation are 'O'",
             "bio_repair": "an I-X that does not continue an X entity becomes B-X",
             "entity_score": "mean probability of the entity's tags"}
+
+    def majority_baseline(self, train, validation):  # type: ignore[no-untyped-def,override]
+        counts = Counter(tag for r in train for tag in r.tags or [])
+        if not counts or not validation:
+            return None
+        majority = min(counts, key=lambda tag: (-counts[tag], tag))  # 'O' on any real data: no entity found
+        metrics, _ = entity_metrics([r.tags for r in validation], [[majority] * len(r.tags) for r in validation])
+        return f"always '{majority}', the most frequent training tag", metrics
 
     def score(self, records: Sequence[TokenRecord], predictions: Sequence[TokenPrediction]) -> Evaluation:  # type: ignore[override]
         metrics, per_type = entity_metrics([r.tags for r in records], [p.tags for p in predictions])

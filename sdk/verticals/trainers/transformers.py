@@ -35,6 +35,8 @@ def _hf_trainer_class() -> type:
     from torch.utils.data import SequentialSampler
     from transformers import Trainer as HFTrainer
 
+    from .selection import record_best  # imports transformers' callbacks: only when training
+
     class _Trainer(HFTrainer):
         """transformers' Trainer, except that evaluation keeps dataset order even with length-grouped
         training batches (transformers 5 also length-groups eval batches, which would misalign our
@@ -46,11 +48,17 @@ def _hf_trainer_class() -> type:
                 return SequentialSampler(eval_dataset)
             return super()._get_eval_sampler(eval_dataset)
 
+        def _determine_best_metric(self, metrics, trial):  # type: ignore[no-untyped-def]
+            # ties on the primary metric go to the lower validation loss (selection.py says why)
+            return record_best(self.args, self.state, metrics)
+
     return _Trainer
 
 
 def _console_callback(console: TrainingConsole, *, has_eval: bool) -> Any:
     from transformers import TrainerCallback
+
+    from .selection import is_new_best
 
     class _Console(TrainerCallback):
         """Replaces transformers' ProgressCallback/PrinterCallback (nested bars, raw log dicts with floats
@@ -83,15 +91,18 @@ def _console_callback(console: TrainingConsole, *, has_eval: bool) -> Any:
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
             if state.is_world_process_zero:
-                self._report(state, dict(metrics or {}))
+                metrics = dict(metrics or {})
+                # the trainer's own verdict (ties broken by validation loss), taken before it records it
+                improved = is_new_best(args, state, metrics) if args.metric_for_best_model else None
+                self._report(state, metrics, improved)
 
-        def _report(self, state: Any, metrics: dict[str, Any]) -> None:
+        def _report(self, state: Any, metrics: dict[str, Any], improved: bool | None = None) -> None:
             validation_loss = metrics.pop("eval_loss", None)
             shown = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_")
                      and not k.endswith(("_runtime", "_per_second")) and isinstance(v, (int, float))}
             console.end_epoch(self._epoch(state), train_loss=self.pending.get("train_loss"), metrics=shown,
                               learning_rate=self.pending.get("learning_rate"), validation_loss=validation_loss,
-                              epochs=max(1, math.ceil(state.num_train_epochs or 1)))
+                              epochs=max(1, math.ceil(state.num_train_epochs or 1)), improved=improved)
             self.pending = {}
 
     return _Console()
@@ -144,9 +155,11 @@ class TransformersTrainer(Trainer):
             primary_metric: str, greater_is_better: bool = True, checkpoint_dir: Path, resume: bool = False,
             param_groups: list[dict[str, Any]] | None = None, callbacks: Sequence[Any] = (),
             logging_dir: Path | None = None, metrics_on: str = "validation", metrics_note: str | None = None):
-        from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
+        from transformers import TrainerCallback, TrainingArguments
         from transformers.integrations.integration_utils import TensorBoardCallback
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        from .selection import EarlyStopping
 
         cfg = self.config
         check_report_to(cfg.report_to)
@@ -211,7 +224,7 @@ class TransformersTrainer(Trainer):
                                   greater_is_better=greater_is_better, metrics_on=metrics_on, note=metrics_note)
         extra: list[Any] = [_console_callback(console, has_eval=has_eval), *callbacks]
         if has_eval and cfg.early_stopping_patience:
-            extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+            extra.append(EarlyStopping(cfg.early_stopping_patience))
 
         def metrics(eval_prediction: Any) -> dict[str, float]:
             assert compute_metrics is not None and validation is not None

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from verticals import ConfigError, DataError
 from verticals.backbones.collate import MODEL_KEYS
 from verticals.backbones.embeddings import encode_texts
@@ -25,7 +25,7 @@ from verticals.heads.sequence import pool
 from verticals.metrics import classification_metrics, softmax
 from verticals.runtime import autocast, module_device
 from verticals.tasks import TextClassificationTask
-from verticals.tasks.base import Evaluation
+from verticals.tasks.base import Evaluation, Prediction
 from verticals.tasks.transformer import check_labels_known
 
 from .calibration import (
@@ -102,7 +102,7 @@ class Match(BaseModel):
     source: Literal["utterance", "faq"] = Field(description="Where the entry came from.")
 
 
-class IntentPrediction(BaseModel):
+class IntentPrediction(Prediction):
     intent: str = Field(description="Predicted intent, or the out-of-scope label.")
     confidence: float = Field(description="Classifier probability of its top intent.")
     out_of_scope: bool = Field(description="True when the query matches no intent well enough.")
@@ -111,6 +111,18 @@ class IntentPrediction(BaseModel):
     answer: str | None = Field(None, description="FAQ answer for the predicted intent / best FAQ match.")
     matches: list[Match] = Field(default_factory=list, description="Nearest indexed entries (fallback only).")
     scores: dict[str, float] = Field(default_factory=dict, description="Classifier probability of every intent.")
+
+    # Every classification result has label and score (verticals.Prediction); here they are the intent
+    # and the confidence, under the names every other task uses.
+    @computed_field(description="The predicted intent or the out-of-scope label (= intent).")  # type: ignore[misc]
+    @property
+    def label(self) -> str:
+        return self.intent
+
+    @computed_field(description="Classifier probability of its top intent (same as confidence).")  # type: ignore[misc]
+    @property
+    def score(self) -> float:
+        return self.confidence
 
     def summary(self) -> str:
         shown = "OUT OF SCOPE" if self.out_of_scope else self.intent

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from verticals import DataConfig, Record
+from verticals import DataConfig, Prediction, Record
 
 
 def _as_id(value: Any) -> Any:
@@ -65,7 +65,7 @@ class ScoredItem(BaseModel):
     text: str = Field(description="The item's catalogue text.")
 
 
-class Recommendations(BaseModel):
+class Recommendations(Prediction):
     """Ranked items for one user, best first."""
 
     user: str

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from verticals import ConfigError, DataError, Evaluation, Record, TaskType
+from verticals import ConfigError, DataError, Evaluation, Prediction, Record, TaskType
 from verticals.console import TrainingConsole
 from verticals.data.records import RawRecord
 
@@ -39,7 +39,7 @@ class FraudRecord(Record):
     label: int | None = Field(None, description="1 = fraud, 0 = legitimate (needed for training/evaluation).")
 
 
-class FraudPrediction(BaseModel):
+class FraudPrediction(Prediction):
     label: int = Field(description="1 = flagged as fraud (probability >= threshold), else 0.")
     score: float = Field(description="Fraud probability.")
     threshold: float = Field(description="Cost-minimising decision threshold chosen on validation data.")
