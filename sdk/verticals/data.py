@@ -32,6 +32,7 @@ from .readers import (  # noqa: F401 - re-exported: packs import the reader API 
     open_data_file,
     parse_json_line,
     read_raw,
+    require_regular_file,
 )
 
 ACCEPTED = ("a file path (CSV, TSV, JSONL/JSON, CoNLL or Parquet), a pandas DataFrame, a datasets.Dataset "
@@ -133,6 +134,7 @@ def records_from(data: Any, read: Callable[[Path], Iterable[RawRecord]], *,
     :class:`TypeError` naming what is accepted: a DataFrame is never iterated (that yields column names).
     """
     if is_path(data):
+        require_regular_file(data)  # read twice (records, then fingerprint): a pipe would block the second
         return list(read(Path(data)))
     if _is_dataframe(data):
         rows: Iterable[Any] = data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")

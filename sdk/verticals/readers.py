@@ -16,7 +16,9 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,30 @@ def open_data_file(path: Path) -> IO[bytes]:
         raise DataError("is a directory, expected a data file", path=path) from None
     except OSError as exc:
         raise DataError(f"cannot read file ({exc.strerror})", path=path) from None
+
+
+def _kind(mode: int) -> str | None:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def require_regular_file(path: str | Path) -> None:
+    """Refuse, before opening it, a data file that is a FIFO, a device or a socket.
+
+    Training, evaluation and reports read their data twice (to validate it, then to fingerprint it for
+    bundle.json): a pipe would be drained by the first read and block the second open for ever. A path
+    that does not exist is left to the reader ("file not found")."""
+    try:
+        mode = os.stat(path).st_mode  # stat never opens, so it cannot block on a FIFO
+    except OSError:
+        return
+    kind = _kind(mode)
+    if kind is not None and not stat.S_ISDIR(mode):
+        raise DataError(f"is {kind}, not a regular file; this data is read more than once (validated, then "
+                        f"fingerprinted): save it to a file first (predict --input may stream a pipe)", path=path)
 
 
 def _decode_error(exc: UnicodeDecodeError, encoding: str, path: Path, line: int) -> DataError:
