@@ -398,6 +398,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # listen now: with SO_REUSEADDR two servers racing for a port may both bind, and only listen() tells
+        # the loser (inside uvicorn, as a traceback); the backlog is uvicorn's default, which it sets again
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "

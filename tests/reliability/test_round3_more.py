@@ -3,10 +3,14 @@ ended in a traceback or left files behind, pipelined HTTP requests, and messages
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import verticals
@@ -84,3 +88,94 @@ def test_predict_streams_a_fifo_once(tmp_path: Path, bundle: Path) -> None:
         writer.wait()
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+
+
+# ---- 13. two servers racing for a port, an output under a file, a full disk ------------------------------------
+def test_the_loser_of_a_race_for_a_port_gets_one_line(bundle: Path, monkeypatch, capsys) -> None:
+    """Both servers bind (SO_REUSEADDR allows it while neither listens); the other one listens first."""
+    rival = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    rival.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    rival.bind(("127.0.0.1", 0))
+    port = rival.getsockname()[1]
+    real_bind = socket.socket.bind
+
+    def bind_then_lose_the_race(self: socket.socket, address: Any) -> None:
+        real_bind(self, address)
+        if self is not rival and address[1] == port:
+            rival.listen()
+
+    monkeypatch.setattr(socket.socket, "bind", bind_then_lose_the_race)
+    try:
+        code, _, err = run(["serve", str(bundle), "--port", str(port)], capsys)
+    finally:
+        rival.close()
+    assert code in (1, 2) and f"127.0.0.1:{port}" in err and "internal error" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("verb", ["predict", "card", "export", "report"])
+def test_an_output_under_a_regular_file_is_one_line_naming_it(verb: str, bundle: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n", encoding="utf-8")
+    data = write_csv(tmp_path / "d.csv", text_rows(2, 1))
+    args = {"predict": ["predict", str(bundle), "hello", "--output", str(notes / "p.jsonl")],
+            "card": ["card", str(bundle), "--output", str(notes / "card.md")],
+            "export": ["export", str(bundle), "--output", str(notes / "onnx")],
+            "report": ["report", str(bundle), "--data", str(data), "--output", str(notes / "report")]}[verb]
+    code, _, err = run(args, capsys)
+    assert code == 2 and f"{notes} is a file, not a folder" in err and "internal error" not in err, err
+    assert notes.read_text(encoding="utf-8") == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "notes.txt"]
+
+
+class FullDisk(io.StringIO):
+    """A text file on a full disk: writes are buffered, and flushing them when it is closed fails."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.real = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.real.write("{partial")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.real.close()
+            super().close()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_predict_on_a_full_disk_says_where_and_leaves_nothing(bundle: Path, tmp_path: Path, monkeypatch,
+                                                              capsys) -> None:
+    import verticals.streaming
+
+    monkeypatch.setattr(verticals.streaming, "open", lambda path, *a, **k: FullDisk(path), raising=False)
+    data = write_csv(tmp_path / "d.csv", text_rows(2, 1))
+    code, _, err = run(["predict", str(bundle), "--input", str(data), "--output", str(tmp_path / "p.jsonl")], capsys)
+    assert code == 1 and "p.jsonl: No space left on device" in err and "internal error" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv"]  # no .p.jsonl.tmp-*, no lock, no p.jsonl
+
+
+@pytest.mark.parametrize("where", ["checkpoint-", ".b.tmp-"], ids=["checkpoint", "bundle"])
+def test_train_on_a_full_disk_says_where_and_leaves_nothing(where: str, tmp_path: Path, tiny_backbone: Path,
+                                                            monkeypatch, capsys) -> None:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    real = safetensors.torch.serialize_file
+
+    def serialize(tensors: Any, filename: str, metadata: Any = None) -> None:
+        if where in str(filename):  # what the Rust writer reports when the disk fills mid-file
+            Path(filename).write_bytes(b"\0" * 64)
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize)
+    data = write_csv(tmp_path / "t.csv", text_rows(3, 0))
+    code, _, err = run(["train", "text-classification", "--train", str(data), "--output", str(tmp_path / "b"),
+                        "--backbone", str(tiny_backbone), "--set", "training.epochs=1"], capsys)
+    assert code == 1 and "No space left on device" in err and "internal error" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("verticals:")]  # after the epoch's line
+    assert len(errors) == 1 and f"cannot write {tmp_path / 'b'}" in errors[0], err
+    left = sorted(p.name for p in tmp_path.iterdir())
+    # a failed bundle write keeps the finished run's checkpoints (for --resume); a failed checkpoint, nothing
+    assert left == (["t.csv"] if where == "checkpoint-" else ["b.checkpoints", "t.csv"]), left
