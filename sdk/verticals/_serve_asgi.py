@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -150,6 +151,17 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
             finished = self.cycle  # a pipelined request may start a new cycle inside super()
             super().on_response_complete()
             self._arm(finished)
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn says only "Invalid HTTP request received." and closes, also after pipelined requests it
+            # answered; the parser's reason (no Host header, a bad Content-Length or request line) is the
+            # exception uvicorn is handling right now: say it, and that nothing after it was read
+            reason = sys.exc_info()[1]
+            if reason is not None:
+                text = " ".join(str(reason).split())[:200] or type(reason).__name__
+                msg = (f"{msg.rstrip('.')}: {text}; the connection is closed, and requests sent after this one on "
+                       f"it were not read")
+            super().send_400_response(msg.encode("ascii", "replace").decode("ascii"))  # h11 sends ASCII only
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:

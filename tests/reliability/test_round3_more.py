@@ -9,6 +9,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +182,64 @@ def test_train_on_a_full_disk_says_where_and_leaves_nothing(where: str, tmp_path
     left = sorted(p.name for p in tmp_path.iterdir())
     # a failed bundle write keeps the finished run's checkpoints (for --resume); a failed checkpoint, nothing
     assert left == (["t.csv"] if where == "checkpoint-" else ["b.checkpoints", "t.csv"]), left
+
+
+# ---- 15. pipelined HTTP/1.1 requests -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(bundle: Path) -> Iterator[int]:
+    uvicorn = pytest.importorskip("uvicorn")
+    from verticals.serve import create_app, listen_socket, uvicorn_config
+
+    with only_plugins():
+        app = create_app([bundle], engine="torch")
+    sock = listen_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(app, log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def request(method: str, path: str, body: bytes = b"", host: bool = True) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\n" + ("Host: verticals\r\n" if host else "")
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def responses(port: int, payload: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of every response to ``payload`` sent in one piece, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(payload)
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        if lengths:
+            out.append((status, rest[:lengths[0]]))
+            data = rest[lengths[0]:]
+        else:  # chunked (uvicorn's 400): the last response on the connection, read whole
+            out.append((status, rest))
+            data = b""
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order_and_a_bad_one_says_why(server: int) -> None:
+    predict = request("POST", "/v1/models/b/predict", b'{"inputs": ["a refund for my invoice"]}')
+    payload = (request("GET", "/health") + predict + request("GET", "/nope") + request("GET", "/v1/models")
+               + request("GET", "/health", host=False) + request("GET", "/health"))
+    answers = responses(server, payload)
+    assert [status for status, _ in answers] == [200, 200, 404, 200, 400], answers
+    assert b'"status":"ok"' in answers[0][1] and b'"label"' in answers[1][1] and b'"b"' in answers[3][1]
+    # HTTP/1.1 requires a Host header: the 400 names that, and says the pipelined request after it was not read
+    assert b"Host" in answers[4][1] and b"not read" in answers[4][1], answers[4]
