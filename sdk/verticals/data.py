@@ -208,3 +208,22 @@ def split_indices(
             stratify = np.asarray(labels, dtype=object).astype(str)
     train_idx, val_idx = train_test_split(indices, test_size=n_val, random_state=seed, stratify=stratify)
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def check_hold_out(labels: Sequence[Any] | None, train_idx: np.ndarray, fraction: float, source: str) -> None:
+    """Refuse an automatic hold-out that took every record of a label away from training.
+
+    ``split_indices`` stratifies only when every label has two records or more, so a label with one record can
+    land in validation alone; the user gave no validation data, so the message is about the split."""
+    if labels is None:
+        return
+    keys = [str(label) for label in labels]
+    kept = {keys[i] for i in train_idx}
+    lost = sorted(set(keys) - kept)
+    if lost:
+        shown = ", ".join(f"'{label}' ({keys.count(label)} record{'s' * (keys.count(label) > 1)})"
+                          for label in lost[:8]) + (" ..." if len(lost) > 8 else "")
+        raise DataError(f"the automatic hold-out (no --validation given; data.validation_fraction={fraction:g}) could "
+                        f"not keep every label in training: {shown} ended up only in the held-out validation "
+                        f"records; give --validation FILE, add records (with two or more of every label the hold-out "
+                        f"keeps some of each in training), or change data.validation_fraction", path=source)

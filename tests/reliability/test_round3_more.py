@@ -243,3 +243,38 @@ def test_pipelined_requests_are_answered_in_order_and_a_bad_one_says_why(server:
     assert b'"status":"ok"' in answers[0][1] and b'"label"' in answers[1][1] and b'"b"' in answers[3][1]
     # HTTP/1.1 requires a Host header: the 400 names that, and says the pipelined request after it was not read
     assert b"Host" in answers[4][1] and b"not read" in answers[4][1], answers[4]
+
+
+# ---- 17. the automatic hold-out, not "validation data", is what lost a label ---------------------------------------
+def test_a_hold_out_that_takes_a_label_of_one_record_says_so(tmp_path: Path, tiny_backbone: Path, capsys) -> None:
+    rows = [("hello refund", "billing"), ("parcel late", "shipping"), ("my refund", "billing"),
+            ("parcel lost", "shipping"), ("refund me", "billing"), ("parcel gone", "shipping"),
+            ("login broken", "account"), ("where is my gift", "gifts"), ("cancel my plan", "cancel")]
+    data = write_csv(tmp_path / "t.csv", [{"text": text, "label": label} for text, label in rows])
+    # the seeded 10 % hold-out of these 9 rows is the one 'gifts' record
+    code, _, err = run(["train", "text-classification", "--train", str(data), "--output", str(tmp_path / "b"),
+                        "--backbone", str(tiny_backbone)], capsys)
+    assert code == 2 and "automatic hold-out" in err and "could not keep every label in training" in err, err
+    assert "'gifts' (1 record)" in err and "--validation" in err and "in validation data" not in err, err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_fraud_with_very_few_rows_names_the_hold_out(n: int, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("verticals_finance")
+    sys.path.insert(0, str(Path(__file__).parents[2] / "plugins" / "finance" / "tests"))
+    try:
+        from finance_testdata import fraud_overrides, fraud_rows
+        from finance_testdata import write_csv as write_rows
+    finally:
+        sys.path.pop(0)
+    data = write_rows(tmp_path / "f.csv", fraud_rows(n))
+    args = ["train", "finance.fraud", "--train", str(data), "--output", str(tmp_path / "b")]
+    for override in fraud_overrides(text=False):
+        args += ["--set", override]
+    capsys.readouterr()
+    with only_plugins("finance"):
+        code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and "automatic hold-out" in err and "--validation" in err, err
+    assert "validation data holds" not in err and "training data holds" not in err, err

@@ -112,6 +112,12 @@ class FraudTask(TaskType):
     def _labels(self, records: Sequence[BaseModel], split: str) -> np.ndarray:
         y = np.array([r.label for r in records], dtype=np.int64)  # type: ignore[attr-defined]
         if len(np.unique(y)) < 2:
+            if getattr(self, "validation_held_out", False):  # the user gave no validation data: say it is the split
+                raise DataError(f"the automatic hold-out (no --validation given; data.validation_fraction="
+                                f"{self.data_options.validation_fraction:g}) left only label {int(y[0])} in the "
+                                f"{split} records, and fraud training needs both 0 and 1 records in each; give "
+                                f"--validation FILE with both, add records of the rarer label, or change "
+                                f"data.validation_fraction", field=self.data_options.label_column)
             raise DataError(f"{split} data holds only label {int(y[0])}; fraud training needs both 0 and 1 records",
                             field=self.data_options.label_column)
         return y
