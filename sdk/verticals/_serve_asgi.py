@@ -180,3 +180,21 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return HeaderTimeoutProtocol
+
+
+def body_problem(cause: BaseException | None) -> str | None:
+    """Why a request body could not be parsed, from the exception FastAPI hides behind "There was an error
+    parsing the body" (its 400 chains it as ``__cause__``); None when it is something else."""
+    if isinstance(cause, UnicodeDecodeError):
+        raw = cause.object if isinstance(cause.object, bytes) else b""
+        if raw.startswith(b"\x1f\x8b"):
+            return ("the body is gzip-compressed; compressed bodies (Content-Encoding: gzip) are not accepted: send "
+                    "the JSON uncompressed")
+        return (f"the body is not UTF-8 (byte 0x{raw[cause.start]:02x} at position {cause.start} cannot be decoded; "
+                f"Latin-1 or Windows-1252 text?): send JSON encoded as UTF-8") if raw else None
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return ("a number in the body has more digits than the JSON parser accepts (4300): send it as a string, "
+                "or fewer digits")
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply to parse; send flat records"
+    return None

@@ -128,6 +128,11 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", *, max_record_bytes: i
         if codec.startswith(("utf-16", "utf-32")):  # '\n' is not one byte: decode whole, then split
             raw = handle.read()
             progress.done = len(raw)
+            if raw and b"\0" not in raw:  # UTF-16/32 text has NULs (each '\n' has one): these bytes are 8-bit text
+                raise DataError(f"data.encoding is '{encoding}', but the file holds no NUL bytes, which {encoding} "
+                                f"text always has (a line end is '\\n' plus NUL bytes): it looks like UTF-8 or "
+                                f"another 8-bit encoding; set data.encoding to the file's encoding (e.g. utf-8)",
+                                path=path)
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -149,10 +154,23 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", *, max_record_bytes: i
                 raise _too_long(path, number, max_record_bytes)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]  # spreadsheet exports start with a BOM
+            if number == 1 and _looks_wide(raw):
+                raise DataError(f"data.encoding is '{encoding}', but the first line starts with a UTF-16/32 byte-order "
+                                f"mark or has a NUL byte between its characters: the file looks like UTF-16 (or "
+                                f"UTF-32); set data.encoding=utf-16 (or utf-32), or re-save it as UTF-8",
+                                path=path, line=1)
             try:
                 yield number, raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 raise _decode_error(exc, encoding, path, number) from None
+
+
+def _looks_wide(raw: bytes) -> bool:
+    """Whether a first line read as an 8-bit encoding is really UTF-16/32: a BOM of those, or NULs in at least a
+    quarter of its bytes (every ASCII character of UTF-16 has one; a stray NUL in a field does not do that)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    return len(raw) >= 4 and raw.count(b"\0") * 4 >= len(raw)
 
 
 def _too_long(path: Path, line: int, limit: int) -> DataError:
@@ -230,6 +248,10 @@ def _iter_delimited(path: Path, delimiter: str, lines: Iterator[tuple[int, str]]
             found = True
             yield RawRecord(str(path), current[0], dict(row))
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # Python's hint (universal-newline mode) misleads
+            raise DataError("line ends are carriage returns alone ('\\r', classic Mac OS); lines must end with "
+                            "'\\n' (or '\\r\\n'): convert the line ends, e.g. tr '\\r' '\\n' < in.csv > out.csv, or "
+                            "re-save the file with Unix or Windows line ends", path=path, line=current[0]) from None
         raise DataError(f"malformed CSV: {exc}", path=path, line=current[0]) from None
     if not found:
         raise DataError("file has a header but no records", path=path)

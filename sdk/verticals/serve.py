@@ -179,12 +179,15 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     """
     fastapi = _require_fastapi()
     from fastapi import Depends, FastAPI, Request, Security
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-    from ._serve_asgi import BodyLimit, CatchAll
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from ._serve_asgi import BodyLimit, CatchAll, body_problem
     from ._serve_docs import add_offline_docs
     from .api import load
 
@@ -242,6 +245,14 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
                          pack_version=bundle.pack_version, sdk_version=bundle.sdk_version, labels=bundle.labels,
                          metrics=bundle.metrics, data=data, created_at=bundle.created_at, digest=digests[name],
                          engine=models[name].engine, predict_url=f"/v1/models/{name}/predict")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        # FastAPI answers every unparsable body "There was an error parsing the body": say which problem it was
+        detail = body_problem(exc.__cause__) if exc.status_code == 400 else None
+        if detail is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse(status_code=400, content={"detail": detail})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -278,3 +278,69 @@ def test_fraud_with_very_few_rows_names_the_hold_out(n: int, tmp_path: Path, cap
     err = capsys.readouterr().err
     assert code == 2 and "automatic hold-out" in err and "--validation" in err, err
     assert "validation data holds" not in err and "training data holds" not in err, err
+
+
+# ---- 18. messages that named the wrong row, the wrong cause, or nothing ------------------------------------------
+def test_in_memory_rows_are_named_from_zero_in_evaluate(bundle: Path) -> None:
+    predictor = verticals.load(bundle)
+    for records, row in [([{"text": "x", "label": "nope"}], 0),
+                         ([{"text": "a", "label": "billing"}, {"text": "b", "label": "nope"}], 1)]:
+        with pytest.raises(verticals.errors.DataError) as info:
+            predictor.evaluate(records)
+        assert str(info.value).startswith(f"<list>: row {row}: field 'label'"), info.value
+
+
+def test_a_utf8_file_read_as_utf16_says_the_encoding_looks_wrong(tmp_path: Path) -> None:
+    from verticals.errors import DataError
+    from verticals.readers import read_raw
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"text,label\nhello refund,billing\nparcel lost,shipping\n\n")  # even length: decodes as UTF-16
+    assert len(path.read_bytes()) % 2 == 0
+    with pytest.raises(DataError, match=r"t.csv: data.encoding is 'utf-16'.*looks like UTF-8"):
+        read_raw(path, encoding="utf-16")
+    wide = tmp_path / "w.csv"
+    wide.write_bytes("text,label\nhello refund,billing\n".encode("utf-16-le"))  # no BOM: valid UTF-8 with NULs
+    with pytest.raises(DataError, match=r"w.csv:1: .*looks like UTF-16.*data.encoding=utf-16"):
+        read_raw(wide)
+
+
+def test_carriage_return_line_ends_get_a_clear_line(tmp_path: Path) -> None:
+    from verticals.errors import DataError
+    from verticals.readers import read_raw
+
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"text,label\rhello refund,billing\rparcel late,shipping\r")
+    with pytest.raises(DataError, match=r"mac.csv:1: line ends are carriage returns alone") as info:
+        read_raw(path)
+    assert "universal-newline" not in str(info.value)
+
+
+def test_a_list_option_given_without_json_quotes_shows_the_value_and_the_json(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("verticals_finance")
+    data = write_csv(tmp_path / "f.csv", [{"amount": "1.5", "is_fraud": "0"}, {"amount": "900", "is_fraud": "1"}])
+    capsys.readouterr()
+    with only_plugins("finance"):  # what `--set data.numeric_columns=["amount"]` becomes once the shell ate the quotes
+        code = main(["train", "finance.fraud", "--train", str(data), "--output", str(tmp_path / "b"), "--set",
+                     "data.label_column=is_fraud", "--set", "data.numeric_columns=[amount]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "received the text '[amount]'" in err, err
+    assert """--set 'data.numeric_columns=["amount"]'""" in err, err
+
+
+@pytest.mark.parametrize("kind", ["gzip", "latin-1", "5000 digits"])
+def test_unparsable_request_bodies_say_why(kind: str, bundle: Path) -> None:
+    pytest.importorskip("fastapi")
+    import gzip
+
+    from fastapi.testclient import TestClient
+    from verticals.serve import create_app
+
+    good = '{"inputs": ["café refund"]}'
+    body = {"gzip": gzip.compress(good.encode()), "latin-1": good.encode("latin-1"),
+            "5000 digits": b'{"inputs": [' + b"9" * 5000 + b"]}"}[kind]
+    with only_plugins():
+        client = TestClient(create_app([bundle], engine="torch"))
+    response = client.post("/v1/models/b/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert {"gzip": "gzip", "latin-1": "not UTF-8", "5000 digits": "digits"}[kind] in response.json()["detail"]
