@@ -507,5 +507,6 @@ def remove_incomplete_checkpoints(directory: str | Path) -> None:
         remove_checkpoints(directory)
         return
     for entry in directory.iterdir():
-        if CHECKPOINT.match(entry.name) and entry.is_dir() and not entry.is_symlink() and not checkpoint_complete(entry):
+        ours = CHECKPOINT.match(entry.name) and entry.is_dir() and not entry.is_symlink()
+        if ours and not checkpoint_complete(entry):
             shutil.rmtree(entry, ignore_errors=True)

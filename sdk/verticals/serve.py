@@ -184,7 +184,6 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ._serve_asgi import BodyLimit, CatchAll, body_problem

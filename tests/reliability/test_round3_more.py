@@ -224,7 +224,8 @@ def responses(port: int, payload: bytes) -> list[tuple[int, bytes]]:
     while data:
         head, _, rest = data.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length")]
         if lengths:
             out.append((status, rest[:lengths[0]]))
             data = rest[lengths[0]:]
