@@ -32,6 +32,7 @@ from .config import (
     resolve_config,
     split_defaults,
 )
+from .data import check_hold_out
 from .data.records import data_fingerprint, source_name, split_indices
 from .errors import BundleError, ConfigError
 from .plugins.manager import get_catalog
@@ -186,6 +187,8 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         keys = [model.stratify_key(r) for r in train_records]
         train_idx, val_idx = split_indices(None if any(k is None for k in keys) else keys, len(train_records),
                                            model.data_options.validation_fraction, model.config.training.seed)
+        check_hold_out(None if any(k is None for k in keys) else keys, train_idx,
+                       model.data_options.validation_fraction, source_name(train))
         validation_records = [train_records[i] for i in val_idx]
         train_records = [train_records[i] for i in train_idx]
         fingerprints["validation"] = {"held_out_from": "train", "records": len(validation_records),
@@ -213,6 +216,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
         or f"{output}.runs"
     model.resume = resume
+    model.validation_held_out = validation is None  # messages about validation data then name the hold-out
     model.callbacks = list(callbacks)
     try:
         model.fit(train_records, validation_records)

@@ -297,6 +297,32 @@ def unknown_option(name: str, options: Sequence[str]) -> str:
     return f"unknown option {name}; the options of '{section or '(top level)'}' are: {listed}"
 
 
+def _received(name: str, err: Any) -> str:
+    """What a list/dict option received as text, with the JSON it needs: ``--set data.numeric_columns=[amount]``
+    (the shell ate the quotes, or none were written) is not JSON, so it arrives as the text '[amount]'."""
+    value = err.get("input")
+    if not isinstance(value, str) or err["type"] not in ("list_type", "dict_type", "tuple_type", "set_type"):
+        return ""
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    hint = ""
+    if value.startswith("[") and value.endswith("]"):
+        items = [item.strip().strip("'\"") for item in value[1:-1].split(",") if item.strip()]
+        fixed = json.dumps([float(i) if _is_number(i) else i for i in items])
+        hint = (f"; a list is JSON with quoted texts: --set '{name}={fixed}', in single quotes so that the shell "
+                f"keeps them")
+    elif not value.startswith(("[", "{")):
+        hint = f"; write a JSON list, e.g. --set '{name}=[\"{shown}\"]'"
+    return f" (received the text {shown!r}, which is not JSON{hint})"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def format_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None,
                             section: str | None = None, task: str | None = None) -> str:
     """One line per problem, each naming the option path, for the CLI boundary.
@@ -314,7 +340,7 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
             unknown = True
             problems.append(unknown_option(name, _options_at(model, loc[:-1])))
         else:
-            problems.append(f"{name}: {err['msg']}")
+            problems.append(f"{name}: {err['msg']}{_received(name, err)}")
     message = f"{where}: " + "; ".join(problems)
     if unknown:
         message += f" (`verticals config {task or 'TASK'}` lists every option with its description)"

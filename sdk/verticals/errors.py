@@ -50,6 +50,13 @@ class BundleError(VerticalsError):
     """A bundle is missing, incomplete, tampered with, or needs a pack that is not installed."""
 
 
+class OutputWriteError(VerticalsError):
+    """An output could not be written for a reason of the machine, not of the input: a full disk, a quota, a
+    file size limit, a read-only file system. The message names the path; nothing partial is left. Exit 1."""
+
+    exit_code = 1
+
+
 class PluginError(VerticalsError):
     """A plugin is broken or two plugins register the same name."""
 

@@ -29,6 +29,7 @@ from .outputs import (
     check_replaceable,
     claim,
     file_sha256,
+    write_failure,
     write_file_marker,
     write_marker,
 )
@@ -324,7 +325,13 @@ def atomic_directory(output: str | Path, overwrite: bool = False, kind: str | No
         tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            yield tmp
+            try:
+                yield tmp
+            except Exception as exc:  # a full disk: one line naming the output (the finally removes tmp)
+                failure = write_failure(exc, output)
+                if failure is None:
+                    raise
+                raise failure from None
             if kind not in (None, "bundle"):
                 write_marker(tmp, kind)
             if output.exists() or output.is_symlink():
@@ -401,6 +408,11 @@ def atomic_file(path: str | Path, encoding: str = "utf-8", *, kind: str | None =
             os.replace(tmp, path)
             if kind is not None:
                 write_file_marker(path, kind)
+        except Exception as exc:  # a full disk (often only when the file is closed): one line naming the path
+            failure = write_failure(exc, path)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             if tmp.exists():
                 tmp.unlink()

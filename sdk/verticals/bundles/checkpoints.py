@@ -129,3 +129,18 @@ def remove_checkpoints(directory: str | Path) -> None:
             directory.rmdir()  # fails, leaving it, if anything else appeared meanwhile
     except OSError as exc:
         warnings.warn(f"could not remove the checkpoints in {directory}: {exc}", UserWarning, stacklevel=2)
+
+
+def remove_incomplete_checkpoints(directory: str | Path) -> None:
+    """After a write failed (a full disk): delete the checkpoint being written, which can never be resumed,
+    and the whole checkpoint folder when no complete checkpoint is left in it."""
+    directory = Path(directory)
+    if not directory.is_dir() or _read_marker(directory) is None:
+        return  # not provably ours: leave it
+    if last_complete_checkpoint(directory) is None:
+        remove_checkpoints(directory)
+        return
+    for entry in directory.iterdir():
+        ours = CHECKPOINT.match(entry.name) and entry.is_dir() and not entry.is_symlink()
+        if ours and not checkpoint_complete(entry):
+            shutil.rmtree(entry, ignore_errors=True)

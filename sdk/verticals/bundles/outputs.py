@@ -26,13 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputWriteError
 
 MARKER = ".verticals-output.json"
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 # transformers' Trainer._save_checkpoint writes trainer_state.json after the weights, optimizer, scheduler
 # and RNG states: a checkpoint is complete when that file is there and parses.
 TRAINER_STATE = "trainer_state.json"
+# errno values that say the machine could not store what was written (not that the input was wrong)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): a process may re-enter its own lock
 
 
@@ -254,6 +256,22 @@ def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
             os.close(fd)
 
 
+def write_failure(exc: BaseException, path: str | Path) -> OutputWriteError | None:
+    """The one-line error for an output that could not be written because the disk is full (or a quota, a
+    file size limit, a read-only file system), naming ``path``; None for any other exception.
+
+    A full disk shows up as an OSError without a file name (the write, or the flush when the file is closed)
+    or as safetensors' SafetensorError, which carries the OS error code only in its text."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if type(exc).__name__ == "SafetensorError":
+        found = re.search(r"(?:code: |os error )(\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in _WRITE_ERRNOS:
+        return None
+    return OutputWriteError(f"cannot write {path}: {os.strerror(code)}; the partial output was removed: free "
+                            f"some space (or raise the limit) and run again, or choose another --output")
+
+
 def refuse_same_file(input: str | Path, output: str | Path) -> None:
     """Predictions must never replace the records they are made from (also via links)."""
     a, b = Path(input), Path(output)
@@ -297,6 +315,9 @@ def check_output_place(output: str | Path) -> None:
     a link into a bundle is refused too."""
     output = Path(os.path.abspath(output))
     for candidate in (output.parent, *output.parent.parents):
+        if candidate.exists() and not candidate.is_dir():  # mkdir would fail with FileExistsError
+            raise ConfigError(f"--output {output}: {candidate} is a file, not a folder, so nothing can be written "
+                              f"under it; choose an --output in a folder")
         for where in {candidate, candidate.resolve()}:
             kind = _written_folder(where)
             if kind:

@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if os.environ.get("VERTICALS_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+            # the machine refused (permissions, a vanished folder...): one line naming the path, exit 1
+            print(f"verticals: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 1
         print(f"verticals: internal error: {type(exc).__name__}: {exc} (set VERTICALS_DEBUG=1 for details)",
               file=sys.stderr)
         return 1

@@ -15,9 +15,11 @@ from .readers import (
     open_data_file,
     parse_json_line,
     read_raw,
+    require_regular_file,
 )
 from .records import (
     ACCEPTED,
+    check_hold_out,
     data_fingerprint,
     fingerprint,
     is_in_memory,
@@ -30,8 +32,8 @@ from .records import (
 )
 
 __all__ = [
-    "ACCEPTED", "DEFAULT_MAX_RECORD_BYTES", "EXTENSION_FORMATS", "FORMATS", "RawRecord", "check_values",
-    "data_fingerprint", "detect_format", "fingerprint", "is_in_memory", "is_path", "iter_lines", "iter_raw",
-    "open_data_file", "parse_json_line", "plain", "read_raw", "read_text", "records_from", "source_name",
-    "split_indices",
+    "ACCEPTED", "DEFAULT_MAX_RECORD_BYTES", "EXTENSION_FORMATS", "FORMATS", "RawRecord", "check_hold_out",
+    "check_values", "data_fingerprint", "detect_format", "fingerprint", "is_in_memory", "is_path", "iter_lines",
+    "iter_raw", "open_data_file", "parse_json_line", "plain", "read_raw", "read_text", "records_from",
+    "require_regular_file", "source_name", "split_indices",
 ]

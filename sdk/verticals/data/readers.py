@@ -16,7 +16,9 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,30 @@ def open_data_file(path: Path) -> IO[bytes]:
         raise DataError(f"cannot read file ({exc.strerror})", path=path) from None
 
 
+def _kind(mode: int) -> str | None:
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def require_regular_file(path: str | Path) -> None:
+    """Refuse, before opening it, a data file that is a FIFO, a device or a socket.
+
+    Training, evaluation and reports read their data twice (to validate it, then to fingerprint it for
+    bundle.json): a pipe would be drained by the first read and block the second open for ever. A path
+    that does not exist is left to the reader ("file not found")."""
+    try:
+        mode = os.stat(path).st_mode  # stat never opens, so it cannot block on a FIFO
+    except OSError:
+        return
+    kind = _kind(mode)
+    if kind is not None and not stat.S_ISDIR(mode):
+        raise DataError(f"is {kind}, not a regular file; this data is read more than once (validated, then "
+                        f"fingerprinted): save it to a file first (predict --input may stream a pipe)", path=path)
+
+
 def _decode_error(exc: UnicodeDecodeError, encoding: str, path: Path, line: int) -> DataError:
     return DataError(f"undecodable bytes for encoding '{encoding}' at byte {exc.start} of the line; "
                      f"re-save the file as {encoding} or set data.encoding", path=path, line=line)
@@ -102,6 +128,11 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", *, max_record_bytes: i
         if codec.startswith(("utf-16", "utf-32")):  # '\n' is not one byte: decode whole, then split
             raw = handle.read()
             progress.done = len(raw)
+            if raw and b"\0" not in raw:  # UTF-16/32 text has NULs (each '\n' has one): these bytes are 8-bit text
+                raise DataError(f"data.encoding is '{encoding}', but the file holds no NUL bytes, which {encoding} "
+                                f"text always has (a line end is '\\n' plus NUL bytes): it looks like UTF-8 or "
+                                f"another 8-bit encoding; set data.encoding to the file's encoding (e.g. utf-8)",
+                                path=path)
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
@@ -123,10 +154,23 @@ def iter_lines(path: str | Path, encoding: str = "utf-8", *, max_record_bytes: i
                 raise _too_long(path, number, max_record_bytes)
             if number == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]  # spreadsheet exports start with a BOM
+            if number == 1 and _looks_wide(raw):
+                raise DataError(f"data.encoding is '{encoding}', but the first line starts with a UTF-16/32 byte-order "
+                                f"mark or has a NUL byte between its characters: the file looks like UTF-16 (or "
+                                f"UTF-32); set data.encoding=utf-16 (or utf-32), or re-save it as UTF-8",
+                                path=path, line=1)
             try:
                 yield number, raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 raise _decode_error(exc, encoding, path, number) from None
+
+
+def _looks_wide(raw: bytes) -> bool:
+    """Whether a first line read as an 8-bit encoding is really UTF-16/32: a BOM of those, or NULs in at least a
+    quarter of its bytes (every ASCII character of UTF-16 has one; a stray NUL in a field does not do that)."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    return len(raw) >= 4 and raw.count(b"\0") * 4 >= len(raw)
 
 
 def _too_long(path: Path, line: int, limit: int) -> DataError:
@@ -204,6 +248,10 @@ def _iter_delimited(path: Path, delimiter: str, lines: Iterator[tuple[int, str]]
             found = True
             yield RawRecord(str(path), current[0], dict(row))
     except csv.Error as exc:
+        if "new-line character seen in unquoted field" in str(exc):  # Python's hint (universal-newline mode) misleads
+            raise DataError("line ends are carriage returns alone ('\\r', classic Mac OS); lines must end with "
+                            "'\\n' (or '\\r\\n'): convert the line ends, e.g. tr '\\r' '\\n' < in.csv > out.csv, or "
+                            "re-save the file with Unix or Windows line ends", path=path, line=current[0]) from None
         raise DataError(f"malformed CSV: {exc}", path=path, line=current[0]) from None
     if not found:
         raise DataError("file has a header but no records", path=path)

@@ -32,6 +32,7 @@ from .readers import (  # noqa: F401 - re-exported: packs import the reader API 
     open_data_file,
     parse_json_line,
     read_raw,
+    require_regular_file,
 )
 
 ACCEPTED = ("a file path (CSV, TSV, JSONL/JSON, CoNLL or Parquet), a pandas DataFrame, a datasets.Dataset "
@@ -133,6 +134,7 @@ def records_from(data: Any, read: Callable[[Path], Iterable[RawRecord]], *,
     :class:`TypeError` naming what is accepted: a DataFrame is never iterated (that yields column names).
     """
     if is_path(data):
+        require_regular_file(data)  # read twice (records, then fingerprint): a pipe would block the second
         return list(read(Path(data)))
     if _is_dataframe(data):
         rows: Iterable[Any] = data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")
@@ -206,3 +208,22 @@ def split_indices(
             stratify = np.asarray(labels, dtype=object).astype(str)
     train_idx, val_idx = train_test_split(indices, test_size=n_val, random_state=seed, stratify=stratify)
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def check_hold_out(labels: Sequence[Any] | None, train_idx: np.ndarray, fraction: float, source: str) -> None:
+    """Refuse an automatic hold-out that took every record of a label away from training.
+
+    ``split_indices`` stratifies only when every label has two records or more, so a label with one record can
+    land in validation alone; the user gave no validation data, so the message is about the split."""
+    if labels is None:
+        return
+    keys = [str(label) for label in labels]
+    kept = {keys[i] for i in train_idx}
+    lost = sorted(set(keys) - kept)
+    if lost:
+        shown = ", ".join(f"'{label}' ({keys.count(label)} record{'s' * (keys.count(label) > 1)})"
+                          for label in lost[:8]) + (" ..." if len(lost) > 8 else "")
+        raise DataError(f"the automatic hold-out (no --validation given; data.validation_fraction={fraction:g}) could "
+                        f"not keep every label in training: {shown} ended up only in the held-out validation "
+                        f"records; give --validation FILE, add records (with two or more of every label the hold-out "
+                        f"keeps some of each in training), or change data.validation_fraction", path=source)

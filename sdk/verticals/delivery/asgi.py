@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -151,6 +152,17 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
             super().on_response_complete()
             self._arm(finished)
 
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn says only "Invalid HTTP request received." and closes, also after pipelined requests it
+            # answered; the parser's reason (no Host header, a bad Content-Length or request line) is the
+            # exception uvicorn is handling right now: say it, and that nothing after it was read
+            reason = sys.exc_info()[1]
+            if reason is not None:
+                text = " ".join(str(reason).split())[:200] or type(reason).__name__
+                msg = (f"{msg.rstrip('.')}: {text}; the connection is closed, and requests sent after this one on "
+                       f"it were not read")
+            super().send_400_response(msg.encode("ascii", "replace").decode("ascii"))  # h11 sends ASCII only
+
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
@@ -168,3 +180,21 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return HeaderTimeoutProtocol
+
+
+def body_problem(cause: BaseException | None) -> str | None:
+    """Why a request body could not be parsed, from the exception FastAPI hides behind "There was an error
+    parsing the body" (its 400 chains it as ``__cause__``); None when it is something else."""
+    if isinstance(cause, UnicodeDecodeError):
+        raw = cause.object if isinstance(cause.object, bytes) else b""
+        if raw.startswith(b"\x1f\x8b"):
+            return ("the body is gzip-compressed; compressed bodies (Content-Encoding: gzip) are not accepted: send "
+                    "the JSON uncompressed")
+        return (f"the body is not UTF-8 (byte 0x{raw[cause.start]:02x} at position {cause.start} cannot be decoded; "
+                f"Latin-1 or Windows-1252 text?): send JSON encoded as UTF-8") if raw else None
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return ("a number in the body has more digits than the JSON parser accepts (4300): send it as a string, "
+                "or fewer digits")
+    if isinstance(cause, RecursionError):
+        return "the body is nested too deeply to parse; send flat records"
+    return None

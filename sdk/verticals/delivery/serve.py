@@ -166,13 +166,15 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     """
     fastapi = _require_fastapi()
     from fastapi import Depends, FastAPI, Request, Security
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse
     from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from ..api import load
-    from .asgi import BodyLimit, CatchAll
+    from .asgi import BodyLimit, CatchAll, body_problem
     from .docs import add_offline_docs
 
     limits = limits or ServeLimits()
@@ -257,6 +259,14 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
                          engine=models[name].engine, predict_url=f"/v1/models/{name}/predict",
                          example=inputs[name][0], text_input=inputs[name][1],
                          feedback_labels=allowed_labels(models[name]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        # FastAPI answers every unparsable body "There was an error parsing the body": say which problem it was
+        detail = body_problem(exc.__cause__) if exc.status_code == 400 else None
+        if detail is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse(status_code=400, content={"detail": detail})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -396,6 +406,9 @@ def listen_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # listen now: with SO_REUSEADDR two servers racing for a port may both bind, and only listen() tells
+        # the loser (inside uvicorn, as a traceback); the backlog is uvicorn's default, which it sets again
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundles.outputs import check_file_replaceable, claim, refuse_same_file, write_file_marker
+from ..bundles.outputs import check_file_replaceable, claim, refuse_same_file, write_failure, write_file_marker
 from ..data.readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
 from ..data.readers import pyarrow_parquet as _pyarrow_parquet
 from ..errors import ConfigError, DataError
@@ -117,18 +117,29 @@ class PredictionWriter:
         self.rows += len(rows)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if self._parquet is not None:
-            self._parquet.close()
         try:
-            if exc_type is None and self.tmp.exists():
-                os.replace(self.tmp, self.path)
-                write_file_marker(self.path, "predictions")
-            elif self.tmp.exists():
-                self.tmp.unlink()
+            try:
+                # closing flushes the last rows: on a full disk it is this that fails
+                if self._handle is not None:
+                    self._handle.close()
+                if self._parquet is not None:
+                    self._parquet.close()
+                if exc_type is None and self.tmp.exists():
+                    os.replace(self.tmp, self.path)
+                    write_file_marker(self.path, "predictions")
+            finally:
+                if self.tmp.exists():
+                    self.tmp.unlink()  # a failed write or close leaves nothing behind
+        except Exception as error:
+            failure = write_failure(error, self.path)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             self._claim.__exit__(exc_type, exc, tb)
+        failure = write_failure(exc, self.path) if exc is not None else None
+        if failure is not None:  # a write in the body failed for want of space: say where
+            raise failure from None
 
 
 def predict_file(predictor: Predictor, input: Any, output: str | Path, *,

@@ -275,6 +275,7 @@ def check_labels_known(records: Sequence[BaseModel], labels: Sequence[str], spli
                 origin_path, origin_line = record.origin() if hasattr(record, "origin") else (None, None)
                 raise DataError(
                     f"label '{value}' in {split} data was never seen in training; known labels: {shown}",
-                    path=origin_path or path, line=origin_line or index, field=field,
+                    # in-memory rows count from 0: row 0 is a row, not "no line"
+                    path=origin_path or path, line=origin_line if origin_line is not None else index, field=field,
                 )
 

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_dir
+from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_dir, remove_incomplete_checkpoints
+from ..bundles.outputs import write_failure
 from ..console import TrainingConsole
 from ..errors import ConfigError
 from ..runtime import available_cores, resolve_precision
@@ -263,6 +264,12 @@ class TransformersTrainer(Trainer):
         torch.set_num_threads(cfg.num_threads or max(1, available_cores() // local_processes))
         try:
             trainer.train(resume_from_checkpoint=str(last) if last else None)
+        except Exception as exc:  # a full disk while saving a checkpoint: one line, no half-written checkpoint
+            failure = write_failure(exc, checkpoint_dir)
+            if failure is None:
+                raise
+            remove_incomplete_checkpoints(checkpoint_dir)
+            raise failure from None
         finally:
             console.close_bar()
         console.finish(restored=has_eval)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from verticals import ConfigError, DataError
-from verticals.data.records import RawRecord, iter_lines, iter_raw
+from verticals.data import RawRecord, iter_lines, iter_raw, require_regular_file
 from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
 from verticals.tasks.token_classification import BIO_TAG, bio_labels
@@ -79,6 +79,7 @@ class MedicalNERTask(TokenClassificationTask):
         path = Path(path)
         options = self.data_options
         if options.format == "auto" and path.suffix.lower() == ".tsv":
+            require_regular_file(path)  # the first line is read, then the file again: a pipe would block
             first = next((line for _, line in iter_lines(path, options.encoding,
                                                          max_record_bytes=options.max_record_bytes)
                           if line.strip()), "").rstrip("\r\n")

@@ -153,8 +153,10 @@ def check_items(records: Sequence[InteractionRecord], catalogue: Catalogue, opti
     """Every interaction names an item that the catalogue has."""
     for number, record in enumerate(records, start=1):
         origin_path, origin_line = record.origin()
+        if origin_line is None:  # in-memory rows count from 0: row 0 is a row, not "no line"
+            origin_line = number
         if record.item is None:
-            raise DataError("interaction has no item", path=origin_path or path, line=origin_line or number,
+            raise DataError("interaction has no item", path=origin_path or path, line=origin_line,
                             field=options.item_column)
         catalogue.position(record.item, path=origin_path or (str(path) if path else None),
-                           line=origin_line or number, field=options.item_column)
+                           line=origin_line, field=options.item_column)

@@ -109,9 +109,16 @@ class FraudTask(TaskType):
     def _rows(self, records: Sequence[BaseModel]) -> list[dict[str, Any]]:
         return [dict(r.model_extra or {}) for r in records]
 
-    def _labels(self, records: Sequence[BaseModel], split: str) -> np.ndarray:
+    def _labels(self, records: Sequence[BaseModel], split: str, other: Sequence[BaseModel] = ()) -> np.ndarray:
         y = np.array([r.label for r in records], dtype=np.int64)  # type: ignore[attr-defined]
         if len(np.unique(y)) < 2:
+            both = {r.label for r in [*records, *other]} == {0, 1}  # type: ignore[attr-defined]
+            if both and getattr(self, "validation_held_out", False):  # no --validation given: the split did it
+                raise DataError(f"the automatic hold-out (no --validation given; data.validation_fraction="
+                                f"{self.data_options.validation_fraction:g}) left only label {int(y[0])} in the "
+                                f"{split} records, and fraud training needs both 0 and 1 records in each; give "
+                                f"--validation FILE with both, add records of the rarer label, or change "
+                                f"data.validation_fraction", field=self.data_options.label_column)
             raise DataError(f"{split} data holds only label {int(y[0])}; fraud training needs both 0 and 1 records",
                             field=self.data_options.label_column)
         return y
@@ -134,7 +141,7 @@ class FraudTask(TaskType):
         numeric, categorical, text = self._columns()
         configure_threads(self.config.training.num_threads)
         self.prepare(train)
-        y_train, y_val = self._labels(train, "training"), self._labels(validation, "validation")
+        y_train, y_val = self._labels(train, "training", validation), self._labels(validation, "validation", train)
         # Fitted on training records only, so nothing about validation/test leaks into the features.
         self.preprocessor_ = TabularPreprocessor.fit(self._rows(train), numeric, categorical,
                                                      min_count=self.options.min_category_count, clip=self.options.clip)
