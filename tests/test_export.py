@@ -234,6 +234,9 @@ def test_reference_reads_the_bundles_own_column_names(tmp_path: Path) -> None:
     ('{"text": "fine"}\n{"words": "x"}\n', "line 2: no 'text' field"),
     ('"fine"\n{not json\n', "line 2: not JSON"),
     ('[1, 2]\n', "line 1: expected a text or a JSON object"),
+    # issue 24 item 9: what the SDK refuses, the reference refuses
+    ('"fine"\n""\n', "line 2: empty text"),
+    ('{"text": "   "}\n', "line 1: field 'text' is empty"),
 ])
 def test_reference_bad_input_is_one_line_and_exit_2(bundles: dict[str, Path], tmp_path: Path, stdin: str,
                                                     fragment: str) -> None:

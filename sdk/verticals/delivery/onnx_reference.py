@@ -161,6 +161,8 @@ class Export:
         """A text as is; a record with its fields under the SDK's names (``text``/``tokens``), found under the
         bundle's own column names first. Raises InputError naming the input when neither is there."""
         if isinstance(item, str):
+            if not item.strip():  # the SDK refuses it too: the reference must not answer what the SDK refuses
+                raise InputError(f"{name}: empty text; every record needs non-blank text")
             return item
         if not isinstance(item, dict):
             raise InputError(f"{name}: expected a text or a JSON object, found {type(item).__name__}")
@@ -177,6 +179,9 @@ class Export:
                                      + ("a list of strings" if field == "tokens" else "a string"))
                 # space-separated tokens, as in a CSV cell; list("a b") would be its characters
                 found[field] = value.split() if field == "tokens" and isinstance(value, str) else value
+                if not (found[field].strip() if isinstance(found[field], str) else found[field]):
+                    raise InputError(f"{name}: field '{key}' is empty; every record needs non-blank "
+                                     + ("tokens" if field == "tokens" else "text"))
         if not found:
             keys = " or ".join(sorted({f"'{self.fields.get(n, n)}'" for n in wanted} | {f"'{n}'" for n in wanted}))
             raise InputError(f"{name}: no {keys} field (keys found: {', '.join(sorted(item)) or 'none'})")
