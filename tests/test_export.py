@@ -271,7 +271,7 @@ def test_reference_on_a_folder_that_is_no_export(tmp_path: Path) -> None:
     from verticals.delivery.export import REFERENCE_FILE
 
     script = tmp_path / REFERENCE_FILE
-    script.write_text((Path(verticals.__file__).parent / "onnx_reference.py").read_text(encoding="utf-8"))
+    script.write_text((Path(verticals.__file__).parent / "delivery" / "onnx_reference.py").read_text(encoding="utf-8"))
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "missing"), "hello"],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2 and "not a readable Verticals export" in proc.stderr
