@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import ConfigError, DataError
 from ..metrics import significance as sig
-from ..predictor import Overrides, Predictor
+from ..predictor import Predictor
 
 EXIT_NOT_WORSE = 0
 EXIT_WORSE = 3
@@ -47,11 +47,11 @@ class MetricRow(BaseModel):
     primary: bool = False
     old: float | None
     new: float | None
-    old_ci: tuple[float, float] | None = Field(None, description="95% interval of OLD's value.")
+    old_ci: tuple[float, float] | None = Field(default=None, description="95% interval of OLD's value.")
     new_ci: tuple[float, float] | None = None
-    delta: float | None = Field(None, description="NEW - OLD.")
-    delta_ci: tuple[float, float] | None = Field(None, description="Paired bootstrap interval of NEW - OLD.")
-    interval: str = Field("bootstrap", description="How old_ci/new_ci were computed: 'wilson' or 'bootstrap'.")
+    delta: float | None = Field(default=None, description="NEW - OLD.")
+    delta_ci: tuple[float, float] | None = Field(default=None, description="Paired bootstrap interval of NEW - OLD.")
+    interval: str = Field(default="bootstrap", description="How old_ci/new_ci were computed: 'wilson' or 'bootstrap'.")
 
 
 class McNemarResult(BaseModel):
@@ -83,7 +83,7 @@ class LabelRow(BaseModel):
 
 class ChangedRecord(BaseModel):
     index: int = Field(description="Position in the data, from 0.")
-    line: int | None = Field(None, description="Line (or row) in the data file.")
+    line: int | None = Field(default=None, description="Line (or row) in the data file.")
     input: str
     gold: Any = None
     old: Any
@@ -134,7 +134,8 @@ class _Side:
     batch_seconds: float
 
 
-def _load_pair(old: str | Path, new: str | Path, engine: str, overrides: Overrides) -> tuple[Predictor[Any], ...]:
+def _load_pair(old: str | Path, new: str | Path, engine: str,
+               overrides: Sequence[str] | None) -> tuple[Predictor[Any], Predictor[Any]]:
     from ..api import load
 
     a, b = load(old, engine=engine, overrides=overrides), load(new, engine=engine, overrides=overrides)
@@ -320,7 +321,7 @@ def _check_same_records(a: _Side, b: _Side, data: str | Path) -> None:
                             path=str(data), line=line)
 
 
-def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Overrides = None,
+def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Sequence[str] | None = None,
             engine: str = "torch", resamples: int = sig.DEFAULT_RESAMPLES, seed: int = sig.DEFAULT_SEED,
             alpha: float = 0.05, margin: float = 0.0, latency_records: int = LATENCY_RECORDS) -> Comparison:
     """Compare bundle ``new`` with bundle ``old`` on the labelled ``data`` (see the module docstring)."""
@@ -341,7 +342,8 @@ def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Ov
     samples = _bootstrap(a, b, outcomes, resamples, seed, notes)
     primary, sign = task.primary_metric, 1.0 if task.greater_is_better else -1.0
     test = None
-    if outcomes.kind == "label" and "accuracy" in a.metrics:
+    if outcomes.old_correct is not None and outcomes.new_correct is not None and outcomes.kind == "label" \
+            and "accuracy" in a.metrics:
         m = sig.mcnemar(outcomes.old_correct, outcomes.new_correct)
         test = McNemarResult(old_only=m.old_only, new_only=m.new_only, statistic=m.statistic, p_value=m.p_value,
                              p_worse=m.p_worse)
@@ -352,7 +354,8 @@ def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Ov
                         old_ci=sig.percentile_interval(values[:, 0]), new_ci=sig.percentile_interval(values[:, 1]),
                         delta=new_v - old_v if old_v is not None and new_v is not None else None,
                         delta_ci=sig.percentile_interval(values[:, 1] - values[:, 0]))
-        if name == "accuracy" and outcomes.old_correct is not None and outcomes.kind == "label":
+        if name == "accuracy" and test is not None and outcomes.old_correct is not None \
+                and outcomes.new_correct is not None:
             row.interval = "wilson"
             row.old_ci = sig.wilson_interval(int(outcomes.old_correct.sum()), n)
             row.new_ci = sig.wilson_interval(int(outcomes.new_correct.sum()), n)
