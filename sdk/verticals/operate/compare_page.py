@@ -175,6 +175,20 @@ def _forest(c: Comparison) -> str:
             f'height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>')
 
 
+def _test_line(c: Comparison) -> str:
+    v = c.verdict
+    delta = next((m.delta for m in c.metrics if m.name == v.metric), None)
+    how = "McNemar exact one-sided test" if v.test == "mcnemar-exact" else f"paired bootstrap, {c.resamples} resamples"
+    margin = f", tolerated loss {v.margin:g}" if v.margin else ""
+    return (f"NEW − OLD = {_num(delta, signed=True)}{margin}; p(NEW worse) = {v.p_worse:.4g} "
+            f"{'<' if v.worse else '≥'} alpha {v.alpha:g} ({how})")
+
+
+def _verdict_cell(value: Any, correct: bool | None) -> str:
+    cls = "" if correct is None else (" right" if correct else " wrong")
+    return f"<td class='t{cls}'>{html.escape(_decision(value))}{html.escape(_mark(correct))}</td>"
+
+
 def _html(c: Comparison, max_changed: int = 200) -> str:
     e = html.escape
     v = c.verdict
@@ -189,8 +203,8 @@ def _html(c: Comparison, max_changed: int = 200) -> str:
     changed_rows = "".join(
         f"<tr><td>{r.line if r.line is not None else r.index}</td><td class='t'>{e(r.input)}</td>"
         f"<td class='t'>{e(_decision(r.gold)) if r.gold is not None else ''}</td>"
-        f"<td class='t'>{e(_decision(r.old))}{e(_mark(r.old_correct))}</td>"
-        f"<td class='t'>{e(_decision(r.new))}{e(_mark(r.new_correct))}</td></tr>" for r in c.changed[:max_changed])
+        f"{_verdict_cell(r.old, r.old_correct)}{_verdict_cell(r.new, r.new_correct)}</tr>"
+        for r in c.changed[:max_changed])
     more = (f"<p class='meta'>{c.changed_count - max_changed} more: all are in the --changed file (and in "
             f"comparison.json when the page is a directory).</p>" if c.changed_count > max_changed else "")
     changed_table = ("<table><tr><th>line</th><th class='t'>input</th><th class='t'>gold</th><th class='t'>OLD</th>"
@@ -217,13 +231,14 @@ td:first-child,th:first-child,.t,.note{{text-align:left}}td.note{{color:#555}}su
 svg{{max-width:100%;height:auto}}.meta{{color:#555}}
 .ok{{background:#eafaf1;border-left:4px solid #1e8449;padding:.6em 1em}}
 .worse{{background:#fdedec;border-left:4px solid #c0392b;padding:.6em 1em}}
-.warning{{background:#fff4e5;border-left:4px solid #e67e00;padding:.6em 1em}}</style></head><body>
+.warning{{background:#fff4e5;border-left:4px solid #e67e00;padding:.6em 1em}}
+td.right{{color:#1e6b3a}}td.wrong{{color:#a93226}}</style></head><body>
 <h1>Comparison: {e(c.task)}</h1>
 <p class="meta">OLD <code>{e(c.old['path'])}</code> (digest <code>{e(c.old['digest'][:16])}…</code>), NEW
 <code>{e(c.new['path'])}</code> (digest <code>{e(c.new['digest'][:16])}…</code>); data <code>{e(c.data)}</code>,
 {c.n} records.</p>
-<p class="{cls}"><strong>{'NEW is worse' if v.worse else 'NEW is not worse'}</strong> (exit {v.exit_code}).
-{e(v.summary)}.</p>
+<p class="{cls}"><strong>{'NEW is worse than OLD' if v.worse else 'NEW is not worse than OLD'}</strong> on
+{e(v.metric)} (exit {v.exit_code}): {e(_test_line(c))}.</p>
 <h2>Metrics</h2><table><tr><th>metric</th><th>OLD</th><th class="note">95% interval</th><th>NEW</th>
 <th class="note">95% interval</th><th>NEW − OLD</th><th class="note">95% interval</th>
 <th class="note">interval</th></tr>
