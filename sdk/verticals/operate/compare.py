@@ -154,6 +154,7 @@ def _side(predictor: Predictor[Any], data: str | Path) -> _Side:
     task = predictor.task
     records = task.read(data)
     task.check_split(records, "evaluation", data)
+    task.predict(records[:1])  # warm-up, so the batch time below is not the first call's lazy set-up
     start = time.perf_counter()
     predictions = task.predict(records)
     seconds = time.perf_counter() - start

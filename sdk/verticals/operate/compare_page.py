@@ -184,6 +184,15 @@ def _test_line(c: Comparison) -> str:
             f"{'<' if v.worse else '≥'} alpha {v.alpha:g} ({how})")
 
 
+METRIC_HEADER = ("<th>metric</th><th>OLD</th><th class='note'>95% interval</th><th>NEW</th><th class='note'>95% "
+                 "interval</th><th>NEW − OLD</th><th class='note'>95% interval</th><th class='note'>interval</th>")
+
+
+def _table(header: str, rows: str) -> str:
+    """A table that scrolls sideways on its own on a narrow screen, instead of widening the page."""
+    return f"<div class='scroll'><table><tr>{header}</tr>{rows}</table></div>"
+
+
 def _verdict_cell(value: Any, correct: bool | None) -> str:
     cls = "" if correct is None else (" right" if correct else " wrong")
     return f"<td class='t{cls}'>{html.escape(_decision(value))}{html.escape(_mark(correct))}</td>"
@@ -207,19 +216,20 @@ def _html(c: Comparison, max_changed: int = 200) -> str:
         for r in c.changed[:max_changed])
     more = (f"<p class='meta'>{c.changed_count - max_changed} more: all are in the --changed file (and in "
             f"comparison.json when the page is a directory).</p>" if c.changed_count > max_changed else "")
-    changed_table = ("<table><tr><th>line</th><th class='t'>input</th><th class='t'>gold</th><th class='t'>OLD</th>"
-                     f"<th class='t'>NEW</th></tr>{changed_rows}</table>" if changed_rows
+    changed_table = (_table("<th>line</th><th class='t'>input</th><th class='t'>gold</th><th class='t'>OLD</th>"
+                            "<th class='t'>NEW</th>", changed_rows) if changed_rows
                      else "<p>None: both bundles decide every record the same way.</p>")
     t = c.mcnemar
-    mcnemar = (f"<p>McNemar: {t.old_only} records only OLD gets right, {t.new_only} only NEW; exact two-sided "
+    mcnemar = (f"<p>McNemar: records only OLD gets right: {t.old_only}, only NEW: {t.new_only}; exact two-sided "
                f"p = {t.p_value:.4g}, one-sided p(NEW worse) = {t.p_worse:.4g}.</p>" if t else "")
     lat = c.latency
-    latency = (f"<h2>Latency</h2><table><tr><th>bundle</th><th>p50 ms/record</th><th>p90 ms/record</th>"
-               f"<th>batch records/s</th></tr><tr><td>OLD</td><td>{lat.old_p50_ms:.1f}</td><td>{lat.old_p90_ms:.1f}"
-               f"</td><td>{lat.old_batch_records_per_s:.0f}</td></tr><tr><td>NEW</td><td>{lat.new_p50_ms:.1f}</td>"
-               f"<td>{lat.new_p90_ms:.1f}</td><td>{lat.new_batch_records_per_s:.0f}</td></tr></table><p class='meta'>"
-               f"{lat.records} records predicted one at a time, OLD and NEW interleaved; NEW/OLD p50 "
-               f"{lat.ratio_p50:.2f}.</p>" if lat else "")
+    latency = ("<h2>Latency</h2>" + _table(
+        "<th>bundle</th><th>p50 ms/record</th><th>p90 ms/record</th><th>batch records/s</th>",
+        f"<tr><td>OLD</td><td>{lat.old_p50_ms:.1f}</td><td>{lat.old_p90_ms:.1f}</td>"
+        f"<td>{lat.old_batch_records_per_s:.0f}</td></tr><tr><td>NEW</td><td>{lat.new_p50_ms:.1f}</td>"
+        f"<td>{lat.new_p90_ms:.1f}</td><td>{lat.new_batch_records_per_s:.0f}</td></tr>")
+        + f"<p class='meta'>{lat.records} records predicted one at a time, OLD and NEW interleaved; NEW/OLD p50 "
+          f"{lat.ratio_p50:.2f}.</p>" if lat else "")
     notes = "".join(f"<li>{e(n)}</li>" for n in c.notes)
     cls = "worse" if v.worse else "ok"
     return f"""<!doctype html>
@@ -228,30 +238,27 @@ def _html(c: Comparison, max_changed: int = 200) -> str:
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child,.t,.note{{text-align:left}}td.note{{color:#555}}summary{{cursor:pointer}}
-svg{{max-width:100%;height:auto}}.meta{{color:#555}}
+svg{{max-width:100%;height:auto}}.meta{{color:#555}}figure{{margin:1em 0}}.scroll{{overflow-x:auto}}
 .ok{{background:#eafaf1;border-left:4px solid #1e8449;padding:.6em 1em}}
 .worse{{background:#fdedec;border-left:4px solid #c0392b;padding:.6em 1em}}
 .warning{{background:#fff4e5;border-left:4px solid #e67e00;padding:.6em 1em}}
-td.right{{color:#1e6b3a}}td.wrong{{color:#a93226}}</style></head><body>
+td.right{{color:#1e6b3a}}td.wrong{{color:#a93226}}h1,code{{overflow-wrap:anywhere}}</style></head><body>
 <h1>Comparison: {e(c.task)}</h1>
 <p class="meta">OLD <code>{e(c.old['path'])}</code> (digest <code>{e(c.old['digest'][:16])}…</code>), NEW
 <code>{e(c.new['path'])}</code> (digest <code>{e(c.new['digest'][:16])}…</code>); data <code>{e(c.data)}</code>,
 {c.n} records.</p>
 <p class="{cls}"><strong>{'NEW is worse than OLD' if v.worse else 'NEW is not worse than OLD'}</strong> on
 {e(v.metric)} (exit {v.exit_code}): {e(_test_line(c))}.</p>
-<h2>Metrics</h2><table><tr><th>metric</th><th>OLD</th><th class="note">95% interval</th><th>NEW</th>
-<th class="note">95% interval</th><th>NEW − OLD</th><th class="note">95% interval</th>
-<th class="note">interval</th></tr>
-{metric_rows}</table>
+<h2>Metrics</h2>{_table(METRIC_HEADER, metric_rows)}
 <p class="meta">Intervals: Wilson for accuracy, otherwise percentile bootstrap; differences from {c.resamples} paired
 resamples of the records (seed {c.seed}).</p>
-<figure>{_forest(c)}<figcaption class="meta">NEW − OLD per metric with its 95% interval; red: NEW worse beyond
-the interval, green: better.</figcaption></figure>
+<figure>{_forest(c)}<figcaption class="meta">NEW − OLD per metric with its 95% interval; red: NEW lower, green: NEW
+higher, beyond the interval (whether higher is better depends on the metric).</figcaption></figure>
 {mcnemar}
 {f'<ul class="warning">{notes}</ul>' if notes else ''}
 <h2>Per label F1 (largest changes first)</h2>
 <details{' open' if len(c.per_label) <= 30 else ''}><summary>{len(c.per_label)} labels</summary>
-<table><tr><th>label</th><th>support</th><th>OLD F1</th><th>NEW F1</th><th>change</th></tr>{label_rows}</table>
+{_table("<th>label</th><th>support</th><th>OLD F1</th><th>NEW F1</th><th>change</th>", label_rows)}
 </details>
 <h2>Changed decisions: {c.changed_count} of {c.n}</h2>
 {changed_table}
