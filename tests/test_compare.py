@@ -98,6 +98,7 @@ def test_different_labels_or_tasks_are_refused_with_exit_2(bundles, capsys) -> N
     err = capsys.readouterr().err
     assert "is task 'text-classification'" in err and "'token-classification'" in err
     assert run("compare", bundles["good"], bundles["good"], "--data", bundles["test.csv"], "--alpha", "2") == 2
+    assert run("compare", bundles["good"], bundles["good"], "--data", bundles["test.csv"], "--max-changed", "-1") == 2
 
 
 def test_ner_compares_entity_sets_per_sentence(bundles, capsys) -> None:

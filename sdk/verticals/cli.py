@@ -427,6 +427,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .operate.compare import compare
     from .operate.compare_page import format_text, write_changed, write_page
 
+    if args.max_changed < 0:
+        raise VerticalsError(f"--max-changed {args.max_changed}: expected a count of records to print, 0 or more")
     for output in (args.changed, args.output_html):
         if output:
             refuse_same_file(args.data, output)
