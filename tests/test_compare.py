@@ -113,7 +113,7 @@ def test_ner_compares_entity_sets_per_sentence(bundles, capsys) -> None:
     assert not any("score()" in note for note in report["notes"])  # every entity metric vectorised
 
 
-def test_html_file_is_never_written_over_a_file_verticals_did_not_write(bundles, tmp_path, capsys) -> None:
+def test_page_and_changed_file_are_never_written_over_a_file_verticals_did_not_write(bundles, tmp_path, capsys) -> None:
     args = ["compare", bundles["good"], bundles["good"], "--data", bundles["test.csv"], "--latency-records", "0"]
     theirs = tmp_path / "theirs.html"
     theirs.write_text("<p>the user's own page</p>")
@@ -126,6 +126,10 @@ def test_html_file_is_never_written_over_a_file_verticals_did_not_write(bundles,
     ours.write_text(ours.read_text().replace("Comparison", "Edited"))
     assert run(*args, "--output-html", ours, "--overwrite") == 2
     assert "changed after Verticals wrote it" in capsys.readouterr().err
+    assert (tmp_path / ".ours.html.verticals-output.json").is_file()  # the single-file proof, as for predictions
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"a user": "file"}\n')
+    assert run(*args, "--changed", mine, "--overwrite") == 2 and mine.read_text() == '{"a user": "file"}\n'
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")

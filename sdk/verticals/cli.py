@@ -425,17 +425,18 @@ def cmd_new_pack(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ._outputs import refuse_same_file
     from .operate.compare import compare
-    from .operate.compare_page import format_text, write_changed, write_page
+    from .operate.compare_page import check_outputs, format_text, write_changed, write_page
 
     if args.max_changed < 0:
         raise VerticalsError(f"--max-changed {args.max_changed}: expected a count of records to print, 0 or more")
     for output in (args.changed, args.output_html):
         if output:
             refuse_same_file(args.data, output)
+    check_outputs(args.changed, args.output_html, args.overwrite)  # before minutes of predictions, not after
     result = compare(args.old, args.new, args.data, overrides=args.set, engine=args.engine, resamples=args.resamples,
                      seed=args.seed, alpha=args.alpha, margin=args.margin, latency_records=args.latency_records)
     if args.changed:
-        write_changed(args.changed, result)
+        write_changed(args.changed, result, overwrite=args.overwrite)
     page = write_page(args.output_html, result, overwrite=args.overwrite) if args.output_html else None
     if args.json:
         shown = result.model_dump()
@@ -661,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print one JSON object")
     compare.add_argument("--output-html", metavar="FILE|DIR",
                          help="write an HTML page: a .html file, or a directory (index.html, comparison.json)")
-    compare.add_argument("--overwrite", action="store_true", help="replace a page Verticals wrote there")
+    compare.add_argument("--overwrite", action="store_true",
+                         help="replace a page or --changed file that Verticals wrote there (and nobody changed)")
     compare.add_argument("--changed", metavar="FILE", help="write every record whose decision changed (JSONL)")
     compare.add_argument("--max-changed", type=int, default=10, metavar="N",
                          help="changed records to print (default 10)")

@@ -2,14 +2,14 @@
 JSON Lines, and an offline HTML page in the style of ``verticals report``.
 
 The page goes to a directory (``index.html``, ``comparison.json`` and the ownership marker of
-:mod:`verticals._outputs`, written like a report) or, for a path ending in ``.html``, to one file whose
-first line records the sha256 of the rest: ``--overwrite`` replaces such a file only while that digest
-still matches, so a page the user edited, or any file Verticals did not write, is never replaced.
+:mod:`verticals._outputs`, written like a report) or, for a path ending in ``.html``, to one file with the
+single-file proof beside it (``.NAME.verticals-output.json``); the changed records file follows the same
+rule. ``--overwrite`` replaces either only while it is still exactly what Verticals wrote, so a page the
+user edited, or any file Verticals did not write, is never replaced.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import math
@@ -18,10 +18,10 @@ from typing import Any
 
 from .._version import __version__
 from ..bundle import atomic_directory, atomic_file
-from ..errors import ConfigError
 from .compare import ChangedRecord, Comparison
 
-PAGE_MARK = "verticals compare page"
+PAGE_KIND = "comparison-page"
+CHANGED_KIND = "changed-records"
 
 
 def _num(value: float | None, digits: int = 4, signed: bool = False) -> str:
@@ -90,9 +90,25 @@ def format_text(c: Comparison, max_changed: int = 10) -> str:
     return "\n".join(out)
 
 
-def write_changed(path: str | Path, c: Comparison) -> None:
+def check_outputs(changed: str | Path | None, page: str | Path | None, overwrite: bool) -> None:
+    """Before any prediction: refuse outputs that exist and are not ours to replace (exit 2)."""
+    from .._outputs import check_file_replaceable, check_replaceable
+
+    if changed:
+        check_file_replaceable(changed, CHANGED_KIND, overwrite)
+    if page and _is_file(page):
+        check_file_replaceable(page, PAGE_KIND, overwrite, option="--overwrite")
+    elif page:
+        check_replaceable(page, "comparison", overwrite)
+
+
+def _is_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".html", ".htm")
+
+
+def write_changed(path: str | Path, c: Comparison, *, overwrite: bool = False) -> None:
     """Every changed record as one JSON object per line, written atomically."""
-    with atomic_file(path) as handle:
+    with atomic_file(path, kind=CHANGED_KIND, overwrite=overwrite) as handle:
         for record in c.changed:
             handle.write(json.dumps(record.model_dump(), ensure_ascii=False, default=str) + "\n")
 
@@ -108,44 +124,18 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _digest(body: str) -> str:
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-def _page_problem(path: Path) -> str | None:
-    """Why ``path`` is not an unaltered page this module wrote (None when it is)."""
-    if path.is_symlink() or not path.is_file():
-        return "it is not a regular file"
-    try:
-        first, _, body = path.read_text(encoding="utf-8").partition("\n")
-    except (OSError, UnicodeDecodeError):
-        return "it is not a text file Verticals wrote"
-    if not first.startswith(f"<!-- {PAGE_MARK} sha256="):
-        return f"its first line is not the '{PAGE_MARK}' mark, so Verticals did not write it"
-    if first != f"<!-- {PAGE_MARK} sha256={_digest(body)} -->":
-        return "it was changed after Verticals wrote it"
-    return None
-
-
 def write_page(path: str | Path, c: Comparison, *, overwrite: bool = False) -> Path:
     """Write the HTML page to ``path``: a directory, or one file when the name ends in .html/.htm."""
     path = Path(path)
     page = _html(c)
-    if path.suffix.lower() not in (".html", ".htm"):
+    if not _is_file(path):
         with atomic_directory(path, overwrite, kind="comparison") as tmp:
             (tmp / "index.html").write_text(page, encoding="utf-8")
             text = json.dumps(_finite(c.model_dump()), indent=2, ensure_ascii=False, default=str, allow_nan=False)
             (tmp / "comparison.json").write_text(text + "\n", encoding="utf-8")
         return path / "index.html"
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise ConfigError(f"{path} already exists; choose another --output-html or pass --overwrite")
-        problem = _page_problem(path)
-        if problem:
-            raise ConfigError(f"{path} exists and --overwrite replaces only a comparison page Verticals wrote, but "
-                              f"{problem}; refusing to replace it (choose another --output-html)")
-    with atomic_file(path) as handle:
-        handle.write(f"<!-- {PAGE_MARK} sha256={_digest(page)} -->\n{page}")
+    with atomic_file(path, kind=PAGE_KIND, overwrite=overwrite) as handle:
+        handle.write(page)
     return path
 
 
