@@ -15,6 +15,7 @@ from ..errors import VerticalsError
 from . import (
     backbones,
     check,
+    compare,
     config,
     evaluate,
     export,
@@ -31,7 +32,7 @@ from . import (
 
 # the order of `verticals --help`
 VERBS = (packs, config, backbones, check, train, tune, evaluate, inspect, predict, serve, report, export,
-         new_pack, feedback)
+         new_pack, feedback, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
