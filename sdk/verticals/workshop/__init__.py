@@ -1,0 +1,1 @@
+"""The fine-tuning workshop: hyperparameter search, data checks."""
