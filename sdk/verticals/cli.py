@@ -162,8 +162,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.input:
             refuse_same_file(args.input, args.output)
         check_file_replaceable(args.output, "predictions", args.overwrite)
+    if args.explain:  # before loading: an ONNX engine would be exported only to be refused
+        from .workshop.explain import check_engine
+
+        check_engine(args.engine)
     predictor = load(args.bundle, engine=args.engine, overrides=args.set)
-    if args.input and args.output and not args.text:
+    if args.input and args.output and not args.text and not args.explain:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
         from .streaming import predict_file
 
@@ -184,6 +188,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise VerticalsError("nothing to predict: give TEXT arguments or --input PATH")
     predictions = predictor.predict(inputs)
     rows = [p.model_dump() for p in predictions]
+    explanations = predictor.explain(inputs, method=args.explain_method) if args.explain else []
+    for row, explanation in zip(rows, explanations):  # --explain: each prediction carries its explanation
+        row["explanation"] = explanation.model_dump()
     if args.output:
         from .bundle import atomic_file
 
@@ -202,10 +209,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif args.json:
         _print_json(rows)
     else:
-        for item, prediction in zip(inputs, predictions):
+        for number, (item, prediction) in enumerate(zip(inputs, predictions)):
             data = item.model_dump() if hasattr(item, "model_dump") else item
             shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)[:80]
             print(f"{_summary(prediction)}\t{shown}")
+            if explanations:
+                from .workshop.explain import describe
+
+                print(f"  why: {describe(explanations[number])}")
     return 0
 
 
@@ -563,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="build one input record from fields, e.g. --field user=42 --field k=10; with "
                               "TEXT arguments, added to each of them")
     predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.add_argument("--explain", action="store_true",
+                         help="add each prediction's explanation: the words that drove it (text classification) or "
+                              "each entity (token classification); torch engine only")
+    predict.add_argument("--explain-method", choices=("occlusion", "integrated-gradients"), default="occlusion",
+                         help="how --explain attributes (default: occlusion; see the README)")
     _engine_option(predict, "torch")
     predict.set_defaults(func=cmd_predict)
 

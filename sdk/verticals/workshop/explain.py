@@ -77,6 +77,22 @@ class EntitiesExplanation(BaseModel):
     entities: list[EntityExplanation] = Field(description="One explanation per predicted entity.")
 
 
+def check_engine(engine: str) -> None:
+    if engine != "torch":
+        raise ConfigError(f"explanations run on the torch engine only, not '{engine}': load the bundle with "
+                          f"engine='torch' (CLI: --engine torch) to explain")
+
+
+def describe(explanation: TextExplanation | EntitiesExplanation, top: int = 5) -> str:
+    """One line for a terminal: the most-attributed words with their attributions."""
+    def best(words: list[WordAttribution]) -> str:
+        ranked = sorted(words, key=lambda w: -w.attribution)[:top]
+        return " ".join(f"{w.word}({w.attribution:+.3f})" for w in ranked if w.attribution > 0) or "no word for it"
+    if isinstance(explanation, TextExplanation):
+        return f"{explanation.label}: {best(explanation.words)}"
+    return "; ".join(f"{e.type} '{e.text}': {best(e.words)}" for e in explanation.entities) or "no entities"
+
+
 def check_explainable(task: Any, engine: str, method: str) -> None:
     """Raise :class:`ConfigError` (one line, the fix included) when ``task`` cannot be explained."""
     from ..tasks.text_classification import TextClassificationTask
@@ -88,9 +104,7 @@ def check_explainable(task: Any, engine: str, method: str) -> None:
         raise ConfigError(f"task '{task.task_name}' cannot be explained: explanations cover text and token "
                           f"classification and the packs built on them")
     task.check_is_fitted("model_")
-    if engine != "torch" or isinstance(task.model_.backbone, OnnxBackbone):
-        raise ConfigError(f"explanations run on the torch engine only, this predictor runs on '{engine}': load "
-                          f"the bundle with engine='torch' (CLI: --engine torch) to explain")
+    check_engine(task.model_.backbone.engine if isinstance(task.model_.backbone, OnnxBackbone) else engine)
     if not getattr(task.tokenizer_, "is_fast", False):
         raise ConfigError("explanations need a fast (Rust) tokenizer for character offsets; this backbone's "
                           "tokenizer is a slow one")
