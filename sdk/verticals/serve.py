@@ -5,6 +5,8 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /health``: liveness plus the names of the loaded models.
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
 - ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input.
+  ``"explain": true`` adds each prediction's explanation (:mod:`verticals.workshop.explain`; torch engine
+  only, else 422; at most ``MAX_EXPLAIN_BATCH`` records, else 413); off by default.
 
 Each record is validated and predicted on its own terms, so one bad record (invalid, too long, nested
 too deep, holding a lone surrogate, or refused by the model: an unknown user) gets its own error in the
@@ -32,6 +34,14 @@ from ._version import __version__
 from .bundle import digest
 from .errors import ConfigError, DataError, VerticalsError
 from .predictor import Predictor
+from .workshop.explain import (
+    DEFAULT_METHOD,
+    MAX_EXPLAIN_BATCH,
+    EntitiesExplanation,
+    TextExplanation,
+    check_explainable,
+    explain_records,
+)
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
@@ -150,12 +160,16 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
         f"{stem}PredictRequest",
         inputs=(list[item_type], Field(min_length=1, description=(  # type: ignore[valid-type]
             f"Records ({task.Record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
+        explain=(bool, Field(False, description=(
+            f"Add each prediction's explanation (the words that drove it; torch engine only); at most "
+            f"{MAX_EXPLAIN_BATCH} records per request then (413)"))),
     )
     result = create_model(
         f"{stem}PredictResult",
         index=(int, Field(description="Position of the input in the request.")),
         ok=(bool, ...),
         prediction=(task.Prediction | None, None),
+        explanation=(TextExplanation | EntitiesExplanation | None, None),
         error=(RecordError | None, None),
     )
     response = create_model(
@@ -296,6 +310,15 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         if len(inputs) > limits.max_batch:
             raise HTTPException(413, f"{len(inputs)} records in one request; the limit is {limits.max_batch} "
                                      f"(split the batch)")
+        explain = bool(getattr(body, "explain", False))
+        if explain:  # bounded cost: each explained record costs about one forward pass per word
+            if len(inputs) > MAX_EXPLAIN_BATCH:
+                raise HTTPException(413, f"{len(inputs)} records to explain in one request; the limit with "
+                                         f"\"explain\": true is {MAX_EXPLAIN_BATCH} (split the batch)")
+            try:
+                check_explainable(predictor.task, predictor.engine, DEFAULT_METHOD)
+            except VerticalsError as exc:
+                raise HTTPException(422, f"cannot explain with this model: {exc}") from None
         results: list[Any] = [None] * len(inputs)
         valid: list[tuple[int, Any]] = []
         for i, item in enumerate(inputs):
@@ -308,6 +331,11 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
             for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
                     else result_model(index=i, ok=True, prediction=outcome)
+            for i, record in valid if explain else []:
+                if results[i].ok:
+                    outcome = explain_record(predictor, record)
+                    results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
+                        else result_model(index=i, ok=True, prediction=results[i].prediction, explanation=outcome)
         return response_model(model=name, task=predictor.task_name, results=results)
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
@@ -321,7 +349,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                       responses={200: ok_response, 400: {"description": "Malformed JSON"},
                                  401: {"description": "Missing or wrong API key (when the server has one)"},
                                  408: {"description": "Body not received in time"},
-                                 413: {"description": "Too many records or too large a body"},
+                                 413: {"description": "Too many records (to explain) or too large a body"},
                                  422: {"description": "Body is not {\"inputs\": [...]}"}})
 
 
@@ -343,6 +371,18 @@ def predict_records(batcher: Batcher, records: list[Any]) -> list[Any]:
     logger.error("internal error predicting one record", exc_info=error)
     return [RecordError(status=500, message=f"internal error ({type(error).__name__}) predicting this record; "
                                             f"the server log has the details")]
+
+
+def explain_record(predictor: Predictor, record: Any) -> Any:
+    """The explanation of one valid record, or the :class:`RecordError` (422 refused, 500 a logged bug)."""
+    try:
+        return explain_records(predictor.task, [record], engine=predictor.engine)[0]
+    except VerticalsError as exc:
+        return RecordError(status=422, message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug: logged, and only this record fails
+        logger.error("internal error explaining one record", exc_info=exc)
+        return RecordError(status=500, message=f"internal error ({type(exc).__name__}) explaining this record; "
+                                               f"the server log has the details")
 
 
 def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits) -> Any:
