@@ -127,15 +127,19 @@ def test_refusals_are_config_errors(text_bundle):
         onnx.explain(["a refund"])
 
 
-def test_cli_predict_explain(text_bundle, tmp_path):
+def test_cli_predict_explain(text_bundle, capsys):
     done = run_cli("predict", str(text_bundle), "a refund for the invoice", "--explain", "--json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["explanation"]["label"] == row["label"] and row["explanation"]["method"] == "occlusion"
     assert [w["word"] for w in row["explanation"]["words"]] == ["a", "refund", "for", "the", "invoice"]
-    shown = run_cli("predict", str(text_bundle), "where is my parcel", "--explain",
-                    "--explain-method", "integrated-gradients")
-    assert shown.returncode == 0 and "\n  why: " in shown.stdout
+
+    from verticals.cli import main
+
+    assert main(["predict", str(text_bundle), "where is my parcel", "--explain", "--explain-method",
+                 "integrated-gradients"]) == 0
+    label, why = capsys.readouterr().out.splitlines()
+    assert label.endswith("\twhere is my parcel") and why.startswith(f"  why: {label.split()[0]}: ")
     refused = run_cli("predict", str(text_bundle), "a refund", "--explain", "--engine", "onnx")
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "torch engine only" in refused.stderr
@@ -178,3 +182,25 @@ def test_rest_explain_on_onnx_is_refused_not_500(text_bundle):
         client = TestClient(create_app([text_bundle], engine="onnx"))
     answer = client.post(f"/v1/models/{Path(text_bundle).name}/predict", json={"inputs": ["a"], "explain": True})
     assert answer.status_code == 422 and "torch engine only" in answer.json()["detail"]
+
+
+def test_report_explains_the_most_confident_errors(text_bundle, tmp_path):
+    pytest.importorskip("matplotlib")
+    from verticals.report import write_report
+
+    predictor = verticals.load(text_bundle)
+    texts = ["<script>alert(1)</script> refund & invoice", "where is my parcel", "my password and login",
+             "the courier lost the package", "a refund for the invoice", "reset my username", "price of the bill"]
+    labels = predictor.labels
+    rows = [{"text": t, "label": labels[(labels.index(p.label) + 1) % len(labels)]}  # every one wrong
+            for t, p in zip(texts, predictor.predict(texts))]
+    data = tmp_path / "wrong.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with only_plugins():
+        write_report(text_bundle, data, tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    section = page.split("<h2>Most confident errors, explained</h2>")[1].split("<h2>")[0]
+    assert "(7 errors in all)" in section and section.count("<tr>") == 1 + 5
+    assert "<script>" not in page and "</script>" not in page
+    assert ("&lt;</span>" in section) == (">alert</span>" in section)  # escaped wherever it is shown
+    assert section.count('<span style="background:rgba(') >= 5 * 2

@@ -294,3 +294,65 @@ def _attribute(task: Any, forward: Callable[[torch.Tensor], torch.Tensor], input
             per_word[word] += float(scores[position])
             seen[word] = True
     return per_word, seen
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+REPORT_ERRORS = 5
+"""How many of the most confident errors ``verticals report`` explains (each costs one explanation)."""
+
+
+def highlight_html(text: str, words: Sequence[WordAttribution]) -> str:
+    """``text`` as HTML (escaped) with each word's background coloured by its attribution: green for the
+    explained label, red against it, opacity relative to the sentence's largest attribution."""
+    import html
+
+    scale = max((abs(w.attribution) for w in words), default=0.0) or 1.0
+    parts, cursor = [], 0
+    for w in words:
+        parts.append(html.escape(text[cursor:w.start]))
+        rgb = "40,160,60" if w.attribution >= 0 else "210,50,50"
+        parts.append(f'<span style="background:rgba({rgb},{abs(w.attribution) / scale:.2f})" '
+                     f'title="{w.attribution:+.4f}">{html.escape(text[w.start:w.end])}</span>')
+        cursor = w.end
+    parts.append(html.escape(text[cursor:]))
+    return "".join(parts)
+
+
+def explained_errors_html(task: Any, engine: str, records: Sequence[Any], predictions: Sequence[Any],
+                          name: Callable[[str], str] = str, limit: int = REPORT_ERRORS) -> str:
+    """The report's section: the ``limit`` most confident wrong predictions of a text classifier, each text
+    highlighted by the attributions towards the label the classifier chose (empty for other task types)."""
+    import html
+
+    from ..tasks.text_classification import TextClassificationTask
+
+    if not isinstance(task, TextClassificationTask):
+        return ""
+    head = "<h2>Most confident errors, explained</h2>"
+    try:
+        import captum  # noqa: F401
+
+        check_explainable(task, engine, DEFAULT_METHOD)
+    except ImportError:
+        return head + "<p>Explanations need Captum: pip install 'verticals[workshop]'.</p>"
+    except ConfigError as exc:
+        return head + f"<p>Not available: {html.escape(str(exc))}</p>"
+    wrong = []
+    for i, (record, prediction) in enumerate(zip(records, predictions)):
+        label = getattr(prediction, "label", None) or getattr(prediction, "intent", None)
+        confidence = getattr(prediction, "score", None) or getattr(prediction, "confidence", 0.0)
+        if record.label is not None and label != record.label:
+            wrong.append((-float(confidence), i, label))
+    if not wrong:
+        return head + "<p>No errors in this data.</p>"
+    chosen = sorted(wrong)[:limit]
+    explanations = explain_records(task, [records[i] for _, i, _ in chosen], engine=engine)
+    rows = "".join(
+        f"<tr><td class='t'>{html.escape(name(records[i].label))}</td><td class='t'>{html.escape(name(str(label)))} "
+        f"({-negative:.2f})</td><td class='t'>{html.escape(name(x.label))}</td>"
+        f"<td class='t'>{highlight_html(records[i].text, x.words)}</td></tr>"
+        for (negative, i, label), x in zip(chosen, explanations))
+    return (head + f"<p>The {len(chosen)} wrong predictions made with most confidence ({len(wrong)} errors in all). "
+            f"Words are shaded by their {DEFAULT_METHOD} attribution towards the classifier's top label: green "
+            f"for it, red against it (hover for the value).</p><table><tr><th>true</th><th class='t'>predicted"
+            f"</th><th class='t'>explained</th><th class='t'>text</th></tr>{rows}</table>")
