@@ -70,13 +70,19 @@ def main() -> None:
 
     predictor = verticals.load(bundle)
     sentences = [r["text"] for r in test[: args.n]]
-    print(f"bundle {bundle}; test sentences {len(sentences)}; test accuracy on them: "
-          f"{np.mean([p.label == r['label'] for p, r in zip(predictor.predict(sentences), test)]):.3f}")
-    started = time.perf_counter()
+    import platform
+    import subprocess
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    cpu = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("Model name")),
+               platform.processor())
+    print(f"bundle {bundle}; {len(sentences)} test sentences; accuracy on them "
+          f"{np.mean([p.label == r['label'] for p, r in zip(predictor.predict(sentences), test)]):.3f}; CPU {cpu}")
     base = predictor.predict(sentences)
+    started = time.perf_counter()
     for text in sentences[:50]:
         predictor.predict([text])
-    predict_ms = (time.perf_counter() - started - 0) * 1000 / (len(sentences) // len(sentences) * 50 + 0)
+    predict_ms = (time.perf_counter() - started) * 1000 / 50
     rng = random.Random(args.seed)
     for method in args.methods:
         wins, drops_top, drops_random, costs, skipped = 0, [], [], [], 0
