@@ -269,7 +269,7 @@ def _attribute(task: Any, forward: Callable[[torch.Tensor], torch.Tensor], input
     words = torch.tensor(word_of, device=device)
     baseline = torch.where(words >= 0, torch.full_like(input_ids, int(filler or 0)), input_ids)
     if method == "occlusion":
-        from captum.attr import FeatureAblation
+        from captum.attr import FeatureAblation  # type: ignore[import-untyped]
 
         # Feature ids must be contiguous; special tokens share one group whose baseline is themselves (no effect).
         present = sorted({w for w in word_of if w >= 0})
@@ -280,7 +280,7 @@ def _attribute(task: Any, forward: Callable[[torch.Tensor], torch.Tensor], input
                 input_ids, baselines=baseline, target=target, feature_mask=mask,
                 perturbations_per_eval=min(len(present) + 1, 64))[0]
     else:
-        from captum.attr import LayerIntegratedGradients
+        from captum.attr import LayerIntegratedGradients  # type: ignore[import-untyped]
 
         layer = task.model_.backbone.get_input_embeddings()
         with torch.enable_grad():
@@ -330,7 +330,7 @@ def explained_errors_html(task: Any, engine: str, records: Sequence[Any], predic
         return ""
     head = "<h2>Most confident errors, explained</h2>"
     try:
-        import captum  # noqa: F401
+        import captum  # type: ignore[import-untyped] # noqa: F401
 
         check_explainable(task, engine, DEFAULT_METHOD)
     except ImportError:
@@ -340,13 +340,13 @@ def explained_errors_html(task: Any, engine: str, records: Sequence[Any], predic
     wrong = []
     for i, (record, prediction) in enumerate(zip(records, predictions)):
         label = getattr(prediction, "label", None) or getattr(prediction, "intent", None)
-        confidence = getattr(prediction, "score", None) or getattr(prediction, "confidence", 0.0)
+        confidence = getattr(prediction, "score", None) or getattr(prediction, "confidence", None) or 0.0
         if record.label is not None and label != record.label:
             wrong.append((-float(confidence), i, label))
     if not wrong:
         return head + "<p>No errors in this data.</p>"
     chosen = sorted(wrong)[:limit]
-    explanations = explain_records(task, [records[i] for _, i, _ in chosen], engine=engine)
+    explanations: list[Any] = list(explain_records(task, [records[i] for _, i, _ in chosen], engine=engine))
     rows = "".join(
         f"<tr><td class='t'>{html.escape(name(records[i].label))}</td><td class='t'>{html.escape(name(str(label)))} "
         f"({-negative:.2f})</td><td class='t'>{html.escape(name(x.label))}</td>"
