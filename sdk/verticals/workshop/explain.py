@@ -131,7 +131,7 @@ def _explain_text(task: Any, record: Any, method: str, n_steps: int) -> TextExpl
     encoded = task.tokenizer_(text, truncation=True, max_length=task.config.training.max_length,
                               return_offsets_mapping=True, return_special_tokens_mask=True)
     word_of = _words_of_tokens(encoded["offset_mapping"], encoded["special_tokens_mask"], spans)
-    inputs = _tensors(encoded)
+    inputs = _tensors(encoded, task.model_)
     with torch.inference_mode():
         probs = _class_probs(task.model_, inputs)(inputs["input_ids"])[0]
     label = int(probs.argmax())
@@ -183,7 +183,7 @@ def _explain_entities(task: Any, record: Any, method: str, n_steps: int) -> Enti
         targets = [(firsts[w][0], index[prediction.tags[w]]) for w in range(first, last) if w in firsts]
         if not targets:
             continue
-        inputs = _tensors(features[choice])
+        inputs = _tensors(features[choice], task.model_)
         forward = _entity_prob(task.model_, inputs, targets)
         per_word, seen = _attribute(task, forward, inputs["input_ids"], word_of, len(tokens), method, n_steps)
         words = [WordAttribution(word=tokens[i], start=s, end=e, attribution=float(per_word[i]),
@@ -251,8 +251,12 @@ def _entity_prob(model: Any, inputs: dict[str, torch.Tensor],
 
 
 # ---- shared ---------------------------------------------------------------------------------------------
-def _tensors(encoded: Any) -> dict[str, torch.Tensor]:
-    return {key: torch.tensor([list(encoded[key])], dtype=torch.long)
+def _tensors(encoded: Any, model: Any) -> dict[str, torch.Tensor]:
+    """A batch of one on the model's device (a GPU when the bundle was loaded there)."""
+    from ..runtime import module_device
+
+    device = module_device(model)
+    return {key: torch.tensor([list(encoded[key])], dtype=torch.long, device=device)
             for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded}
 
 
