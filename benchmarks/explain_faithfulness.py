@@ -14,6 +14,13 @@ Cost per query: wall time of ``explain`` on one sentence at a time (torch engine
 as the mean over the 200 sentences, and its ratio to one plain ``predict`` in the same run.
 
     flock /work/locks/bench.lock nice python benchmarks/explain_faithfulness.py [--work DIR]
+
+Result (2026-12-02, AMD EPYC, 2 cores shared with other jobs; the bundle scored 0.810 accuracy on these 200):
+
+| method | top-3 deletion beats random | mean drop top-3 | mean drop random | ms per query | x one predict |
+|---|---|---|---|---|---|
+| occlusion (default) | 177/200 = 88.5 % | 0.304 | 0.041 | 173.5 | 2.1 |
+| integrated gradients, 32 steps | 165/200 = 82.5 % | 0.274 | 0.065 | 1629.2 | 19.8 |
 """
 
 from __future__ import annotations
