@@ -293,11 +293,11 @@ def test_cli_serve_port_in_use_is_one_line(bundles, capsys) -> None:  # type: ig
 
 
 def test_cli_serve_warns_when_exposed_without_a_key(bundles, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import verticals.delivery.serve
+    import verticals.delivery.server
     from verticals.cli import main
 
     calls: list[dict] = []  # type: ignore[type-arg]
-    monkeypatch.setattr(verticals.delivery.serve, "run", lambda bundles, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(verticals.delivery.server, "run", lambda bundles, **kwargs: calls.append(kwargs))
     monkeypatch.delenv("VERTICALS_API_KEY", raising=False)
     assert main(["serve", str(bundles["sentiment"]), "--host", "0.0.0.0"]) == 0
     assert "without authentication" in capsys.readouterr().err

@@ -123,6 +123,25 @@ class Predictor(Generic[PredictionT]):
         predictor.task.check_split(records, "evaluation", source_name(data))
         return predictor.task.evaluate(records)
 
+    def explain(self, inputs: Any, *, method: str | None = None, overrides: Overrides = None) -> list[Any]:
+        """Why the model answered as it did, one explanation per input (same inputs as ``predict``): for text
+        classification a ``TextExplanation`` (the top label and every word's attribution towards it, with
+        character offsets); for token classification an ``EntitiesExplanation`` (per predicted entity, the
+        words that drove its type). ``method``: 'occlusion' (default) or 'integrated-gradients' (Captum, see
+        :mod:`verticals.tasks.explain`). Torch engine only: an ONNX predictor raises
+        :class:`~verticals.ConfigError` (load with ``engine='torch'``)."""
+        from .tasks.explain import DEFAULT_METHOD, check_explainable, explain_records
+
+        predictor = self.with_overrides(overrides) if overrides else self
+        check_explainable(predictor.task, predictor.engine, method or DEFAULT_METHOD)  # before reading any data
+        if isinstance(inputs, (dict, BaseModel)):
+            raise TypeError("explain() takes a list (or a DataFrame, Dataset or file path), like predict()")
+        if isinstance(inputs, str) and not Path(inputs).is_file():
+            raise TypeError(f"explain() takes a list of texts or records, a DataFrame, a Dataset or a file path; "
+                            f"the string {inputs[:40]!r} is not an existing file: pass [text]")
+        records = predictor.task.read(inputs, require_labels=False)
+        return explain_records(predictor.task, records, engine=predictor.engine, method=method or DEFAULT_METHOD)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Sentence embeddings of ``texts`` from the fine-tuned encoder: ``[len(texts), hidden]`` float32,
         unit length, pooled as the task pools (mean for customer-service retrieval, the head's pooling for

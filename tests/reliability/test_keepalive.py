@@ -19,7 +19,8 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 import verticals  # noqa: E402
-from verticals.delivery.serve import create_app, listen_socket, uvicorn_config  # noqa: E402
+from verticals.delivery.serve import create_app  # noqa: E402
+from verticals.delivery.server import listen_socket, uvicorn_config  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
 
 pytestmark = pytest.mark.reliability

@@ -188,7 +188,8 @@ def test_train_on_a_full_disk_says_where_and_leaves_nothing(where: str, tmp_path
 @pytest.fixture(scope="module")
 def server(bundle: Path) -> Iterator[int]:
     uvicorn = pytest.importorskip("uvicorn")
-    from verticals.delivery.serve import create_app, listen_socket, uvicorn_config
+    from verticals.delivery.serve import create_app
+    from verticals.delivery.server import listen_socket, uvicorn_config
 
     with only_plugins():
         app = create_app([bundle], engine="torch")

@@ -18,7 +18,8 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 import verticals  # noqa: E402
-from verticals.delivery.serve import ServeLimits, create_app, uvicorn_config  # noqa: E402
+from verticals.delivery.serve import ServeLimits, create_app  # noqa: E402
+from verticals.delivery.server import uvicorn_config  # noqa: E402
 from verticals.errors import DataError  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
 

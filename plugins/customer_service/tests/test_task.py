@@ -110,3 +110,13 @@ def test_epoch_metrics_say_they_are_not_the_summary(trained: Any) -> None:
         assert entry["metrics_on"] == "in-scope validation, classifier only"
         assert entry["metrics"]["fallback_rate"] == 0.0 and "oos_recall" not in entry["metrics"]
     assert "oos_recall" in trained.info.metrics["validation"]
+
+
+def test_explain_names_the_classifiers_top_intent(trained: Any) -> None:
+    pytest.importorskip("captum")
+    texts = ["I want my money back for this order", "zzz qqq"]
+    for explanation, prediction in zip(trained.explain(texts), trained.predict(texts)):
+        # out of scope or not, the words explain the classifier's own top intent
+        assert explanation.label == max(prediction.scores, key=prediction.scores.__getitem__)
+        assert explanation.score == pytest.approx(prediction.confidence, abs=1e-4)
+    assert [w.word for w in explanation.words] == ["zzz", "qqq"]

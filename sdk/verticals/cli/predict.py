@@ -39,8 +39,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.input:
             refuse_same_file(args.input, args.output)
         check_file_replaceable(args.output, "predictions", args.overwrite)
+    if args.explain:  # before loading: an ONNX engine would be exported only to be refused
+        from ..tasks.explain import check_engine
+
+        check_engine(args.engine)
     predictor = load(args.bundle, engine=args.engine, overrides=args.set)
-    if args.input and args.output and not args.text:
+    if args.input and args.output and not args.text and not args.explain:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
         from ..scale.streaming import predict_file
 
@@ -61,6 +65,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise VerticalsError("nothing to predict: give TEXT arguments or --input PATH")
     predictions = predictor.predict(inputs)
     rows = [p.model_dump() for p in predictions]
+    explanations = predictor.explain(inputs, method=args.explain_method) if args.explain else []
+    for row, explanation in zip(rows, explanations):  # --explain: each prediction carries its explanation
+        row["explanation"] = explanation.model_dump()
     if args.output:
         from ..bundles.bundle import atomic_file
 
@@ -79,10 +86,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     elif args.json:
         print_json(rows)
     else:
-        for item, prediction in zip(inputs, predictions):
+        for number, (item, prediction) in enumerate(zip(inputs, predictions)):
             data = item.model_dump() if hasattr(item, "model_dump") else item
             shown = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)[:80]
             print(f"{summary(prediction)}\t{shown}")
+            if explanations:
+                from ..tasks.explain import describe
+
+                print(f"  why: {describe(explanations[number])}")
     return 0
 
 
@@ -95,6 +106,11 @@ def add_parser(sub: Any) -> None:
                          "extension; '-' = standard output; a trailing '/' = predictions.jsonl in that folder)")
     predict.add_argument("--overwrite", action="store_true",
                          help="replace an existing predictions file (only one Verticals wrote, unchanged since)")
+    predict.add_argument("--explain", action="store_true",
+                         help="add each prediction's explanation: the words that drove it (text classification) or "
+                              "each entity (token classification); torch engine only")
+    predict.add_argument("--explain-method", choices=("occlusion", "integrated-gradients"), default="occlusion",
+                         help="how --explain attributes (default: occlusion; see the README)")
     predict.add_argument("--field", action="append", type=key_value, metavar="KEY=VALUE",
                          help="build one input record from fields, e.g. --field user=42 --field k=10; with "
                               "TEXT arguments, added to each of them")

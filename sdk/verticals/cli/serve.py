@@ -16,7 +16,7 @@ from .common import (
 def cmd_serve(args: argparse.Namespace) -> int:
     import ipaddress
 
-    from ..delivery import serve
+    from ..delivery import serve, server
     from ..errors import ConfigError
 
     for option, value, low, high in (("--port", args.port, 1, 65535), ("--max-batch", args.max_batch, 1, None),
@@ -34,7 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not loopback and not api_key:
         print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
               f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
-    serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
+    server.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
               overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
               log_retention=args.log_retention, page=not args.no_page)

@@ -7,7 +7,9 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /health``: liveness plus the names of the loaded models.
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
 - ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input, each
-  predicted one with a ``prediction_id``.
+  predicted one with a ``prediction_id``. ``"explain": true`` adds each prediction's explanation
+  (:mod:`verticals.tasks.explain`; torch engine only, else 422; at most ``MAX_EXPLAIN_BATCH`` records, else
+  413); off by default.
 - ``POST /v1/models/{name}/feedback``: a user's correction, stored in ``--feedback-db`` (see
   :mod:`verticals.operate.feedback_route`).
 
@@ -25,7 +27,6 @@ import hmac
 import json
 import logging
 import re
-import socket
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,14 @@ from .._version import __version__
 from ..bundles.bundle import digest
 from ..errors import ConfigError, VerticalsError
 from ..predictor import Predictor
+from ..tasks.explain import (
+    DEFAULT_METHOD,
+    MAX_EXPLAIN_BATCH,
+    EntitiesExplanation,
+    TextExplanation,
+    check_explainable,
+    explain_records,
+)
 from .batcher import Batcher
 from .request_records import _SURROGATE, MAX_DEPTH, RecordError, check_item, predict_records, scan_item  # noqa: F401
 
@@ -129,6 +138,9 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
         f"{stem}PredictRequest",
         inputs=(list[item_type], Field(min_length=1, description=(  # type: ignore[valid-type]
             f"Records ({task.Record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
+        explain=(bool, Field(False, description=(
+            f"Add each prediction's explanation (the words that drove it; torch engine only); at most "
+            f"{MAX_EXPLAIN_BATCH} records per request then (413)"))),
     )
     result = create_model(
         f"{stem}PredictResult",
@@ -137,6 +149,7 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
         prediction=(task.Prediction | None, None),
         prediction_id=(str | None, Field(None, description=(
             "Id of this prediction (uuid4 hex) for POST /v1/models/{name}/feedback; null for a failed record."))),
+        explanation=(TextExplanation | EntitiesExplanation | None, None),
         error=(RecordError | None, None),
     )
     response = create_model(
@@ -332,6 +345,15 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
         if len(inputs) > limits.max_batch:
             raise HTTPException(413, f"{len(inputs)} records in one request; the limit is {limits.max_batch} "
                                      f"(split the batch)")
+        explain = bool(getattr(body, "explain", False))
+        if explain:  # bounded cost: each explained record costs about one forward pass per word
+            if len(inputs) > MAX_EXPLAIN_BATCH:
+                raise HTTPException(413, f"{len(inputs)} records to explain in one request; the limit with "
+                                         f"\"explain\": true is {MAX_EXPLAIN_BATCH} (split the batch)")
+            try:
+                check_explainable(predictor.task, predictor.engine, DEFAULT_METHOD)
+            except VerticalsError as exc:
+                raise HTTPException(422, f"cannot explain with this model: {exc}") from None
         results: list[Any] = [None] * len(inputs)
         valid: list[tuple[int, Any]] = []
         for i, item in enumerate(inputs):
@@ -344,6 +366,12 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
             for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
                     else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
+            for i, record in valid if explain else []:
+                if results[i].ok:
+                    outcome = explain_record(predictor, record)
+                    results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
+                        else result_model(index=i, ok=True, prediction=results[i].prediction,
+                                          prediction_id=results[i].prediction_id, explanation=outcome)
         if log is not None and valid:  # opt-in (--log-predictions): committed before the answer names the ids
             logged = [(results[i].prediction_id, record, results[i].prediction) for i, record in valid
                       if results[i].ok]
@@ -365,21 +393,20 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                       responses={200: ok_response, 400: {"description": "Malformed JSON"},
                                  401: {"description": "Missing or wrong API key (when the server has one)"},
                                  408: {"description": "Body not received in time"},
-                                 413: {"description": "Too many records or too large a body"},
+                                 413: {"description": "Too many records (to explain) or too large a body"},
                                  422: {"description": "Body is not {\"inputs\": [...]}"}})
 
 
-def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
-    """The uvicorn configuration ``verticals serve`` runs ``app`` with: idle keep-alive connections closed
-    after 5 s, a request's headers due within ``header_timeout`` (their size is bounded by h11: a 1 MB
-    header block is answered 400), at most ``max_connections`` connections and requests at once."""
-    import uvicorn
-
-    from .asgi import header_timeout_protocol
-
-    limits = limits or ServeLimits()
-    return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,
-                          limit_concurrency=limits.max_connections, **kwargs)
+def explain_record(predictor: Predictor, record: Any) -> Any:
+    """The explanation of one valid record, or the :class:`RecordError` (422 refused, 500 a logged bug)."""
+    try:
+        return explain_records(predictor.task, [record], engine=predictor.engine)[0]
+    except VerticalsError as exc:
+        return RecordError(status=422, message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a bug: logged, and only this record fails
+        logger.error("internal error explaining one record", exc_info=exc)
+        return RecordError(status=500, message=f"internal error ({type(exc).__name__}) explaining this record; "
+                                               f"the server log has the details")
 
 
 def check_api_key(api_key: str | None) -> None:
@@ -393,44 +420,3 @@ def check_api_key(api_key: str | None) -> None:
     if not api_key.isascii() or not api_key.isprintable() or api_key != api_key.strip():
         raise ConfigError("the API key must be printable ASCII without surrounding spaces: HTTP headers carry "
                           "ASCII, so any other key could never match what a client sends")
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for uvicorn, or one line saying why not (a busy port, a bad address).
-
-    The protocol must be ``IPPROTO_TCP``, not 0: asyncio sets ``TCP_NODELAY`` on accepted connections only for
-    sockets whose ``proto`` says TCP, and without it Nagle's algorithm meets the client's delayed ACK and every
-    request on a kept-alive connection waits ~40 ms."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        # listen now: with SO_REUSEADDR two servers racing for a port may both bind, and only listen() tells
-        # the loser (inside uvicorn, as a traceback); the backlog is uvicorn's default, which it sets again
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "
-                          f"--host") from None
-    return sock
-
-
-def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
-        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
-        overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
-        show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
-        log_retention: str = "30d", page: bool = True) -> None:
-    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
-    try:
-        import uvicorn
-    except ImportError:
-        raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
-    # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
-    with listen_socket(host, port) as sock:
-        app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
-                         show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
-                         log_retention=log_retention, page=page)
-        logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
-                    "page at /, " if page else "")
-        uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])

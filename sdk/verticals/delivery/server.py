@@ -1,0 +1,69 @@
+"""Running the REST API: the listening socket (bound before the models load, so a busy port fails at once),
+uvicorn's configuration with our protocol limits, the API-key rules, and ``run``."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .serve import ServeLimits, create_app
+
+logger = logging.getLogger("verticals.serve")
+
+
+def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
+    """The uvicorn configuration ``verticals serve`` runs ``app`` with: idle keep-alive connections closed
+    after 5 s, a request's headers due within ``header_timeout`` (their size is bounded by h11: a 1 MB
+    header block is answered 400), at most ``max_connections`` connections and requests at once."""
+    import uvicorn
+
+    from .asgi import header_timeout_protocol
+
+    limits = limits or ServeLimits()
+    return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,
+                          limit_concurrency=limits.max_connections, **kwargs)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, or one line saying why not (a busy port, a bad address).
+
+    The protocol must be ``IPPROTO_TCP``, not 0: asyncio sets ``TCP_NODELAY`` on accepted connections only for
+    sockets whose ``proto`` says TCP, and without it Nagle's algorithm meets the client's delayed ACK and every
+    request on a kept-alive connection waits ~40 ms."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        # listen now: with SO_REUSEADDR two servers racing for a port may both bind, and only listen() tells
+        # the loser (inside uvicorn, as a traceback); the backlog is uvicorn's default, which it sets again
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "
+                          f"--host") from None
+    return sock
+
+
+def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
+        limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
+        overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
+        show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
+        log_retention: str = "30d", page: bool = True) -> None:
+    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
+    # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
+    with listen_socket(host, port) as sock:
+        app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
+                         show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
+                         log_retention=log_retention, page=page)
+        logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
+                    "page at /, " if page else "")
+        uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])
