@@ -145,6 +145,17 @@ def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_pa
         assert dangling.status_code == 422
         good = post("ner", {"input": "John lives in Paris", "tags": ["B-PER", "O", "O", "B-LOC"]})
         assert good.status_code == 200, good.text
+        # or the entities, as a prediction lists them (token indices, end exclusive)
+        spans = [{"type": "PER", "start": 0, "end": 2}, {"type": "LOC", "start": 3, "end": 4}]
+        assert post("ner", {"input": "Mary Smith visits Oslo", "entities": spans}).status_code == 200
+        overlap = post("ner", {"input": "Mary Smith visits Oslo", "entities": spans + [{"type": "PER", "start": 1,
+                                                                                          "end": 3}]})
+        assert overlap.status_code == 422 and "overlaps" in overlap.json()["detail"]
+        outside = post("ner", {"input": "Mary", "entities": [{"type": "PER", "start": 0, "end": 2}]})
+        assert outside.status_code == 422 and "outside" in outside.json()["detail"]
+        assert post("ner", {"input": "Mary", "entities": [{"type": "ORG", "start": 0, "end": 1}]}).status_code == 422
+    stored = rows(tmp_path / "fb.db", "SELECT tags FROM feedback ORDER BY id")
+    assert [json.loads(r[0]) for r in stored] == [["B-PER", "O", "O", "B-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]]
 
 
 def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_path: Path) -> None:

@@ -89,5 +89,6 @@ def response_example(name: str, task: Any, record: dict[str, Any]) -> dict[str, 
         return None
     refused = {"status": 422, "message": "expected a record object or a text, got int", "field": None}
     return {"model": name, "task": task.task_name, "results": [
-        {"index": 0, "ok": True, "prediction": prediction, "error": None},
-        {"index": 1, "ok": False, "prediction": None, "error": refused}]}
+        {"index": 0, "ok": True, "prediction": prediction, "prediction_id": "3f2b9c0e8d7a4b6f9e1d2c3b4a5f6e7d",
+         "error": None},
+        {"index": 1, "ok": False, "prediction": None, "prediction_id": None, "error": refused}]}
