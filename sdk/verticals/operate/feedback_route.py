@@ -2,12 +2,12 @@
 against the model's labels and stored (committed) before it is acknowledged.
 
 Body: ``{"prediction_id": str?, "input": record-or-text?, "label": str?, "tags": [str]?, "entities": [...]?,
-"wrong": bool?, "comment": str?}``. ``prediction_id`` (from a predict answer) or ``input`` says which prediction; ``label``
-(classification: one of the model's labels, or the out-of-scope label of customer service; fraud ``"0"``/``"1"``;
-recommendation: the item id the user wanted) or ``tags`` (token classification / NER: one BIO tag per token
-of the input, as the prediction's ``tokens`` list them; or ``entities`` as the prediction lists them, in
-token indices) says what the right answer was; ``wrong`` alone
-marks a prediction as wrong (``"wrong": false`` confirms it); ``comment`` is free text.
+"wrong": bool?, "comment": str?}``. ``prediction_id`` (from a predict answer) or ``input`` says which
+prediction; ``label`` (classification: one of the model's labels, or the out-of-scope label of customer
+service; fraud ``"0"``/``"1"``; recommendation: the item id the user wanted), ``tags`` (token classification
+/ NER: one BIO tag per token of the input, as the prediction's ``tokens`` list them) or ``entities`` (NER: as
+the prediction lists them, in token indices) says what the right answer was; ``wrong`` alone marks a
+prediction as wrong (``"wrong": false`` confirms it); ``comment`` is free text.
 
 Answers: 200 ``{"feedback_id": int, "stored": true}`` after the commit; 404 unknown model; 422 a body that
 does not say which prediction or what was wrong, a label the model does not know, an unknown or expired
