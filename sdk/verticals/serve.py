@@ -314,7 +314,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from .operate.feedback_route import add_feedback_route
 
     add_feedback_route(app, models, digests, store, log_predictions, guard,
-                       lambda predictor, item: _check_item(predictor, item, 0, limits))
+                       lambda predictor, item: _feedback_input(predictor, item, limits), _body_problem)
 
     @app.post("/v1/models/{name}/predict", include_in_schema=False, dependencies=guard)
     def unknown_model(name: str) -> None:
@@ -407,6 +407,19 @@ def _check_item(predictor: Predictor, item: Any, index: int, limits: ServeLimits
         return predictor.task.as_record(item, index)
     except DataError as exc:
         return RecordError(status=422, message=exc.reason.removeprefix("Value error, "), field=exc.field)
+
+
+def _feedback_input(predictor: Predictor, item: Any, limits: ServeLimits) -> tuple[Any, str | None]:
+    """A feedback body's input checked as a predict input is: (record, None) or (None, why not)."""
+    checked = _check_item(predictor, item, 0, limits)
+    if isinstance(checked, RecordError):
+        return None, checked.message + (f" (field '{checked.field}')" if checked.field else "")
+    return checked, None
+
+
+def _body_problem(data: Any) -> str | None:
+    _, problem = scan_item(data)
+    return None if problem is None else f"{problem.field or 'body'}: {problem.message}"
 
 
 def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:

@@ -114,12 +114,12 @@ def tag_problem(tags: list[str] | str | None, tokens: list[str], allowed: list[s
 
 def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str | None],
                        store: FeedbackStore | None, log_predictions: bool, guard: list[Any],
-                       check_item: Callable[[Any, Any], Any]) -> None:
-    """Add the feedback route; ``check_item(predictor, item)`` validates an input as predict does (the
-    validated record, or a RecordError)."""
+                       check_item: Callable[[Any, Any], tuple[Any, str | None]],
+                       check_body: Callable[[Any], str | None]) -> None:
+    """Add the feedback route. ``check_item(predictor, item)`` validates an input as predict does: (the
+    validated record, None) or (None, why not); ``check_body(data)``: why a body cannot be stored (lone
+    surrogates, deep nesting) or None. Both come from the server, so this module does not import it."""
     from fastapi import HTTPException
-
-    from ..serve import RecordError, scan_item
 
     kinds = {name: model_columns(p.task)["kind"] for name, p in models.items()}
     labels = {name: allowed_labels(p) for name, p in models.items()}
@@ -133,9 +133,9 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
         if store is None:
             raise HTTPException(503, "feedback is not stored: this server runs without a feedback database; "
                                      "restart it with --feedback-db FILE")
-        _, problem = scan_item(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
+        problem = check_body(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
         if problem is not None:
-            raise refuse(f"{problem.field or 'body'}: {problem.message}")
+            raise refuse(problem)
         if body.prediction_id is None and body.input is None:
             raise refuse("say which prediction: send 'prediction_id' (from the predict answer) or 'input'")
         if body.entities is not None and body.tags is not None:
@@ -156,10 +156,9 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
         record: Any = None
         predicted: Any = None
         if body.input is not None:
-            checked = check_item(predictor, body.input)
-            if isinstance(checked, RecordError):
-                where = f" (field '{checked.field}')" if getattr(checked, "field", None) else ""
-                raise refuse(f"input: {checked.message}{where}")
+            checked, why = check_item(predictor, body.input)
+            if why is not None:
+                raise refuse(f"input: {why}")
             record = checked.model_dump(mode="json", exclude_none=True)
         if body.prediction_id is not None:
             try:
