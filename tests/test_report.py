@@ -233,4 +233,4 @@ def test_card_from_the_bundle_alone(trained: dict[str, Path], tmp_path: Path,
         assert main(["card", str(trained["binary"]), "--output", str(out), "--overwrite"]) == 0
         assert main(["card", str(tmp_path / "nope"), "--output", str(tmp_path / "c2.md")]) == 2
         assert not (tmp_path / "c2.md").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".card.md.verticals-output.json", "card.md"]

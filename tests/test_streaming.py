@@ -65,7 +65,8 @@ def test_predict_file_matches_in_memory_predictions(bundle, rows, tmp_path, sour
         assert float(g["score"]) == pytest.approx(p.score, abs=1e-5)
         scores = g["scores"] if isinstance(g["scores"], dict) else json.loads(g["scores"])
         assert scores == pytest.approx(p.scores, abs=1e-5)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert left == [f".{out.name}.verticals-output.json"]  # no temp file left; the proof that we wrote it
 
 
 def test_cli_streams_with_progress_and_keeps_text_mode(bundle, rows, tmp_path):

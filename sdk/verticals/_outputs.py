@@ -132,6 +132,7 @@ def ownership_problem(path: str | Path, kind: str) -> str | None:
 def check_replaceable(output: str | Path, kind: str, overwrite: bool) -> None:
     """Fail before any work when ``output`` exists and may not be replaced (exit 2, saying why)."""
     output = Path(output)
+    check_output_place(output)
     if not (output.exists() or output.is_symlink()):
         return
     if not overwrite:
@@ -266,11 +267,94 @@ def refuse_same_file(input: str | Path, output: str | Path) -> None:
 
 
 def check_file_output(path: str | Path) -> None:
-    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe."""
+    """A file output is renamed into place: never over a folder, a device such as /dev/null, or a pipe, and
+    never inside a bundle or another output Verticals wrote."""
     path = Path(path)
     if path.exists() and not path.is_file():
         raise ConfigError(f"--output {path} exists and is not a regular file (a folder, device or pipe), which "
                           f"writing the predictions would replace; choose a file name")
+    check_output_place(path)
+
+
+# ---- where an output may go, and which single files may be replaced -----------------------------------------
+def _written_folder(directory: Path) -> str | None:
+    """What Verticals wrote ``directory`` as ('bundle', 'report', ...), judged by its proof files, or None."""
+    try:
+        if (directory / "manifest.json").is_file() and (directory / "bundle.json").is_file():
+            return "bundle"
+        if (directory / MARKER).is_file():
+            marker = _read_marker(directory)
+            return str(marker.get("kind")) if marker else "output"
+    except OSError:
+        return None
+    return None
+
+
+def check_output_place(output: str | Path) -> None:
+    """Refuse an output that is inside a bundle or another folder Verticals wrote (an export, a report).
+
+    Such a folder lists its files in a manifest or marker: one more file makes the bundle unloadable (and a
+    file of the same name as one of its own, e.g. ``bundle.json``, destroys it). Checked on the real path, so
+    a link into a bundle is refused too."""
+    output = Path(os.path.abspath(output))
+    for candidate in (output.parent, *output.parent.parents):
+        for where in {candidate, candidate.resolve()}:
+            kind = _written_folder(where)
+            if kind:
+                raise ConfigError(f"--output {output} is inside {where}, a {kind} Verticals wrote: a file added "
+                                  f"there is not in its manifest and would make it fail verification (or replace "
+                                  f"one of its own files); choose an --output outside it")
+
+
+def file_marker(path: str | Path) -> Path:
+    """The proof that Verticals wrote the single file ``path``: ``.NAME.verticals-output.json`` beside it."""
+    path = Path(path)
+    return path.parent / f".{path.name}{MARKER}"
+
+
+def write_file_marker(path: str | Path, kind: str) -> None:
+    """Record ``path`` (just renamed into place) with its sha256, so that ``--overwrite`` may replace it."""
+    path = Path(path)
+    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": file_sha256(path)}
+    proof = file_marker(path)
+    tmp = proof.parent / f"{proof.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, proof)
+
+
+def file_problem(path: str | Path, kind: str) -> str | None:
+    """Why the existing file ``path`` is not provably a ``kind`` Verticals wrote and left unchanged (None if it is)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return "it is not a regular file"
+    if path.stat().st_size == 0:
+        return None  # an empty file: nothing to lose
+    try:
+        marker = json.loads(file_marker(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        marker = None
+    if not isinstance(marker, dict) or marker.get("file") != path.name:
+        return f"there is no {file_marker(path).name} beside it, so Verticals did not write it"
+    if marker.get("kind") != kind:
+        return f"{file_marker(path).name} says it holds {marker.get('kind')!r}, not {kind!r}"
+    if marker.get("sha256") != file_sha256(path):
+        return "it was changed after Verticals wrote it"
+    return None
+
+
+def check_file_replaceable(path: str | Path, kind: str, overwrite: bool, option: str = "--overwrite") -> None:
+    """The single-file form of :func:`check_replaceable`: a new path is fine; an existing file is replaced only
+    with ``overwrite`` and only when Verticals wrote it as ``kind`` and nobody changed it since."""
+    path = Path(path)
+    check_file_output(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not overwrite:
+        raise ConfigError(f"{path} already exists; choose another --output or pass {option}")
+    problem = file_problem(path, kind)
+    if problem:
+        raise ConfigError(f"{path} exists and {option} replaces only a {kind} file Verticals wrote, but {problem}; "
+                          f"refusing to replace it (choose another --output, or move it away yourself)")
 
 
 # ---- checkpoint folders ----------------------------------------------------------------------------
@@ -309,6 +393,51 @@ def prepare_checkpoint_dir(directory: str | Path, resume: bool) -> Path | None:
         if CHECKPOINT.match(entry.name) and (not resume or not checkpoint_complete(entry)):
             shutil.rmtree(entry)
     return last_complete_checkpoint(directory) if resume else None
+
+
+# What a resumed run must share with the run that wrote the checkpoints (data, labels, options): recorded in
+# the checkpoint folder's marker, so `--resume` after a change is refused instead of silently restoring old
+# weights under a bundle.json that claims the new data. Options that only say where things go may differ.
+RESUME_FREE_OPTIONS = {"training.checkpoint_dir", "training.keep_checkpoints", "training.report_to",
+                       "training.logging_dir", "training.num_threads", "training.epochs",
+                       "training.early_stopping_patience"}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def resume_differences(directory: str | Path, run: dict[str, Any]) -> list[str]:
+    """What differs between ``run`` and the run recorded with the checkpoints in ``directory`` ([] if nothing
+    is recorded: a folder without checkpoints, or one written before this check existed)."""
+    marker = _read_marker(Path(directory)) if Path(directory).is_dir() else None
+    if not marker or not isinstance(marker.get("run"), dict) or last_complete_checkpoint(Path(directory)) is None:
+        return []
+    before, now = _flatten(marker["run"]), _flatten(json.loads(json.dumps(run, default=str)))
+    return [f"{key}: {before.get(key, '(unset)')!r} then, {now.get(key, '(unset)')!r} now"
+            for key in sorted(set(before) | set(now))
+            if before.get(key) != now.get(key) and key.removeprefix("config.") not in RESUME_FREE_OPTIONS]
+
+
+def record_run(directory: str | Path, run: dict[str, Any]) -> None:
+    """Create (or adopt) the checkpoint folder and record ``run`` in its marker."""
+    directory = Path(directory)
+    marker = _read_marker(directory) if directory.is_dir() else None
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        created = True
+    elif marker is None:
+        if any(directory.iterdir()):
+            return  # not ours: check_checkpoint_dir / prepare_checkpoint_dir refuse it with the reason
+        created = False
+    else:
+        created = bool(marker.get("created"))
+    write_marker(directory, "checkpoints", created=created, run=json.loads(json.dumps(run, default=str)))
 
 
 def checkpoint_complete(checkpoint: Path) -> bool:

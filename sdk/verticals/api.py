@@ -11,7 +11,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from ._outputs import check_checkpoint_dir, claim, remove_checkpoints
+from ._outputs import check_checkpoint_dir, claim, record_run, remove_checkpoints, resume_differences
 from ._plugins import get_catalog
 from ._version import __version__
 from .backbones import resolve_backbone
@@ -171,6 +171,18 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         model.check_split(test_records, "test", source_name(test))
         fingerprints["test"] = data_fingerprint(test, test_records)
 
+    run = {"data": {split: fp.get("sha256", fp) for split, fp in fingerprints.items()},
+           "labels": list(getattr(model, "labels_", [])), "config": model.config.model_dump(mode="json")}
+    if resume:
+        differences = resume_differences(checkpoint_dir, run)
+        if differences:
+            raise ConfigError(f"--resume: the checkpoints in {checkpoint_dir} were written by a run with other data, "
+                              f"labels or options ({'; '.join(differences[:4])}"
+                              f"{'; ...' if len(differences) > 4 else ''}); resuming would restore that run's weights "
+                              f"under this run's description. Run again without --resume to start fresh, or restore "
+                              f"the first run's data and options")
+    if _is_main_process():
+        record_run(checkpoint_dir, run)
     model.checkpoint_dir = checkpoint_dir
     model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
         or f"{output}.runs"

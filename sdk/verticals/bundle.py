@@ -22,7 +22,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _outputs
-from ._outputs import check_file_output, check_replaceable, claim, file_sha256, write_marker
+from ._outputs import (
+    check_file_output,
+    check_file_replaceable,
+    check_replaceable,
+    claim,
+    file_sha256,
+    write_file_marker,
+    write_marker,
+)
 from .errors import BundleError
 
 BUNDLE_FILE = "bundle.json"
@@ -148,14 +156,30 @@ def _check_entry(manifest_path: Path, name: object, expected: object) -> None:
                           f"expected 64 hex digits); the manifest was modified, refusing it")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     """Parse and check ``manifest.json`` (shape, algorithm, entries) without hashing any file."""
     manifest_path = directory / MANIFEST_FILE
     try:
         with os.fdopen(_open(manifest_path), "rb") as handle:
-            manifest = json.loads(handle.read().decode("utf-8"))
+            manifest = json.loads(handle.read().decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         listed = manifest["files"]
         algorithm = manifest.get("algorithm")
+    except _DuplicateKey as exc:  # json keeps the last of two: a forged entry could hide behind a real one
+        raise BundleError(f"{manifest_path}: '{exc.args[0]}' is listed twice; the manifest was modified, "
+                          f"refusing it") from None
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError, RecursionError):
         raise BundleError(f"{manifest_path}: unreadable manifest; the bundle is damaged") from None
     if algorithm != ALGORITHM:
@@ -351,17 +375,27 @@ def write_bundle(output: str | Path, info: BundleInfo, save: Callable[[Path], No
 
 
 @contextmanager
-def atomic_file(path: str | Path, encoding: str = "utf-8") -> Iterator[Any]:
-    """Write a text file under a temporary name and rename it into place only when complete."""
+def atomic_file(path: str | Path, encoding: str = "utf-8", *, kind: str | None = None,
+                overwrite: bool = False) -> Iterator[Any]:
+    """Write a text file under a temporary name and rename it into place only when complete.
+
+    With ``kind`` ('card', 'predictions', ...) the file is a user-facing output: an existing file is replaced
+    only with ``overwrite`` and only if Verticals wrote it as that kind (a marker beside it records its sha256)."""
     path = Path(path)
     check_file_output(path)
+    if kind is not None:
+        check_file_replaceable(path, kind, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     with claim(path):
+        if kind is not None:
+            check_file_replaceable(path, kind, overwrite)  # still replaceable now that we hold the lock
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             with open(tmp, "w", encoding=encoding) as handle:
                 yield handle
             os.replace(tmp, path)
+            if kind is not None:
+                write_file_marker(path, kind)
         finally:
             if tmp.exists():
                 tmp.unlink()

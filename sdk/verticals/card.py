@@ -9,14 +9,15 @@ with the bundle's pack installed it also shows the pack's label names and metric
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._outputs import check_file_replaceable
 from ._version import __version__
 from .bundle import BundleInfo, atomic_file, read_info, verify
-from .errors import ConfigError
 from .tasks.base import Evaluation
 
 SMALL_SAMPLE = 100
@@ -172,13 +173,12 @@ def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_prin
 
 def write_card(bundle: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
     """Verify ``bundle`` and write its model card to the file ``output`` (complete or not at all)."""
+    if str(output).endswith(("/", os.sep)) or Path(output).is_dir():  # a folder: the card goes in it
+        output = Path(output) / "model_card.md"
     output = Path(output)
-    if output.is_dir():
-        raise ConfigError(f"{output} is a directory; --output names the card file to write, e.g. model_card.md")
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+    check_file_replaceable(output, "card", overwrite)  # before verifying: a refused output costs nothing
     verify(bundle)  # a card describes the bundle that was checked, not whatever bundle.json claims
     info = read_info(bundle, verified=True)
-    with atomic_file(output) as handle:
+    with atomic_file(output, kind="card", overwrite=overwrite) as handle:
         handle.write(model_card(info))
     return output

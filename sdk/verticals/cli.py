@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -145,6 +146,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .api import load
 
     extra = {key: value for key, value in (vars(args).get("field") or [])}
+    if args.output == "-":  # the convention: standard output
+        args.output, args.json_lines = None, True
+    elif args.output and args.output.endswith(("/", os.sep)):  # a trailing slash means a folder
+        args.output = os.path.join(args.output, "predictions.jsonl")
     if args.output and os.path.isdir(args.output):  # before loading: the answer would be IsADirectoryError
         raise VerticalsError(f"--output {args.output} is a directory; predictions are written to a file: give a "
                              f"file path such as {os.path.join(args.output, 'predictions.jsonl')}")
@@ -152,17 +157,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise VerticalsError("--field builds a record from the command line; it cannot be combined with --input "
                              "(put the fields in the file)")
     if args.output:  # before reading anything: the predictions replace neither the input nor a non-file
-        from ._outputs import check_file_output, refuse_same_file
+        from ._outputs import check_file_replaceable, refuse_same_file
 
-        check_file_output(args.output)
         if args.input:
             refuse_same_file(args.input, args.output)
+        check_file_replaceable(args.output, "predictions", args.overwrite)
     predictor = load(args.bundle, engine=args.engine, overrides=args.set)
     if args.input and args.output and not args.text:
         # File to file: stream in chunks (bounded memory, progress bar on stderr, atomic output).
         from .streaming import predict_file
 
-        written = predict_file(predictor, args.input, args.output)
+        written = predict_file(predictor, args.input, args.output, overwrite=args.overwrite)
         print(f"wrote {written} predictions to {args.output}", file=sys.stderr)
         return 0
     inputs: list[Any] = []
@@ -183,7 +188,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from .bundle import atomic_file
 
         notes: list[str] = []
-        with atomic_file(args.output) as handle:
+        with atomic_file(args.output, kind="predictions", overwrite=args.overwrite) as handle:
             for number, row in enumerate(rows, start=1):
                 line, row_notes = _to_json(row)
                 notes.extend(f"line {number}: {note}" for note in row_notes)
@@ -191,6 +196,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for note in notes[:5]:
             print(f"verticals: note: {note}", file=sys.stderr)
         print(f"wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    elif getattr(args, "json_lines", False):  # --output -: the file's JSON Lines, on standard output
+        for row in rows:
+            print(_to_json(row)[0])
     elif args.json:
         _print_json(rows)
     else:
@@ -286,10 +294,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .bundle import bundle_contents, digest, read_info, verify
     from .errors import BundleError
 
+    if args.expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.expect.strip()):
+        from .errors import ConfigError  # an unset shell variable must not turn the check off
+
+        shown = repr(args.expect) if args.expect else "empty (an unset shell variable?)"
+        raise ConfigError(f"--expect is {shown}; give the 64-hex-digit digest the sender printed "
+                          f"(`verticals inspect BUNDLE` shows it)")
     manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
     info = read_info(args.bundle, verified=True)
     bundle_digest = digest(args.bundle)
-    if args.expect and args.expect.lower() != bundle_digest:
+    if args.expect is not None and args.expect.strip().lower() != bundle_digest:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")
     files = manifest["files"]
@@ -340,7 +354,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
             raise ConfigError(f"{option} {value} is out of range; expected {expected}")
     limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
-    api_key = args.api_key or os.environ.get("VERTICALS_API_KEY") or None
+    api_key = args.api_key if args.api_key is not None else os.environ.get("VERTICALS_API_KEY")
+    serve.check_api_key(api_key)  # before anything loads: an empty key must not turn authentication off
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
     except ValueError:  # a host name: assume it is reachable from elsewhere
@@ -393,7 +408,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from .card import write_card
+    from .card import model_card, write_card
+
+    if args.output == "-":  # the convention: standard output
+        from .bundle import read_info, verify
+
+        verify(args.bundle)
+        sys.stdout.write(model_card(read_info(args.bundle, verified=True)))
+        return 0
 
     path = write_card(args.bundle, args.output, overwrite=args.overwrite)
     print(f"wrote model card {path}")
@@ -560,7 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("bundle", metavar="BUNDLE")
     predict.add_argument("text", nargs="*", metavar="TEXT", help="texts to predict")
     predict.add_argument("--input", metavar="PATH", help="file of records to predict")
-    predict.add_argument("--output", metavar="PATH", help="write predictions as JSONL here")
+    predict.add_argument("--output", metavar="PATH", help="write predictions here (JSONL; .csv/.tsv/.parquet by "
+                         "extension; '-' = standard output; a trailing '/' = predictions.jsonl in that folder)")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace an existing predictions file (only one Verticals wrote, unchanged since)")
     predict.add_argument("--field", action="append", type=_key_value, metavar="KEY=VALUE",
                          help="build one input record from fields, e.g. --field user=42 --field k=10; with "
                               "TEXT arguments, added to each of them")
@@ -630,8 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Write the Markdown model card of BUNDLE from the bundle alone: intended "
                                       "use, data fingerprints, stored metrics with units, thresholds, limitations.")
     card.add_argument("bundle", metavar="BUNDLE")
-    card.add_argument("--output", required=True, metavar="FILE", help="card file to write, e.g. model_card.md")
-    card.add_argument("--overwrite", action="store_true", help="replace an existing card file")
+    card.add_argument("--output", required=True, metavar="FILE", help="card file to write, e.g. model_card.md "
+                      "('-' = standard output; a folder or a trailing '/' = model_card.md in that folder)")
+    card.add_argument("--overwrite", action="store_true",
+                      help="replace a card file Verticals wrote there (unchanged since); never another file")
     card.set_defaults(func=cmd_card)
 
     export = sub.add_parser("export", help="export a bundle to ONNX with a parity check")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -144,6 +145,13 @@ class DataConfig(_Strict):
         "bytes; longer lines are an error, so a binary file or a device such as /dev/zero cannot exhaust memory."
     )
 
+    @model_validator(mode="after")
+    def _text_is_not_the_label(self) -> DataConfig:
+        if self.text_column == self.label_column:
+            raise ValueError(f"data.text_column and data.label_column are both {self.text_column!r}: the model "
+                             f"would read its answer as its input; set one of them to the other column")
+        return self
+
 
 class RunConfig(BaseModel):
     """The fully layered configuration of one training run, as stored in ``bundle.json``."""
@@ -154,6 +162,25 @@ class RunConfig(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="Validated by the task's DataConfig.")
     task: dict[str, Any] = Field(default_factory=dict, description="Validated by the task's Options.")
     labels: list[str] = Field(default_factory=list, description="Label set; empty = learnt from data.")
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct_labels(cls, value: list[str]) -> list[str]:
+        return distinct_labels(value)
+
+
+def distinct_labels(labels: Sequence[str]) -> list[str]:
+    """Labels in Unicode NFC (``café`` typed two ways is one label), refusing duplicates: a repeated label
+    would give two outputs one name, and scores would lose a class."""
+    normalised = [unicodedata.normalize("NFC", label) if isinstance(label, str) else label for label in labels]
+    seen: dict[str, str] = {}
+    for original, label in zip(labels, normalised):
+        if label in seen:
+            same = "" if seen[label] == original else (f" ({seen[label]!r} and {original!r} are the same text "
+                                                        f"in different Unicode normalisations)")
+            raise ValueError(f"duplicate label {label!r}{same}; each label must appear once")
+        seen[label] = original
+    return normalised
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

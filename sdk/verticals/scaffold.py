@@ -54,6 +54,7 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
     to BIO tags).
     """
     from ._plugins import get_catalog
+    from .config import distinct_labels
     from .tasks.token_classification import bio_labels
 
     if not NAME.match(name):
@@ -63,6 +64,10 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
     if task_type not in SUPPORTED:
         raise ConfigError(f"new-pack scaffolds task types {', '.join(SUPPORTED)}; got '{task_type}'")
     labels = [label.strip() for label in labels if label.strip()]
+    try:
+        labels = distinct_labels(labels)
+    except ValueError as exc:
+        raise ConfigError(f"--labels: {exc}") from None
     if len(set(labels)) < (2 if task_type == "text-classification" else 1):
         raise ConfigError("give the labels (text classification: at least 2) or entity types (token "
                           "classification), e.g. --labels auto,property,injury")

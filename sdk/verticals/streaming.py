@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._outputs import check_file_output, claim, refuse_same_file
+from ._outputs import check_file_replaceable, claim, refuse_same_file, write_file_marker
 from .errors import ConfigError, DataError
 from .readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
 from .readers import pyarrow_parquet as _pyarrow_parquet
@@ -65,9 +65,10 @@ class PredictionWriter:
     """Appends prediction rows to a JSONL, CSV/TSV or Parquet file under a temporary name; ``commit``
     renames it into place. Use as a context manager: leaving it on an exception removes the partial file."""
 
-    def __init__(self, path: str | Path, fmt: str = "auto") -> None:
+    def __init__(self, path: str | Path, fmt: str = "auto", *, overwrite: bool = False) -> None:
         self.path = Path(path)
-        check_file_output(self.path)
+        self.overwrite = overwrite
+        check_file_replaceable(self.path, "predictions", overwrite)
         self.format = stream_format(self.path, fmt) or "jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -81,6 +82,11 @@ class PredictionWriter:
             _pyarrow_parquet()
         self._claim = claim(self.path)  # one writer at a time; cleans a killed writer's leftovers
         self._claim.__enter__()
+        try:
+            check_file_replaceable(self.path, "predictions", self.overwrite)  # still so, under the lock
+        except BaseException:
+            self._claim.__exit__(None, None, None)
+            raise
         if self.format != "parquet":
             try:
                 self._handle = open(self.tmp, "w", encoding="utf-8", newline="")
@@ -118,6 +124,7 @@ class PredictionWriter:
         try:
             if exc_type is None and self.tmp.exists():
                 os.replace(self.tmp, self.path)
+                write_file_marker(self.path, "predictions")
             elif self.tmp.exists():
                 self.tmp.unlink()
         finally:
@@ -126,14 +133,15 @@ class PredictionWriter:
 
 def predict_file(predictor: Predictor, input: Any, output: str | Path, *,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, keep_columns: Sequence[str] = (),
-                 progress: bool = True) -> int:
+                 progress: bool = True, overwrite: bool = False) -> int:
     """Score every record of ``input`` into ``output`` chunk by chunk; return the number of predictions.
 
     ``input`` is a file path (read record by record), or any in-memory form ``Predictor.predict`` takes
     (a pandas DataFrame, a ``datasets.Dataset``, a list of records or texts).
     The output format follows its extension (.jsonl, .csv, .tsv, .parquet; anything else is JSONL) and
     holds one row per input record, in input order: ``keep_columns`` copied from the input (e.g. an id),
-    then the prediction's fields. A progress bar goes to stderr.
+    then the prediction's fields. A progress bar goes to stderr. An existing ``output`` is replaced only with
+    ``overwrite=True`` and only when it is a predictions file Verticals wrote (unchanged since).
     """
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -149,7 +157,7 @@ def predict_file(predictor: Predictor, input: Any, output: str | Path, *,
         raw_records = records_from(input, task.iter_raw, text=task.record_from_text, keep=task.Record)
         counter.unit = "rec"
     bar = None
-    with PredictionWriter(output) as writer:
+    with PredictionWriter(output, overwrite=overwrite) as writer:
         for chunk in chunked(raw_records, chunk_size):
             records = [task.record_of(raw, require_labels=False) for raw in chunk]
             predictions = task.predict(records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,9 @@ class TextRecord(Record):
                 raise ValueError(f"label must be a class name or number, found {value}")
             return str(int(value)) if float(value).is_integer() else str(value)
         if isinstance(value, str):
-            value = value.strip()
+            # NFC: 'café' typed with a combining accent is the same label as the precomposed one, not a
+            # second label that prints the same
+            value = unicodedata.normalize("NFC", value.strip())
             return value or None
         return value
 
