@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="copy this training file first (unchanged) and add the corrections it lacks: "
                                       "--output is then the retraining file")
     feedback_export.add_argument("--overwrite", action="store_true",
-                                 help="replace a file this command wrote from DB (nothing else)")
+                                 help="replace a file this command wrote, unchanged since (nothing else)")
     feedback_export.add_argument("--json", action="store_true", help="print the result as JSON")
     feedback_export.set_defaults(func=cmd_feedback)
     # ---- verb: feedback (end)

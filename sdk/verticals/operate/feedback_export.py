@@ -11,10 +11,10 @@ record's); ``"wrong": true`` alone becomes a record only for a model with two la
 is otherwise counted as "no correction". Feedback on the same input with the same correction is merged
 into one record; the same input with different corrections is a conflict: listed (stderr, ``--conflicts``)
 and left out, never silently decided. The output is written atomically and replaces only a file this
-command wrote (its sha256 is in the database's export log). ``--append-to TRAIN`` copies the training file
-first (byte for byte) and adds only the corrections it lacks, so the output is the retraining file and its
-sha256 is the retrained bundle's ``data.train.sha256``; a correction that contradicts a TRAIN row is a
-conflict too (the row stays, the correction is left out).
+command wrote, unchanged since (a marker beside it, as for every single-file output). ``--append-to TRAIN``
+copies the training file first (byte for byte) and adds only the corrections it lacks, so the output is the
+retraining file and its sha256 is the retrained bundle's ``data.train.sha256``; a correction that
+contradicts a TRAIN row is a conflict too (the row stays, the correction is left out).
 """
 
 from __future__ import annotations
@@ -115,18 +115,13 @@ def _render(records: list[dict[str, Any]], fmt: str, columns: dict[str, Any]) ->
     return buffer.getvalue()
 
 
-def _write_owned(path: Path, text: str, store: FeedbackStore, model: str, records: int, overwrite: bool) -> str:
-    """Write ``text`` atomically to ``path``: new, or replacing a file this command wrote (sha256 logged)."""
+def _write_owned(path: Path, text: str, kind: str, store: FeedbackStore, model: str, records: int,
+                 overwrite: bool) -> str:
+    """Write ``text`` atomically to ``path``: a new file, or (``overwrite``) one Verticals wrote as ``kind`` and
+    nobody changed since (the marker beside it); the export log of the database records its sha256."""
     from ..bundle import atomic_file
 
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise ConfigError(f"{path} already exists; choose another file or pass --overwrite")
-        if not path.is_file() or path.is_symlink() or not store.exported(file_sha256(path)):
-            raise ConfigError(f"{path} exists and --overwrite replaces only a file `verticals feedback export` "
-                              f"wrote from this database (unchanged since), which it is not; refusing to replace "
-                              f"it (choose another file, or move it away yourself)")
-    with atomic_file(path) as handle:
+    with atomic_file(path, kind=kind, overwrite=overwrite) as handle:
         handle.write(text)
     digest = file_sha256(path)
     store.record_export(digest, path, model, records)
@@ -247,8 +242,9 @@ def export_feedback(db: str | Path, model: str, output: str | Path, *, since: st
             text = _render(records, fmt, columns)
         if conflicts_file is not None:
             lines = "".join(c.model_dump_json() + "\n" for c in conflicts)
-            _write_owned(Path(conflicts_file), lines, store, model, len(conflicts), overwrite)
-        digest = _write_owned(output, text, store, model, len(records), overwrite)
+            _write_owned(Path(conflicts_file), lines, "feedback-conflicts", store, model, len(conflicts),
+                         overwrite)
+        digest = _write_owned(output, text, "feedback-export", store, model, len(records), overwrite)
     finally:
         store.close()
     return ExportResult(path=str(output), sha256=digest, records=len(records), feedback_rows=len(rows),
