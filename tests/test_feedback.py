@@ -145,6 +145,17 @@ def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_pa
         assert dangling.status_code == 422
         good = post("ner", {"input": "John lives in Paris", "tags": ["B-PER", "O", "O", "B-LOC"]})
         assert good.status_code == 200, good.text
+        # or the entities, as a prediction lists them (token indices, end exclusive)
+        spans = [{"type": "PER", "start": 0, "end": 2}, {"type": "LOC", "start": 3, "end": 4}]
+        assert post("ner", {"input": "Mary Smith visits Oslo", "entities": spans}).status_code == 200
+        overlap = post("ner", {"input": "Mary Smith visits Oslo", "entities": spans + [{"type": "PER", "start": 1,
+                                                                                          "end": 3}]})
+        assert overlap.status_code == 422 and "overlaps" in overlap.json()["detail"]
+        outside = post("ner", {"input": "Mary", "entities": [{"type": "PER", "start": 0, "end": 2}]})
+        assert outside.status_code == 422 and "outside" in outside.json()["detail"]
+        assert post("ner", {"input": "Mary", "entities": [{"type": "ORG", "start": 0, "end": 1}]}).status_code == 422
+    stored = rows(tmp_path / "fb.db", "SELECT tags FROM feedback ORDER BY id")
+    assert [json.loads(r[0]) for r in stored] == [["B-PER", "O", "O", "B-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]]
 
 
 def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_path: Path) -> None:
@@ -258,3 +269,33 @@ def test_ner_export_writes_tokens_and_tags(
         "tokens": ["Mary", "lives", "in", "Oslo"], "tags": ["B-PER", "O", "O", "B-LOC"]}
     code, _, err = export(str(db), "--model", "ner", "--output", str(tmp_path / "fix.csv"), capsys=capsys)
     assert code == 2 and "CSV" in err
+
+
+def test_append_to_copies_the_training_file_and_adds_only_new_corrections(
+        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from verticals.operate.feedback import FeedbackStore
+
+    base = tmp_path / "train.csv"
+    base.write_bytes(b"utterance,intent\r\ngreat film,pos\r\nbad film,neg\r\n")  # CRLF, kept byte for byte
+    store = FeedbackStore(tmp_path / "fb.db")
+    store.register_model("sentiment", "d", "text-classification", "text-classification", ["neg", "pos"],
+                         {"kind": "label", "fields": {"text": "utterance", "label": "intent"}, "label_field": "label"})
+    for text, label in [("great film", "pos"), ("bad film", "pos"), ("not great", "neg")]:
+        store.add_feedback("sentiment", "d", prediction_id=None, record={"text": text}, predicted=None, label=label,
+                           tags=None, wrong=None, comment=None)
+    store.close()
+    output = tmp_path / "train-v2.csv"
+    code, out, err = export(str(tmp_path / "fb.db"), "--model", "sentiment", "--append-to", str(base), "--output",
+                            str(output), capsys=capsys)
+    assert code == 0, err
+    # "great film,pos" is already there (merged); "bad film" is labelled neg there: a conflict, base row kept
+    assert output.read_bytes() == base.read_bytes() + b"not great,neg\n"
+    assert "bad film" in err and "1 conflicting inputs" in out
+    code, _, err = export(str(tmp_path / "fb.db"), "--model", "sentiment", "--append-to", str(base), "--output",
+                          str(base), "--overwrite", capsys=capsys)
+    assert code == 2 and "same file" in err
+    with only_plugins():
+        retrained = verticals.train("text-classification", output, validation=output, output=tmp_path / "v2",
+                                    backbone=str(bundles["root"] / "tiny"), overrides=["training.epochs=1", *COLUMNS])
+    assert f"sha256 {retrained.info.data['train']['sha256']}" in out  # the bundle names the export it used

@@ -14,10 +14,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from ..operate.feedback_export import export_feedback
 
     result = export_feedback(args.db, args.model, args.output, since=args.since, overwrite=args.overwrite,
-                             conflicts_file=args.conflicts)
+                             conflicts_file=args.conflicts, append_to=args.append_to)
     for conflict in result.conflicts[:20]:
-        said = "; ".join(f"{json.dumps(c['correction'], ensure_ascii=False)} x{c['count']} (feedback ids "
-                         f"{', '.join(map(str, c['feedback_ids']))})" for c in conflict.corrections)
+        said = "; ".join(f"{json.dumps(c['correction'], ensure_ascii=False)} x{c['count']} "
+                         f"({c.get('source') or 'feedback ids ' + ', '.join(map(str, c['feedback_ids']))})"
+                         for c in conflict.corrections)
         print(f"verticals: conflict: {json.dumps(conflict.input, ensure_ascii=False)[:200]}: {said}", file=sys.stderr)
     if len(result.conflicts) > 20:
         print(f"verticals: ... and {len(result.conflicts) - 20} more conflicts (--conflicts FILE lists them all)",
@@ -25,7 +26,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.model_dump())
         return 0
-    print(f"wrote {result.records} training records to {result.path} from {result.feedback_rows} feedback rows "
+    after = f" after the {result.appended_to} records" if result.appended_to else ""
+    print(f"wrote {result.records} training records{after} to {result.path} from {result.feedback_rows} feedback rows "
           f"({result.duplicates_merged} duplicates merged, {len(result.conflicts)} conflicting inputs left out, "
           f"{result.no_correction} without a correction)")
     print(f"sha256 {result.sha256}")
@@ -44,7 +46,10 @@ def add_parser(sub: Any) -> None:
     feedback_export.add_argument("--output", required=True, metavar="FILE", help="training file: .csv, .jsonl, .conll")
     feedback_export.add_argument("--since", metavar="DATE", help="only feedback from DATE on (2026-12-01 or ISO time)")
     feedback_export.add_argument("--conflicts", metavar="FILE", help="also write the conflicting inputs here (JSONL)")
+    feedback_export.add_argument("--append-to", metavar="TRAIN",
+                                 help="copy this training file first (unchanged) and add the corrections it lacks: "
+                                      "--output is then the retraining file")
     feedback_export.add_argument("--overwrite", action="store_true",
-                                 help="replace a file this command wrote from DB (nothing else)")
+                                 help="replace a file this command wrote, unchanged since (nothing else)")
     feedback_export.add_argument("--json", action="store_true", help="print the result as JSON")
     feedback_export.set_defaults(func=cmd_feedback)

@@ -104,8 +104,8 @@ def response_example(name: str, task: Any, record: dict[str, Any], *, keyed: boo
     refused = {"status": 422, "message": "expected a record object or a text, got int", "field": None}
     return {"model": name, "task": task.task_name, "results": [
         {"index": 0, "ok": True, "prediction": _scrub(prediction, shown, " ".join(_strings(record)), "value"),
-         "error": None},
-        {"index": 1, "ok": False, "prediction": None, "error": refused}]}
+         "prediction_id": "3f2b9c0e8d7a4b6f9e1d2c3b4a5f6e7d", "error": None},
+        {"index": 1, "ok": False, "prediction": None, "prediction_id": None, "error": refused}]}
 
 
 def _strings(value: Any) -> list[str]:

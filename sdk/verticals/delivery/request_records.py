@@ -85,3 +85,17 @@ def check_item(predictor: Any, item: Any, index: int, limits: Any) -> Any:
         return predictor.task.as_record(item, index)
     except DataError as exc:
         return RecordError(status=422, message=exc.reason.removeprefix("Value error, "), field=exc.field)
+
+
+def feedback_input(predictor: Any, item: Any, limits: Any) -> tuple[Any, str | None]:
+    """A feedback body's input checked as a predict input is: (record, None) or (None, why not)."""
+    checked = check_item(predictor, item, 0, limits)
+    if isinstance(checked, RecordError):
+        return None, checked.message + (f" (field '{checked.field}')" if checked.field else "")
+    return checked, None
+
+
+def feedback_body_problem(data: Any) -> str | None:
+    """Why a feedback body cannot be stored (a lone surrogate, nesting too deep), or None."""
+    _, problem = scan_item(data)
+    return None if problem is None else f"{problem.field or 'body'}: {problem.message}"

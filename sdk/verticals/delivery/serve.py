@@ -47,7 +47,16 @@ from ..tasks.explain import (
     explain_records,
 )
 from .batcher import Batcher
-from .request_records import _SURROGATE, MAX_DEPTH, RecordError, check_item, predict_records, scan_item  # noqa: F401
+from .request_records import (  # noqa: F401 - MAX_DEPTH and scan_item: part of this module's documented API
+    _SURROGATE,
+    MAX_DEPTH,
+    RecordError,
+    check_item,
+    feedback_body_problem,
+    feedback_input,
+    predict_records,
+    scan_item,
+)
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
@@ -322,7 +331,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from ..operate.feedback_route import add_feedback_route
 
     add_feedback_route(app, models, digests, store, log_predictions, guard,
-                       lambda predictor, item: check_item(predictor, item, 0, limits))
+                       lambda predictor, item: feedback_input(predictor, item, limits), feedback_body_problem)
 
     @app.post("/v1/models/{name}/predict", include_in_schema=False, dependencies=guard)
     def unknown_model(name: str) -> None:

@@ -270,9 +270,6 @@ class FeedbackStore:
             con.execute("INSERT INTO exports VALUES (?, ?, ?, ?, ?)",
                         (sha256, str(Path(path).resolve()), model, records, now()))
 
-    def exported(self, sha256: str) -> bool:
-        return bool(self._read("SELECT 1 FROM exports WHERE sha256 = ? LIMIT 1", (sha256,)))
-
 
 def _dumps(value: Any) -> str | None:
     if value is None:

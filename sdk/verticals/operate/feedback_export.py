@@ -11,7 +11,10 @@ record's); ``"wrong": true`` alone becomes a record only for a model with two la
 is otherwise counted as "no correction". Feedback on the same input with the same correction is merged
 into one record; the same input with different corrections is a conflict: listed (stderr, ``--conflicts``)
 and left out, never silently decided. The output is written atomically and replaces only a file this
-command wrote (its sha256 is in the database's export log).
+command wrote, unchanged since (a marker beside it, as for every single-file output). ``--append-to TRAIN``
+copies the training file first (byte for byte) and adds only the corrections it lacks, so the output is the
+retraining file and its sha256 is the retrained bundle's ``data.train.sha256``; a correction that
+contradicts a TRAIN row is a conflict too (the row stays, the correction is left out).
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ class ExportResult(BaseModel):
     sha256: str
     records: int
     feedback_rows: int
-    duplicates_merged: int
+    duplicates_merged: int = Field(description="Corrections merged into an identical one (or into the same "
+                                               "record of --append-to).")
+    appended_to: str | None = Field(None, description="The training file copied before the corrections.")
     no_correction: int
     conflicts: list[Conflict]
 
@@ -110,34 +115,89 @@ def _render(records: list[dict[str, Any]], fmt: str, columns: dict[str, Any]) ->
     return buffer.getvalue()
 
 
-def _write_owned(path: Path, text: str, store: FeedbackStore, model: str, records: int, overwrite: bool) -> str:
-    """Write ``text`` atomically to ``path``: new, or replacing a file this command wrote (sha256 logged)."""
+def _write_owned(path: Path, text: str, kind: str, store: FeedbackStore, model: str, records: int,
+                 overwrite: bool) -> str:
+    """Write ``text`` atomically to ``path``: a new file, or (``overwrite``) one Verticals wrote as ``kind`` and
+    nobody changed since (the marker beside it); the export log of the database records its sha256."""
     from ..bundles.bundle import atomic_file
 
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise ConfigError(f"{path} already exists; choose another file or pass --overwrite")
-        if not path.is_file() or path.is_symlink() or not store.exported(file_sha256(path)):
-            raise ConfigError(f"{path} exists and --overwrite replaces only a file `verticals feedback export` "
-                              f"wrote from this database (unchanged since), which it is not; refusing to replace "
-                              f"it (choose another file, or move it away yourself)")
-    with atomic_file(path) as handle:
+    with atomic_file(path, kind=kind, overwrite=overwrite) as handle:
         handle.write(text)
     digest = file_sha256(path)
     store.record_export(digest, path, model, records)
     return digest
 
 
+def _norm(value: Any) -> str:
+    """One text per value, so a CSV cell ("950.5") and a JSON number (950.5) of the same input compare equal."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value.strip() if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _append(base: Path, fmt: str, records: list[dict[str, Any]], ids: list[list[int]], columns: dict[str, Any],
+            conflicts: list[Conflict]) -> tuple[str, list[dict[str, Any]], int]:
+    """``base``'s text (unchanged, byte for byte) followed by the corrections it does not already hold; a
+    correction whose input ``base`` holds with another label is a conflict (base row kept, correction left out).
+    Returns (text, appended records, corrections already in base)."""
+    from ..data.readers import read_raw
+
+    label = columns["fields"].get(columns["label_field"], columns["label_field"])
+    features = sorted({key for record in records for key in record if key != label})
+    labels_of: dict[tuple[str, ...], set[str]] = {}
+    for raw in read_raw(base, default=fmt):
+        key = tuple(_norm(raw.data.get(column)) for column in features)
+        labels_of.setdefault(key, set()).add(_norm(raw.data.get(label)))
+    kept, already = [], 0
+    for record, feedback_ids in zip(records, ids):
+        known = labels_of.get(tuple(_norm(record.get(column)) for column in features))
+        if known is None:
+            kept.append(record)
+        elif known == {_norm(record[label])}:
+            already += 1
+        else:
+            conflicts.append(Conflict(input={k: v for k, v in record.items() if k != label}, corrections=[
+                {"correction": record[label], "count": len(feedback_ids), "feedback_ids": feedback_ids},
+                {"correction": sorted(known), "count": 1, "feedback_ids": [], "source": f"{base} (kept there)"}]))
+    with open(base, encoding="utf-8", newline="") as handle:  # newline="": CRLF files stay CRLF
+        text = handle.read()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if fmt == "csv":
+        header = next(csv.reader(io.StringIO(text)), [])
+        missing = sorted({key for record in kept for key in record} - set(header))
+        if missing:
+            raise ConfigError(f"--append-to {base} has no column {', '.join(map(repr, missing))}, which the "
+                              f"corrections need (its header: {', '.join(header)})")
+        buffer = io.StringIO()
+        csv.DictWriter(buffer, fieldnames=header, lineterminator="\n").writerows(kept)
+        return text + buffer.getvalue(), kept, already
+    if fmt == "conll" and kept and not text.endswith("\n\n"):
+        text += "\n"  # a blank line ends the base's last sentence
+    return text + (_render(kept, fmt, columns) if kept else ""), kept, already
+
+
 def export_feedback(db: str | Path, model: str, output: str | Path, *, since: str | None = None,
-                    overwrite: bool = False, conflicts_file: str | Path | None = None) -> ExportResult:
+                    overwrite: bool = False, conflicts_file: str | Path | None = None,
+                    append_to: str | Path | None = None) -> ExportResult:
     """Write the corrections of ``model`` (its serve name) stored in ``db`` as training records to ``output``
-    (``.jsonl``, ``.csv`` or ``.conll``); ``conflicts_file``: JSONL of the conflicting inputs."""
+    (``.jsonl``, ``.csv`` or ``.conll``); ``conflicts_file``: JSONL of the conflicting inputs; ``append_to``:
+    a training file of the same format copied first, so ``output`` is the whole new training file (and its
+    sha256 the retrained bundle's ``data.train.sha256``)."""
     output = Path(output)
     fmt = FORMATS.get(output.suffix.lower())
     if fmt is None:
         raise ConfigError(f"--output {output}: give a .jsonl, .csv or .conll file (training data formats)")
     if conflicts_file is not None and Path(conflicts_file).resolve() == output.resolve():
         raise ConfigError("--conflicts and --output name the same file; give two file names")
+    if append_to is not None:
+        append_to = Path(append_to)
+        if append_to.resolve() == output.resolve():
+            raise ConfigError("--append-to and --output name the same file; the training file is copied, never "
+                              "changed: give a new --output")
+        if FORMATS.get(append_to.suffix.lower()) != fmt:
+            raise ConfigError(f"--append-to {append_to} and --output {output} must have the same format "
+                              f"(extension)")
     cutoff = parse_since(since)
     store = FeedbackStore(db, create_missing=False)
     try:
@@ -160,7 +220,7 @@ def export_feedback(db: str | Path, model: str, output: str | Path, *, since: st
             entry = group["by"][json.dumps(correction)]
             entry["count"] += 1
             entry["ids"].append(row["id"])
-        records, conflicts, merged = [], [], 0
+        records, ids, conflicts, merged = [], [], [], 0
         for group in groups.values():
             corrections = list(group["by"].values())
             if len(corrections) > 1:
@@ -170,16 +230,23 @@ def export_feedback(db: str | Path, model: str, output: str | Path, *, since: st
                 continue
             merged += corrections[0]["count"] - 1
             records.append(_training_record(group["input"], corrections[0]["correction"], columns))
+            ids.append(corrections[0]["ids"])
         if not records:
             raise ConfigError(f"no training records to export for '{model}' ({len(rows)} feedback rows"
                               f"{' since ' + since if since else ''}: {no_correction} without a correction, "
                               f"{len(conflicts)} conflicting inputs); nothing written")
-        text = _render(records, fmt, columns)
+        if append_to is not None:
+            text, records, already = _append(append_to, fmt, records, ids, columns, conflicts)
+            merged += already
+        else:
+            text = _render(records, fmt, columns)
         if conflicts_file is not None:
             lines = "".join(c.model_dump_json() + "\n" for c in conflicts)
-            _write_owned(Path(conflicts_file), lines, store, model, len(conflicts), overwrite)
-        digest = _write_owned(output, text, store, model, len(records), overwrite)
+            _write_owned(Path(conflicts_file), lines, "feedback-conflicts", store, model, len(conflicts),
+                         overwrite)
+        digest = _write_owned(output, text, "feedback-export", store, model, len(records), overwrite)
     finally:
         store.close()
     return ExportResult(path=str(output), sha256=digest, records=len(records), feedback_rows=len(rows),
-                        duplicates_merged=merged, no_correction=no_correction, conflicts=conflicts)
+                        duplicates_merged=merged, no_correction=no_correction, conflicts=conflicts,
+                        appended_to=None if append_to is None else str(append_to))

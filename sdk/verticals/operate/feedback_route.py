@@ -1,12 +1,13 @@
 """``POST /v1/models/{name}/feedback`` of ``verticals serve``: a user's correction of one prediction, validated
 against the model's labels and stored (committed) before it is acknowledged.
 
-Body: ``{"prediction_id": str?, "input": record-or-text?, "label": str?, "tags": [str]?, "wrong": bool?,
-"comment": str?}``. ``prediction_id`` (from a predict answer) or ``input`` says which prediction; ``label``
-(classification: one of the model's labels, or the out-of-scope label of customer service; fraud ``"0"``/``"1"``;
-recommendation: the item id the user wanted) or ``tags`` (token classification / NER: one BIO tag per token
-of the input, as the prediction's ``tokens`` list them) says what the right answer was; ``wrong`` alone
-marks a prediction as wrong (``"wrong": false`` confirms it); ``comment`` is free text.
+Body: ``{"prediction_id": str?, "input": record-or-text?, "label": str?, "tags": [str]?, "entities": [...]?,
+"wrong": bool?, "comment": str?}``. ``prediction_id`` (from a predict answer) or ``input`` says which
+prediction; ``label`` (classification: one of the model's labels, or the out-of-scope label of customer
+service; fraud ``"0"``/``"1"``; recommendation: the item id the user wanted), ``tags`` (token classification
+/ NER: one BIO tag per token of the input, as the prediction's ``tokens`` list them) or ``entities`` (NER: as
+the prediction lists them, in token indices) says what the right answer was; ``wrong`` alone marks a
+prediction as wrong (``"wrong": false`` confirms it); ``comment`` is free text.
 
 Answers: 200 ``{"feedback_id": int, "stored": true}`` after the commit; 404 unknown model; 422 a body that
 does not say which prediction or what was wrong, a label the model does not know, an unknown or expired
@@ -36,6 +37,9 @@ class FeedbackRequest(BaseModel):
     label: str | None = Field(None, min_length=1, max_length=500, description="The right label.")
     tags: list[str] | None = Field(None, min_length=1, max_length=10_000,
                                    description="Token classification: the right BIO tag of every token.")
+    entities: list[dict[str, Any]] | None = Field(None, max_length=10_000, description=(
+        "Token classification, instead of tags: the right entities, as the prediction lists them ({type, "
+        "token_start, token_end} or {type, start, end} in token indices, end exclusive); [] = no entity."))
     wrong: bool | None = Field(None, description="True: the prediction was wrong; false: it was right.")
     comment: str | None = Field(None, max_length=2000, description="Free text from the user.")
 
@@ -76,14 +80,46 @@ def _named(labels: list[str]) -> str:
     return shown + (f" (and {len(labels) - MAX_LIST_LABELS} more)" if len(labels) > MAX_LIST_LABELS else "")
 
 
+def entity_tags(entities: list[dict[str, Any]], n_tokens: int) -> list[str] | str:
+    """BIO tags from entities as a prediction lists them (token indices, end exclusive), or why not."""
+    tags = ["O"] * n_tokens
+    for i, entity in enumerate(entities):
+        start, end = entity.get("token_start", entity.get("start")), entity.get("token_end", entity.get("end"))
+        kind = entity.get("type")
+        if not isinstance(kind, str) or not kind or type(start) is not int or type(end) is not int:
+            return f"entities[{i}]: expected {{type, token_start, token_end}} (token indices)"
+        if not 0 <= start < end <= n_tokens:
+            return f"entities[{i}]: tokens {start}-{end} are outside the input's {n_tokens} tokens"
+        if any(tag != "O" for tag in tags[start:end]):
+            return f"entities[{i}] overlaps another entity"
+        tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+    return tags
+
+
+def tag_problem(tags: list[str] | str | None, tokens: list[str], allowed: list[str]) -> str | None:
+    """Why corrected tags cannot be stored for these tokens (None when they can)."""
+    if isinstance(tags, str) or tags is None:
+        return tags
+    if len(tags) != len(tokens):
+        return (f"'tags' has {len(tags)} tags but the input has {len(tokens)} tokens ({' '.join(tokens)[:200]}); "
+                f"send one tag per token")
+    unknown = sorted(set(tags) - set(allowed))
+    if unknown:
+        return f"tag(s) {', '.join(map(repr, unknown[:5]))} are not tags of this model"
+    bad = next((i for i, t in enumerate(tags) if t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:])), None)
+    if bad is not None:
+        return f"tag {bad + 1} {tags[bad]!r} continues no entity; an entity starts with B-"
+    return None
+
+
 def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str | None],
                        store: FeedbackStore | None, log_predictions: bool, guard: list[Any],
-                       check_item: Callable[[Any, Any], Any]) -> None:
-    """Add the feedback route; ``check_item(predictor, item)`` validates an input as predict does (the
-    validated record, or a RecordError)."""
+                       check_item: Callable[[Any, Any], tuple[Any, str | None]],
+                       check_body: Callable[[Any], str | None]) -> None:
+    """Add the feedback route. ``check_item(predictor, item)`` validates an input as predict does: (the
+    validated record, None) or (None, why not); ``check_body(data)``: why a body cannot be stored (lone
+    surrogates, deep nesting) or None. Both come from the server, so this module does not import it."""
     from fastapi import HTTPException
-
-    from ..delivery.request_records import RecordError, scan_item
 
     kinds = {name: model_columns(p.task)["kind"] for name, p in models.items()}
     labels = {name: allowed_labels(p) for name, p in models.items()}
@@ -97,35 +133,32 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
         if store is None:
             raise HTTPException(503, "feedback is not stored: this server runs without a feedback database; "
                                      "restart it with --feedback-db FILE")
-        _, problem = scan_item(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
+        problem = check_body(body.model_dump())  # lone surrogates cannot be stored as UTF-8; deep nesting
         if problem is not None:
-            raise refuse(f"{problem.field or 'body'}: {problem.message}")
+            raise refuse(problem)
         if body.prediction_id is None and body.input is None:
             raise refuse("say which prediction: send 'prediction_id' (from the predict answer) or 'input'")
-        if body.label is None and body.tags is None and body.wrong is None and body.comment is None:
+        if body.entities is not None and body.tags is not None:
+            raise refuse("send 'tags' or 'entities', not both")
+        if body.label is None and body.tags is None and body.entities is None and body.wrong is None \
+                and body.comment is None:
             raise refuse("nothing to store: send 'label' (the right answer), 'tags' (token classification), "
                          "'wrong' or 'comment'")
         kind, allowed = kinds[name], labels[name]
         if kind == "tokens" and body.label is not None:
             raise refuse(f"model '{name}' tags tokens: send 'tags', one BIO tag per token of the input "
                          f"(allowed tags: {_named(allowed)}), not 'label'")
-        if kind != "tokens" and body.tags is not None:
-            raise refuse(f"model '{name}' does not tag tokens: send 'label', not 'tags'")
+        if kind != "tokens" and (body.tags is not None or body.entities is not None):
+            raise refuse(f"model '{name}' does not tag tokens: send 'label', not 'tags' or 'entities'")
         if body.label is not None and kind != "interactions" and body.label not in allowed:
             raise refuse(f"label {body.label!r} is not a label of model '{name}'; allowed: {_named(allowed)}")
-        if body.tags is not None:
-            unknown = sorted(set(body.tags) - set(allowed))
-            if unknown:
-                raise refuse(f"tag(s) {', '.join(map(repr, unknown[:5]))} are not tags of model '{name}'; "
-                             f"allowed: {_named(allowed)}")
         predictor = models[name]
         record: Any = None
         predicted: Any = None
         if body.input is not None:
-            checked = check_item(predictor, body.input)
-            if isinstance(checked, RecordError):
-                where = f" (field '{checked.field}')" if getattr(checked, "field", None) else ""
-                raise refuse(f"input: {checked.message}{where}")
+            checked, why = check_item(predictor, body.input)
+            if why is not None:
+                raise refuse(f"input: {why}")
             record = checked.model_dump(mode="json", exclude_none=True)
         if body.prediction_id is not None:
             try:
@@ -145,18 +178,17 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
                     raise refuse(f"'input' differs from the input of prediction {body.prediction_id!r}; send "
                                  f"one of them")
                 record, predicted = logged["input"], logged["prediction"]
-        if body.tags is not None:
+        tags: list[str] | str | None = body.tags
+        if kind == "tokens" and (tags is not None or body.entities is not None):
             tokens = record.get("tokens") or []
-            if len(body.tags) != len(tokens):
-                raise refuse(f"'tags' has {len(body.tags)} tags but the input has {len(tokens)} tokens "
-                             f"({' '.join(tokens)[:200]}); send one tag per token")
-            bad = next((i for i, t in enumerate(body.tags) if t.startswith("I-") and
-                        (i == 0 or body.tags[i - 1][2:] != t[2:])), None)
-            if bad is not None:
-                raise refuse(f"tag {bad + 1} {body.tags[bad]!r} continues no entity; an entity starts with B-")
+            tags = entity_tags(body.entities, len(tokens)) if body.entities is not None else tags
+            wrong_tags = tag_problem(tags, tokens, allowed)
+            if wrong_tags:
+                raise refuse(f"{wrong_tags}; the model's tags: {_named(allowed)}")
         try:
             feedback_id = store.add_feedback(name, digests[name] or "", prediction_id=body.prediction_id,
-                                             record=record, predicted=predicted, label=body.label, tags=body.tags,
+                                             record=record, predicted=predicted, label=body.label,
+                                             tags=tags if isinstance(tags, list) else None,
                                              wrong=body.wrong, comment=body.comment)
         except StoreUnavailable as exc:
             raise HTTPException(503, str(exc)) from None
