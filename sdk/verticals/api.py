@@ -28,6 +28,7 @@ from .config import (
 from .data import data_fingerprint, source_name, split_indices
 from .engines import resolve_engine
 from .errors import BundleError, ConfigError
+from .metrics.drift import build_profile, decision_fields
 from .predictor import Predictor
 from .tasks.base import TaskType
 from .tasks.transformer import TransformerTask
@@ -178,7 +179,15 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     model.callbacks = list(callbacks)
     model.fit(train_records, validation_records)
 
-    metrics = {"validation": model.evaluate(validation_records).metrics}
+    # The validation predictions also give the drift profile `verticals serve` compares traffic with; a task
+    # with its own evaluate (recommendation) or no decision in its predictions has none.
+    profile = None
+    if type(model).evaluate is TaskType.evaluate and decision_fields(model.Prediction):
+        validation_predictions = model.predict(validation_records)
+        metrics = {"validation": model.score(validation_records, validation_predictions).metrics}
+        profile = build_profile(validation_predictions)
+    else:
+        metrics = {"validation": model.evaluate(validation_records).metrics}
     if test_records is not None:
         metrics["test"] = model.evaluate(test_records).metrics
     pack_version = get_catalog().packs.get(pack_name).version if pack_name else None
@@ -186,7 +195,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])),
+        history=list(getattr(model, "history_", [])), profile=profile,
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

@@ -51,6 +51,10 @@ class BundleInfo(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list, description=(
         "Per-epoch training history: epoch, train_loss, validation_loss, metrics (on metrics_on), "
         "learning_rate, elapsed_s, best; empty for bundles written before it was kept."))
+    profile: dict[str, Any] | None = Field(None, description=(
+        "What the model decided on its validation set (label counts, score histogram), the reference "
+        "`verticals serve` compares recent traffic with (verticals.metrics.drift); None for bundles written "
+        "before it was kept, or tasks whose predictions carry no decision."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

@@ -339,18 +339,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value < low or (high is not None and value > high):
             expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
             raise ConfigError(f"{option} {value} is out of range; expected {expected}")
-    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
+    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching,
+                               metrics=not args.no_metrics)
     api_key = args.api_key or os.environ.get("VERTICALS_API_KEY") or None
     try:
         loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
     except ValueError:  # a host name: assume it is reachable from elsewhere
         loopback = False
     if not loopback and not api_key:
-        print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
-              f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
+        warning = (f"serving on {args.host} without authentication: anyone who can reach this port can use the "
+                   f"models; set --api-key or VERTICALS_API_KEY")
+        if args.log_format == "json":  # a log shipper reads every stderr line as JSON
+            print(json.dumps({"level": "warning", "logger": "verticals.serve", "message": warning}), file=sys.stderr)
+        else:
+            print(f"verticals: warning: {warning}", file=sys.stderr)
     serve.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
-              overrides=args.set)
+              overrides=args.set, log_format=args.log_format)
     return 0
 
 
@@ -560,6 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "default: none")
     serve.add_argument("--show-data-info", action="store_true",
                        help="name the training data files in /v1/models (default: only their sha256 and size)")
+    serve.add_argument("--no-metrics", action="store_true",
+                       help="no Prometheus /metrics and no decision counting (default: on)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="server log lines as text or as one JSON object per line (for log shippers)")
     serve.set_defaults(func=cmd_serve)
 
     report = sub.add_parser("report", help="write an HTML evaluation report with plots and a model card")
