@@ -118,6 +118,8 @@ def test_apps_have_their_own_registries_and_metrics_can_be_off(bundle: Path) -> 
     assert value(second.get("/metrics").text, "verticals_predictions_total", model="bundle") == 0
     off = ready_client(create_app([bundle], ServeLimits(metrics=False)))
     assert off.get("/metrics").status_code == 404 and off.get("/ready").status_code == 200
+    assert {"/ready", "/health"} <= set(off.get("/openapi.json").json()["paths"])
+    assert {"/ready", "/metrics"} <= set(first.get("/openapi.json").json()["paths"])
     send(off, ["my invoice and the refund"])
     for client in (first, second, off):
         client.__exit__(None, None, None)

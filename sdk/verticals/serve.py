@@ -69,7 +69,7 @@ class ServeLimits(BaseModel):
                                                       "validation profile for the drift gauges.")
     low_confidence: float = Field(0.5, ge=0, le=1, description="A decision whose probability is below this "
                                                                "counts as low-confidence.")
-    drain_timeout: float = Field(30.0, gt=0, description="Seconds SIGTERM waits for the requests in flight "
+    drain_timeout: int = Field(30, ge=1, description="Seconds SIGTERM waits for the requests in flight "
                                                          "before closing their connections.")
 
 
@@ -438,7 +438,6 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
     from .delivery.monitoring import configure_logging, serve_draining
 
     limits = limits or ServeLimits()
-    configure_logging(log_format, log_level)
     # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -450,6 +449,7 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "
                           f"--host") from None
     with sock:
+        configure_logging(log_format, log_level)  # before loading: its notes and warnings in the same format
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
                          show_data_info=show_data_info)
         logger.info("serving %d bundle(s) on http://%s:%d (docs at /docs)", len(bundles), host, port)

@@ -92,8 +92,9 @@ def log_config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
         raise ConfigError(f"--log-format {log_format!r}: expected 'text' or 'json'")
     formatter = {"()": JsonFormatter} if log_format == "json" else {
         "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "default",
-               "filters": ["request_id"]}
+    # the stderr of the moment (console._Stderr), not the one at configuration time: pytest's capture, or a
+    # CLI run again in-process, replaces sys.stderr
+    handler = {"class": "verticals.console._Stderr", "formatter": "default", "filters": ["request_id"]}
     level = level.upper()
     return {"version": 1, "disable_existing_loggers": False, "formatters": {"default": formatter},
             "filters": {"request_id": {"()": RequestIdFilter}}, "handlers": {"default": handler},
@@ -356,7 +357,8 @@ def add_routes(app: Any, readiness: Readiness, monitor: Monitor | None, names: l
     """``GET /ready`` and, with metrics on, ``GET /metrics`` (both open, like ``/health``)."""
     from fastapi.responses import JSONResponse, Response
 
-    @app.get("/ready", responses={503: {"description": "Warming up or shutting down"}})
+    # response_model=None: annotations are strings here (postponed), FastAPI must not resolve them
+    @app.get("/ready", response_model=None, responses={503: {"description": "Warming up or shutting down"}})
     def ready() -> JSONResponse:
         """200 once every model is loaded and answered a warm-up pass; 503 while warming or draining."""
         return JSONResponse(status_code=200 if readiness.ready else 503,
@@ -365,7 +367,7 @@ def add_routes(app: Any, readiness: Readiness, monitor: Monitor | None, names: l
     if monitor is None:
         return
 
-    @app.get("/metrics", response_class=Response)
+    @app.get("/metrics", response_model=None, response_class=Response)
     def metrics() -> Response:
         """Prometheus text exposition of this server's metrics."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

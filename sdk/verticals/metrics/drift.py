@@ -96,8 +96,9 @@ def read_outcome(prediction: Any) -> Outcome:
         value = getattr(prediction, name, None)
         if isinstance(value, bool):
             setattr(outcome, name, value)
-    if outcome.flagged is None and score is not None and _number(threshold) is not None:
-        outcome.flagged = score >= float(threshold)
+    limit = _number(threshold)
+    if outcome.flagged is None and score is not None and limit is not None:
+        outcome.flagged = score >= limit
     return outcome
 
 
