@@ -13,7 +13,7 @@ labelled by ``model`` (a name not loaded is counted as ``(unknown)``, so no requ
 - ``verticals_decisions_total{label}``: decisions per label (entities per type for token tasks);
   ``verticals_out_of_scope_total``, ``verticals_fallback_total`` (customer service), ``verticals_flagged_total``
   (fraud), ``verticals_low_confidence_total`` (decisions whose probability is below ``low_confidence``,
-  0.5 by default: the model preferred that label over all others together less often than not), each only
+  0.5 by default: the chosen label is less likely than all the others together), each only
   for models whose predictions carry it. Rates are PromQL ratios, e.g.
   ``rate(verticals_flagged_total[5m]) / rate(verticals_predictions_total[5m])``.
 - ``verticals_drift_psi{statistic="label"|"score"}``: PSI of the last ``window`` records against the
@@ -322,7 +322,8 @@ class Observe:
         token = request_id.set(rid)
         path: str = scope.get("path", "")
         model = None
-        if self.monitor is not None and path.startswith("/v1/models/") and path.endswith("/predict"):
+        if self.monitor is not None and scope.get("method") == "POST" and path.startswith("/v1/models/") \
+                and path.endswith("/predict"):  # not a CORS preflight
             model = self.monitor.model(path[len("/v1/models/"):-len("/predict")])
             self.monitor.in_flight.labels(model).inc()
         status, started = 500, time.perf_counter()
