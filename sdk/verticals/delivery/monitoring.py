@@ -72,6 +72,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line (``--log-format json``): time, level, logger, message, request id, the
     access fields of access lines, and the exception when there is one."""
 
+    converter = time.gmtime  # the time is written as UTC ("Z")
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
