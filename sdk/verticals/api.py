@@ -35,6 +35,7 @@ from .config import (
 from .data import check_hold_out
 from .data.records import data_fingerprint, source_name, split_indices
 from .errors import BundleError, ConfigError
+from .metrics.drift import build_profile, decision_fields
 from .plugins.manager import get_catalog
 from .predictor import Predictor
 from .tasks.base import TaskType
@@ -225,7 +226,15 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
             remove_checkpoints(checkpoint_dir)  # made for this run, which failed before its first checkpoint
         raise
 
-    metrics = {"validation": model.evaluate(validation_records).metrics}
+    # The validation predictions also give the drift profile `verticals serve` compares traffic with; a task
+    # with its own evaluate (recommendation) or no decision in its predictions has none.
+    profile = None
+    if type(model).evaluate is TaskType.evaluate and decision_fields(model.Prediction):
+        validation_predictions = model.predict(validation_records)
+        metrics = {"validation": model.score(validation_records, validation_predictions).metrics}
+        profile = build_profile(validation_predictions)
+    else:
+        metrics = {"validation": model.evaluate(validation_records).metrics}
     if test_records is not None:
         metrics["test"] = model.evaluate(test_records).metrics
     baseline = _baseline(model, train_records, validation_records, metrics["validation"])
@@ -234,7 +243,7 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])), baseline=baseline, **(info_extra or {}),
+        history=list(getattr(model, "history_", [])), baseline=baseline, profile=profile, **(info_extra or {}),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

@@ -63,6 +63,10 @@ class BundleInfo(BaseModel):
     baseline: dict[str, Any] | None = Field(None, description=(
         "The majority-class baseline on the validation split: rule, metric (the primary one), baseline, "
         "validation (the model's score) and at_or_below (true: the model is no better than a constant)."))
+    profile: dict[str, Any] | None = Field(None, description=(
+        "What the model decided on its validation set (label counts, score histogram), the reference "
+        "`verticals serve` compares recent traffic with (verticals.metrics.drift); None for bundles written "
+        "before it was kept, or tasks whose predictions carry no decision."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

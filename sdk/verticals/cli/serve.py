@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -24,7 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value < low or (high is not None and value > high):
             expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
             raise ConfigError(f"{option} {value} is out of range; expected {expected}")
-    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching)
+    limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching,
+                               metrics=not args.no_metrics)
     api_key = args.api_key if args.api_key is not None else os.environ.get("VERTICALS_API_KEY")
     serve.check_api_key(api_key)  # before anything loads: an empty key must not turn authentication off
     try:
@@ -32,12 +34,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError:  # a host name: assume it is reachable from elsewhere
         loopback = False
     if not loopback and not api_key:
-        print(f"verticals: warning: serving on {args.host} without authentication: anyone who can reach this "
-              f"port can use the models; set --api-key or VERTICALS_API_KEY", file=sys.stderr)
+        warning = (f"serving on {args.host} without authentication: anyone who can reach this port can use the "
+                   f"models; set --api-key or VERTICALS_API_KEY")
+        if args.log_format == "json":  # a log shipper reads every stderr line as JSON
+            print(json.dumps({"level": "warning", "logger": "verticals.serve", "message": warning}), file=sys.stderr)
+        else:
+            print(f"verticals: warning: {warning}", file=sys.stderr)
     server.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
               overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
-              log_retention=args.log_retention, page=not args.no_page)
+              log_retention=args.log_retention, page=not args.no_page, log_format=args.log_format)
     return 0
 
 
@@ -72,5 +78,9 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--no-page", action="store_true",
                        help="do not serve the page to try the models at / (default: served; it calls the same API, "
                             "with the same key)")
+    serve.add_argument("--no-metrics", action="store_true",
+                       help="no Prometheus /metrics and no decision counting (default: on)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text",
+                       help="server log lines as text or as one JSON object per line (for log shippers)")
     serve.set_defaults(func=cmd_serve)
     add_data_set_option(serve)

@@ -5,6 +5,8 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``GET /``: a page to try each model and correct it in a browser (``delivery/page.py``; ``page=False``
   / ``--no-page`` leaves it out).
 - ``GET /health``: liveness plus the names of the loaded models.
+- ``GET /ready``: 200 once the models are loaded and warmed, 503 while warming up or draining.
+- ``GET /metrics``: Prometheus metrics (``delivery.monitoring``: requests, latency, decisions, drift).
 - ``GET /v1/models`` and ``GET /v1/models/{name}``: bundle metadata (task, pack, labels, metrics, data).
 - ``POST /v1/models/{name}/predict``: ``{"inputs": [record or text, ...]}`` -> one result per input, each
   predicted one with a ``prediction_id``. ``"explain": true`` adds each prediction's explanation
@@ -18,6 +20,10 @@ too deep, holding a lone surrogate, or refused by the model: an unknown user) ge
 answer while the others are still predicted. Too many records or too large a body answers 413, a body
 too slow 408, a body that is not the expected shape 422, malformed JSON 400, a missing API key 401;
 none of them is ever a 500. ``_serve_asgi`` holds the limits enforced below the routes.
+
+Every answer carries an ``X-Request-ID`` (the client's own when it sent a safe one), also in the access
+log line; SIGTERM stops accepting connections, lets the requests in flight finish (``drain_timeout``) and
+exits 0.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,62 +64,16 @@ from .request_records import (  # noqa: F401 - MAX_DEPTH and scan_item: part of 
     predict_records,
     scan_item,
 )
+from .schemas import (  # noqa: F401 - the limits and answers of the API, importable from here as before
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CHARS,
+    Health,
+    ModelInfo,
+    ServeLimits,
+)
 
-DEFAULT_MAX_BATCH = 64
-DEFAULT_MAX_CHARS = 20_000
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 logger = logging.getLogger("verticals.serve")
-
-
-class ServeLimits(BaseModel):
-    """Request limits; each one answered with a clear status code when exceeded."""
-
-    max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="Most records per predict request (else 413).")
-    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1,
-                           description="Most characters of text in one record (else that record fails, 422).")
-    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest request body (else 413).")
-    header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's headers, from "
-                                                          "connecting or from the previous answer (else closed).")
-    body_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request's body once its "
-                                                        "headers are in (else 408).")
-    max_connections: int = Field(1000, ge=1, description="Most open connections and requests at once (uvicorn's "
-                                                         "limit_concurrency; beyond it, 503).")
-    # Off by default: on a 2-core CPU, batching gave no throughput and a 2.3x worse p99 (benchmarks/serve_load.py).
-    batching: bool = Field(False, description="Run the records of concurrent requests in one forward pass.")
-
-
-class ModelInfo(BaseModel):
-    """What ``/v1/models`` says about one loaded bundle."""
-
-    name: str = Field(description="Name used in the predict URL (the bundle directory's name).")
-    task: str
-    task_type: str
-    pack: str | None
-    pack_version: str | None
-    sdk_version: str
-    labels: list[str]
-    metrics: dict[str, dict[str, float]]
-    data: dict[str, Any] = Field(description="Fingerprints (sha256, record count) of the training/validation/test "
-                                             "data; the file names only when the server runs with --show-data-info.")
-    created_at: str
-    digest: str | None = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints "
-                                           "it (null for a predictor served from memory).")
-    engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
-    predict_url: str
-    example: dict[str, Any] | None = Field(None, description="One prediction input without its label (the docs' "
-                                                              "request example); the page at / builds its form "
-                                                              "from its fields.")
-    text_input: bool = Field(False, description="Whether one line of text is a complete input (the page then "
-                                                "takes one record per line instead of a form).")
-    feedback_labels: list[str] = Field(default_factory=list, description="What the feedback route accepts as the "
-                                       "right 'label' (or as 'tags' of a token tagger): the labels, plus customer "
-                                       "service's out-of-scope label.")
-
-
-class Health(BaseModel):
-    status: str = "ok"
-    sdk_version: str
-    models: list[str]
 
 
 def _require_fastapi() -> Any:
@@ -197,7 +158,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
     from ..api import load
     from .asgi import BodyLimit, CatchAll, body_problem
-    from .docs import add_offline_docs
+    from .docs import add_offline_docs, request_examples
+    from .monitoring import Observe, Readiness, add_routes, warm_up
 
     limits = limits or ServeLimits()
     if log_predictions and feedback_db is None:
@@ -223,17 +185,28 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     digests = {name: digest(p.path) if p.path is not None else None for name, p in models.items()}
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
-    batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching) for name in names}
+    monitor = _monitor(models, digests, limits)
+    batchers = {name: Batcher(models[name].task.predict, limits.max_batch, limits.batching,
+                              monitor.batch_observer(name) if monitor else None) for name in names}
     if store is not None:
         from ..operate.feedback_route import model_columns
 
         for name, p in models.items():
             store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
                                  model_columns(p.task))
+    readiness = Readiness()
+
+    def warm_pass(name: str) -> Any:
+        example = request_examples(models[name].task)["record"]["value"]["inputs"][0]
+        return lambda: batchers[name]([models[name].task.as_record(example)])
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> Any:
+        # /health answers while the models warm up; /ready only after (a thread: the event loop stays free)
+        threading.Thread(target=warm_up, args=(readiness, {name: warm_pass(name) for name in names}),
+                         name="verticals-warm-up", daemon=True).start()
         yield
+        readiness.draining = True
         for batcher in batchers.values():
             batcher.close()
         if store is not None:
@@ -254,6 +227,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
     app.add_middleware(CatchAll)
+    app.add_middleware(Observe, monitor=monitor)  # outermost: even a refusal above carries a request id
+    app.state.readiness, app.state.monitor = readiness, monitor
 
     guard: list[Any] = []
     check_api_key(api_key)
@@ -314,6 +289,8 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     def health() -> Health:
         return Health(sdk_version=__version__, models=names)
 
+    add_routes(app, readiness, monitor, names)
+
     @app.get("/v1/models", response_model=list[ModelInfo], dependencies=guard)
     def list_models() -> list[ModelInfo]:
         return [info(name) for name in names]
@@ -326,7 +303,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
     log = store if log_predictions else None
     for name in names:
-        _add_predict_route(app, name, models[name], batchers[name], limits, guard, log, digests[name])
+        _add_predict_route(app, name, models[name], batchers[name], limits, guard, log, digests[name], monitor)
 
     from ..operate.feedback_route import add_feedback_route
 
@@ -340,8 +317,22 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     return app
 
 
+def _monitor(models: dict[str, Predictor], digests: dict[str, str | None], limits: ServeLimits) -> Any:
+    if not limits.metrics:
+        return None
+    from .monitoring import Monitor
+
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise ConfigError("serving metrics needs prometheus-client: pip install 'verticals[serve]' (or serve "
+                          "with --no-metrics)") from None
+    return Monitor(models, digests, window=limits.drift_window, low_confidence=limits.low_confidence)
+
+
 def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batcher, limits: ServeLimits,
-                       guard: list[Any], log: Any = None, model_digest: str | None = None) -> None:
+                       guard: list[Any], log: Any = None, model_digest: str | None = None,
+                       monitor: Any = None) -> None:
     from fastapi import Body, HTTPException
 
     from .docs import request_examples, response_example
@@ -371,16 +362,21 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                 results[i] = result_model(index=i, ok=False, error=checked)
             else:
                 valid.append((i, checked))
-        if valid:
-            for (i, _), outcome in zip(valid, predict_records(batcher, [record for _, record in valid])):
+        outcomes = predict_records(batcher, [record for _, record in valid]) if valid else []
+        for (i, _), outcome in zip(valid, outcomes):
+            results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
+                else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
+        if monitor is not None:
+            failed = [o.status for o in outcomes if isinstance(o, RecordError)]
+            monitor.observe_records(name, len(inputs), {
+                "invalid": len(inputs) - len(valid), "refused": failed.count(422), "internal": failed.count(500)},
+                [o for o in outcomes if not isinstance(o, RecordError)])
+        for i, record in valid if explain else []:
+            if results[i].ok:
+                outcome = explain_record(predictor, record)
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
-                    else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
-            for i, record in valid if explain else []:
-                if results[i].ok:
-                    outcome = explain_record(predictor, record)
-                    results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
-                        else result_model(index=i, ok=True, prediction=results[i].prediction,
-                                          prediction_id=results[i].prediction_id, explanation=outcome)
+                    else result_model(index=i, ok=True, prediction=results[i].prediction,
+                                      prediction_id=results[i].prediction_id, explanation=outcome)
         if log is not None and valid:  # opt-in (--log-predictions): committed before the answer names the ids
             logged = [(results[i].prediction_id, record, results[i].prediction) for i, record in valid
                       if results[i].ok]

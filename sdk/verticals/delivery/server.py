@@ -18,14 +18,17 @@ logger = logging.getLogger("verticals.serve")
 def uvicorn_config(app: Any, limits: ServeLimits | None = None, **kwargs: Any) -> Any:
     """The uvicorn configuration ``verticals serve`` runs ``app`` with: idle keep-alive connections closed
     after 5 s, a request's headers due within ``header_timeout`` (their size is bounded by h11: a 1 MB
-    header block is answered 400), at most ``max_connections`` connections and requests at once."""
+    header block is answered 400), at most ``max_connections`` connections and requests at once, requests
+    in flight given ``drain_timeout`` to finish on shutdown, and the app's own access log (with request
+    ids) instead of uvicorn's."""
     import uvicorn
 
     from .asgi import header_timeout_protocol
 
     limits = limits or ServeLimits()
     return uvicorn.Config(app, http=header_timeout_protocol(limits.header_timeout), timeout_keep_alive=5,
-                          limit_concurrency=limits.max_connections, **kwargs)
+                          limit_concurrency=limits.max_connections, timeout_graceful_shutdown=limits.drain_timeout,
+                          access_log=False, **kwargs)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -53,17 +56,23 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
         show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
-        log_retention: str = "30d", page: bool = True) -> None:
-    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do)."""
+        log_retention: str = "30d", page: bool = True, log_format: str = "text") -> None:
+    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do); logs go to
+    stderr as text or, with ``log_format="json"``, one JSON object per line. SIGTERM drains, then returns."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
+    from .monitoring import configure_logging, serve_draining
+
+    limits = limits or ServeLimits()
     # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
     with listen_socket(host, port) as sock:
+        configure_logging(log_format, log_level)  # before loading: its notes and warnings in the same format
         app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
                          show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
                          log_retention=log_retention, page=page)
         logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
                     "page at /, " if page else "")
-        uvicorn.Server(uvicorn_config(app, limits, log_level=log_level)).run(sockets=[sock])
+        serve_draining(uvicorn_config(app, limits, log_level=log_level, log_config=None), sock,
+                       app.state.readiness)

@@ -1,0 +1,70 @@
+"""What ``verticals serve`` promises in its schema: the request limits and the answers of /health and /v1/models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+DEFAULT_MAX_BATCH = 64
+DEFAULT_MAX_CHARS = 20_000
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class ServeLimits(BaseModel):
+    """Request limits; each one answered with a clear status code when exceeded."""
+
+    max_batch: int = Field(DEFAULT_MAX_BATCH, ge=1, description="Most records per predict request (else 413).")
+    max_chars: int = Field(DEFAULT_MAX_CHARS, ge=1,
+                           description="Most characters of text in one record (else that record fails, 422).")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="Largest request body (else 413).")
+    header_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's headers, from "
+                                                          "connecting or from the previous answer (else closed).")
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a client has to send a request's body once its "
+                                                        "headers are in (else 408).")
+    max_connections: int = Field(1000, ge=1, description="Most open connections and requests at once (uvicorn's "
+                                                         "limit_concurrency; beyond it, 503).")
+    # Off by default: on a 2-core CPU, batching gave no throughput and a 2.3x worse p99 (benchmarks/serve_load.py).
+    batching: bool = Field(False, description="Run the records of concurrent requests in one forward pass.")
+    metrics: bool = Field(True, description="Serve Prometheus /metrics and count what the models decide "
+                                            "(--no-metrics turns it off).")
+    drift_window: int = Field(500, ge=1, description="Recent records per model compared with the bundle's "
+                                                      "validation profile for the drift gauges.")
+    low_confidence: float = Field(0.5, ge=0, le=1, description="A decision whose probability is below this "
+                                                               "counts as low-confidence.")
+    drain_timeout: int = Field(30, ge=1, description="Seconds SIGTERM waits for the requests in flight "
+                                                         "before closing their connections.")
+
+
+class ModelInfo(BaseModel):
+    """What ``/v1/models`` says about one loaded bundle."""
+
+    name: str = Field(description="Name used in the predict URL (the bundle directory's name).")
+    task: str
+    task_type: str
+    pack: str | None
+    pack_version: str | None
+    sdk_version: str
+    labels: list[str]
+    metrics: dict[str, dict[str, float]]
+    data: dict[str, Any] = Field(description="Fingerprints (sha256, record count) of the training/validation/test "
+                                             "data; the file names only when the server runs with --show-data-info.")
+    created_at: str
+    digest: str | None = Field(description="sha256 of the bundle's manifest.json, as `verticals inspect` prints "
+                                           "it (null for a predictor served from memory).")
+    engine: str = Field(description="Where the encoder runs: torch, onnx or onnx-int8.")
+    predict_url: str
+    example: dict[str, Any] | None = Field(None, description="One prediction input without its label (the docs' "
+                                                              "request example); the page at / builds its form "
+                                                              "from its fields.")
+    text_input: bool = Field(False, description="Whether one line of text is a complete input (the page then "
+                                                "takes one record per line instead of a form).")
+    feedback_labels: list[str] = Field(default_factory=list, description="What the feedback route accepts as the "
+                                       "right 'label' (or as 'tags' of a token tagger): the labels, plus customer "
+                                       "service's out-of-scope label.")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    sdk_version: str
+    models: list[str]
