@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from verticals.testing import make_tiny_backbone, only_plugins
@@ -89,3 +92,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     exe = shutil.which("verticals") or str(Path(sys.executable).parent / "verticals")
     full_env = {**os.environ, "VERTICALS_PLUGINS": "", **(env or {})}
     return subprocess.run([exe, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, limits: Any = None, log_level: str = "warning") -> Iterator[int]:
+    """Run ``app`` under uvicorn in a thread, on the listening socket `verticals serve` makes; yield its port."""
+    import threading
+    import time
+
+    import uvicorn
+    from verticals.delivery.server import listen_socket, uvicorn_config
+
+    sock = listen_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn_config(app, limits, log_level=log_level))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

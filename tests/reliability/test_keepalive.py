@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Iterator
 
@@ -20,8 +19,10 @@ uvicorn = pytest.importorskip("uvicorn")
 
 import verticals  # noqa: E402
 from verticals.delivery.serve import create_app  # noqa: E402
-from verticals.delivery.server import listen_socket, uvicorn_config  # noqa: E402
+from verticals.delivery.server import listen_socket  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+from ..conftest import serve_in_thread  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 
@@ -35,18 +36,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         verticals.train("text-classification", root / "tc.jsonl", output=root / "bundle",
                         backbone=str(make_tiny_backbone(root / "tiny")), overrides=["training.epochs=1"])
         app = create_app([root / "bundle"], engine="torch")
-    sock = listen_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield port
 
 
 def test_listen_socket_is_tcp() -> None:

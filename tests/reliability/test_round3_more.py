@@ -9,8 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import verticals
 from verticals.cli import main
 from verticals.testing import only_plugins
 
-from ..conftest import FAST, text_rows, write_csv
+from ..conftest import FAST, serve_in_thread, text_rows, write_csv
 
 pytestmark = pytest.mark.reliability
 ENV = {**os.environ, "VERTICALS_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
@@ -187,24 +185,13 @@ def test_train_on_a_full_disk_says_where_and_leaves_nothing(where: str, tmp_path
 # ---- 15. pipelined HTTP/1.1 requests -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(bundle: Path) -> Iterator[int]:
-    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("uvicorn")
     from verticals.delivery.serve import create_app
-    from verticals.delivery.server import listen_socket, uvicorn_config
 
     with only_plugins():
         app = create_app([bundle], engine="torch")
-    sock = listen_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(app, log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app, log_level="error") as port:
+        yield port
 
 
 def request(method: str, path: str, body: bytes = b"", host: bool = True) -> bytes:
