@@ -176,14 +176,8 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     train_records = model.read(train)
     validation_records = model.read(validation) if validation is not None else None
     test_records = model.read(test) if test is not None else None
-    if check and _is_main_process():
-        from .tasks.data_checks import cheap_warnings
-        from .tasks.data_findings import DataCheckWarning
-
-        for line in cheap_warnings(model, {"train": train_records, "validation": validation_records,
-                                           "test": test_records}):
-            warnings.warn(line, DataCheckWarning, stacklevel=4)  # the caller of train()
     fingerprints: dict[str, Any] = {"train": data_fingerprint(train, train_records)}
+    given = {"train": train_records, "validation": validation_records, "test": test_records}  # as the user gave them
     if validation_records is None:
         keys = [model.stratify_key(r) for r in train_records]
         train_idx, val_idx = split_indices(None if any(k is None for k in keys) else keys, len(train_records),
@@ -201,6 +195,13 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     if test_records is not None:
         model.check_split(test_records, "test", source_name(test))
         fingerprints["test"] = data_fingerprint(test, test_records)
+    # after every refusal above: a run that cannot start says only why, not what would merely be worth a look
+    if check and _is_main_process():
+        from .tasks.data_checks import cheap_warnings
+        from .tasks.data_findings import DataCheckWarning
+
+        for line in cheap_warnings(model, given):
+            warnings.warn(line, DataCheckWarning, stacklevel=4)  # the caller of train()
 
     run = {"data": {split: fp.get("sha256", fp) for split, fp in fingerprints.items()},
            "labels": list(getattr(model, "labels_", [])), "config": model.config.model_dump(mode="json")}

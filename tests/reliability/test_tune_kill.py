@@ -85,7 +85,8 @@ def test_killed_study_resumes_without_losing_or_repeating_trials(tmp_path, setup
     out, db = tmp_path / "out", tmp_path / "out.tune" / "study.db"
     proc = start(setup, out, 2, hang=1)
     deadline = time.monotonic() + 120
-    while trials_in(db) != [(0, "COMPLETE"), (1, "RUNNING")]:
+    # killed once trial 1 runs and has made its scratch folder (the state is committed a moment before)
+    while trials_in(db) != [(0, "COMPLETE"), (1, "RUNNING")] or not list((tmp_path / "out.tune").glob("trial-1-*")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, trials_in(db)
         time.sleep(0.2)
