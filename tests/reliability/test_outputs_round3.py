@@ -129,3 +129,12 @@ def test_trailing_slash_means_a_folder(bundle: Path, tmp_path: Path, capsys) -> 
     assert (tmp_path / "cards" / "model_card.md").is_file()
     assert run(["predict", str(bundle), "good film", "--output", f"{tmp_path / 'preds'}/"], capsys)[0] == 0
     assert (tmp_path / "preds" / "predictions.jsonl").is_file()
+
+
+def test_a_users_file_named_like_our_proof_is_never_replaced(bundle: Path, tmp_path: Path, capsys) -> None:
+    proof = tmp_path / ".card.md.verticals-output.json"
+    proof.write_text("my own notes\n", encoding="utf-8")
+    code, _, err = run(["card", str(bundle), "--output", str(tmp_path / "card.md")], capsys)
+    assert code == 2 and "in the way" in err, err
+    assert proof.read_text(encoding="utf-8") == "my own notes\n"
+    assert not (tmp_path / "card.md").exists()

@@ -342,6 +342,17 @@ def write_file_marker(path: str | Path, kind: str) -> None:
     os.replace(tmp, proof)
 
 
+def _is_file_marker(proof: Path, name: str) -> bool:
+    """Whether ``proof`` is a record :func:`write_file_marker` wrote for the file ``name`` (never replace another)."""
+    if proof.is_symlink() or not proof.is_file():
+        return False
+    try:
+        marker = json.loads(proof.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("file") == name and marker.get("algorithm") == "sha256"
+
+
 def file_problem(path: str | Path, kind: str) -> str | None:
     """Why the existing file ``path`` is not provably a ``kind`` Verticals wrote and left unchanged (None if it is)."""
     path = Path(path)
@@ -367,6 +378,10 @@ def check_file_replaceable(path: str | Path, kind: str, overwrite: bool, option:
     with ``overwrite`` and only when Verticals wrote it as ``kind`` and nobody changed it since."""
     path = Path(path)
     check_file_output(path)
+    proof = file_marker(path)
+    if (proof.exists() or proof.is_symlink()) and not _is_file_marker(proof, path.name):
+        raise ConfigError(f"{proof} is in the way: Verticals records beside {path.name} that it wrote it, under that "
+                          f"name, and this file is not such a record; rename it or choose another --output")
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
