@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +20,8 @@ from verticals.bundles.outputs import file_sha256  # noqa: E402
 from verticals.cli import main  # noqa: E402
 from verticals.delivery.serve import create_app  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+from .conftest import serve_in_thread  # noqa: E402
 
 WORDS = {"pos": ["great", "good", "love", "excellent"], "neg": ["bad", "awful", "hate", "poor"]}
 # Custom column names: the export must write the bundle's own, not the record's field names.
@@ -50,22 +49,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @contextlib.contextmanager
 def serving(app) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
     """A real uvicorn server on a loopback port, in a thread; shut down (lifespan included) on exit."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_in_thread(app) as port, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield client
 
 
 def app_for(bundles: dict[str, Path], **kwargs):  # type: ignore[no-untyped-def]
