@@ -149,9 +149,18 @@ def feedback_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
 
 def db_rows(db: Path | str, sql: str) -> list[dict[str, Any]]:
     """``sql`` run on a feedback database through a connection of its own (what another client would see)."""
+    if isinstance(db, Path):  # the standard library's sqlite3: the SQLite tests need no SQLAlchemy
+        import sqlite3
+
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in con.execute(sql)]
+        finally:
+            con.close()
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
+    engine = create_engine(db)
     try:
         with engine.connect() as con:
             return [dict(row._mapping) for row in con.execute(text(sql))]

@@ -77,7 +77,7 @@ def open_url(text_url: str, *, create_missing: bool = True, retention: str = DEF
     :class:`SQLFeedbackStore`; anything else is refused (ConfigError, one line, no password)."""
     try:
         url = make_url(text_url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # make_url failed, so the password's position is unknown: name only the scheme
         raise ConfigError(f"--feedback-db {text_url.split('://', 1)[0]}://...: not a valid database URL; expected "
                           f"e.g. postgresql+psycopg://user@host:5432/dbname or sqlite:///feedback.db") from None

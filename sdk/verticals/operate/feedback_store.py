@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import ConfigError
 from .feedback import DEFAULT_RETENTION, FeedbackStore
 
 URL_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -54,6 +55,11 @@ def open_store(db: str | Path, *, create_missing: bool = True, retention: str = 
     reached or is not a Verticals feedback database of this schema version (it is then left unchanged)."""
     if not is_url(db):
         return FeedbackStore(db, create_missing=create_missing, retention=retention)
-    from .feedback_sql import open_url
-
+    try:
+        from .feedback_sql import open_url
+    except ImportError as exc:  # SQLAlchemy comes with verticals[postgres] (or [workshop]), not with the core
+        scheme = str(db).split("://", 1)[0]
+        raise ConfigError(f"--feedback-db {scheme}://...: a database URL needs {exc.name or 'SQLAlchemy'}: pip "
+                          f"install 'verticals[postgres]' (or give a file path: the SQLite store needs "
+                          f"nothing more)") from None
     return open_url(str(db), create_missing=create_missing, retention=retention)
