@@ -72,7 +72,8 @@ def masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def open_url(text_url: str, *, create_missing: bool = True, retention: str = DEFAULT_RETENTION) -> Any:
+def open_url(text_url: str, *, create_missing: bool = True, retention: str = DEFAULT_RETENTION
+             ) -> FeedbackStore | SQLFeedbackStore:
     """The store a database URL names: ``sqlite:///FILE`` → the SQLite file store; ``postgresql...`` →
     :class:`SQLFeedbackStore`; anything else is refused (ConfigError, one line, no password)."""
     try:
@@ -123,7 +124,7 @@ class SQLFeedbackStore:
 
         @event.listens_for(engine, "connect")
         def lock_timeout(dbapi_connection: Any, _record: Any) -> None:
-            # A write waiting on another's lock (a LOCK TABLE, a long export) gives up like SQLite's busy
+            # A write waiting on another's lock (a LOCK TABLE, a migration, ALTER TABLE) gives up like SQLite's busy
             # timeout and the request gets a 503, instead of holding a worker thread indefinitely.
             autocommit = dbapi_connection.autocommit
             dbapi_connection.autocommit = True
