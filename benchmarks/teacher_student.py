@@ -21,7 +21,9 @@ With ``--work DIR`` each stage writes its bundle to DIR/<stage> and its timing t
 with the same options (kept in DIR/settings.json; others are refused) reuses every bundle that loads, and
 resumes a training that was interrupted from its last complete epoch checkpoint. Distillation variants
 (temperature, alpha, unlabelled text) get their own stage folder, so one work folder compares several
-students of the same teacher.
+students of the same teacher; they share the teacher's cached outputs (DIR/teacher-outputs). Student
+variants: ``--hidden-weight``, ``--attention-weight``, ``--layer-map`` (intermediate layers),
+``--student-epochs``, ``--student-learning-rate``.
 """
 
 from __future__ import annotations
@@ -133,9 +135,15 @@ def run_stage(stage: str, work: Path, train_fn: Any) -> dict[str, Any]:
 
 def distilled_stage(args: argparse.Namespace) -> str:
     """The student's folder name: "distilled" for the SDK's defaults, else one that names the variant."""
-    if (args.temperature, args.alpha, args.unlabeled_rest) == (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False):
+    layers = (f"-h{args.hidden_weight:g}-att{args.attention_weight:g}-map{args.layer_map or 'auto'}"
+              if args.hidden_weight or args.attention_weight else "")
+    schedule = (f"-ep{args.student_epochs:g}" if args.student_epochs else "") + \
+        (f"-lr{args.student_learning_rate:g}" if args.student_learning_rate else "")
+    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule) == \
+            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", ""):
         return "distilled"
-    return f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
+    return (f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
+            + layers + schedule).replace(":", "_").replace(",", "+")
 
 
 def same_settings(work: Path, args: argparse.Namespace) -> bool:
@@ -194,6 +202,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="distillation temperature")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of the teacher's term (0-1)")
+    parser.add_argument("--hidden-weight", type=float, default=0.0,
+                        help="student: pooled hidden-state loss weight (verticals distill --hidden-weight)")
+    parser.add_argument("--attention-weight", type=float, default=0.0,
+                        help="student: MiniLMv2 attention-relation loss weight (needs one tokenizer for both)")
+    parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
+    parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
+    parser.add_argument("--student-learning-rate", type=float, default=None, help="the student's learning rate")
     parser.add_argument("--unlabeled-rest", action="store_true",
                         help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
@@ -253,7 +268,9 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     student = distilled_stage(args)
     results["distilled"] = run_stage(student, work, lambda out, resume, overwrite: distill(
         teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
-        alpha=args.alpha, resume=resume, overwrite=overwrite, **common))
+        alpha=args.alpha, resume=resume, overwrite=overwrite, hidden_weight=args.hidden_weight,
+        attention_weight=args.attention_weight, layer_map=args.layer_map, epochs=args.student_epochs,
+        learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs", **common))
 
     primary = MAIN_METRIC[args.dataset]
     rows = []
@@ -271,7 +288,10 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
              else ["test P", "test R", "test F1"])
     names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
              "distilled": f"MiniLM distilled from {args.teacher} (T={args.temperature:g}, alpha={args.alpha:g}"
-                          + (f", +{data['unlabeled_count']} unlabelled texts)" if args.unlabeled_rest else ")")}
+                          + (f", +{data['unlabeled_count']} unlabelled texts" if args.unlabeled_rest else "")
+                          + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
+                             f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
+                          + ")"}
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
     validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"

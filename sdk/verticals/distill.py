@@ -42,6 +42,7 @@ def distill(
     attention_weight: float = 0.0,
     overwrite: bool = False,
     resume: bool = False,
+    teacher_cache: str | Path | None = None,
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
@@ -55,7 +56,7 @@ def distill(
       first teacher's label order by label name; teachers with different label sets are refused.
     * Teacher outputs (raw logits) are computed once per input set and kept in ``<output>.teacher-outputs``,
       keyed by each teacher's bundle digest and the inputs: a rerun or ``resume`` reuses them, another teacher
-      recomputes them.
+      recomputes them. ``teacher_cache`` names another folder, e.g. one shared by several students.
     * ``hidden_weight`` > 0: pooled hidden states of student layers learn the first teacher's through a
       training-only projection (PKD); ``attention_weight`` > 0: MiniLMv2 self-attention relations (both models
       must share a tokenizer). ``layer_map`` pairs ``"student:teacher,..."`` layers (1-based) or ``"auto"``
@@ -109,7 +110,7 @@ def distill(
     if not isinstance(student, TransformerTask):  # a pack may register its own subclass for the task name
         raise ConfigError(f"task '{task}' does not build a transformer task here; it cannot learn from a teacher")
     digests = [digest(path) for path in paths]
-    cache_dir = Path(f"{output}.teacher-outputs")
+    cache_dir = Path(teacher_cache) if teacher_cache is not None else Path(f"{output}.teacher-outputs")
     for task_, teacher_digest in zip(tasks, digests, strict=True):
         task_.logits_cache = TeacherLogitsCache(cache_dir, teacher_digest)
     student.teacher = tasks[0] if len(tasks) == 1 else tasks
