@@ -81,7 +81,7 @@ def distill(
         if Path(output).resolve() == Path(path).resolve():
             raise ConfigError(f"--output {output} is the teacher bundle {path}; write the student to another directory")
     predictors = [api.load(path) for path in paths]
-    tasks = [p.task for p in predictors]
+    tasks: list[Any] = [p.task for p in predictors]  # text/token classification tasks, checked below
     for path, predictor in zip(paths, predictors, strict=True):
         if not isinstance(predictor.task, (TextClassificationTask, TokenClassificationTask)):
             raise ConfigError(f"{path}: task '{predictor.info.task}' is neither text nor token classification; "

@@ -27,7 +27,7 @@ class VerticalsModel(nn.Module):
         self.backbone = backbone
         self.head = head
         # set while a student learns a teacher's intermediate layers (verticals.distill); None otherwise
-        self.layer_distiller: nn.Module | None = None
+        self.layer_distiller: Any = None  # a layer_distill.LayerDistiller (an nn.Module) or None
 
     def forward(
         self,

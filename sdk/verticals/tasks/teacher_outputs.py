@@ -108,7 +108,7 @@ class TeacherLogitsCache:
             raise ConfigError("the teacher's logits mix per-text and per-token outputs; they cannot be cached")
         rows = [a if per_token else a[None, :] for a in arrays]
         width = rows[0].shape[1] if rows else 0
-        tensors = {"logits": np.concatenate(rows) if rows else np.zeros((0, width), np.float32),
+        tensors: dict[str, np.ndarray] = {"logits": np.concatenate(rows) if rows else np.zeros((0, width), np.float32),
                    "lengths": np.asarray([len(r) for r in rows], dtype=np.int64)}
         meta = {"format": FORMAT, "teacher_digest": self.teacher_digest, "inputs_digest": key,
                 "per_token": "1" if per_token else "0"}
