@@ -21,7 +21,9 @@ With ``--work DIR`` each stage writes its bundle to DIR/<stage> and its timing t
 with the same options (kept in DIR/settings.json; others are refused) reuses every bundle that loads, and
 resumes a training that was interrupted from its last complete epoch checkpoint. Distillation variants
 (temperature, alpha, unlabelled text) get their own stage folder, so one work folder compares several
-students of the same teacher.
+students of the same teacher; they share the teacher's cached outputs (DIR/teacher-outputs). Student
+variants: ``--hidden-weight``, ``--attention-weight``, ``--layer-map`` (intermediate layers),
+``--student-epochs``, ``--student-learning-rate``.
 """
 
 from __future__ import annotations
@@ -133,9 +135,15 @@ def run_stage(stage: str, work: Path, train_fn: Any) -> dict[str, Any]:
 
 def distilled_stage(args: argparse.Namespace) -> str:
     """The student's folder name: "distilled" for the SDK's defaults, else one that names the variant."""
-    if (args.temperature, args.alpha, args.unlabeled_rest) == (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False):
+    layers = (f"-h{args.hidden_weight:g}-att{args.attention_weight:g}-map{args.layer_map or 'auto'}"
+              if args.hidden_weight or args.attention_weight else "")
+    schedule = (f"-ep{args.student_epochs:g}" if args.student_epochs else "") + \
+        (f"-lr{args.student_learning_rate:g}" if args.student_learning_rate else "")
+    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule) == \
+            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", ""):
         return "distilled"
-    return f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
+    return (f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
+            + layers + schedule).replace(":", "_").replace(",", "+")
 
 
 def same_settings(work: Path, args: argparse.Namespace) -> bool:
@@ -172,10 +180,28 @@ def p50_onnx_ms(path: Path, queries: list[str]) -> float | str:
     return 1000 * statistics.median(times)
 
 
-def metric_cells(dataset: str, metrics: dict[str, float]) -> list[str]:
-    if dataset == "phrasebank":
-        return [f"{metrics['accuracy']:.4f}", f"{metrics['macro_f1']:.4f}"]
-    return [f"{100 * metrics[k]:.2f}" for k in ("precision", "recall", "f1")]
+def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The student rows of several seeds become one row of means, with their standard deviations beside."""
+    students = [row for row in rows if row["stage"] == "distilled"]
+    if len(students) < 2:
+        return rows
+    merged = dict(students[0])
+    keys = [k for k, v in students[0]["test"].items() if isinstance(v, (int, float))]
+    merged["test"] = {k: statistics.mean(r["test"][k] for r in students) for k in keys}
+    merged["test_sd"] = {k: statistics.stdev(r["test"][k] for r in students) for k in keys}
+    merged["validation"] = statistics.mean(r["validation"] for r in students)
+    merged["validation_sd"] = statistics.stdev(r["validation"] for r in students)
+    merged["seconds"] = None if any(r["seconds"] is None for r in students) else \
+        statistics.mean(r["seconds"] for r in students)
+    latencies = [r["latency"] for r in students if not isinstance(r["latency"], str)]
+    merged["latency"] = statistics.median(latencies) if latencies else students[0]["latency"]
+    merged["seeds"] = len(students)
+    return [row for row in rows if row["stage"] != "distilled"] + [merged]
+
+
+def metric_cells(dataset: str, metrics: dict[str, float], sd: dict[str, float] | None = None) -> list[str]:
+    keys = ("accuracy", "macro_f1") if dataset == "phrasebank" else ("precision", "recall", "f1")
+    return [fmt_value(dataset, metrics[k]) + (f" ± {fmt_value(dataset, sd[k])}" if sd else "") for k in keys]
 
 
 def fmt_value(dataset: str, value: float) -> str:
@@ -194,6 +220,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help="distillation temperature")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of the teacher's term (0-1)")
+    parser.add_argument("--hidden-weight", type=float, default=0.0,
+                        help="student: pooled hidden-state loss weight (verticals distill --hidden-weight)")
+    parser.add_argument("--attention-weight", type=float, default=0.0,
+                        help="student: MiniLMv2 attention-relation loss weight (needs one tokenizer for both)")
+    parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
+    parser.add_argument("--student-seeds", default=None, metavar="0,1",
+                        help="train the student once per seed (same teacher) and print mean ± sd over them")
+    parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
+    parser.add_argument("--student-learning-rate", type=float, default=None, help="the student's learning rate")
     parser.add_argument("--unlabeled-rest", action="store_true",
                         help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
@@ -251,27 +286,39 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
               f"(or this data set does not support it)", file=sys.stderr)
         return 2
     student = distilled_stage(args)
-    results["distilled"] = run_stage(student, work, lambda out, resume, overwrite: distill(
-        teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
-        alpha=args.alpha, resume=resume, overwrite=overwrite, **common))
+    seeds = [int(x) for x in args.student_seeds.split(",")] if args.student_seeds else [None]
+    students = []
+    for seed in seeds:  # one teacher, several student seeds; each seed its own stage folder
+        name = student if seed is None else f"{student}-seed{seed}"
+        seeded = common if seed is None else {**common, "overrides": [*overrides, f"training.seed={seed}"]}
+        students.append((name, run_stage(name, work, lambda out, resume, overwrite, seeded=seeded: distill(
+            teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
+            alpha=args.alpha, resume=resume, overwrite=overwrite, hidden_weight=args.hidden_weight,
+            attention_weight=args.attention_weight, layer_map=args.layer_map, epochs=args.student_epochs,
+            learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs", **seeded))))
+    results["distilled"] = students[0][1]
 
     primary = MAIN_METRIC[args.dataset]
     rows = []
-    for stage in STAGES:
-        result = results[stage]
+    staged = [("minilm", "minilm", results["minilm"]), ("teacher", "teacher", results["teacher"])]
+    staged += [("distilled", name, result) for name, result in students]
+    for stage, folder, result in staged:
         predictor = result["predictor"]
-        print(f"[{stage}] evaluating on test, then {QUERIES} single queries on onnx", flush=True)
+        print(f"[{folder}] evaluating on test, then {QUERIES} single queries on onnx", flush=True)
         test = predictor.evaluate(files["test"], overrides=data["overrides"] or None).metrics
         rows.append({"stage": stage, "test": test, "validation": predictor.info.metrics["validation"][primary],
                      "backbone": predictor.info.model.get("backbone", {}).get("source"),
-                     "latency": p50_onnx_ms(work / (student if stage == "distilled" else stage), data["queries"]),
-                     **result})
+                     "latency": p50_onnx_ms(work / folder, data["queries"]), **result})
+    rows = merge_seeds(rows)
 
     heads = (["test accuracy", "test macro-F1"] if args.dataset == "phrasebank"
              else ["test P", "test R", "test F1"])
     names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
              "distilled": f"MiniLM distilled from {args.teacher} (T={args.temperature:g}, alpha={args.alpha:g}"
-                          + (f", +{data['unlabeled_count']} unlabelled texts)" if args.unlabeled_rest else ")")}
+                          + (f", +{data['unlabeled_count']} unlabelled texts" if args.unlabeled_rest else "")
+                          + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
+                             f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
+                          + ")"}
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
     validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"
@@ -282,8 +329,11 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
         seconds += " (resumed part only)" if row["resumed"] else ""
         epochs = "n/a" if row["epochs"] is None else f"{row['epochs']:g}"
         latency = row["latency"] if isinstance(row["latency"], str) else f"{row['latency']:.1f}"
-        print(f"| {names[row['stage']]} | {' | '.join(metric_cells(args.dataset, row['test']))} | "
-              f"{fmt_value(args.dataset, row['validation'])} | {seconds} | {epochs} | {latency} |")
+        name = names[row["stage"]] + (f", mean ± sd of {row['seeds']} seeds" if row.get("seeds") else "")
+        validation_cell = fmt_value(args.dataset, row["validation"]) + (
+            f" ± {fmt_value(args.dataset, row['validation_sd'])}" if "validation_sd" in row else "")
+        print(f"| {name} | {' | '.join(metric_cells(args.dataset, row['test'], row.get('test_sd')))} | "
+              f"{validation_cell} | {seconds} | {epochs} | {latency} |")
 
     by_stage = {row["stage"]: row["test"][primary] for row in rows}
     gain = by_stage["teacher"] - by_stage["minilm"]

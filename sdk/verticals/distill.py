@@ -22,7 +22,7 @@ from .tasks.transformer import TransformerTask
 
 
 def distill(
-    teacher: str | Path,
+    teacher: str | Path | Sequence[str | Path],
     train: Any,
     *,
     output: str | Path,
@@ -34,33 +34,70 @@ def distill(
     backbone: str | None = None,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    student_temperature: float | None = None,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
+    layer_map: str | Sequence[tuple[int, int]] | None = None,
+    hidden_weight: float = 0.0,
+    attention_weight: float = 0.0,
     overwrite: bool = False,
     resume: bool = False,
+    teacher_cache: str | Path | None = None,
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
     The student is the teacher's task with the default backbone (the embedded MiniLM) unless ``backbone``
     or ``training.backbone`` says otherwise; ``config``/``overrides`` work as in :func:`verticals.train`.
     ``unlabeled`` (a file, a list of texts...) adds records without labels. The loss is
-    ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(gold)`` with ``T =
-    temperature``. bundle.json records the teacher's digest under ``model.distilled_from``. ``resume``
-    continues an interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
+    ``alpha * T * Ts * KL(teacher_T || student_Ts) + (1 - alpha) * cross-entropy(gold)`` with ``T =
+    temperature`` and ``Ts = student_temperature`` (default: T), plus the intermediate-layer terms below.
+
+    * ``teacher`` may be a list of bundles (an ensemble): their probabilities are averaged, each aligned to the
+      first teacher's label order by label name; teachers with different label sets are refused.
+    * Teacher outputs (raw logits) are computed once per input set and kept in ``<output>.teacher-outputs``,
+      keyed by each teacher's bundle digest and the inputs: a rerun or ``resume`` reuses them, another teacher
+      recomputes them. ``teacher_cache`` names another folder, e.g. one shared by several students.
+    * ``hidden_weight`` > 0: pooled hidden states of student layers learn the first teacher's through a
+      training-only projection (PKD); ``attention_weight`` > 0: MiniLMv2 self-attention relations (both models
+      must share a tokenizer). ``layer_map`` pairs ``"student:teacher,..."`` layers (1-based) or ``"auto"``
+      (default: uniform). Both weights default to 0 (logits only) until a measurement says otherwise.
+    * ``epochs`` and ``learning_rate`` set the student's ``training.epochs``/``training.learning_rate``
+      (default: the task's training defaults); they win over ``overrides``. Selection of the best epoch is on
+      validation, as in :func:`verticals.train`; test data is only scored.
+
+    bundle.json records the teachers' digests under ``model.distilled_from``. ``resume`` continues an
+    interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
     """
     from . import api
+    from .tasks.distillation import LayerOptions, label_order
+    from .tasks.teacher_outputs import TeacherLogitsCache
 
-    if not temperature > 0 or temperature != temperature or temperature == float("inf"):
-        raise ConfigError(f"--temperature: expected a positive number, found {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"--alpha: expected a number from 0 (gold labels only) to 1 (teacher only), found {alpha}")
-    if Path(output).resolve() == Path(teacher).resolve():
-        raise ConfigError(f"--output {output} is the teacher bundle; write the student to another directory")
-    teacher_predictor = api.load(teacher)
-    teacher_task = teacher_predictor.task
-    if not isinstance(teacher_task, (TextClassificationTask, TokenClassificationTask)):
-        raise ConfigError(f"{teacher}: task '{teacher_predictor.info.task}' is neither text nor token "
-                          f"classification; distillation supports those and the packs built on them")
-    task = teacher_predictor.info.task
-    labels = {"labels": list(teacher_task.labels_)}  # the student answers with the teacher's labels, in order
+    _check_options(temperature, student_temperature, alpha, epochs, learning_rate, hidden_weight, attention_weight,
+                   layer_map)
+    paths = [teacher] if isinstance(teacher, (str, Path)) else list(teacher)
+    if not paths:
+        raise ConfigError("distill: give at least one teacher bundle")
+    for path in paths:
+        if Path(output).resolve() == Path(path).resolve():
+            raise ConfigError(f"--output {output} is the teacher bundle {path}; write the student to another directory")
+    predictors = [api.load(path) for path in paths]
+    tasks: list[Any] = [p.task for p in predictors]  # text/token classification tasks, checked below
+    for path, predictor in zip(paths, predictors, strict=True):
+        if not isinstance(predictor.task, (TextClassificationTask, TokenClassificationTask)):
+            raise ConfigError(f"{path}: task '{predictor.info.task}' is neither text nor token classification; "
+                              f"distillation supports those and the packs built on them")
+        if predictor.info.task != predictors[0].info.task:
+            raise ConfigError(f"{path}: task '{predictor.info.task}' differs from the first teacher's "
+                              f"'{predictors[0].info.task}'; an ensemble's teachers must solve one task")
+    first_labels = list(tasks[0].labels_)
+    for path, task_ in zip(paths[1:], tasks[1:]):
+        try:
+            label_order(list(task_.labels_), first_labels)
+        except ConfigError:
+            raise ConfigError(f"{path}: its labels {sorted(task_.labels_)[:8]} are not the first teacher's "
+                              f"{sorted(first_labels)[:8]}; an ensemble's teachers must share one label set") from None
+    task = predictors[0].info.task
+    labels = {"labels": first_labels}  # the student answers with the (first) teacher's labels, in order
     merged_config: str | Path | dict[str, Any] = labels
     if isinstance(config, dict):
         merged_config = deep_merge(labels, config)
@@ -68,16 +105,63 @@ def distill(
         from .config import read_config_file
 
         merged_config = deep_merge(labels, read_config_file(config))
-    student, spec, pack_name = api.build_task(task, merged_config, overrides, backbone)
+    student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, epochs, learning_rate),
+                                              backbone)
     if not isinstance(student, TransformerTask):  # a pack may register its own subclass for the task name
         raise ConfigError(f"task '{task}' does not build a transformer task here; it cannot learn from a teacher")
-    student.teacher = teacher_task
+    digests = [digest(path) for path in paths]
+    cache_dir = Path(teacher_cache) if teacher_cache is not None else Path(f"{output}.teacher-outputs")
+    for task_, teacher_digest in zip(tasks, digests, strict=True):
+        task_.logits_cache = TeacherLogitsCache(cache_dir, teacher_digest)
+    student.teacher = tasks[0] if len(tasks) == 1 else tasks
     student.distill_temperature, student.distill_alpha = float(temperature), float(alpha)
+    student.distill_student_temperature = float(student_temperature) if student_temperature else None
+    student.distill_layers = LayerOptions(layer_map, float(hidden_weight), float(attention_weight))
     student.distill_unlabeled = student.read(unlabeled, require_labels=False) if unlabeled is not None else []
     student.distillation_info_ = {
-        "teacher": str(teacher), "teacher_digest": digest(teacher), "teacher_task": task,
-        "teacher_backbone": teacher_predictor.info.model.get("backbone", {}).get("source"),
-        "temperature": float(temperature), "alpha": float(alpha), "unlabeled_records": len(student.distill_unlabeled),
+        "teacher": str(paths[0]), "teacher_digest": digests[0], "teacher_task": task,
+        "teacher_backbone": predictors[0].info.model.get("backbone", {}).get("source"),
+        "teachers": [{"path": str(path), "digest": d, "backbone": p.info.model.get("backbone", {}).get("source")}
+                     for path, d, p in zip(paths, digests, predictors, strict=True)],
+        "temperature": float(temperature), "alpha": float(alpha),
+        "student_temperature": float(student_temperature or temperature),
+        "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [list(p) for p in layer_map],
+        "hidden_weight": float(hidden_weight), "attention_weight": float(attention_weight),
+        "unlabeled_records": len(student.distill_unlabeled),
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
                           overwrite=overwrite, resume=resume)
+
+
+def _check_options(temperature: float, student_temperature: float | None, alpha: float, epochs: float | None,
+                   learning_rate: float | None, hidden_weight: float, attention_weight: float,
+                   layer_map: Any) -> None:
+    def positive(name: str, value: float) -> None:
+        if not value > 0 or value != value or value == float("inf"):
+            raise ConfigError(f"{name}: expected a positive number, found {value}")
+
+    positive("--temperature", temperature)
+    for name, value in (("--student-temperature", student_temperature), ("--epochs", epochs),
+                        ("--learning-rate", learning_rate)):
+        if value is not None:
+            positive(name, value)
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"--alpha: expected a number from 0 (gold labels only) to 1 (teacher only), found {alpha}")
+    for name, value in (("--hidden-weight", hidden_weight), ("--attention-weight", attention_weight)):
+        if not 0.0 <= value < float("inf"):
+            raise ConfigError(f"{name}: expected a weight >= 0 (0 = off), found {value}")
+    if layer_map is not None and not (hidden_weight > 0 or attention_weight > 0):
+        raise ConfigError("--layer-map: no intermediate-layer loss is on; give --hidden-weight and/or "
+                          "--attention-weight > 0 as well")
+
+
+def _schedule(overrides: Sequence[str] | dict[str, Any] | None, epochs: float | None,
+              learning_rate: float | None) -> Sequence[str] | dict[str, Any] | None:
+    """The student's own schedule options, after (so over) the user's overrides."""
+    extra = {**({"training.epochs": epochs} if epochs is not None else {}),
+             **({"training.learning_rate": learning_rate} if learning_rate is not None else {})}
+    if not extra:
+        return overrides
+    if isinstance(overrides, dict):  # nested, as resolve_config merges it
+        return deep_merge(overrides, {"training": {k.split(".", 1)[1]: v for k, v in extra.items()}})
+    return [*(overrides or []), *(f"{k}={v}" for k, v in extra.items())]

@@ -11,6 +11,7 @@ import torch
 from ..runtime import autocast, module_device
 
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+TEACHER_KEYS = ("teacher_input_ids", "teacher_attention_mask", "teacher_token_type_ids")
 
 
 class Collator:
@@ -42,6 +43,12 @@ class Collator:
                 batch["labels"] = torch.tensor(rows, dtype=torch.long)
             else:
                 batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        if "teacher_input_ids" in features[0]:  # the teacher's own tokenisation (intermediate-layer distillation)
+            teacher_length = max(len(f["teacher_input_ids"]) for f in features)
+            for key in TEACHER_KEYS:
+                if key in features[0]:  # padding ids are masked out, so 0 serves every tokenizer
+                    rows = [list(f[key]) + [0] * (teacher_length - len(f[key])) for f in features]
+                    batch[key] = torch.tensor(rows, dtype=torch.long)
         if "teacher_probs" in features[0]:  # a distillation's soft targets: per text, or per token (NaN = none)
             rows = [np.asarray(f["teacher_probs"], dtype=np.float32) for f in features]
             if rows[0].ndim == 2:

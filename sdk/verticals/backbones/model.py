@@ -26,6 +26,8 @@ class VerticalsModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        # set while a student learns a teacher's intermediate layers (verticals.distill); None otherwise
+        self.layer_distiller: Any = None  # a layer_distill.LayerDistiller (an nn.Module) or None
 
     def forward(
         self,
@@ -34,40 +36,60 @@ class VerticalsModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         teacher_probs: torch.Tensor | None = None,
+        teacher_input_ids: torch.Tensor | None = None,
+        teacher_attention_mask: torch.Tensor | None = None,
+        teacher_token_type_ids: torch.Tensor | None = None,
         **_: Any,
     ) -> HeadOutput:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.backbone(**kwargs).last_hidden_state
+        # intermediate layers are matched in training steps only (evaluation batches carry no teacher inputs)
+        layers = self.layer_distiller if self.training and teacher_input_ids is not None else None
+        if layers is not None:
+            layers.begin()
+        encoded = self.backbone(**kwargs, output_hidden_states=True) if layers is not None else self.backbone(**kwargs)
+        hidden = encoded.last_hidden_state
         if teacher_probs is None or self.distillation is None:
-            return self.head(hidden, attention_mask, labels)
-        output = self.head(hidden, attention_mask, None)
-        output.loss = distillation_loss(output.logits.float(), teacher_probs, labels, self.head.loss_fn,
-                                        *self.distillation)
+            output = self.head(hidden, attention_mask, labels)
+        else:
+            output = self.head(hidden, attention_mask, None)
+            output.loss = distillation_loss(output.logits.float(), teacher_probs, labels, self.head.loss_fn,
+                                            *self.distillation)
+        if layers is not None and output.loss is not None:
+            teacher_inputs = {"input_ids": teacher_input_ids, "attention_mask": teacher_attention_mask}
+            if teacher_token_type_ids is not None:
+                teacher_inputs["token_type_ids"] = teacher_token_type_ids
+            output.loss = output.loss + layers.loss(encoded.hidden_states, attention_mask, teacher_inputs)
         return output
 
-    # (temperature, alpha) while a student learns from a teacher's probabilities (verticals.distill)
-    distillation: tuple[float, float] | None = None
+    # (teacher temperature, alpha, student temperature) while a student learns from a teacher's probabilities
+    # (verticals.distill)
+    distillation: tuple[float, float, float] | None = None
 
     def hidden_size(self) -> int:
         return int(self.backbone.config.hidden_size)
 
 
 def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, labels: torch.Tensor | None,
-                      gold_loss: nn.Module, temperature: float, alpha: float) -> torch.Tensor:
+                      gold_loss: nn.Module, temperature: float, alpha: float,
+                      student_temperature: float | None = None) -> torch.Tensor:
     """Hinton et al. (2015): ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(gold)``. The
     teacher's distribution at temperature T is ``softmax(log p / T)`` (log-probabilities differ from logits
     by a per-row constant, which softmax ignores). Rows are texts, or tokens for a tagger; a NaN teacher
     row (padding, later subwords) has no target, and gold labels of -100 none either, so records without a
-    label only get the first term. T^2 keeps the soft term's gradients on the scale of the gold term."""
+    label only get the first term. T^2 keeps the soft term's gradients on the scale of the gold term.
+    ``student_temperature`` (default: T) divides the student's logits instead of T; the scale is then
+    ``T * T_student``, which is T^2 when they agree."""
+    student_temperature = student_temperature or temperature
     width = logits.shape[-1]
     flat, teacher = logits.reshape(-1, width), teacher_probs.reshape(-1, width).float()
     keep = ~torch.isnan(teacher).any(dim=-1)
     if bool(keep.any()):
         teacher_t = torch.softmax(torch.log(teacher[keep].clamp_min(1e-12)) / temperature, dim=-1)
-        student_t = torch.log_softmax(flat[keep] / temperature, dim=-1)
-        soft = torch.nn.functional.kl_div(student_t, teacher_t, reduction="batchmean") * temperature ** 2
+        student_t = torch.log_softmax(flat[keep] / student_temperature, dim=-1)
+        soft = torch.nn.functional.kl_div(student_t, teacher_t, reduction="batchmean") \
+            * temperature * student_temperature
     else:
         soft = flat.sum() * 0.0
     if labels is None or alpha >= 1.0 or not bool((labels != -100).any()):

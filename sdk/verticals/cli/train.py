@@ -37,10 +37,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from ..distill import distill
+    from ..errors import ConfigError
 
-    predictor = distill(args.teacher, args.train, output=args.output, unlabeled=args.unlabeled,
-                        validation=args.validation, test=args.test, config=args.config, overrides=args.set or [],
-                        backbone=args.backbone, temperature=args.temperature, alpha=args.alpha,
+    teachers = ([args.teacher] if args.teacher else []) + list(args.teachers or [])
+    if not teachers:
+        raise ConfigError("distill: give a teacher bundle (TEACHER_BUNDLE, or --teacher A --teacher B for an ensemble)")
+    predictor = distill(teachers if len(teachers) > 1 else teachers[0], args.train, output=args.output,
+                        unlabeled=args.unlabeled, validation=args.validation, test=args.test, config=args.config,
+                        overrides=args.set or [], backbone=args.backbone, temperature=args.temperature,
+                        alpha=args.alpha, student_temperature=args.student_temperature, epochs=args.epochs,
+                        learning_rate=args.learning_rate, layer_map=args.layer_map,
+                        hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
                         overwrite=args.overwrite, resume=args.resume)
     result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
               "distilled_from": predictor.info.model.get("distilled_from")}
@@ -77,12 +84,33 @@ def add_parser(sub: Any) -> None:
                     "--backbone) with the teacher's temperature-softened probabilities as targets, mixed with "
                     "the gold labels; the student is a normal bundle that records the teacher's digest. "
                     "Text classification and the packs built on it.")
-    distill.add_argument("teacher", metavar="TEACHER_BUNDLE")
+    distill.add_argument("teacher", metavar="TEACHER_BUNDLE", nargs="?")
+    distill.add_argument("--teacher", dest="teachers", action="append", metavar="BUNDLE",
+                         help="a teacher bundle; repeat for an ensemble (probabilities averaged, labels aligned "
+                              "by name; teachers with other label sets are refused)")
     add_training_options(distill, data_help="labelled training data", output_help="student bundle directory to write",
                          backbone_help="student backbone (default: all-MiniLM-L6-v2)")
     distill.add_argument("--unlabeled", metavar="PATH", help="unlabelled in-domain texts (same format; labels "
                          "not needed): the teacher labels them softly")
-    distill.add_argument("--temperature", type=float, default=2.0, help="softens both distributions (default 2)")
+    distill.add_argument("--temperature", type=float, default=2.0,
+                         help="softens the teacher's distribution, and the student's unless --student-temperature "
+                              "(default 2)")
+    distill.add_argument("--student-temperature", type=float, default=None,
+                         help="softens the student's distribution (default: --temperature)")
     distill.add_argument("--alpha", type=float, default=0.5,
                          help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
+    distill.add_argument("--epochs", type=float, default=None,
+                         help="the student's epoch budget (default: the task's training.epochs); best epoch "
+                              "chosen on validation")
+    distill.add_argument("--learning-rate", type=float, default=None,
+                         help="the student's learning rate (default: the task's training.learning_rate)")
+    distill.add_argument("--layer-map", default=None, metavar="S:T,...",
+                         help="student:teacher layer pairs (1-based) for the intermediate-layer losses, e.g. "
+                              "2:4,4:8,6:12, or 'auto' (default: uniform)")
+    distill.add_argument("--hidden-weight", type=float, default=0.0,
+                         help="weight of the pooled hidden-state MSE through a learned projection (PKD); "
+                              "default 0 = off")
+    distill.add_argument("--attention-weight", type=float, default=0.0,
+                         help="weight of the MiniLMv2 self-attention relation loss (teacher and student must "
+                              "share a tokenizer); default 0 = off")
     distill.set_defaults(func=cmd_distill)

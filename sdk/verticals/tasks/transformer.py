@@ -119,6 +119,10 @@ class TransformerTask(TaskType):
             param_groups=self._param_groups(model), **self._reporting(),
         )
         self.history_ = list(getattr(self.trainer_, "history_", []))
+        if self.teacher is not None:
+            from .distillation import detach_layer_distillation
+
+            detach_layer_distillation(model)
         self.model_ = model
         return self
 
@@ -129,10 +133,15 @@ class TransformerTask(TaskType):
     # Distillation (verticals.distill): a fitted teacher task with the same labels; its softmax over each
     # training record (and over unlabelled records, which add examples with no gold label) becomes the
     # student's soft target. distillation_info_ is recorded in bundle.json under model.distilled_from.
+    # ``teacher`` may be a list: an ensemble whose probabilities are averaged (aligned by label name).
     teacher: Any = None
     distill_unlabeled: Sequence[BaseModel] = ()
     distill_temperature: float = 2.0
+    distill_student_temperature: float | None = None  # None: the teacher's temperature
     distill_alpha: float = 0.5
+    distill_layers: Any = None  # tasks.distillation.LayerOptions: intermediate-layer losses
+    # A teacher's predict_logits goes through this cache (tasks.teacher_outputs) when distill sets it
+    logits_cache: Any = None
     distillation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
@@ -150,19 +159,20 @@ class TransformerTask(TaskType):
 
     def _with_teacher_probs(self, train: Sequence[BaseModel], features: list[dict[str, Any]],
                             model: VerticalsModel) -> list[dict[str, Any]]:
-        teacher_labels = list(getattr(self.teacher, "labels_", []))
-        if teacher_labels != list(self.labels_):
-            raise ConfigError(f"the teacher's labels {teacher_labels[:8]} differ from the student's "
-                              f"{list(self.labels_)[:8]}; a student learns the teacher's labels only")
+        from .distillation import add_layer_distillation, averaged_targets
+
         unlabeled = list(self.distill_unlabeled)
         extra = self.encode(unlabeled, with_labels=False) if unlabeled else []
         per_token = bool(features) and isinstance(features[0].get("labels"), list)
         for feature in extra:  # no gold label: the teacher's distribution is the only target
             feature["labels"] = [-100] * len(feature["input_ids"]) if per_token else -100
         every = [*features, *extra]
-        for feature, target in zip(every, self.soft_targets(self.teacher, [*train, *unlabeled], every), strict=True):
+        for feature, target in zip(every, averaged_targets(self, [*train, *unlabeled], every), strict=True):
             feature["teacher_probs"] = target
-        model.distillation = (self.distill_temperature, self.distill_alpha)
+        model.distillation = (self.distill_temperature, self.distill_alpha,
+                              self.distill_student_temperature or self.distill_temperature)
+        if self.distill_layers is not None and self.distill_layers.active:
+            add_layer_distillation(self, [*train, *unlabeled], every, model, self.distill_layers)
         return every
 
     def soft_targets(self, teacher: TransformerTask, records: Sequence[BaseModel],
@@ -188,7 +198,8 @@ class TransformerTask(TaskType):
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            is_head = name.startswith("head.")
+            # a new head, or the training-only projections of intermediate-layer distillation: both start random
+            is_head = name.startswith(("head.", "layer_distiller."))
             no_decay = param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
             groups.setdefault((is_head, no_decay), []).append(param)
         return [
@@ -200,9 +211,12 @@ class TransformerTask(TaskType):
     def predict_logits(self, records: Sequence[BaseModel]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
         self.check_is_fitted("model_")
         features = self.encode(records, with_labels=False)
-        logits = predict_logits(self.model_, features, self._collator(),
-                                batch_size=self.config.training.eval_batch_size, precision=self.precision_)
-        return features, logits
+
+        def compute() -> list[np.ndarray]:
+            return predict_logits(self.model_, features, self._collator(),
+                                  batch_size=self.config.training.eval_batch_size, precision=self.precision_)
+
+        return features, compute() if self.logits_cache is None else self.logits_cache.logits(features, compute)
 
     def predict(self, records):  # type: ignore[no-untyped-def,override]
         features, logits = self.predict_logits(records)

@@ -1,0 +1,99 @@
+"""A student task's side of distillation (verticals.distill): soft targets from one teacher or an ensemble,
+and the teacher inputs and losses of intermediate-layer distillation.
+
+An ensemble averages the teachers' probabilities (each teacher's outputs aligned to the student's label
+order by label name; teachers with other label sets are refused before training, in verticals.distill).
+Intermediate layers are matched against the first teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """``--layer-map`` (None/``auto``: uniform), ``--hidden-weight``, ``--attention-weight``."""
+
+    layer_map: str | Sequence[tuple[int, int]] | None = None
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.hidden_weight > 0 or self.attention_weight > 0
+
+
+def teachers_of(task: Any) -> list[Any]:
+    teacher = task.teacher
+    return list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+
+
+def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) -> list[int]:
+    """Columns of the teacher's outputs, in the student's label order; another label set is refused."""
+    if sorted(teacher_labels) != sorted(student_labels) or len(set(teacher_labels)) != len(teacher_labels):
+        missing = sorted(set(student_labels) - set(teacher_labels))
+        extra = sorted(set(teacher_labels) - set(student_labels))
+        raise ConfigError(f"teachers must share one label set: a teacher lacks {missing[:8]} and has {extra[:8]} "
+                          f"beyond the student's labels; distil from teachers of the same task and labels")
+    position = {label: i for i, label in enumerate(teacher_labels)}
+    return [position[label] for label in student_labels]
+
+
+def averaged_targets(task: Any, records: Sequence[BaseModel], features: list[dict[str, Any]]) -> list[np.ndarray]:
+    """Each teacher's soft targets for the student's ``features``, columns in the student's label order,
+    averaged over the teachers (NaN rows, which carry no target, are NaN for every teacher)."""
+    total: list[np.ndarray] | None = None
+    teachers = teachers_of(task)
+    for teacher in teachers:
+        order = label_order(list(teacher.labels_), list(task.labels_))
+        targets = [np.asarray(t, dtype=np.float64)[..., order] for t in task.soft_targets(teacher, records, features)]
+        total = targets if total is None else [a + b for a, b in zip(total, targets, strict=True)]
+    assert total is not None
+    return [(t / len(teachers)).astype(np.float32) for t in total]
+
+
+def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: list[dict[str, Any]],
+                           model: Any, options: LayerOptions) -> None:
+    """Give every training feature the first teacher's tokenisation of its record and attach the
+    intermediate-layer losses (and their training-only projections) to the student ``model``."""
+    from ..backbones.layer_distill import LayerDistiller, parse_layer_map
+
+    teacher = teachers_of(task)[0]
+    teacher_features = teacher.encode(list(records), with_labels=False)
+    if len(teacher_features) != len(features):
+        raise ConfigError(f"{task.task_name}: intermediate-layer distillation needs one model input per record for "
+                          f"teacher and student; this task splits records into windows")
+    if options.attention_weight > 0:
+        differ = sum(list(t["input_ids"]) != list(s["input_ids"]) for t, s in zip(teacher_features, features))
+        if differ:
+            raise ConfigError(f"--attention-weight: teacher and student tokenise {differ} of {len(features)} training "
+                              f"inputs differently; self-attention relations need one tokenizer (same vocabulary). "
+                              f"Use --hidden-weight, which compares pooled states")
+    for feature, theirs in zip(features, teacher_features, strict=True):
+        feature["teacher_input_ids"] = list(theirs["input_ids"])
+        feature["teacher_attention_mask"] = list(theirs["attention_mask"])
+        if "token_type_ids" in theirs:
+            feature["teacher_token_type_ids"] = list(theirs["token_type_ids"])
+    student_backbone = model.backbone
+    teacher_backbone = teacher.model_.backbone
+    pairs = parse_layer_map(options.layer_map, int(student_backbone.config.num_hidden_layers),
+                            int(teacher_backbone.config.num_hidden_layers))
+    model.layer_distiller = LayerDistiller(student_backbone, teacher_backbone, pairs,
+                                           hidden_weight=options.hidden_weight,
+                                           attention_weight=options.attention_weight)
+
+
+def detach_layer_distillation(model: Any) -> None:
+    """After training: hooks removed, teacher released, projection dropped (the bundle never holds it)."""
+    distiller = getattr(model, "layer_distiller", None)
+    if distiller is not None:
+        distiller.close()
+        model.layer_distiller = None

@@ -1,0 +1,238 @@
+"""Distillation beyond logits (issue 30): cached teacher outputs, ensembles, intermediate layers, the student's
+own schedule, and --resume across them. Tiny random models; seconds each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import verticals
+from safetensors import safe_open
+from transformers import BertConfig, BertModel
+from verticals.backbones.layer_distill import LayerDistiller, parse_layer_map
+from verticals.backbones.loading import load_backbone
+from verticals.backbones.model import distillation_loss
+from verticals.bundles.bundle import digest
+from verticals.distill import distill
+from verticals.errors import ConfigError
+from verticals.tasks.distillation import label_order
+from verticals.tasks.teacher_outputs import TeacherLogitsCache
+from verticals.testing import make_tiny_backbone
+
+from .conftest import WORDS, run_cli, text_rows, write_csv
+
+FAST = ["training.epochs=2", "training.batch_size=8", "training.learning_rate=0.003"]
+REVERSED = sorted(WORDS, reverse=True)
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> dict[str, Path]:
+    """Two teachers of one task with different label orders (and seeds), one with another label set."""
+    root = tmp_path_factory.mktemp("teachers")
+    train = write_csv(root / "train.csv", text_rows(16, 0))
+    validation = write_csv(root / "validation.csv", text_rows(4, 1))
+    verticals.train("text-classification", train, validation=validation, output=root / "a",
+                    overrides=[*FAST, "training.epochs=6"], backbone=str(tiny_backbone))
+    verticals.train("text-classification", train, validation=validation, output=root / "b",
+                    config={"labels": REVERSED}, overrides=[*FAST, "training.epochs=6", "training.seed=7"],
+                    backbone=str(tiny_backbone))
+    two = [row for row in text_rows(8, 0) if row["label"] != "account"]
+    verticals.train("text-classification", write_csv(root / "two.csv", two), output=root / "two-labels",
+                    overrides=["training.epochs=1"], backbone=str(tiny_backbone))
+    return {"a": root / "a", "b": root / "b", "two": root / "two-labels"}
+
+
+@pytest.fixture()
+def teacher_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the teacher forwards of distillation: the computations the cache could not spare (distill
+    routes every teacher's predict_logits through its cache; the student's own predictions do not count)."""
+    calls: list[int] = []
+    real = TeacherLogitsCache.logits
+
+    def counted(self, features, compute):  # type: ignore[no-untyped-def]
+        def forward():  # type: ignore[no-untyped-def]
+            calls.append(len(features))
+            return compute()
+        return real(self, features, forward)
+
+    monkeypatch.setattr(TeacherLogitsCache, "logits", counted)
+    return calls
+
+
+# ---- teacher-output cache ---------------------------------------------------------------------------------
+def test_cache_reads_what_it_wrote_and_refuses_another_teachers_file(tmp_path: Path) -> None:
+    features = [{"input_ids": [101, 7, 102]}, {"input_ids": [101, 8, 9, 102]}]
+    calls: list[int] = []
+
+    def compute() -> list[np.ndarray]:
+        calls.append(1)
+        return [np.array([0.5, -1.0, 2.0], np.float32), np.array([1.0, 0.0, -3.0], np.float32)]
+
+    cache = TeacherLogitsCache(tmp_path, "a" * 64)
+    first = cache.logits(features, compute)
+    again = cache.logits(features, compute)
+    assert len(calls) == 1 and all(np.array_equal(x, y) for x, y in zip(first, again))
+    path = next(tmp_path.glob("*.safetensors"))
+    with safe_open(str(path), framework="np") as handle:
+        assert handle.metadata()["teacher_digest"] == "a" * 64  # safetensors, keyed inside too
+    # another teacher: its own file, computed
+    TeacherLogitsCache(tmp_path, "b" * 64).logits(features, compute)
+    assert len(calls) == 2
+    # a teacher whose digest shares the file name's 16-character prefix: the full digest inside decides
+    other = TeacherLogitsCache(tmp_path, "a" * 16 + "c" * 48)
+    assert other.path("x" * 64).name.startswith(path.name.split("-")[0])
+    other.logits(features, compute)
+    assert len(calls) == 3
+    # other inputs: computed
+    cache.logits([{"input_ids": [101, 5, 102]}], lambda: [np.zeros(3, np.float32)])
+    assert cache.misses == 2 and cache.hits == 1
+    # per-token logits (a tagger) round-trip with their lengths
+    tagger = TeacherLogitsCache(tmp_path / "t", "d" * 64)
+    rows = [np.arange(6, dtype=np.float32).reshape(3, 2), np.ones((4, 2), np.float32)]
+    tagger.logits(features, lambda: rows)
+    back = tagger.logits(features, lambda: [])
+    assert [r.shape for r in back] == [(3, 2), (4, 2)] and np.array_equal(back[0], rows[0])
+
+
+def test_rerun_reuses_teacher_outputs_and_a_new_teacher_recomputes(teachers: dict[str, Path], tmp_path: Path,
+                                                                    teacher_calls: list[int]) -> None:
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teachers["a"], teacher)
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    student = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1, hidden_size=16))
+    run = {"output": tmp_path / "s", "backbone": student, "overrides": FAST, "unlabeled": ["my invoice and bill"]}
+    distill(teacher, train, **run)
+    assert len(teacher_calls) == 1, "one teacher forward over training + unlabelled texts"
+    assert list((tmp_path / "s.teacher-outputs").glob("*.safetensors"))
+    distill(teacher, train, **run, overwrite=True)
+    assert len(teacher_calls) == 1, "a rerun reads the cached outputs"
+    # the teacher at the same path is replaced by another bundle: its digest differs, so it is asked again
+    shutil.rmtree(teacher)
+    shutil.copytree(teachers["b"], teacher)
+    distill(teacher, train, **run, overwrite=True)
+    assert len(teacher_calls) == 2
+    info = json.loads((tmp_path / "s" / "bundle.json").read_text(encoding="utf-8"))
+    assert info["model"]["distilled_from"]["teacher_digest"] == digest(teachers["b"])
+
+
+# ---- ensemble ---------------------------------------------------------------------------------------------
+def test_label_order_aligns_by_name_and_refuses_other_sets() -> None:
+    assert label_order(["c", "a", "b"], ["a", "b", "c"]) == [1, 2, 0]
+    with pytest.raises(ConfigError, match="one label set"):
+        label_order(["a", "b"], ["a", "b", "c"])
+
+
+def test_ensemble_of_teachers_with_different_label_orders(teachers: dict[str, Path], tmp_path: Path) -> None:
+    a, b = verticals.load(teachers["a"]), verticals.load(teachers["b"])
+    assert a.labels != b.labels and sorted(a.labels) == sorted(b.labels)
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    student = distill([teachers["a"], teachers["b"]], train, output=tmp_path / "s", alpha=1.0,
+                      backbone=str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1)),
+                      overrides=[*FAST, "training.epochs=6"])
+    recorded = student.info.model["distilled_from"]["teachers"]
+    assert [t["digest"] for t in recorded] == [digest(teachers["a"]), digest(teachers["b"])]
+    assert student.labels == a.labels
+    # the averaged target is in the student's order: the student agrees with what both teachers say
+    texts = [row["text"] for row in text_rows(6, 4)]
+    both = [x.label for x, y in zip(a.predict(texts), b.predict(texts)) if x.label == y.label]
+    mine = [p.label for p, x, y in zip(verticals.load(tmp_path / "s").predict(texts), a.predict(texts),
+                                        b.predict(texts)) if x.label == y.label]
+    assert both and sum(m == t for m, t in zip(mine, both)) / len(both) >= 0.6
+
+
+def test_cli_refuses_an_ensemble_with_another_label_set(teachers: dict[str, Path], tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "train.csv", text_rows(4, 2))
+    result = run_cli("distill", "--teacher", str(teachers["a"]), "--teacher", str(teachers["two"]),
+                     "--train", str(train), "--output", str(tmp_path / "s"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "one label set" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "s").exists()
+    result = run_cli("distill", str(teachers["a"]), "--train", str(train), "--output", str(tmp_path / "s"),
+                     "--layer-map", "1:2")
+    assert result.returncode == 2 and "--layer-map" in result.stderr, result.stderr
+
+
+# ---- intermediate layers ----------------------------------------------------------------------------------
+def _bert(hidden: int, layers: int, heads: int, seed: int) -> BertModel:
+    torch.manual_seed(seed)
+    return BertModel(BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                intermediate_size=hidden * 2, max_position_embeddings=64))
+
+
+@pytest.mark.parametrize(("hidden_weight", "attention_weight"), [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_layer_losses_with_mismatched_widths_are_finite_and_decrease(hidden_weight: float,
+                                                                     attention_weight: float) -> None:
+    teacher, student = _bert(64, 4, 4, 0), _bert(32, 2, 2, 1)  # other widths, depths and head counts
+    pairs = parse_layer_map("auto", 2, 4)
+    assert pairs == [(1, 2), (2, 4)]
+    distiller = LayerDistiller(student, teacher, pairs, hidden_weight=hidden_weight, attention_weight=attention_weight)
+    assert distiller.projections[0].weight.shape == (64, 32)
+    ids = torch.randint(1, 100, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[2:, 9:] = 0  # padding is ignored
+    params = [*student.parameters(), *distiller.parameters()]
+    assert not any(p.requires_grad for p in teacher.parameters())
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(8):
+        distiller.begin()
+        hidden = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        loss = distiller.loss(hidden, mask, {"input_ids": ids, "attention_mask": mask})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[0] > 0
+    assert losses[-1] < losses[0], losses
+    distiller.close()
+    assert not distiller._hooks
+
+
+def test_layer_map_option_is_checked() -> None:
+    assert parse_layer_map("1:2,2:4", 2, 4) == [(1, 2), (2, 4)]
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_layer_map("3:4", 2, 4)
+    with pytest.raises(ConfigError, match="STUDENT:TEACHER"):
+        parse_layer_map("2-4", 2, 4)
+
+
+def test_student_temperature_is_separate_from_the_teachers() -> None:
+    probs = torch.tensor([[0.7, 0.2, 0.1]])
+    ce = torch.nn.CrossEntropyLoss()
+    same = distillation_loss(torch.log(probs), probs, None, ce, 2.0, 1.0, 2.0)
+    sharper = distillation_loss(torch.log(probs), probs, None, ce, 2.0, 1.0, 1.0)
+    assert same.item() == pytest.approx(0.0, abs=1e-6) and sharper.item() > 1e-3
+
+
+def test_layer_distillation_resumes_with_cached_teacher_outputs(teachers: dict[str, Path], tmp_path: Path,
+                                                                 teacher_calls: list[int]) -> None:
+    """Hidden + attention losses from a 32-wide teacher into a 16-wide student, the student's own schedule,
+    then an interrupted run resumed: the teacher outputs come from the cache, training continues, and the
+    student bundle is a plain bundle (no projection) that loads and predicts."""
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    student_bert = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1, hidden_size=16))
+    common = {"output": tmp_path / "s", "backbone": student_bert, "hidden_weight": 1.0, "attention_weight": 0.5,
+              "layer_map": "1:2", "learning_rate": 0.003, "student_temperature": 1.0,
+              "overrides": ["training.batch_size=8", "training.keep_checkpoints=true"]}
+    distill(teachers["a"], train, epochs=1, **common)
+    assert len(teacher_calls) == 1
+    resumed = distill(teachers["a"], train, epochs=2, resume=True, overwrite=True, **common)
+    assert len(teacher_calls) == 1, "--resume reads the cached teacher outputs"
+    assert resumed.task.trainer_.epochs_run_ == pytest.approx(2.0)
+    assert [entry["epoch"] for entry in resumed.info.history] == [2]
+    info = json.loads((tmp_path / "s" / "bundle.json").read_text(encoding="utf-8"))
+    recorded = info["model"]["distilled_from"]
+    assert (recorded["hidden_weight"], recorded["attention_weight"], recorded["layer_map"]) == (1.0, 0.5, "1:2")
+    assert recorded["student_temperature"] == 1.0 and info["config"]["training"]["epochs"] == 2
+    assert info["config"]["training"]["learning_rate"] == 0.003
+    plain = make_tiny_backbone(tmp_path / "plain", seed=1, layers=1, hidden_size=16)
+    loaded = verticals.load(tmp_path / "s")
+    assert loaded.task.model_.layer_distiller is None
+    head = 16 * 3 + 3  # hidden -> 3 labels
+    backbone = sum(p.numel() for p in load_backbone(str(plain)).parameters())
+    assert info["model"]["parameters"] <= backbone + head + 16 * 16 + 16, "no 16 -> 32 projection in the bundle"
+    assert len(loaded.predict(["my invoice"])) == 1
