@@ -38,8 +38,11 @@ class Batcher:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while (first := self._queue.get()) is not None:
-            items, size, stop = [first], len(first[0]), False
+        carried: tuple[list[Any], Future[list[Any]], float] | None = None  # did not fit the previous pass
+        while (first := carried or self._queue.get()) is not None:
+            items, size, stop, carried = [first], len(first[0]), False, None
+            # Adaptive: only what queued while the previous pass ran joins this one (no added wait), up to
+            # max_records in all; a request that would pass the bound opens the next pass instead.
             while size < self._max_records:
                 try:
                     item = self._queue.get_nowait()
@@ -47,6 +50,9 @@ class Batcher:
                     break
                 if item is None:
                     stop = True
+                    break
+                if size + len(item[0]) > self._max_records:
+                    carried = item
                     break
                 items.append(item)
                 size += len(item[0])

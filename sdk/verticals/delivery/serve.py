@@ -32,6 +32,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -287,7 +288,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(sdk_version=__version__, models=names)
+        return Health(sdk_version=__version__, models=names, pid=os.getpid())
 
     add_routes(app, readiness, monitor, names)
 
@@ -334,6 +335,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                        guard: list[Any], log: Any = None, model_digest: str | None = None,
                        monitor: Any = None) -> None:
     from fastapi import Body, HTTPException
+    from fastapi.responses import Response
 
     from .docs import request_examples, response_example
 
@@ -384,7 +386,10 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                 log.log_predictions(name, model_digest or "", logged)
             except VerticalsError as exc:  # the predictions stand; feedback on them then needs the input
                 logger.warning("predictions not logged: %s", exc)
-        return response_model(model=name, task=predictor.task_name, results=results)
+        # Serialised once, in pydantic's Rust encoder: returning the model would make FastAPI dump it, validate
+        # the dump against response_model again and encode it with json.dumps (a third of a request's time)
+        return Response(response_model(model=name, task=predictor.task_name, results=results).model_dump_json(),
+                        media_type="application/json")
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
     keyed = bool(guard)  # the schema stays public with a key: examples then hold no bundle data (_serve_docs)
