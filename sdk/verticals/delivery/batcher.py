@@ -29,9 +29,14 @@ class Batcher:
         self._thread.start()
 
     def __call__(self, records: list[Any]) -> list[Any]:
+        return self.submit(records).result()
+
+    def submit(self, records: list[Any]) -> Future[list[Any]]:
+        """Queue ``records`` for a pass; the future holds their predictions (an event loop awaits it through
+        ``asyncio.wrap_future`` instead of parking a thread on it)."""
         future: Future[list[Any]] = Future()
         self._queue.put((records, future, time.perf_counter()))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self._queue.put(None)
