@@ -140,26 +140,37 @@ def test_workers_refuse_a_bad_bundle_before_starting(tmp_path: Path) -> None:
     assert len(errors) == 1 and "missing" in errors[0], process.stderr
 
 
-def test_two_workers_answer_on_one_port_and_drain_on_sigterm(bundle: Path) -> None:
+def test_two_workers_answer_on_one_port_and_drain_on_sigterm(bundle: Path, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([sys.executable, "-m", "verticals", "serve", str(bundle), "--port", str(port),
-                                "--workers", "2", "--engine", "torch"], env=dict(os.environ, VERTICALS_PLUGINS=""),
+                                "--workers", "2", "--engine", "torch", "--feedback-db", str(tmp_path / "fb.db"),
+                                "--log-predictions"], env=dict(os.environ, VERTICALS_PLUGINS=""),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pids: set[int] = set()
+    stored = 0
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(pids) < 2 and process.poll() is None:
             try:  # a new connection each time: the kernel hands connections to whichever worker accepts
                 with httpx.Client(timeout=5) as client:
-                    if client.get(f"{base}/ready").status_code == 200:
-                        pids.add(client.get(f"{base}/health").json()["pid"])
-                        answer = client.post(f"{base}/v1/models/bundle/predict", json={"inputs": ["good film"]})
-                        assert answer.status_code == 200 and answer.json()["results"][0]["ok"]
-                        assert answer.headers["x-request-id"]
+                    if client.get(f"{base}/ready").status_code != 200:  # this worker still warms up
+                        time.sleep(0.2)
+                        continue
+                    pids.add(client.get(f"{base}/health").json()["pid"])
+                    answer = client.post(f"{base}/v1/models/bundle/predict", json={"inputs": ["good film"]})
+                    assert answer.status_code == 200 and answer.json()["results"][0]["ok"]
+                    assert answer.headers["x-request-id"]
+                    prediction_id = answer.json()["results"][0]["prediction_id"]
+                with httpx.Client(timeout=5) as other:  # maybe the other worker: the database is shared
+                    feedback = other.post(f"{base}/v1/models/bundle/feedback",
+                                          json={"prediction_id": prediction_id, "label": "neg"})
+                    assert feedback.status_code == 200 and feedback.json()["stored"], feedback.text
+                    stored += 1
             except httpx.TransportError:
                 time.sleep(0.2)
         assert len(pids) == 2 and process.pid not in pids  # both workers serve; the parent only supervises
+        assert stored >= 2
         process.send_signal(signal.SIGTERM)
         code = process.wait(60)
     finally:

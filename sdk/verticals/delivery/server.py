@@ -82,6 +82,10 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
 
         for bundle in bundles:  # a bad bundle: one line from here, not one from each worker
             verify(Path(bundle))
+        if feedback_db is not None:  # created (or refused) once here: workers racing to create it could not
+            from ..operate.feedback import FeedbackStore  # agree on one file
+
+            FeedbackStore(feedback_db, retention=log_retention).close()
         configure_logging(log_format, log_level)
         logger.info("serving %d bundle(s) on http://%s:%d with %d workers", len(bundles), host,
                     sock.getsockname()[1], workers)
