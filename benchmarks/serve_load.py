@@ -42,7 +42,7 @@ QUERIES = [
     "Can I pay with a gift card?",
     "what is the weather like on mars",
 ]
-DEFAULT_OPTIONS = ["--no-metrics", "--no-batching", "--workers 2"]
+DEFAULT_OPTIONS = ["--no-batching", "--workers 2", "--engine torch"]
 # wrk reads the POST bodies from this script and prints one parsable line at the end of a run
 WRK_SCRIPT = """
 local queries = {%s}
@@ -162,6 +162,38 @@ def measure(url: str, connections: int, duration: float, script: Path | None) ->
     return asyncio.run(run_python(url, connections, duration))
 
 
+def metrics_cost(serve: list[str], route: str, connections: int, rounds: int, script: Path | None,
+                 tmp: Path) -> tuple[list[float], list[float]]:
+    """Requests/s with and without ``--no-metrics``: both servers up at once and measured in alternation, so
+    that both see the same machine load (one after the other, the load of the moment decides)."""
+    ports, processes = [free_port(), free_port()], []
+    try:
+        for port, extra in zip(ports, ([], ["--no-metrics"])):
+            processes.append(start(serve + extra + ["--port", str(port)], tmp / f"pair-{port}.log"))
+        for port, process in zip(ports, processes):
+            wait_ready(port, process, tmp / f"pair-{port}.log")
+            measure(f"http://127.0.0.1:{port}{route}", connections, 2.0, script)  # warm-up
+        results: tuple[list[float], list[float]] = ([], [])
+        for _ in range(rounds):
+            for side, port in enumerate(ports):
+                results[side].append(measure(f"http://127.0.0.1:{port}{route}", connections, 5.0, script)["rps"])
+        return results
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(60)
+
+
+def cpu_kind() -> str:
+    """What the CPU offers inference (the engines' choice depends on it): AMX, AVX-512 VNNI, AVX2 or less."""
+    flags = set(next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), []))
+    for kind, needs in (("AMX", {"amx_tile", "amx_bf16"}), ("AVX-512 VNNI", {"avx512_vnni"}), ("AVX2", {"avx2"})):
+        if needs <= flags:
+            return kind
+    return "no AVX2"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -177,11 +209,14 @@ def main() -> None:
                         help=f"a `verticals serve` option set to measure, repeatable (default: {DEFAULT_OPTIONS})")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell (after a 2 s warm-up)")
+    parser.add_argument("--metrics-rounds", type=int, default=4,
+                        help="alternating rounds of the metrics on/off comparison (0: skip it)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the FastAPI + pipeline() baseline")
     parser.add_argument("--python-client", action="store_true", help="use the Python client even if wrk exists")
     args = parser.parse_args()
 
     bundle = args.bundle or build_bundle(args.work)
+    load_before = os.getloadavg()[0]
     offline = offline_rps(bundle)
     servers: list[tuple[str, list[str], str]] = []
     serve = [sys.executable, "-m", "verticals", "serve", str(bundle), "--host", "127.0.0.1"]
@@ -212,12 +247,15 @@ def main() -> None:
                 process.terminate()
                 process.wait(60)
             print(f"measured {name}", file=sys.stderr, flush=True)
+        pair = metrics_cost(serve, path, max(args.connections), args.metrics_rounds, script, Path(tmp)) \
+            if args.metrics_rounds else None
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     high = max(args.connections)
     print(f"\n{bundle.name}, one record per POST, loopback, {args.duration:g} s per cell, client "
-          f"{'wrk' if client else 'python/httpx (shares the CPU)'}; {os.cpu_count()} cores, {cpu}")
+          f"{'wrk' if client else 'python/httpx (shares the CPU)'}; {os.cpu_count()} cores, {cpu} ({cpu_kind()}); "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other work shares the cores)")
     print(f"offline (one batched predict of 256 records): {offline:.1f} records/s\n")
     head = "".join(f" | req/s @{c} | p50 ms @{c} | p99 ms @{c}" for c in args.connections)
     print(f"| {'server':<24}{head} | errors | % of offline @{high} |")
@@ -228,9 +266,11 @@ def main() -> None:
         errors = sum(int(cells[c]["errors"]) for c in args.connections)
         print(f"| {name:<24}{parts} | {errors:>6} | {100 * cells[high]['rps'] / offline:>9.0f} % |")
     named = dict(rows)
-    if "serve (defaults)" in named and "serve --no-metrics" in named:
-        on, off = named["serve (defaults)"][high]["rps"], named["serve --no-metrics"][high]["rps"]
-        print(f"\nmetrics on / off at {high} connections: {on / off:.3f} (cost {100 * (1 - on / off):+.1f} %)")
+    if pair is not None:
+        on, off = sum(pair[0]), sum(pair[1])
+        print(f"\nmetrics on / off at {high} connections, {args.metrics_rounds} alternating 5 s rounds on two "
+              f"servers up at once: {on / off:.3f} (cost {100 * (1 - on / off):+.1f} %; per round "
+              f"{', '.join(f'{a / b:.3f}' for a, b in zip(*pair))})")
     if "serve (defaults)" in named and "FastAPI+pipeline()" in named:
         print(f"serve (defaults) / FastAPI+pipeline() at {high} connections: "
               f"{named['serve (defaults)'][high]['rps'] / named['FastAPI+pipeline()'][high]['rps']:.1f}x")
