@@ -228,13 +228,13 @@ def test_batcher_reports_waits_passes_and_sizes_and_survives_a_broken_observer()
 
 # ---- a real `verticals serve` process: SIGTERM with requests in flight, JSON logs ---------------------------
 SLOW_SERVE = """
-import sys, time
+import asyncio, sys
 import verticals.delivery.serve as serve
-original = serve.predict_records
-def slow(batcher, records):  # every request stays in flight for a while, so SIGTERM finds them running
-    time.sleep(float(sys.argv[1]))
-    return original(batcher, records)
-serve.predict_records = slow
+original = serve.predict_records_async
+async def slow(batcher, records):  # every request stays in flight for a while, so SIGTERM finds them running
+    await asyncio.sleep(float(sys.argv[1]))
+    return await original(batcher, records)
+serve.predict_records_async = slow
 from verticals.cli import main
 sys.exit(main(sys.argv[2:]))
 """

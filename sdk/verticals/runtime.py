@@ -58,9 +58,21 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_thread_limit: int | None = None
+
+
+def limit_threads(threads: int) -> None:
+    """Cap this process's intra-op threads below its cores (a serving worker of N takes cores / N, so N
+    workers use the cores once); set by the process before it loads models, never at import."""
+    global _thread_limit
+    _thread_limit = max(1, threads)
+    torch.set_num_threads(_thread_limit)
+
+
 def configure_threads(num_threads: int | None) -> int:
-    """Use every core we are allowed (not more: oversubscription hurts small machines)."""
-    threads = num_threads or available_cores()
+    """Use every core we are allowed (not more: oversubscription hurts small machines), or the process's
+    ``limit_threads`` share of them."""
+    threads = num_threads or _thread_limit or available_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

@@ -21,7 +21,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     for option, value, low, high in (("--port", args.port, 1, 65535), ("--max-batch", args.max_batch, 1, None),
-                                     ("--max-chars", args.max_chars, 1, None)):
+                                     ("--max-chars", args.max_chars, 1, None),
+                                     ("--workers", args.workers, 1, None)):
         if value < low or (high is not None and value > high):
             expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
             raise ConfigError(f"{option} {value} is out of range; expected {expected}")
@@ -43,7 +44,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
               overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
-              log_retention=args.log_retention, page=not args.no_page, log_format=args.log_format)
+              log_retention=args.log_retention, page=not args.no_page, log_format=args.log_format,
+              workers=args.workers)
     return 0
 
 
@@ -57,8 +59,13 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--max-chars", type=int, default=20_000, metavar="N",
                        help="most characters of text per record (that record fails with 422)")
     add_engine_option(serve, "auto")
-    serve.add_argument("--batching", action="store_true",
-                       help="predict concurrent requests together in one forward pass (default: one per request)")
+    # Serving speed (benchmarks/serve_load.py measured the defaults; README "Serving performance")
+    serve.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
+                       help="predict the records of requests that queue while a forward pass runs together in the "
+                            "next pass (no added wait at low load; at most --max-batch records); default: on")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes answering on the port, each with cores/N threads (default: 1; each worker "
+                            "loads the models and keeps its own /metrics)")
     serve.add_argument("--api-key", metavar="KEY",
                        help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /v1 routes (default: the "
                             "VERTICALS_API_KEY environment variable; prefer it, a command line is visible to others)")

@@ -29,17 +29,25 @@ class Batcher:
         self._thread.start()
 
     def __call__(self, records: list[Any]) -> list[Any]:
+        return self.submit(records).result()
+
+    def submit(self, records: list[Any]) -> Future[list[Any]]:
+        """Queue ``records`` for a pass; the future holds their predictions (an event loop awaits it through
+        ``asyncio.wrap_future`` instead of parking a thread on it)."""
         future: Future[list[Any]] = Future()
         self._queue.put((records, future, time.perf_counter()))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while (first := self._queue.get()) is not None:
-            items, size, stop = [first], len(first[0]), False
+        carried: tuple[list[Any], Future[list[Any]], float] | None = None  # did not fit the previous pass
+        while (first := carried or self._queue.get()) is not None:
+            items, size, stop, carried = [first], len(first[0]), False, None
+            # Adaptive: only what queued while the previous pass ran joins this one (no added wait), up to
+            # max_records in all; a request that would pass the bound opens the next pass instead.
             while size < self._max_records:
                 try:
                     item = self._queue.get_nowait()
@@ -47,6 +55,9 @@ class Batcher:
                     break
                 if item is None:
                     stop = True
+                    break
+                if size + len(item[0]) > self._max_records:
+                    carried = item
                     break
                 items.append(item)
                 size += len(item[0])

@@ -4,6 +4,7 @@ error while the others are answered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -57,18 +58,32 @@ def predict_records(batcher: Any, records: list[Any]) -> list[Any]:
     its own 422 :class:`RecordError` and the others their predictions. Any other exception is a bug: it is
     logged and that record alone gets a 500."""
     try:
-        return batcher(records)
+        return batcher(records)  # type: ignore[no-any-return]
     except Exception as exc:  # noqa: BLE001 - narrowed to the records at fault, then told apart below
         if len(records) > 1:
             return [predict_records(batcher, [record])[0] for record in records]
-        error = exc
+        return [record_error(exc)]
+
+
+async def predict_records_async(batcher: Any, records: list[Any]) -> list[Any]:
+    """:func:`predict_records` for the event loop: awaits the batcher's pass without holding a thread."""
+    try:
+        return await asyncio.wrap_future(batcher.submit(records))  # type: ignore[no-any-return]
+    except Exception as exc:  # noqa: BLE001 - as in predict_records
+        if len(records) > 1:
+            return [(await predict_records_async(batcher, [record]))[0] for record in records]
+        return [record_error(exc)]
+
+
+def record_error(error: Exception) -> RecordError:
+    """The answer for one record whose prediction raised: 422 for a refusal, 500 (logged) for a bug."""
     if isinstance(error, DataError):
-        return [RecordError(status=422, message=error.reason.removeprefix("Value error, "), field=error.field)]
+        return RecordError(status=422, message=error.reason.removeprefix("Value error, "), field=error.field)
     if isinstance(error, VerticalsError):
-        return [RecordError(status=422, message=str(error))]
+        return RecordError(status=422, message=str(error))
     logger.error("internal error predicting one record", exc_info=error)
-    return [RecordError(status=500, message=f"internal error ({type(error).__name__}) predicting this record; "
-                                            f"the server log has the details")]
+    return RecordError(status=500, message=f"internal error ({type(error).__name__}) predicting this record; "
+                                           f"the server log has the details")
 
 
 def check_item(predictor: Any, item: Any, index: int, limits: Any) -> Any:

@@ -32,6 +32,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -61,7 +62,7 @@ from .request_records import (  # noqa: F401 - MAX_DEPTH and scan_item: part of 
     check_item,
     feedback_body_problem,
     feedback_input,
-    predict_records,
+    predict_records_async,
     scan_item,
 )
 from .schemas import (  # noqa: F401 - the limits and answers of the API, importable from here as before
@@ -288,7 +289,7 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(sdk_version=__version__, models=names)
+        return Health(sdk_version=__version__, models=names, pid=os.getpid())
 
     add_routes(app, readiness, monitor, names)
 
@@ -335,13 +336,18 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                        guard: list[Any], log: Any = None, model_digest: str | None = None,
                        monitor: Any = None) -> None:
     from fastapi import Body, HTTPException
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
 
     from .docs import request_examples, response_example
 
     request_model, response_model = _schemas(name, predictor, limits)
     result_model = response_model.model_fields["results"].annotation.__args__[0]  # type: ignore[union-attr]
 
-    def predict(body: Any) -> Any:
+    # async: the request waits for its forward pass on the event loop (asyncio.wrap_future), not in a pool
+    # thread parked on the batcher, so 32 connections cost no 32 threads fighting over the GIL at each
+    # answer; the blocking work (explanations, the prediction log's SQLite write) still goes to the pool.
+    async def predict(body: Any) -> Any:
         inputs = list(body.inputs)
         if len(inputs) > limits.max_batch:
             raise HTTPException(413, f"{len(inputs)} records in one request; the limit is {limits.max_batch} "
@@ -363,7 +369,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                 results[i] = result_model(index=i, ok=False, error=checked)
             else:
                 valid.append((i, checked))
-        outcomes = predict_records(batcher, [record for _, record in valid]) if valid else []
+        outcomes = await predict_records_async(batcher, [record for _, record in valid]) if valid else []
         for (i, _), outcome in zip(valid, outcomes):
             results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
                 else result_model(index=i, ok=True, prediction=outcome, prediction_id=uuid.uuid4().hex)
@@ -374,7 +380,7 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                 [o for o in outcomes if not isinstance(o, RecordError)])
         for i, record in valid if explain else []:
             if results[i].ok:
-                outcome = explain_record(predictor, record)
+                outcome = await run_in_threadpool(explain_record, predictor, record)
                 results[i] = result_model(index=i, ok=False, error=outcome) if isinstance(outcome, RecordError) \
                     else result_model(index=i, ok=True, prediction=results[i].prediction,
                                       prediction_id=results[i].prediction_id, explanation=outcome)
@@ -382,10 +388,13 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
             logged = [(results[i].prediction_id, record, results[i].prediction) for i, record in valid
                       if results[i].ok]
             try:
-                log.log_predictions(name, model_digest or "", logged)
+                await run_in_threadpool(log.log_predictions, name, model_digest or "", logged)
             except VerticalsError as exc:  # the predictions stand; feedback on them then needs the input
                 logger.warning("predictions not logged: %s", exc)
-        return response_model(model=name, task=predictor.task_name, results=results)
+        # Serialised once, in pydantic's Rust encoder: returning the model would make FastAPI dump it, validate
+        # the dump against response_model again, then encode it with json.dumps
+        return Response(response_model(model=name, task=predictor.task_name, results=results).model_dump_json(),
+                        media_type="application/json")
 
     # The body type is built at run time, so it is set here rather than as a (stringified) annotation.
     keyed = bool(guard)  # the schema stays public with a key: examples then hold no bundle data (_serve_docs)

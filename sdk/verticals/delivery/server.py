@@ -56,23 +56,50 @@ def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
         show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
-        log_retention: str = "30d", page: bool = True, log_format: str = "text") -> None:
+        log_retention: str = "30d", page: bool = True, log_format: str = "text", workers: int = 1) -> None:
     """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do); logs go to
-    stderr as text or, with ``log_format="json"``, one JSON object per line. SIGTERM drains, then returns."""
+    stderr as text or, with ``log_format="json"``, one JSON object per line. SIGTERM drains, then returns.
+    ``workers``: processes answering on the port (:mod:`verticals.delivery.workers`)."""
     try:
         import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
-    from .monitoring import configure_logging, serve_draining
-
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is out of range; expected an integer >= 1")
     limits = limits or ServeLimits()
+    options = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
+                   overrides=list(overrides or []), api_key=api_key, cors_origins=list(cors_origins),
+                   show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
+                   log_retention=log_retention, page=page, log_format=log_format)
     # Bind before loading the models: a busy port fails in a second, with one line, not after loading.
     with listen_socket(host, port) as sock:
-        configure_logging(log_format, log_level)  # before loading: its notes and warnings in the same format
-        app = create_app(bundles, limits, engine, overrides, api_key=api_key, cors_origins=cors_origins,
-                         show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
-                         log_retention=log_retention, page=page)
-        logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
-                    "page at /, " if page else "")
-        serve_draining(uvicorn_config(app, limits, log_level=log_level, log_config=None), sock,
-                       app.state.readiness)
+        if workers == 1:
+            serve_on(sock, **options)
+            return
+        from ..bundles.bundle import verify
+        from .monitoring import configure_logging
+        from .workers import run_workers
+
+        for bundle in bundles:  # a bad bundle: one line from here, not one from each worker
+            verify(Path(bundle))
+        if feedback_db is not None:  # created (or refused) once here: workers racing to create it could not
+            from ..operate.feedback import FeedbackStore  # agree on one file
+
+            FeedbackStore(feedback_db, retention=log_retention).close()
+        configure_logging(log_format, log_level)
+        logger.info("serving %d bundle(s) on http://%s:%d with %d workers", len(bundles), host,
+                    sock.getsockname()[1], workers)
+        run_workers(sock, workers, serve_on, options, drain_timeout=limits.drain_timeout)
+
+
+def serve_on(sock: socket.socket, bundles: Sequence[str | Path], limits: ServeLimits, log_level: str = "info",
+             log_format: str = "text", **options: Any) -> None:
+    """Load the bundles and serve them on the bound ``sock`` (one process; ``run`` says what the options do)."""
+    from .monitoring import configure_logging, serve_draining
+
+    configure_logging(log_format, log_level)  # before loading: its notes and warnings in the same format
+    app = create_app(bundles, limits, **options)
+    host, port = sock.getsockname()[:2]
+    logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
+                "page at /, " if options.get("page", True) else "")
+    serve_draining(uvicorn_config(app, limits, log_level=log_level, log_config=None), sock, app.state.readiness)
