@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import verticals  # noqa: E402
+from verticals.bundles.bundle import digest  # noqa: E402
 from verticals.cli import main  # noqa: E402
 from verticals.delivery.report import find_thresholds, write_report  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
@@ -61,7 +63,28 @@ def test_binary_report(trained: dict[str, Path], tmp_path: Path) -> None:
     assert "binary.jsonl" in card and "Verticals SDK (trained): " in card
     report = json.loads((out / "report.json").read_text())
     assert report["evaluation"]["n"] == 24 and report["data"]["records"] == 24
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary directory left behind
+    # tied to the bundle (the digest inspect --expect checks) and the data (its full sha256), with intervals
+    bundle_digest = digest(trained["binary"])
+    data_sha = hashlib.sha256((trained["root"] / "binary.jsonl").read_bytes()).hexdigest()
+    assert report["bundle_digest"] == bundle_digest and report["data"]["sha256"] == data_sha
+    assert bundle_digest in page and data_sha in page and bundle_digest in card and data_sha in card
+    assert report["training"]["learning_rate"] == 1e-4 and report["training"]["epochs_run"] == 1
+    assert report["training"]["best_epoch"] == 1 and report["training"]["backbone_digest"]
+    found = report["intervals"]
+    assert found["metrics"]["accuracy"]["method"] == "wilson" and found["n"] == 24
+    for name, value in result.metrics.items():
+        if name == "average_precision":
+            continue  # a report extra, not one of the task's headline scores
+        entry = found["metrics"][name]
+        assert entry["value"] == pytest.approx(value) and entry["low"] <= value <= entry["high"]
+        assert f"| evaluation (this report) | {name} | {value:.4f} | {entry['low']:.4f} – {entry['high']:.4f} |" \
+            in card
+    assert set(found["per_label_f1"]) == {"approve", "reject"} and "F1 95% interval" in page
+    with only_plugins():
+        again = write_report(trained["binary"], trained["root"] / "binary.jsonl", tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["intervals"] == found  # seeded
+    assert again.metrics == result.metrics
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "report"]  # no temporary directory left
 
 
 def test_token_report_has_tag_confusion_and_no_pr_curve(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -234,3 +257,28 @@ def test_card_from_the_bundle_alone(trained: dict[str, Path], tmp_path: Path,
         assert main(["card", str(tmp_path / "nope"), "--output", str(tmp_path / "c2.md")]) == 2
         assert not (tmp_path / "c2.md").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".card.md.verticals-output.json", "card.md"]
+
+
+def test_learning_curve_has_separate_panels_and_legends_off_the_lines(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from verticals.delivery.report_plots import learning_curve
+
+    capture = _Capture(monkeypatch)
+    history = [{"epoch": i, "train_loss": 2.0 / i, "validation_loss": 2.0 / i + 0.05 * i,
+                "metrics": {"accuracy": min(1.0, 0.4 + 0.1 * i), "macro_f1": min(1.0, 0.3 + 0.1 * i)},
+                "metrics_on": "validation", "best": i == 4} for i in range(1, 9)]
+    assert learning_curve(tmp_path / "lc.png", history, "accuracy")
+    figure = capture.figures[0]
+    figure.canvas.draw()
+    loss_ax, metric_ax = figure.axes  # two panels, not one panel with a twin y axis
+    top, bottom = loss_ax.get_window_extent(), metric_ax.get_window_extent()
+    assert bottom.y1 < top.y0, "the loss and metric panels overlap"
+    assert [line.get_label() for line in loss_ax.get_lines() if not line.get_label().startswith("_")] == \
+        ["train loss", "val loss"]
+    assert {line.get_label() for line in metric_ax.get_lines()} >= {"accuracy", "macro_f1"}
+    for ax in (loss_ax, metric_ax):
+        legend = ax.get_legend()
+        assert legend is not None and legend.get_window_extent().x0 >= ax.get_window_extent().x1, \
+            "the legend covers the plotting area"
+    width, height = _png_size(tmp_path / "lc.png")
+    assert height > 500 and width > 600

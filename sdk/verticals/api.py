@@ -39,6 +39,7 @@ from .metrics.drift import build_profile, decision_fields
 from .plugins.manager import get_catalog
 from .predictor import Predictor
 from .tasks.base import TaskType
+from .tasks.intervals import evaluation_intervals
 from .tasks.transformer import TransformerTask
 
 
@@ -229,22 +230,33 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
 
     # The validation predictions also give the drift profile `verticals serve` compares traffic with; a task
     # with its own evaluate (recommendation) or no decision in its predictions has none.
+    # The same predictions give each split's score intervals (tasks.intervals), which cards show beside them.
     profile = None
-    if type(model).evaluate is TaskType.evaluate and decision_fields(model.Prediction):
-        validation_predictions = model.predict(validation_records)
-        metrics = {"validation": model.score(validation_records, validation_predictions).metrics}
-        profile = build_profile(validation_predictions)
-    else:
-        metrics = {"validation": model.evaluate(validation_records).metrics}
-    if test_records is not None:
-        metrics["test"] = model.evaluate(test_records).metrics
+    metrics: dict[str, dict[str, float]] = {}
+    intervals: dict[str, Any] = {}
+    scored = type(model).evaluate is TaskType.evaluate and bool(decision_fields(model.Prediction))
+    for split, records in (("validation", validation_records), ("test", test_records)):
+        if records is None:
+            continue
+        if not scored:
+            metrics[split] = model.evaluate(records).metrics
+            continue
+        predictions = model.predict(records)
+        evaluation = model.score(records, predictions)
+        metrics[split] = evaluation.metrics
+        found = evaluation_intervals(model, records, predictions, evaluation)
+        if found:
+            intervals[split] = found
+        if split == "validation":
+            profile = build_profile(predictions)
     baseline = _baseline(model, train_records, validation_records, metrics["validation"])
     pack_version = get_catalog().packs.get(pack_name).version if pack_name else None
     info = BundleInfo(
         task=task, task_type=spec.task_type, pack=pack_name, pack_version=pack_version, sdk_version=__version__,
         labels=list(getattr(model, "labels_", [])), state=model.state(), config=model.config.model_dump(),
         metrics=metrics, data=fingerprints, model=model.summary(), versions=_library_versions(),
-        history=list(getattr(model, "history_", [])), baseline=baseline, profile=profile, **(info_extra or {}),
+        history=list(getattr(model, "history_", [])), baseline=baseline, profile=profile, intervals=intervals,
+        **(info_extra or {}),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
     if _is_main_process():

@@ -120,3 +120,21 @@ def test_explain_names_the_classifiers_top_intent(trained: Any) -> None:
         assert explanation.label == max(prediction.scores, key=prediction.scores.__getitem__)
         assert explanation.score == pytest.approx(prediction.confidence, abs=1e-4)
     assert [w.word for w in explanation.words] == ["zzz", "qqq"]
+
+
+def test_bundle_stores_intervals_of_the_headline_scores(trained: Any) -> None:
+    """Out-of-scope gold rows and fallback predictions are resampled like any label (issue 29, item 4)."""
+    from verticals.delivery.card import bundle_card
+
+    info = json.loads((trained.path / "bundle.json").read_text())
+    found = info["intervals"]["validation"]
+    assert found["metrics"]["accuracy"]["method"] == "wilson" and "macro_f1" in found["metrics"]
+    assert "out_of_scope" in found["per_label_f1"]
+    for name, entry in found["metrics"].items():
+        assert entry["value"] == pytest.approx(info["metrics"]["validation"][name])
+        assert entry["low"] <= entry["value"] <= entry["high"]
+    card = bundle_card(trained.path)
+    accuracy = found["metrics"]["accuracy"]
+    assert f"| validation | accuracy | {accuracy['value']:.4f} | {accuracy['low']:.4f} – {accuracy['high']:.4f} |" \
+        in card
+    assert "| validation | oos_recall |" in card  # a pack's own score: shown, without an interval

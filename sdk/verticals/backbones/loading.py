@@ -47,6 +47,26 @@ def resolve_backbone(name_or_path: str) -> Path:
     raise AssertionError("unreachable")
 
 
+def backbone_digest(path: str | Path) -> str:
+    r"""One sha256 pinning the backbone a training started from: the sha256 of the ``sha256sum``-style lines
+    ("DIGEST  NAME" and a newline, sorted by name) of the directory's top-level files matching
+    :data:`HUB_FILES` (weights, configs, vocabularies: what loading reads). Reproducible without Verticals:
+    ``cd DIR && ls | grep -E '\.(json|safetensors|txt|model|tiktoken)$' | LC_ALL=C sort | xargs sha256sum
+    | sha256sum``."""
+    import fnmatch
+    import hashlib
+
+    lines = []
+    for file in sorted(Path(path).iterdir(), key=lambda p: p.name.encode()):
+        if file.is_file() and any(fnmatch.fnmatchcase(file.name, pattern) for pattern in HUB_FILES):
+            digest = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            lines.append(f"{digest.hexdigest()}  {file.name}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 

@@ -67,6 +67,10 @@ class BundleInfo(BaseModel):
         "What the model decided on its validation set (label counts, score histogram), the reference "
         "`verticals serve` compares recent traffic with (verticals.metrics.drift); None for bundles written "
         "before it was kept, or tasks whose predictions carry no decision."))
+    intervals: dict[str, Any] = Field(default_factory=dict, description=(
+        "Split -> 95% intervals of its metrics (verticals.metrics.significance.label_intervals): n, "
+        "confidence, resamples, seed, metrics (name -> low, high, method) and per_label_f1; empty for tasks "
+        "without label or tag predictions and for bundles written before they were kept."))
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 

@@ -24,13 +24,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from ..delivery.card import model_card, write_card
+    from ..delivery.card import bundle_card, write_card
 
     if args.output == "-":  # the convention: standard output
-        from ..bundles.bundle import read_info, verify
-
-        verify(args.bundle)
-        sys.stdout.write(model_card(read_info(args.bundle, verified=True)))
+        sys.stdout.write(bundle_card(args.bundle))
         return 0
 
     path = write_card(args.bundle, args.output, overwrite=args.overwrite)
@@ -49,8 +46,10 @@ def add_parser(sub: Any) -> None:
 
     add_data_set_option(report)
     card = sub.add_parser("card", help="write a bundle's model card (no data needed)",
-                          description="Write the Markdown model card of BUNDLE from the bundle alone: intended "
-                                      "use, data fingerprints, stored metrics with units, thresholds, limitations.")
+                          description="Write the Markdown model card of BUNDLE from the bundle alone: its digest "
+                                      "(as `inspect --expect` checks it), intended use, data sha256, training "
+                                      "options, stored metrics with 95% intervals and units, thresholds, "
+                                      "limitations, versions.")
     card.add_argument("bundle", metavar="BUNDLE")
     card.add_argument("--output", required=True, metavar="FILE", help="card file to write, e.g. model_card.md "
                       "('-' = standard output; a folder or a trailing '/' = model_card.md in that folder)")

@@ -1,9 +1,13 @@
 """Model cards: ``verticals card BUNDLE --output FILE`` (from the bundle alone) and the card that
 ``verticals report`` writes beside its evaluation.
 
-The card states intended use, data fingerprints, metrics (with units), thresholds, limitations and
-versions. Built from ``bundle.json`` only, so it needs neither labelled data nor the model's weights;
-with the bundle's pack installed it also shows the pack's label names and metric units.
+The card holds what a model-risk review (SR 11-7 style) asks for, each item tied to the exact bundle: the
+bundle digest (the one ``verticals inspect --expect`` checks), intended use, data (full sha256 of every file),
+the training options that matter (backbone and its digest, strategy, learning rate, epochs run and the best
+epoch, batch size, seed), metrics with 95% intervals (Wilson for accuracy, bootstrap for macro scores and
+per-label F1: ``bundle.json``'s ``intervals``, or the report's own for its data), thresholds, limitations and
+versions. Built from ``bundle.json`` and ``manifest.json`` only, so it needs neither labelled data nor the
+model's weights; with the bundle's pack installed it also shows the pack's label names and metric units.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..bundles.bundle import BundleInfo, atomic_file, read_info, verify
+from ..bundles.bundle import BundleInfo, atomic_file, digest, read_info, verify
 from ..bundles.outputs import check_file_replaceable
 from ..tasks.base import Evaluation
 
@@ -58,14 +62,6 @@ def context(info: BundleInfo, task: Any | None = None) -> CardContext:
         ctx.description = ctx.description or task.description
         ctx.metric_notes = dict(task.metric_notes())
     return ctx
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion (sensible at 0 or n successes, unlike the normal one)."""
-    from scipy.stats import binomtest
-
-    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def small_sample_note(n: int, what: str = "records") -> str | None:
@@ -127,37 +123,116 @@ def _limitations(info: BundleInfo, ctx: CardContext, evaluation: Evaluation | No
     return lines
 
 
+def training_summary(info: BundleInfo) -> dict[str, Any]:
+    """The options that decide what a training produced and what the run did (``report.json``'s
+    ``training``; the card's Training section). None where a bundle does not record it."""
+    training = info.config.get("training", {})
+    backbone = info.model.get("backbone", {})
+    epochs = sorted(e["epoch"] for e in info.history if isinstance(e.get("epoch"), (int, float)))
+    return {"backbone": backbone.get("source", training.get("backbone")), "backbone_type": backbone.get("model_type"),
+            "backbone_digest": backbone.get("digest"), "strategy": training.get("strategy"),
+            "learning_rate": training.get("learning_rate"), "head_learning_rate": training.get("head_learning_rate"),
+            "batch_size": training.get("batch_size"), "seed": training.get("seed"),
+            "epochs_configured": training.get("epochs"), "epochs_run": epochs[-1] if epochs else None,
+            "best_epoch": next((e["epoch"] for e in info.history if e.get("best")), None),
+            "early_stopping_patience": training.get("early_stopping_patience"),
+            "max_length": training.get("max_length"), "warmup_ratio": training.get("warmup_ratio"),
+            "weight_decay": training.get("weight_decay"), "scheduler": training.get("scheduler"),
+            **({"lora_r": training.get("lora_r"), "lora_alpha": training.get("lora_alpha")}
+               if training.get("strategy") == "lora" else {})}
+
+
+def _training_lines(info: BundleInfo) -> list[str]:
+    t = {k: ("n/a" if v is None else v) for k, v in training_summary(info).items()}
+    digest_shown = t["backbone_digest"] if t["backbone_digest"] != "n/a" else \
+        "not recorded (bundle written before Verticals kept it)"
+    strategy = f"{t['strategy']} (r={t['lora_r']}, alpha={t['lora_alpha']})" if "lora_r" in t else t["strategy"]
+    head = f" (head {t['head_learning_rate']})" if t["head_learning_rate"] != "n/a" else ""
+    best = f", best epoch {t['best_epoch']:g} (its weights are the bundle's)" if t["best_epoch"] != "n/a" else ""
+    configured = f"{t['epochs_configured']:g}" if isinstance(t["epochs_configured"], (int, float)) else "n/a"
+    ran = f"{t['epochs_run']:g}" if isinstance(t["epochs_run"], (int, float)) else "not recorded"
+    return [f"- Backbone: `{t['backbone']}` ({t['backbone_type']}); digest `{digest_shown}`",
+            f"- Strategy: {strategy}; learning rate {t['learning_rate']}{head}; batch size {t['batch_size']}; "
+            f"seed {t['seed']}",
+            f"- Epochs: {configured} configured, {ran} run{best}; early-stopping patience "
+            f"{t['early_stopping_patience']}",
+            f"- Max length {t['max_length']} tokens; warmup ratio {t['warmup_ratio']}; weight decay "
+            f"{t['weight_decay']}; scheduler {t['scheduler']}"]
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else ""
+
+
+def _metric_table(rows: list[tuple[str, Mapping[str, float], Mapping[str, Any] | None]]) -> list[str]:
+    """One row per (split, metric): the value and its 95% interval, or why there is none."""
+    out = ["| split | metric | value | 95% interval | method |", "|---|---|---|---|---|"]
+    for split, metrics, found in rows:
+        intervals = (found or {}).get("metrics", {})
+        for name, value in metrics.items():
+            interval = intervals.get(name)
+            if interval:
+                span = f"{_fmt(interval['low'])} – {_fmt(interval['high'])}"
+                how = interval["method"] + (f", n={found['n']}" if found and "n" in found else "")
+            else:
+                span, how = "", ("not stored (older bundle)" if found is None else "none for this metric")
+            out.append(f"| {split} | {name} | {_fmt(value)} | {span} | {how} |")
+    return out
+
+
+def _per_label_table(split: str, found: Mapping[str, Any] | None, ctx: CardContext) -> list[str]:
+    if not found or not found.get("per_label_f1"):
+        return []
+    per_label = found["per_label_f1"]
+    out = ["", f"Per-label F1 on {split} (worst first; 95% bootstrap intervals, {found.get('resamples')} "
+           f"resamples, seed {found.get('seed')}):", "",
+           "| label | F1 | 95% interval | support |", "|---|---|---|---|"]
+    for label, entry in sorted(per_label.items(), key=lambda kv: kv[1].get("value", 0.0)):
+        out.append(f"| {ctx.name(label)} | {_fmt(entry.get('value'))} | {_fmt(entry['low'])} – {_fmt(entry['high'])} "
+                   f"| {entry.get('support', '')} |")
+    return out
+
+
 def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_print: Mapping[str, Any] | None = None,
-               extras: Mapping[str, Any] | None = None, ctx: CardContext | None = None) -> str:
-    """The Markdown model card. Without ``evaluation`` it holds the metrics stored in the bundle only."""
+               extras: Mapping[str, Any] | None = None, ctx: CardContext | None = None, *,
+               bundle_digest: str | None = None, intervals: Mapping[str, Any] | None = None) -> str:
+    """The Markdown model card. Without ``evaluation`` it holds the metrics stored in the bundle only;
+    ``intervals`` are the evaluation's (:func:`verticals.tasks.intervals.evaluation_intervals`);
+    ``bundle_digest`` is :func:`verticals.bundles.bundle.digest` of the bundle described."""
     ctx = ctx or context(info)
     data = list(info.data.items())
-    rows = list(info.metrics.items())
+    stored = info.intervals if "intervals" in info.model_fields_set else None  # None: written before they were kept
+    rows: list[tuple[str, Mapping[str, float], Mapping[str, Any] | None]] = [
+        (split, metrics, (stored or {}).get(split, {} if stored else None)) for split, metrics in info.metrics.items()]
     if evaluation is not None:
         data.append(("evaluation (this report)", dict(data_print or {})))
-        rows.append(("evaluation (this report)", evaluation.metrics | dict(extras or {})))
-        names = list(evaluation.metrics)
-    else:
-        names = list(dict.fromkeys(k for _, metrics in rows for k in metrics))
-    out = [f"# Model card: {info.task}", "", "## Intended use", "", _intended_use(info, ctx), "",
-           "## Data", "", "| split | file | records | sha256 |", "|---|---|---|---|"]
+        rows.append(("evaluation (this report)", evaluation.metrics | dict(extras or {}), intervals or {}))
+    names = list(dict.fromkeys(k for _, metrics, _ in rows for k in metrics))
+    out = [f"# Model card: {info.task}", ""]
+    if bundle_digest:
+        out += [f"Bundle digest (sha256 of manifest.json): `{bundle_digest}`. Check a received copy with "
+                f"`verticals inspect BUNDLE --expect {bundle_digest}`: every statement below is about that bundle.", ""]
+    out += ["## Intended use", "", _intended_use(info, ctx), "",
+            "## Data", "", "| split | file | records | sha256 |", "|---|---|---|---|"]
     for split, fp in data:
         if "sha256" in fp:
-            out.append(f"| {split} | {fp.get('file', '')} | {fp.get('records', '')} | `{fp['sha256'][:16]}…` |")
+            out.append(f"| {split} | {fp.get('file', '')} | {fp.get('records', '')} | `{fp['sha256']}` |")
         else:
             out.append(f"| {split} | held out from {fp.get('held_out_from', '?')} | {fp.get('records', '')} | |")
+    out += ["", "## Training", ""] + _training_lines(info)
     out += ["", "## Metrics", ""]
     if names:
-        out += ["| split | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        out += [f"| {split} | " + " | ".join(f"{m[k]:.4f}" if k in m else "" for k in names) + " |"
-                for split, m in rows]
+        out += _metric_table(rows)
+        for split, _, found in rows:
+            out += _per_label_table(split, found, ctx)
     else:
         out.append("No metrics are stored in this bundle.")
-    if extras:
-        out += [""] + [f"- {k}: {v:.4f}" for k, v in extras.items()]
     notes = [f"- `{k}`: {v}" for k, v in ctx.metric_notes.items() if k in names]
     if notes:
         out += ["", "Units:", ""] + notes
+    out += ["", "Intervals: 95%; Wilson score interval for accuracy (records are independent draws), percentile "
+            "bootstrap over records (sentences for tagging) for the other scores; a wide interval means the data "
+            "cannot tell the model's score more precisely."]
     out += ["", "## Thresholds", ""]
     out += _threshold_lines(info.state) or ["None: the predicted label is the most probable."]
     out += ["", "## Limitations", ""] + [f"- {line}" for line in _limitations(info, ctx, evaluation)]
@@ -171,14 +246,19 @@ def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_prin
     return "\n".join(out)
 
 
+def bundle_card(bundle: str | Path) -> str:
+    """Verify ``bundle`` and return its model card (the digest is the one ``inspect --expect`` checks)."""
+    verify(bundle)  # a card describes the bundle that was checked, not whatever bundle.json claims
+    return model_card(read_info(bundle, verified=True), bundle_digest=digest(bundle))
+
+
 def write_card(bundle: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
     """Verify ``bundle`` and write its model card to the file ``output`` (complete or not at all)."""
     if str(output).endswith(("/", os.sep)) or Path(output).is_dir():  # a folder: the card goes in it
         output = Path(output) / "model_card.md"
     output = Path(output)
     check_file_replaceable(output, "card", overwrite)  # before verifying: a refused output costs nothing
-    verify(bundle)  # a card describes the bundle that was checked, not whatever bundle.json claims
-    info = read_info(bundle, verified=True)
+    card = bundle_card(bundle)
     with atomic_file(output, kind="card", overwrite=overwrite) as handle:
-        handle.write(model_card(info))
+        handle.write(card)
     return output

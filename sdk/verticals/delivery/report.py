@@ -22,12 +22,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from .._version import __version__
-from ..bundles.bundle import atomic_directory, check_output
+from ..bundles.bundle import atomic_directory, check_output, digest
 from ..data.records import fingerprint
 from ..errors import ConfigError
+from ..metrics.significance import wilson_interval
 from ..predictor import Predictor
 from ..tasks.base import Evaluation
-from .card import CardContext, context, model_card, small_sample_note, wilson_interval
+from ..tasks.intervals import evaluation_intervals
+from .card import CardContext, context, model_card, small_sample_note, training_summary
 
 LABEL_FIELDS = ("label", "intent")
 CONFIDENCE_FIELDS = ("confidence", "score")
@@ -161,6 +163,9 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     task.check_split(records, "evaluation", data)
     predictions = task.predict(records)
     evaluation = task.score(records, predictions)
+    intervals = evaluation_intervals(task, records, predictions, evaluation) or {}
+    # the digest `inspect --expect` checks: the report and its card are about that bundle (none in memory only)
+    bundle_digest = digest(predictor.path) if predictor.path is not None else None
     ctx = context(predictor.info, task)
     outcomes = _outcomes(predictor, records, predictions)
     if outcomes is not None:  # the pack's names for labels (e.g. 1 -> fraud) from here on
@@ -221,15 +226,19 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
                                 f"(pruned trials at their last epoch), best so far; trial {tuned.get('best_trial')} "
                                 f"was chosen."))
         data_print = fingerprint(data, len(records))
-        card = model_card(predictor.info, evaluation, data_print, extras, ctx)
+        card = model_card(predictor.info, evaluation, data_print, extras, ctx, bundle_digest=bundle_digest,
+                          intervals=intervals)
         (tmp / "model_card.md").write_text(card, encoding="utf-8")
         from ..tasks.explain import explained_errors_html
 
         explained = explained_errors_html(task, predictor.engine, records, predictions, ctx.name)
-        page = _html(predictor, evaluation, per_label, outcomes, ctx, data_print, figures, extras, bundle, explained)
+        page = _html(predictor, evaluation, per_label, outcomes, ctx, data_print, figures, extras, bundle, explained,
+                     bundle_digest, intervals)
         (tmp / "index.html").write_text(page, encoding="utf-8")
-        summary = {"bundle": str(bundle), "data": data_print, "evaluation": evaluation.model_dump(),
-                   "extra_metrics": extras, "figures": [f for f, _, _ in figures], "sdk_version": __version__}
+        summary = {"bundle": str(bundle), "bundle_digest": bundle_digest, "data": data_print,
+                   "training": training_summary(predictor.info), "evaluation": evaluation.model_dump(),
+                   "intervals": intervals, "extra_metrics": extras, "figures": [f for f, _, _ in figures],
+                   "sdk_version": __version__}
         (tmp / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
         files = sorted(p.name for p in tmp.iterdir())
     return ReportResult(path=str(output), files=files, metrics=evaluation.metrics | extras, n=evaluation.n)
@@ -247,19 +256,26 @@ def _accuracy_interval(outcomes: _Outcomes | None) -> tuple[int, int, float, flo
 def _html(predictor: Predictor, evaluation: Evaluation, per_label: dict[str, dict[str, float]],
           outcomes: _Outcomes | None, ctx: CardContext, data_print: dict[str, Any],
           figures: list[tuple[str, str, str]], extras: dict[str, Any], bundle: str | Path,
-          explained: str = "") -> str:
+          explained: str = "", bundle_digest: str | None = None, intervals: dict[str, Any] | None = None) -> str:
     e = html.escape
     info = predictor.info
     interval = _accuracy_interval(outcomes)
     notes = dict(ctx.metric_notes)
-    if interval and "accuracy" in evaluation.metrics:
-        notes["accuracy"] = f"95% interval {interval[2]:.3f}–{interval[3]:.3f} (Wilson, {interval[1]} records)"
-    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td><td class='note'>{e(notes.get(k, ''))}</td></tr>"
+    found = (intervals or {}).get("metrics", {})
+
+    def span(entry: dict[str, Any] | None) -> str:
+        return f"{entry['low']:.3f}–{entry['high']:.3f} ({entry['method']})" if entry else ""
+
+    metric_rows = "".join(f"<tr><td>{e(k)}</td><td>{v:.4f}</td><td>{e(span(found.get(k)))}</td>"
+                          f"<td class='note'>{e(notes.get(k, ''))}</td></tr>"
                           for k, v in (evaluation.metrics | extras).items())
+    f1_found = {ctx.name(k): v for k, v in (intervals or {}).get("per_label_f1", {}).items()}
     label_rows = "".join(
         f"<tr><td>{e(k)}</td>" + "".join(f"<td>{v.get(m, 0):.3f}</td>" for m in ("precision", "recall", "f1"))
-        + f"<td>{int(v.get('support', 0))}</td></tr>"
+        + f"<td>{e(span(f1_found.get(k)))}</td><td>{int(v.get('support', 0))}</td></tr>"
         for k, v in sorted(per_label.items(), key=lambda kv: kv[1].get("f1", 0.0)))
+    training = "".join(f"<tr><td>{e(k)}</td><td class='t'><code>{e(str(v))}</code></td></tr>"
+                       for k, v in training_summary(info).items() if v is not None)
     warning = ""
     note = small_sample_note(evaluation.n)
     if note:
@@ -287,16 +303,22 @@ img{{max-width:100%}}figure{{margin:2em 0}}.meta{{color:#555}}
 <h1>Evaluation report: {e(info.task)}</h1>
 <p class="meta">Bundle <code>{e(str(bundle))}</code> ({e(info.task_type)}, pack {e(pack)},
 created {e(info.created_at)}); data <code>{e(str(data_print['file']))}</code>,
-{evaluation.n} records, sha256 <code>{e(data_print['sha256'][:16])}…</code>.{f' Labels: {e(named)}.' if named else ''}
+{evaluation.n} records, sha256 <code>{e(data_print['sha256'])}</code>.{f' Labels: {e(named)}.' if named else ''}
 See also <a href="model_card.md">model_card.md</a>.</p>
+<p class="meta">Bundle digest <code>{e(bundle_digest or 'none: the predictor was not loaded from a bundle')}</code>
+(check a copy with <code>verticals inspect BUNDLE --expect DIGEST</code>).</p>
 {warning}
-<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th class="note">unit / note</th></tr>{metric_rows}</table>
+<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>95% interval</th><th class="note">unit / note</th></tr>
+{metric_rows}</table>
+<p class="meta">Intervals: Wilson for accuracy; percentile bootstrap ({(intervals or {}).get('resamples', 0)} resamples,
+seed {(intervals or {}).get('seed', '')}) over records (sentences for tagging) otherwise.</p>
 {confused}
 <h2>Per label (worst first)</h2>
 <details{' open' if len(per_label) <= 30 else ''}><summary>{len(per_label)} labels</summary>
-<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+<table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>F1 95% interval</th><th>support</th></tr>
 {label_rows}</table></details>
 {explained}
+<h2>Training</h2><table>{training}</table>
 <h2>Plots</h2>{images or '<p>No plots apply to this task type.</p>'}
 <p class="meta">Generated by Verticals {e(__version__)}.</p></body></html>
 """

@@ -147,13 +147,14 @@ def threshold_tradeoff_png(path: Path, confidence: np.ndarray, correct: np.ndarr
 
 
 def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | None) -> bool:
-    """Train (and validation) loss per epoch on the left axis, the validation metrics on the right, the best
-    epoch marked; one line style per ensemble member/run. Returns False (and draws nothing) without history."""
+    """Two panels over the same epochs: train (and validation) loss on top, the validation metrics below (their
+    scales differ, and one shared panel with two y axes hides which line reads on which), the best epoch
+    marked on both; each panel's legend sits to its right, off the lines. One line style per ensemble
+    member/run. Returns False (and draws nothing) without history."""
     if not history:
         return False
-    figure = _figure(7.5, 4.6)
-    loss_ax = figure.subplots()
-    metric_ax = loss_ax.twinx()
+    figure = _figure(8.0, 6.4)
+    loss_ax, metric_ax = figure.subplots(2, 1, sharex=True)
     runs = list(dict.fromkeys(entry.get("run") for entry in history))
     metric_names = list(dict.fromkeys(name for entry in history for name in entry.get("metrics") or {}))
     if primary_metric in metric_names:  # the primary metric first, so it gets the first colour
@@ -177,17 +178,19 @@ def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | No
                                color=colour, label=name + suffix)
         best = [e for e in entries if e.get("best")]
         if best:
-            loss_ax.axvline(best[0]["epoch"], color="#d62728", linestyle=":", linewidth=1)
+            for ax in (loss_ax, metric_ax):
+                ax.axvline(best[0]["epoch"], color="#d62728", linestyle=":", linewidth=1,
+                           label=f"best epoch {best[0]['epoch']}{suffix}" if ax is metric_ax else None)
     from matplotlib.ticker import MaxNLocator
 
-    loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_ax.set_xlabel("epoch")
+    metric_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    metric_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("loss")
-    metric_ax.set_ylabel(history[0].get("metrics_on") or "validation metrics")
-    handles = loss_ax.get_legend_handles_labels()
-    more = metric_ax.get_legend_handles_labels()
-    loss_ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="best")
+    metric_ax.set_ylabel(f"{history[0].get('metrics_on') or 'validation'} metrics")
+    for ax in (loss_ax, metric_ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.grid(alpha=0.3)
     loss_ax.set_title("Learning curve (dotted red line: best epoch, the weights kept)")
-    loss_ax.grid(alpha=0.3)
     figure.savefig(path)
     return True

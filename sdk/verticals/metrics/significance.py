@@ -13,12 +13,15 @@ Everything here is pure numpy/scipy on arrays; nothing knows about bundles or ta
 - Vectorised metric statistics over a ``[B, n]`` index matrix: single-label metrics from per-resample
   confusion matrices (:func:`label_scores`, the same definitions as ``verticals.metrics``) and entity
   micro precision/recall/F1 from per-sentence counts (:func:`entity_scores`, as seqeval/conlleval).
+- :func:`label_intervals` / :func:`entity_intervals`: the 95% intervals of one model's scores that
+  ``bundle.json``, model cards and reports carry (Wilson for accuracy, percentile bootstrap otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -126,6 +129,26 @@ def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _label_counts(y_true: np.ndarray, y_pred: np.ndarray, labels: int,
+                  idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True positives, support and predicted counts per label (each ``[rows, labels]``) of every resample,
+    from one bincount over (resample, true, predicted) cells."""
+    rows = idx.shape[0]
+    cells = (np.arange(rows)[:, None] * labels * labels + y_true[idx] * labels + y_pred[idx]).ravel()
+    confusion = np.bincount(cells, minlength=rows * labels * labels).reshape(rows, labels, labels)
+    tp = np.diagonal(confusion, axis1=1, axis2=2).astype(float)
+    return tp, confusion.sum(axis=2).astype(float), confusion.sum(axis=1).astype(float)
+
+
+def per_label_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: int, idx: np.ndarray) -> np.ndarray:
+    """``[rows, labels]``: F1 of each label in each resample; NaN where a resample holds the label neither as
+    gold nor as prediction (its F1 is undefined there, and ``classification_metrics`` leaves it out)."""
+    tp, support, predicted = _label_counts(y_true, y_pred, labels, idx)
+    f1 = _safe_divide(2 * tp, support + predicted)
+    f1[(support + predicted) == 0] = np.nan
+    return f1
+
+
 LABEL_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1")
 
 
@@ -135,12 +158,8 @@ def label_scores(y_true: np.ndarray, y_pred: np.ndarray, counted: np.ndarray, id
     ``y_true``/``y_pred`` are label codes in ``[0, L)``; ``counted`` (``[L]`` bool) marks the labels macro
     and weighted averages may include. As ``verticals.metrics.classification_metrics``: the averages run
     over counted labels present (true or predicted) in the resample; accuracy over every record."""
-    labels = len(counted)
-    rows, n = idx.shape
-    cells = (np.arange(rows)[:, None] * labels * labels + y_true[idx] * labels + y_pred[idx]).ravel()
-    confusion = np.bincount(cells, minlength=rows * labels * labels).reshape(rows, labels, labels)
-    tp = np.diagonal(confusion, axis1=1, axis2=2).astype(float)
-    support, predicted = confusion.sum(axis=2).astype(float), confusion.sum(axis=1).astype(float)
+    n = idx.shape[1]
+    tp, support, predicted = _label_counts(y_true, y_pred, len(counted), idx)
     present = ((support > 0) | (predicted > 0)) & counted[None, :]
     precision, recall = _safe_divide(tp, predicted), _safe_divide(tp, support)
     f1 = _safe_divide(2 * tp, support + predicted)
@@ -165,3 +184,78 @@ def entity_scores(counts: np.ndarray, idx: np.ndarray) -> np.ndarray:
     precision, recall = _safe_divide(sums[:, 0], sums[:, 1]), _safe_divide(sums[:, 0], sums[:, 2])
     f1 = _safe_divide(2 * precision * recall, precision + recall)
     return np.stack([precision, recall, f1, _safe_divide(sums[:, 3], sums[:, 4])], axis=1)
+
+
+# ---- intervals of one model's scores (bundle.json, model cards, reports) ---------------------------------
+def _interval(value: float, low: float, high: float, method: str) -> dict[str, Any]:
+    """One score and its interval as bundle.json stores it (the value too, so a card needs nothing else)."""
+    return {"value": value, "low": low, "high": high, "method": method}
+
+
+def _matches(value: float, reference: float | None) -> bool:
+    """A vectorised definition is used only where it reproduces the task's own value on the full data, so an
+    interval is always about the number printed beside it (a pack may define a metric differently)."""
+    return reference is not None and abs(float(value) - float(reference)) <= 1e-9
+
+
+def label_intervals(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
+                    metrics: Mapping[str, float], per_label: Mapping[str, Mapping[str, float]], *,
+                    resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+                    confidence: float = 0.95) -> dict[str, Any]:
+    """95% intervals of a single-label model's headline scores on ``n`` records: Wilson for accuracy (a
+    proportion of independent records), percentile bootstrap (``resamples`` seeded resamples of the records)
+    for macro/weighted F1, macro precision/recall and every label's F1. ``labels`` are the model's labels
+    (the ones macro averages count); gold or predicted values outside them (an out-of-scope label) are
+    resampled too. Metrics whose value this module cannot reproduce from ``metrics``/``per_label`` get no
+    interval rather than one about another number."""
+    universe = list(dict.fromkeys([*map(str, labels), *map(str, y_true), *map(str, y_pred)]))
+    code = {label: i for i, label in enumerate(universe)}
+    y = np.array([code[str(t)] for t in y_true], dtype=np.int64)
+    p = np.array([code[str(t)] for t in y_pred], dtype=np.int64)
+    counted = np.array([label in set(map(str, labels)) for label in universe])
+    n = len(y)
+    out: dict[str, Any] = {"n": n, "confidence": confidence, "resamples": resamples, "seed": seed,
+                           "metrics": {}, "per_label_f1": {}}
+    if n == 0:
+        return out
+    everything = np.arange(n)[None, :]
+    full = label_scores(y, p, counted, everything)[0]
+    boot = [j for j, name in enumerate(LABEL_METRICS) if name != "accuracy" and _matches(full[j], metrics.get(name))]
+    full_f1 = per_label_f1(y, p, len(universe), everything)[0]
+    shown = [i for i, label in enumerate(universe)
+             if label in per_label and _matches(full_f1[i], per_label[label].get("f1"))]
+    samples = [(label_scores(y, p, counted, idx)[:, boot], per_label_f1(y, p, len(universe), idx)[:, shown])
+               for idx in bootstrap_indices(n, resamples, seed)]
+    macro = np.concatenate([s for s, _ in samples])
+    f1 = np.concatenate([s for _, s in samples])
+    if _matches(full[0], metrics.get("accuracy")):
+        out["metrics"]["accuracy"] = _interval(float(full[0]), *wilson_interval(int((y == p).sum()), n, confidence),
+                                               "wilson")
+    for k, j in enumerate(boot):
+        out["metrics"][LABEL_METRICS[j]] = _interval(float(full[j]), *percentile_interval(macro[:, k], confidence),
+                                                     "bootstrap")
+    for k, i in enumerate(shown):
+        entry = _interval(float(full_f1[i]), *percentile_interval(f1[:, k], confidence), "bootstrap")
+        out["per_label_f1"][universe[i]] = entry | {"support": int((y == i).sum())}
+    return out
+
+
+def entity_intervals(counts: np.ndarray, metrics: Mapping[str, float], *, resamples: int = DEFAULT_RESAMPLES,
+                     seed: int = DEFAULT_SEED, confidence: float = 0.95) -> dict[str, Any]:
+    """Percentile bootstrap intervals of entity micro precision/recall/F1 and token accuracy, resampling
+    sentences (``counts`` as :func:`entity_scores` reads them): tokens of one sentence are not independent."""
+    counts = np.asarray(counts, dtype=np.int64).reshape(-1, 5)
+    n = len(counts)
+    out: dict[str, Any] = {"n": n, "confidence": confidence, "resamples": resamples, "seed": seed,
+                           "metrics": {}, "per_label_f1": {}}
+    if n == 0:
+        return out
+    full = entity_scores(counts, np.arange(n)[None, :])[0]
+    kept = [j for j, name in enumerate(ENTITY_METRICS) if _matches(full[j], metrics.get(name))]
+    if not kept:
+        return out
+    values = paired_bootstrap(lambda idx: entity_scores(counts, idx)[:, kept], n, resamples, seed)
+    for k, j in enumerate(kept):
+        out["metrics"][ENTITY_METRICS[j]] = _interval(float(full[j]), *percentile_interval(values[:, k], confidence),
+                                                      "bootstrap")
+    return out

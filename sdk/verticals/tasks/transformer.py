@@ -17,7 +17,13 @@ from pydantic import BaseModel
 from ..backbones.collate import Collator, predict_logits
 from ..backbones.embeddings import encode_texts
 from ..backbones.engines import OnnxBackbone, onnx_backbone
-from ..backbones.loading import check_max_length, load_bundle_tokenizer, load_tokenizer, resolve_backbone
+from ..backbones.loading import (
+    backbone_digest,
+    check_max_length,
+    load_bundle_tokenizer,
+    load_tokenizer,
+    resolve_backbone,
+)
 from ..backbones.model import VerticalsModel, apply_strategy, load_model, save_model
 from ..errors import ConfigError, DataError
 from ..runtime import configure_threads, resolve_precision
@@ -92,6 +98,7 @@ class TransformerTask(TaskType):
         self.prepare(train)
         self.backbone_path_ = str(resolve_backbone(training.backbone))
         check_max_length(self.backbone_path_, training.max_length)
+        self.backbone_digest_ = backbone_digest(self.backbone_path_)  # the card names the exact starting weights
         self.tokenizer_ = load_tokenizer(self.backbone_path_)
         from ..backbones.loading import load_backbone
 
@@ -254,6 +261,8 @@ class TransformerTask(TaskType):
         summary = {"precision": self.precision_, "parameters": int(params),
                    "backbone": {"source": self.config.training.backbone,
                                 "model_type": getattr(self.model_.backbone.config, "model_type", None)}}
+        if getattr(self, "backbone_digest_", None):
+            summary["backbone"]["digest"] = self.backbone_digest_
         if self.distillation_info_:
             summary["distilled_from"] = dict(self.distillation_info_)
         return summary
