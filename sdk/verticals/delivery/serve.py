@@ -71,6 +71,7 @@ from .schemas import (  # noqa: F401 - the limits and answers of the API, import
     Health,
     ModelInfo,
     ServeLimits,
+    input_model,
 )
 
 logger = logging.getLogger("verticals.serve")
@@ -103,11 +104,12 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
     """
     task = predictor.task
     stem = re.sub(r"\W", "_", name).strip("_").title().replace("_", "") or "Model"
-    item_type = SkipValidation[task.Record | str]  # type: ignore[name-defined]
+    record = input_model(task, stem)
+    item_type = SkipValidation[record | str]  # type: ignore[valid-type]
     request = create_model(
         f"{stem}PredictRequest",
         inputs=(list[item_type], Field(min_length=1, description=(  # type: ignore[valid-type]
-            f"Records ({task.Record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
+            f"Records ({record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
         explain=(bool, Field(False, description=(
             f"Add each prediction's explanation (the words that drove it; torch engine only); at most "
             f"{MAX_EXPLAIN_BATCH} records per request then (413)"))),
