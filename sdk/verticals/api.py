@@ -34,7 +34,7 @@ from .config import (
 )
 from .data import check_hold_out
 from .data.records import data_fingerprint, source_name, split_indices
-from .errors import BundleError, ConfigError
+from .errors import BundleError, ConfigError, option
 from .metrics.drift import build_profile, decision_fields
 from .plugins.manager import get_catalog
 from .predictor import Predictor
@@ -208,11 +208,12 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     if resume:
         differences = resume_differences(checkpoint_dir, run)
         if differences:
-            raise ConfigError(f"--resume: the checkpoints in {checkpoint_dir} were written by a run with other data, "
-                              f"labels or options ({'; '.join(differences[:4])}"
+            resume_option = option("resume", True)
+            raise ConfigError(f"{resume_option}: the checkpoints in {checkpoint_dir} were written by a run with other "
+                              f"data, labels or options ({'; '.join(differences[:4])}"
                               f"{'; ...' if len(differences) > 4 else ''}); resuming would restore that run's weights "
-                              f"under this run's description. Run again without --resume to start fresh, or restore "
-                              f"the first run's data and options")
+                              f"under this run's description. Run again without {resume_option} to start fresh, or "
+                              f"restore the first run's data and options")
     created = record_run(checkpoint_dir, run) if _is_main_process() else False
     model.checkpoint_dir = checkpoint_dir
     model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \

@@ -14,7 +14,7 @@ from typing import Any
 
 from .bundles.bundle import digest
 from .config import deep_merge
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
 from .tasks.token_classification import TokenClassificationTask
@@ -53,7 +53,7 @@ def distill(
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha: expected a number from 0 (gold labels only) to 1 (teacher only), found {alpha}")
     if Path(output).resolve() == Path(teacher).resolve():
-        raise ConfigError(f"--output {output} is the teacher bundle; write the student to another directory")
+        raise ConfigError(f"{option('output')} {output} is the teacher bundle; write the student to another directory")
     teacher_predictor = api.load(teacher)
     teacher_task = teacher_predictor.task
     if not isinstance(teacher_task, (TextClassificationTask, TokenClassificationTask)):

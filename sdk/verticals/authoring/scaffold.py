@@ -15,7 +15,7 @@ from string import Template
 
 from .._version import __version__
 from ..bundles.bundle import atomic_directory
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from .templates import pack as templates
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -76,7 +76,8 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
                           f"choose another name")
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
-        raise ConfigError(f"{output} already exists and is not empty; choose another --output or pass --overwrite")
+        raise ConfigError(f"{output} already exists and is not empty; choose another {option('output')} or pass "
+                          f"{option('overwrite', True)}")
     if output.is_dir() and not any(output.iterdir()):
         output.rmdir()  # an empty directory may be replaced without --overwrite
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, SkipValidation, create_model
 
 from .._version import __version__
 from ..bundles.bundle import digest
-from ..errors import ConfigError, VerticalsError
+from ..errors import ConfigError, VerticalsError, option
 from ..predictor import Predictor
 from ..tasks.explain import (
     DEFAULT_METHOD,
@@ -133,13 +133,13 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
     return request, response
 
 
-def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
+def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
                engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
                cors_origins: Sequence[str] = (), show_data_info: bool = False,
                feedback_db: str | Path | None = None, log_predictions: bool = False,
                log_retention: str = "30d", page: bool = True) -> Any:
-    """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
-    paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
+    """A FastAPI app serving the given bundles (paths, or already loaded predictors; one alone, or a list). Bundles
+    given as paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
@@ -164,8 +164,11 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from .monitoring import Observe, Readiness, add_routes, warm_up
 
     limits = limits or ServeLimits()
+    if isinstance(bundles, (str, Path, Predictor)):  # one bundle (a path is a Sequence of characters)
+        bundles = [bundles]
     if log_predictions and feedback_db is None:
-        raise ConfigError("--log-predictions stores predictions in the feedback database: give --feedback-db FILE")
+        raise ConfigError(f"{option('log_predictions', True)} stores predictions in the feedback database: give "
+                          f"{option('feedback_db', 'FILE')}")
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
     store = None
@@ -327,8 +330,8 @@ def _monitor(models: dict[str, Predictor], digests: dict[str, str | None], limit
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        raise ConfigError("serving metrics needs prometheus-client: pip install 'verticals[serve]' (or serve "
-                          "with --no-metrics)") from None
+        raise ConfigError(f"serving metrics needs prometheus-client: pip install 'verticals[serve]' (or serve "
+                          f"with {option('limits=ServeLimits(metrics=False)', cli='--no-metrics')})") from None
     return Monitor(models, digests, window=limits.drift_window, low_confidence=limits.low_confidence)
 
 

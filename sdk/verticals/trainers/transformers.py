@@ -16,7 +16,7 @@ from torch import nn
 from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_dir, remove_incomplete_checkpoints
 from ..bundles.outputs import write_failure
 from ..console import TrainingConsole
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
 
@@ -257,7 +257,8 @@ class TransformersTrainer(Trainer):
         if resume and last is None:
             import warnings
 
-            warnings.warn(f"--resume: no complete checkpoint in {checkpoint_dir}; training from the start",
+            warnings.warn(f"{option('resume', True)}: no complete checkpoint in {checkpoint_dir}; training from the "
+                          f"start",
                           UserWarning, stacklevel=2)
         # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
