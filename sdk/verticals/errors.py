@@ -99,7 +99,7 @@ def option(name: str, value: Any = None, *, cli: str | None = None) -> str:
     (``option("overrides", cli="--set")``)."""
     if _CLI_WORDING.get():
         flag = cli or "--" + ("no-" if value is False else "") + name.rsplit(".", 1)[-1].replace("_", "-")
-        return flag if value is None or isinstance(value, bool) else f"{flag} {value}"
+        return flag if value is None or isinstance(value, bool) else f"{flag} {value or chr(34) * 2}"  # '' -> ""
     if value is None:
         return name
     return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"

@@ -425,8 +425,8 @@ def check_api_key(api_key: str | None) -> None:
     if api_key is None:
         return
     if not api_key.strip():
-        raise ConfigError("the API key is empty (--api-key \"\" or VERTICALS_API_KEY= set to nothing), which would "
-                          "leave the API open; give a key, or unset it to serve without authentication")
+        raise ConfigError(f"the API key is empty ({option('api_key', '')} or VERTICALS_API_KEY= set to nothing), "
+                          f"which would leave the API open; give a key, or unset it to serve without authentication")
     if not api_key.isascii() or not api_key.isprintable() or api_key != api_key.strip():
         raise ConfigError("the API key must be printable ASCII without surrounding spaces: HTTP headers carry "
                           "ASCII, so any other key could never match what a client sends")
