@@ -112,3 +112,24 @@ def test_the_min_steps_line_adds_up(caplog: pytest.LogCaptureFixture) -> None:
         "training.min_steps=300)" in capped, capped
     assert "616 rows make 20 steps per epoch" in reached and "15 epochs (300 steps, reaching " \
         "training.min_steps=300)" in reached, reached
+
+
+def test_a_bundle_whose_pack_failed_to_load_says_why(tmp_path: Path, tiny_backbone: Path,
+                                                     text_data: dict[str, Path]) -> None:
+    from verticals.plugins.manager import BrokenPlugin, Catalog
+
+    set_catalog(catalog_with(_pack_with_defaults({"training": {"epochs": 1}})))
+    try:
+        verticals.train("legal.clause", text_data["train"], output=tmp_path / "b", backbone=str(tiny_backbone),
+                        overrides=['labels=["billing", "shipping", "account"]'], quiet=True, check=False)
+        builtins = catalog_with()
+        set_catalog(Catalog(task_types=builtins.task_types, heads=builtins.heads, backbones=builtins.backbones,
+                            trainers=builtins.trainers, broken=[BrokenPlugin(
+                                "legal", "verticals-legal 0.1.0", "ModuleNotFoundError: No module named 'pdfminer'")]))
+        with pytest.raises(verticals.BundleError) as refused:
+            verticals.load(tmp_path / "b")
+        assert "needs the 'legal' pack; plugin 'legal' (verticals-legal 0.1.0) failed to load: " \
+            "ModuleNotFoundError: No module named 'pdfminer'" in str(refused.value), refused.value
+        assert "not installed" not in str(refused.value)
+    finally:
+        set_catalog(None)

@@ -79,3 +79,14 @@ def test_create_app_and_export_take_the_predictor_train_returned(tmp_path: Path,
     assert (tmp_path / "onnx" / "export.json").is_file() and result is not None
     with pytest.raises(ConfigError, match="overwrite=True"):
         verticals.export(tmp_path / "tickets", tmp_path / "onnx")
+
+
+def test_a_list_option_written_as_text_is_fixed_in_the_callers_syntax() -> None:
+    from verticals.config import resolve_config
+
+    with pytest.raises(ConfigError) as python:
+        resolve_config({}, overrides=["labels=[billing,shipping]"])
+    with cli_wording(), pytest.raises(ConfigError) as cli:
+        resolve_config({}, overrides=["labels=[billing,shipping]"])
+    assert """overrides=['labels=["billing", "shipping"]']""" in str(python.value) and "--set" not in str(python.value)
+    assert """--set 'labels=["billing", "shipping"]', in single quotes""" in str(cli.value)
