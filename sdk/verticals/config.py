@@ -244,7 +244,8 @@ def parse_set(assignment: str) -> dict[str, Any]:
         sections = ", ".join(RunConfig.model_fields)
         close = difflib.get_close_matches(parts[0], list(RunConfig.model_fields), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"{option('overrides', cli='--set')} {key}: unknown section '{parts[0]}'; {hint}expected one of: {sections}")
+        raise ConfigError(f"{option('overrides', cli='--set')} {key}: unknown section '{parts[0]}'; {hint}expected "
+                          f"one of: {sections}")
     nested: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         nested = {part: nested}
