@@ -117,3 +117,52 @@ def serve_in_thread(app: Any, limits: Any = None, log_level: str = "warning") ->
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+# ---- feedback databases: a SQLite file, and a database on a throwaway PostgreSQL server ------------------------------
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for this test session (tests/postgres_server.py), or a skip saying why there is none."""
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install 'verticals[postgres]')")
+    from .postgres_server import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        server.stop()
+        pytest.skip(f"no PostgreSQL server for the feedback tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def feedback_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The ``--feedback-db`` of a test, once per store: a new SQLite file, and a new empty PostgreSQL database
+    (its URL, password included)."""
+    if request.param == "sqlite":
+        return tmp_path / "fb.db"
+    return request.getfixturevalue("postgres").new_database()
+
+
+def db_rows(db: Path | str, sql: str) -> list[dict[str, Any]]:
+    """``sql`` run on a feedback database through a connection of its own (what another client would see)."""
+    if isinstance(db, Path):  # the standard library's sqlite3: the SQLite tests need no SQLAlchemy
+        import sqlite3
+
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in con.execute(sql)]
+        finally:
+            con.close()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db)
+    try:
+        with engine.connect() as con:
+            return [dict(row._mapping) for row in con.execute(text(sql))]
+    finally:
+        engine.dispose()

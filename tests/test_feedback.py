@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from verticals.cli import main  # noqa: E402
 from verticals.delivery.serve import create_app  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
 
-from .conftest import serve_in_thread  # noqa: E402
+from .conftest import db_rows, serve_in_thread  # noqa: E402
 
 WORDS = {"pos": ["great", "good", "love", "excellent"], "neg": ["bad", "awful", "hate", "poor"]}
 # Custom column names: the export must write the bundle's own, not the record's field names.
@@ -58,13 +57,8 @@ def app_for(bundles: dict[str, Path], **kwargs):  # type: ignore[no-untyped-def]
         return create_app([bundles["sentiment"], bundles["ner"]], engine="torch", **kwargs)
 
 
-def rows(db: Path, sql: str = "SELECT * FROM feedback ORDER BY id") -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+def rows(db: Path | str, sql: str = "SELECT * FROM feedback ORDER BY id") -> list[dict]:  # type: ignore[type-arg]
+    return db_rows(db, sql)
 
 
 def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles: dict[str, Path]) -> None:
@@ -80,8 +74,9 @@ def test_every_predicted_result_has_an_id_and_feedback_needs_a_db(bundles: dict[
         assert refused.status_code == 503 and "--feedback-db" in refused.json()["detail"]
 
 
-def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles: dict[str, Path], tmp_path: Path) -> None:
-    db = tmp_path / "fb.db"
+def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles: dict[str, Path],
+                                                                   feedback_db: Path | str) -> None:
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film"]}).json()["results"][0][
             "prediction_id"]
@@ -98,8 +93,9 @@ def test_feedback_by_prediction_id_is_stored_with_the_logged_input(bundles: dict
         assert other.status_code == 422 and "of model 'sentiment'" in other.json()["detail"]
 
 
-def test_without_logging_an_id_alone_is_refused_and_input_works(bundles: dict[str, Path], tmp_path: Path) -> None:
-    db = tmp_path / "fb.db"
+def test_without_logging_an_id_alone_is_refused_and_input_works(bundles: dict[str, Path],
+                                                                feedback_db: Path | str) -> None:
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db)) as client:
         pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["good film"]}).json()["results"][0][
             "prediction_id"]
@@ -108,12 +104,12 @@ def test_without_logging_an_id_alone_is_refused_and_input_works(bundles: dict[st
         given = client.post("/v1/models/sentiment/feedback",
                             json={"prediction_id": pid, "input": {"utterance": "good film"}, "label": "pos"})
         assert given.status_code == 200
-    assert rows(db, "SELECT count(*) FROM predictions")[0][0] == 0  # nothing kept unless asked (privacy)
+    assert rows(db, "SELECT count(*) AS n FROM predictions")[0]["n"] == 0  # nothing kept unless asked (privacy)
     assert json.loads(rows(db)[0]["input"]) == {"text": "good film"}
 
 
-def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_path: Path) -> None:
-    with serving(app_for(bundles, feedback_db=tmp_path / "fb.db")) as client:
+def test_labels_are_validated_against_the_model(bundles: dict[str, Path], feedback_db: Path | str) -> None:
+    with serving(app_for(bundles, feedback_db=feedback_db)) as client:
         def post(name: str, body: dict) -> httpx.Response:  # type: ignore[type-arg]
             return client.post(f"/v1/models/{name}/feedback", json=body)
 
@@ -139,8 +135,8 @@ def test_labels_are_validated_against_the_model(bundles: dict[str, Path], tmp_pa
         outside = post("ner", {"input": "Mary", "entities": [{"type": "PER", "start": 0, "end": 2}]})
         assert outside.status_code == 422 and "outside" in outside.json()["detail"]
         assert post("ner", {"input": "Mary", "entities": [{"type": "ORG", "start": 0, "end": 1}]}).status_code == 422
-    stored = rows(tmp_path / "fb.db", "SELECT tags FROM feedback ORDER BY id")
-    assert [json.loads(r[0]) for r in stored] == [["B-PER", "O", "O", "B-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]]
+    stored = rows(feedback_db, "SELECT tags FROM feedback ORDER BY id")
+    assert [json.loads(r["tags"]) for r in stored] == [["B-PER", "O", "O", "B-LOC"], ["B-PER", "I-PER", "O", "B-LOC"]]
 
 
 def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_path: Path) -> None:
@@ -151,12 +147,12 @@ def test_feedback_needs_the_api_key_like_predict(bundles: dict[str, Path], tmp_p
         assert ok.status_code == 200
 
 
-def test_prediction_log_keeps_only_the_retention_limit(bundles: dict[str, Path], tmp_path: Path) -> None:
-    db = tmp_path / "fb.db"
+def test_prediction_log_keeps_only_the_retention_limit(bundles: dict[str, Path], feedback_db: Path | str) -> None:
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db, log_predictions=True, log_retention="3")) as client:
         ids = [client.post("/v1/models/sentiment/predict", json={"inputs": [f"good film {i}"]}).json()["results"][0]
                ["prediction_id"] for i in range(5)]
-        kept = {r[0] for r in rows(db, "SELECT id FROM predictions")}
+        kept = {r["id"] for r in rows(db, "SELECT id FROM predictions")}
         assert kept == set(ids[-3:])
         expired = client.post("/v1/models/sentiment/feedback", json={"prediction_id": ids[0], "label": "pos"})
         assert expired.status_code == 422 and "retention" in expired.json()["detail"]
@@ -178,9 +174,9 @@ def export(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, st
 
 
 def test_export_merges_duplicates_lists_conflicts_and_retrains(
-        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        bundles: dict[str, Path], tmp_path: Path, feedback_db: Path | str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    db = tmp_path / "fb.db"
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         def post(body: dict) -> None:  # type: ignore[type-arg]
             assert client.post("/v1/models/sentiment/feedback", json=body).status_code == 200
@@ -216,9 +212,9 @@ def test_export_merges_duplicates_lists_conflicts_and_retrains(
 
 
 def test_export_refuses_to_replace_what_it_did_not_write(
-        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        bundles: dict[str, Path], tmp_path: Path, feedback_db: Path | str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    db = tmp_path / "fb.db"
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db)) as client:
         assert client.post("/v1/models/sentiment/feedback", json={"input": "good", "label": "pos"}).status_code == 200
     output = tmp_path / "out.jsonl"
@@ -238,9 +234,9 @@ def test_export_refuses_to_replace_what_it_did_not_write(
 
 
 def test_ner_export_writes_tokens_and_tags(
-        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        bundles: dict[str, Path], tmp_path: Path, feedback_db: Path | str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    db = tmp_path / "fb.db"
+    db = feedback_db
     with serving(app_for(bundles, feedback_db=db, log_predictions=True)) as client:
         pid = client.post("/v1/models/ner/predict", json={"inputs": ["Mary lives in Oslo"]}).json()["results"][0][
             "prediction_id"]
@@ -257,13 +253,13 @@ def test_ner_export_writes_tokens_and_tags(
 
 
 def test_append_to_copies_the_training_file_and_adds_only_new_corrections(
-        bundles: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        bundles: dict[str, Path], tmp_path: Path, feedback_db: Path | str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from verticals.operate.feedback import FeedbackStore
+    from verticals.operate.feedback_store import open_store
 
     base = tmp_path / "train.csv"
     base.write_bytes(b"utterance,intent\r\ngreat film,pos\r\nbad film,neg\r\n")  # CRLF, kept byte for byte
-    store = FeedbackStore(tmp_path / "fb.db")
+    store = open_store(feedback_db)
     store.register_model("sentiment", "d", "text-classification", "text-classification", ["neg", "pos"],
                          {"kind": "label", "fields": {"text": "utterance", "label": "intent"}, "label_field": "label"})
     for text, label in [("great film", "pos"), ("bad film", "pos"), ("not great", "neg")]:
@@ -271,13 +267,13 @@ def test_append_to_copies_the_training_file_and_adds_only_new_corrections(
                            tags=None, wrong=None, comment=None)
     store.close()
     output = tmp_path / "train-v2.csv"
-    code, out, err = export(str(tmp_path / "fb.db"), "--model", "sentiment", "--append-to", str(base), "--output",
+    code, out, err = export(str(feedback_db), "--model", "sentiment", "--append-to", str(base), "--output",
                             str(output), capsys=capsys)
     assert code == 0, err
     # "great film,pos" is already there (merged); "bad film" is labelled neg there: a conflict, base row kept
     assert output.read_bytes() == base.read_bytes() + b"not great,neg\n"
     assert "bad film" in err and "1 conflicting inputs" in out
-    code, _, err = export(str(tmp_path / "fb.db"), "--model", "sentiment", "--append-to", str(base), "--output",
+    code, _, err = export(str(feedback_db), "--model", "sentiment", "--append-to", str(base), "--output",
                           str(base), "--overwrite", capsys=capsys)
     assert code == 2 and "same file" in err
     with only_plugins():

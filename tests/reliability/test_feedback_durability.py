@@ -4,6 +4,7 @@ feedback bodies get 4xx, never 500; a database that cannot take the write gets 5
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from verticals.errors import ConfigError  # noqa: E402
 from verticals.operate import feedback  # noqa: E402
 from verticals.operate.feedback import APPLICATION_ID, FeedbackStore  # noqa: E402
 from verticals.testing import make_tiny_backbone, only_plugins  # noqa: E402
+
+from ..conftest import db_rows  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 FEEDBACK = "/v1/models/sentiment/feedback"
@@ -62,9 +65,9 @@ def serve_in_thread(app) -> tuple[int, uvicorn.Server, threading.Thread, socket.
 
 
 @pytest.fixture
-def port(bundle: Path, tmp_path: Path) -> Iterator[int]:
+def port(bundle: Path, feedback_db: Path | str) -> Iterator[int]:
     with only_plugins():
-        app = create_app([bundle], engine="torch", feedback_db=tmp_path / "fb.db", log_predictions=True)
+        app = create_app([bundle], engine="torch", feedback_db=feedback_db, log_predictions=True)
     port, server, thread, sock = serve_in_thread(app)
     yield port
     server.should_exit = True
@@ -72,15 +75,11 @@ def port(bundle: Path, tmp_path: Path) -> Iterator[int]:
     sock.close()
 
 
-def stored(db: Path) -> dict[int, str]:
-    con = sqlite3.connect(db)
-    try:
-        return dict(con.execute("SELECT id, comment FROM feedback").fetchall())
-    finally:
-        con.close()
+def stored(db: Path | str) -> dict[int, str]:
+    return {row["id"]: row["comment"] for row in db_rows(db, "SELECT id, comment FROM feedback")}
 
 
-def test_32_concurrent_clients_while_predicting_lose_and_duplicate_nothing(port: int, tmp_path: Path) -> None:
+def test_32_concurrent_clients_while_predicting_lose_and_duplicate_nothing(port: int, feedback_db: Path | str) -> None:
     acked: dict[int, str] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -108,7 +107,7 @@ def test_32_concurrent_clients_while_predicting_lose_and_duplicate_nothing(port:
             future.result()
         stop.set()
         assert all(p.result() > 0 for p in predicting)
-    rows = stored(tmp_path / "fb.db")
+    rows = stored(feedback_db)
     assert len(acked) == 128 and rows == acked  # every acknowledged row, under its id, and nothing else
     assert len(set(rows.values())) == len(rows)
 
@@ -252,24 +251,50 @@ def test_hostile_bodies_get_4xx_never_500(port: int) -> None:
                          headers={"content-type": "text/plain"}).status_code < 500
 
 
-def test_a_locked_database_answers_503_and_stores_nothing(bundle: Path, tmp_path: Path,
+@contextlib.contextmanager
+def another_writer(db: Path | str) -> Iterator[Callable[[], None]]:
+    """Another client holding the feedback table's write lock until the yielded release() is called."""
+    if isinstance(db, Path):
+        other = sqlite3.connect(db, isolation_level=None)
+
+        def release() -> None:
+            other.execute("ROLLBACK")
+
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            yield release
+        finally:
+            other.close()
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db)
+    try:
+        with engine.connect() as con:
+            transaction = con.begin()
+            con.execute(text("LOCK TABLE feedback IN ACCESS EXCLUSIVE MODE"))
+            yield transaction.rollback
+    finally:
+        engine.dispose()
+
+
+def test_a_locked_database_answers_503_and_stores_nothing(bundle: Path, feedback_db: Path | str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(feedback, "BUSY_TIMEOUT_S", 0.2)
-    db = tmp_path / "fb.db"
     with only_plugins():
-        app = create_app([bundle], engine="torch", feedback_db=db)
+        app = create_app([bundle], engine="torch", feedback_db=feedback_db)
     port, server, thread, sock = serve_in_thread(app)
-    other = sqlite3.connect(db, isolation_level=None)
     try:
-        other.execute("BEGIN EXCLUSIVE")  # another writer holds the database
-        answer = httpx.post(f"http://127.0.0.1:{port}{FEEDBACK}", json={"input": "x", "label": "pos"}, timeout=30)
-        assert answer.status_code == 503 and "retry" in answer.json()["detail"]
-        other.execute("ROLLBACK")
-        answer = httpx.post(f"http://127.0.0.1:{port}{FEEDBACK}", json={"input": "x", "label": "pos"}, timeout=30)
-        assert answer.status_code == 200
+        with another_writer(feedback_db) as release:
+            answer = httpx.post(f"http://127.0.0.1:{port}{FEEDBACK}", json={"input": "x", "label": "pos"},
+                                timeout=30)
+            assert answer.status_code == 503 and "retry" in answer.json()["detail"]
+            release()
+            answer = httpx.post(f"http://127.0.0.1:{port}{FEEDBACK}", json={"input": "x", "label": "pos"},
+                                timeout=30)
+            assert answer.status_code == 200
     finally:
-        other.close()
         server.should_exit = True
         thread.join(10)
         sock.close()
-    assert list(stored(db)) == [answer.json()["feedback_id"]]
+    assert list(stored(feedback_db)) == [answer.json()["feedback_id"]]

@@ -67,9 +67,11 @@ def add_parser(sub: Any) -> None:
                             "default: none")
     serve.add_argument("--show-data-info", action="store_true",
                        help="name the training data files in /v1/models (default: only their sha256 and size)")
-    serve.add_argument("--feedback-db", metavar="FILE",
-                       help="store users' corrections (POST /v1/models/NAME/feedback) in this SQLite file; created "
-                            "when missing, refused when it is not a Verticals feedback database")
+    serve.add_argument("--feedback-db", metavar="FILE|URL",
+                       help="store users' corrections (POST /v1/models/NAME/feedback) in this SQLite file, or in "
+                            "the PostgreSQL database of a URL (postgresql+psycopg://user@host:5432/dbname; needs "
+                            "verticals[postgres]); created when missing, refused when it is not a Verticals "
+                            "feedback database")
     serve.add_argument("--log-predictions", action="store_true",
                        help="also store every predicted input and answer in --feedback-db, so feedback can give a "
                             "prediction_id alone (off by default: inputs may be personal data)")

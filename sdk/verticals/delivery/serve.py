@@ -144,7 +144,8 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
     ``/v1/models`` names the training data files (by default only their sha256 and record counts).
-    ``feedback_db``: SQLite file storing feedback (created when missing; refused when not ours);
+    ``feedback_db``: where feedback is stored: a SQLite file, or a database URL (``sqlite:///FILE``,
+    ``postgresql+psycopg://user@host/db``); created when missing, refused when not ours;
     ``log_predictions``: also store every predicted input and answer there, kept per ``log_retention``
     ('N' records or 'Nd' days), so feedback can name a ``prediction_id`` alone (off: inputs are private).
     ``page``: serve the page to try the models at ``/`` (``delivery/page.py``).
@@ -173,9 +174,9 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         raise ConfigError("nothing to serve: give at least one bundle directory")
     store = None
     if feedback_db is not None:  # opened (or refused) before loading models: a foreign file fails at once
-        from ..operate.feedback import FeedbackStore
+        from ..operate.feedback_store import open_store
 
-        store = FeedbackStore(feedback_db, retention=log_retention)
+        store = open_store(feedback_db, retention=log_retention)
     # overrides: data.* options (e.g. a client's column names), as `serve --set data.text_column=utterance`
     try:
         predictors = [b.with_overrides(overrides) if isinstance(b, Predictor)

@@ -1,5 +1,8 @@
 """The feedback store of ``verticals serve --feedback-db FILE``: users' corrections, and (opt-in) the inputs
-and answers of predictions they may correct later. SQLite only (stdlib ``sqlite3``; no server to run).
+and answers of predictions they may correct later, in a SQLite file (stdlib ``sqlite3``; no server to run).
+A database URL (PostgreSQL) opens the same tables through SQLAlchemy instead: :mod:`.feedback_sql`, chosen by
+:func:`.feedback_store.open_store`. The row encoding below (JSON text, timestamps as fixed-width text) is
+shared by both, so the export reads either the same way.
 
 Durability: WAL journal, ``synchronous=FULL`` (a commit is fsynced to the WAL before the request is answered,
 so an acknowledged row survives kill -9 *and* power loss; NORMAL would survive kill -9 only, and feedback
@@ -62,6 +65,11 @@ class StoreUnavailable(VerticalsError):
 def now() -> str:
     """UTC timestamps in one fixed-width format, so text order is time order (``--since`` compares text)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def retention_cutoff(days: int) -> str:
+    """The ``created_at`` text before which a logged prediction is past a retention of ``days`` days."""
+    return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:
@@ -147,6 +155,7 @@ class FeedbackStore:
 
     def __init__(self, path: str | Path, *, create_missing: bool = True, retention: str = DEFAULT_RETENTION) -> None:
         self.path = Path(path)
+        self.name = str(self.path)  # how messages name this database
         self.retention = parse_retention(retention)
         if not self.path.exists():
             if not create_missing:
@@ -217,20 +226,16 @@ class FeedbackStore:
         kind, n = self.retention
         with self._write() as con:
             con.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
-                            [(pid, model, digest, stamp, _dumps(record), _dumps(prediction))
+                            [(pid, model, digest, stamp, dumps(record), dumps(prediction))
                              for pid, record, prediction in rows])
             if kind == "records":
                 con.execute("DELETE FROM predictions WHERE rowid <= (SELECT max(rowid) FROM predictions) - ?", (n,))
             else:
-                cutoff = (datetime.now(timezone.utc) - timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                con.execute("DELETE FROM predictions WHERE created_at < ?", (cutoff,))
+                con.execute("DELETE FROM predictions WHERE created_at < ?", (retention_cutoff(n),))
 
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT model, digest, input, prediction FROM predictions WHERE id = ?", (prediction_id,))
-        if not rows:
-            return None
-        model, digest, record, prediction = rows[0]
-        return {"model": model, "digest": digest, "input": json.loads(record), "prediction": json.loads(prediction)}
+        return prediction_item(rows[0]) if rows else None
 
     def add_feedback(self, model: str, digest: str, *, prediction_id: str | None, record: Any, predicted: Any,
                      label: str | None, tags: list[str] | None, wrong: bool | None, comment: str | None) -> int:
@@ -239,31 +244,19 @@ class FeedbackStore:
             cursor = con.execute(
                 "INSERT INTO feedback (created_at, model, digest, prediction_id, input, predicted, label, tags, "
                 "wrong, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (now(), model, digest, prediction_id, _dumps(record), _dumps(predicted), label,
+                (now(), model, digest, prediction_id, dumps(record), dumps(predicted), label,
                  None if tags is None else json.dumps(tags), None if wrong is None else int(wrong), comment))
             return int(cursor.lastrowid or 0)
 
     # ---- what the export reads ---------------------------------------------------------------
     def models(self) -> dict[str, dict[str, Any]]:
         """The last served version of each model name: task, labels, column names."""
-        found: dict[str, dict[str, Any]] = {}
-        for name, digest, task, task_type, labels, columns in self._read(
-                "SELECT name, digest, task, task_type, labels, columns FROM models ORDER BY seen"):
-            found[name] = {"digest": digest, "task": task, "task_type": task_type, "labels": json.loads(labels),
-                           "columns": json.loads(columns)}
-        return found
+        return models_by_name(self._read(f"SELECT {', '.join(MODEL_KEYS)} FROM models ORDER BY seen"))
 
     def feedback(self, model: str, since: str | None = None) -> list[dict[str, Any]]:
-        rows = self._read("SELECT id, created_at, prediction_id, input, predicted, label, tags, wrong, comment "
-                          "FROM feedback WHERE model = ? AND created_at >= ? ORDER BY id", (model, since or ""))
-        keys = ("id", "created_at", "prediction_id", "input", "predicted", "label", "tags", "wrong", "comment")
-        out = []
-        for row in rows:
-            item = dict(zip(keys, row))
-            for key in ("input", "predicted", "tags"):
-                item[key] = None if item[key] is None else json.loads(item[key])
-            out.append(item)
-        return out
+        rows = self._read(f"SELECT {', '.join(FEEDBACK_KEYS)} FROM feedback WHERE model = ? AND created_at >= ? "
+                          f"ORDER BY id", (model, since or ""))
+        return [feedback_item(row) for row in rows]
 
     def record_export(self, sha256: str, path: str | Path, model: str, records: int) -> None:
         with self._write() as con:
@@ -271,7 +264,34 @@ class FeedbackStore:
                         (sha256, str(Path(path).resolve()), model, records, now()))
 
 
-def _dumps(value: Any) -> str | None:
+MODEL_KEYS = ("name", "digest", "task", "task_type", "labels", "columns")
+FEEDBACK_KEYS = ("id", "created_at", "prediction_id", "input", "predicted", "label", "tags", "wrong", "comment")
+
+
+def prediction_item(row: Sequence[Any]) -> dict[str, Any]:
+    """A logged prediction from its (model, digest, input, prediction) columns."""
+    model, digest, record, prediction = row
+    return {"model": model, "digest": digest, "input": json.loads(record), "prediction": json.loads(prediction)}
+
+
+def models_by_name(rows: Sequence[Sequence[Any]]) -> dict[str, dict[str, Any]]:
+    """The last served version of each model name, from :data:`MODEL_KEYS` rows ordered by ``seen``."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, digest, task, task_type, labels, columns in rows:
+        found[name] = {"digest": digest, "task": task, "task_type": task_type, "labels": json.loads(labels),
+                       "columns": json.loads(columns)}
+    return found
+
+
+def feedback_item(row: Sequence[Any]) -> dict[str, Any]:
+    """One feedback row (:data:`FEEDBACK_KEYS`) with its JSON columns decoded."""
+    item = dict(zip(FEEDBACK_KEYS, row))
+    for key in ("input", "predicted", "tags"):
+        item[key] = None if item[key] is None else json.loads(item[key])
+    return item
+
+
+def dumps(value: Any) -> str | None:
     if value is None:
         return None
     if hasattr(value, "model_dump"):

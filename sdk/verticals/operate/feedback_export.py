@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from ..bundles.outputs import file_sha256
 from ..errors import ConfigError
-from .feedback import FeedbackStore
+from .feedback_store import Store, open_store
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".conll": "conll"}
 REQUEST_ONLY = ("k", "items", "history", "exclude_seen", "rating", "timestamp")  # recommendation request fields
@@ -115,7 +115,7 @@ def _render(records: list[dict[str, Any]], fmt: str, columns: dict[str, Any]) ->
     return buffer.getvalue()
 
 
-def _write_owned(path: Path, text: str, kind: str, store: FeedbackStore, model: str, records: int,
+def _write_owned(path: Path, text: str, kind: str, store: Store, model: str, records: int,
                  overwrite: bool) -> str:
     """Write ``text`` atomically to ``path``: a new file, or (``overwrite``) one Verticals wrote as ``kind`` and
     nobody changed since (the marker beside it); the export log of the database records its sha256."""
@@ -199,11 +199,11 @@ def export_feedback(db: str | Path, model: str, output: str | Path, *, since: st
             raise ConfigError(f"--append-to {append_to} and --output {output} must have the same format "
                               f"(extension)")
     cutoff = parse_since(since)
-    store = FeedbackStore(db, create_missing=False)
+    store = open_store(db, create_missing=False)
     try:
         known = store.models()
         if model not in known:
-            raise ConfigError(f"no model '{model}' in {db}; it holds: {', '.join(known) or 'no model yet'} "
+            raise ConfigError(f"no model '{model}' in {store.name}; it holds: {', '.join(known) or 'no model yet'} "
                               f"(the names `verticals serve` gave them, as in /v1/models)")
         columns = dict(known[model]["columns"], task_labels=known[model]["labels"])
         rows = store.feedback(model, cutoff)

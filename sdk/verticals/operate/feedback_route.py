@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .feedback import FeedbackStore, StoreUnavailable
+from .feedback import StoreUnavailable
+from .feedback_store import Store
 
 MAX_LIST_LABELS = 40  # a 422 names the allowed labels; beyond this many it names the first ones and the count
 
@@ -113,7 +114,7 @@ def tag_problem(tags: list[str] | str | None, tokens: list[str], allowed: list[s
 
 
 def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str | None],
-                       store: FeedbackStore | None, log_predictions: bool, guard: list[Any],
+                       store: Store | None, log_predictions: bool, guard: list[Any],
                        check_item: Callable[[Any, Any], tuple[Any, str | None]],
                        check_body: Callable[[Any], str | None]) -> None:
     """Add the feedback route. ``check_item(predictor, item)`` validates an input as predict does: (the
