@@ -161,9 +161,9 @@ def test_prediction_log_keeps_only_the_retention_limit(bundles: dict[str, Path],
 def test_log_predictions_needs_a_db(bundles: dict[str, Path]) -> None:
     from verticals.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--feedback-db"):
+    with pytest.raises(ConfigError, match="feedback_db='FILE'"):  # a Python caller reads the keyword
         app_for(bundles, log_predictions=True)
-    with pytest.raises(ConfigError, match="log-retention"):
+    with pytest.raises(ConfigError, match="log_retention"):
         app_for(bundles, feedback_db=bundles["root"] / "never.db", log_retention="a week")
 
 

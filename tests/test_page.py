@@ -96,7 +96,7 @@ def test_missing_page_files_fail_at_start_with_the_fix(bundles: dict[str, Path],
         raise FileNotFoundError(2, "No such file or directory", name)
 
     monkeypatch.setattr(page, "_read", lost)
-    with only_plugins(), pytest.raises(ConfigError, match="--no-page"):
+    with only_plugins(), pytest.raises(ConfigError, match="page=False"):
         create_app([bundles["sentiment"]], engine="torch")
 
 

@@ -164,7 +164,7 @@ def test_openapi_documents_per_model_schemas(server) -> None:  # type: ignore[no
     spec = server.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     items = schemas["SentimentPredictRequest"]["properties"]["inputs"]["items"]["anyOf"]
-    assert {"$ref": "#/components/schemas/TextRecord"} in items
+    assert {"$ref": "#/components/schemas/SentimentInput"} in items  # the record as served: no gold label
     assert "TokenPrediction" in schemas
     assert "/v1/models/ner/predict" in spec["paths"]
     assert server.get("/docs").status_code == 200

@@ -34,7 +34,7 @@ from .config import (
 )
 from .data import check_hold_out
 from .data.records import data_fingerprint, source_name, split_indices
-from .errors import BundleError, ConfigError
+from .errors import BundleError, ConfigError, option
 from .metrics.drift import build_profile, decision_fields
 from .plugins.manager import get_catalog
 from .predictor import Predictor
@@ -62,6 +62,9 @@ def build_task(task: str, config: str | Path | dict[str, Any] | None = None,
     catalog = get_catalog()
     spec, pack_name = catalog.task(task)
     plain, base = split_defaults(spec.defaults)
+    task_cls = catalog.task_types.get(spec.task_type)
+    if pack_name:
+        _check_pack_defaults(task_cls, spec, pack_name, task, plain, base)
     extra: dict[str, Any] = {"training": {"backbone": backbone}} if backbone else {}
 
     def layer(pack_defaults: dict[str, Any]) -> RunConfig:
@@ -80,8 +83,22 @@ def build_task(task: str, config: str | Path | dict[str, Any] | None = None,
     width = hidden_size(resolve_backbone(run_config.training.backbone))
     if width is not None and width >= BASE_HIDDEN_SIZE:
         run_config = layer(deep_merge(plain, base))
-    task_cls = catalog.task_types.get(spec.task_type)
     return task_cls(run_config, task_name=task), spec, pack_name
+
+
+def _check_pack_defaults(task_cls: type[TaskType], spec: Any, pack_name: str, task: str,
+                         plain: dict[str, Any], base: dict[str, Any]) -> None:
+    """A pack's own defaults (and their base-size variant) must validate before the user's options are layered
+    on: a typo there is the pack's bug, reported with the pack's name, not as the user's configuration."""
+    for variant in (plain, deep_merge(plain, base)):
+        try:
+            task_cls(resolve_config(deep_merge({"labels": list(spec.labels)}, variant), task=task), task_name=task)
+        except ConfigError as exc:
+            source = get_catalog().packs.source(pack_name)
+            problem = str(exc).removeprefix("invalid configuration: ")
+            raise ConfigError(f"pack '{pack_name}' ({source}) has invalid defaults for {task}: {problem}; this is "
+                              f"a bug in the pack, not in your options: tell its author, or install another "
+                              f"version of it") from None
 
 
 def _is_main_process() -> bool:
@@ -209,11 +226,12 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
     if resume:
         differences = resume_differences(checkpoint_dir, run)
         if differences:
-            raise ConfigError(f"--resume: the checkpoints in {checkpoint_dir} were written by a run with other data, "
-                              f"labels or options ({'; '.join(differences[:4])}"
+            resume_option = option("resume", True)
+            raise ConfigError(f"{resume_option}: the checkpoints in {checkpoint_dir} were written by a run with other "
+                              f"data, labels or options ({'; '.join(differences[:4])}"
                               f"{'; ...' if len(differences) > 4 else ''}); resuming would restore that run's weights "
-                              f"under this run's description. Run again without --resume to start fresh, or restore "
-                              f"the first run's data and options")
+                              f"under this run's description. Run again without {resume_option} to start fresh, or "
+                              f"restore the first run's data and options")
     created = record_run(checkpoint_dir, run) if _is_main_process() else False
     model.checkpoint_dir = checkpoint_dir
     model.logging_dir = model.config.training.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR") \
@@ -338,10 +356,11 @@ def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None
     info = read_info(path, verified=True)
     catalog = get_catalog()
     if info.pack and info.pack not in catalog.packs:
+        broken = catalog.not_loaded(info.pack) if any(b.name == info.pack for b in catalog.broken) else ""
         raise BundleError(
-            f"{path}: needs the '{info.pack}' pack, which is not installed "
-            f"(pip install verticals-{info.pack.replace('_', '-')})"
-        )
+            f"{path}: needs the '{info.pack}' pack" + (broken.rstrip(";") if broken else
+                                                      f", which is not installed (pip install "
+                                                      f"verticals-{info.pack.replace('_', '-')})"))
     if info.task_type not in catalog.task_types:
         raise BundleError(f"{path}: needs task type '{info.task_type}', which no installed plugin provides")
     run_config = _lenient_config(info.config, path)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 MAX_THREADS = 1024
@@ -234,7 +234,7 @@ def parse_set(assignment: str) -> dict[str, Any]:
     """
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects KEY=VALUE, got '{assignment}'")
+        raise ConfigError(f"{option('overrides', cli='--set')} expects KEY=VALUE, got '{assignment}'")
     try:
         value: Any = json.loads(raw)
     except json.JSONDecodeError:
@@ -244,7 +244,8 @@ def parse_set(assignment: str) -> dict[str, Any]:
         sections = ", ".join(RunConfig.model_fields)
         close = difflib.get_close_matches(parts[0], list(RunConfig.model_fields), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"--set {key}: unknown section '{parts[0]}'; {hint}expected one of: {sections}")
+        raise ConfigError(f"{option('overrides', cli='--set')} {key}: unknown section '{parts[0]}'; {hint}expected "
+                          f"one of: {sections}")
     nested: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         nested = {part: nested}
@@ -308,11 +309,18 @@ def _received(name: str, err: Any) -> str:
     if value.startswith("[") and value.endswith("]"):
         items = [item.strip().strip("'\"") for item in value[1:-1].split(",") if item.strip()]
         fixed = json.dumps([float(i) if _is_number(i) else i for i in items])
-        hint = (f"; a list is JSON with quoted texts: --set '{name}={fixed}', in single quotes so that the shell "
-                f"keeps them")
+        hint = (f"; a list is JSON with quoted texts: {_assignment(f'{name}={fixed}')}")
     elif not value.startswith(("[", "{")):
-        hint = f"; write a JSON list, e.g. --set '{name}=[\"{shown}\"]'"
+        hint = f"; write a JSON list, e.g. {_assignment(f'{name}=[{json.dumps(shown)}]')}"
     return f" (received the text {shown!r}, which is not JSON{hint})"
+
+
+def _assignment(text: str) -> str:
+    """A KEY=VALUE override as the caller writes it: on the command line in single quotes (so that the shell
+    keeps the JSON's double quotes), in Python as an item of ``overrides``."""
+    if option("overrides", cli="--set") == "--set":
+        return f"--set '{text}', in single quotes so that the shell keeps them"
+    return f"overrides=[{text!r}]"
 
 
 def _is_number(text: str) -> bool:

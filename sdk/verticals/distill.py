@@ -14,7 +14,7 @@ from typing import Any
 
 from .bundles.bundle import digest
 from .config import deep_merge
-from .errors import ConfigError
+from .errors import ConfigError, option
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
 from .tasks.token_classification import TokenClassificationTask
@@ -79,7 +79,8 @@ def distill(
         raise ConfigError("distill: give at least one teacher bundle")
     for path in paths:
         if Path(output).resolve() == Path(path).resolve():
-            raise ConfigError(f"--output {output} is the teacher bundle {path}; write the student to another directory")
+            raise ConfigError(f"{option('output')} {output} is the teacher bundle {path}; write the student to another "
+                              "directory")
     predictors = [api.load(path) for path in paths]
     tasks: list[Any] = [p.task for p in predictors]  # text/token classification tasks, checked below
     for path, predictor in zip(paths, predictors, strict=True):

@@ -6,7 +6,11 @@ uses. The CLI prints ``str(error)`` on one line; nothing here formats tracebacks
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 
 class VerticalsError(Exception):
@@ -69,3 +73,33 @@ class NotFittedError(VerticalsError, ValueError):
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded; the others still work."""
+
+
+# ---- how a message names an option ------------------------------------------------------------------------------
+# The same refusal reaches a Python caller of verticals.train(..., overwrite=False) and a user of `verticals train`
+# without --overwrite; each should read the spelling it can act on. The CLI sets this for the run of one verb.
+_CLI_WORDING: ContextVar[bool] = ContextVar("verticals_cli_wording", default=False)
+
+
+@contextmanager
+def cli_wording() -> Iterator[None]:
+    """Within this block, :func:`option` spells options as command-line flags (the CLI runs every verb in it)."""
+    token = _CLI_WORDING.set(True)
+    try:
+        yield
+    finally:
+        _CLI_WORDING.reset(token)
+
+
+def option(name: str, value: Any = None, *, cli: str | None = None) -> str:
+    """An option as the caller writes it, for error messages: ``option("overwrite", True)`` is ``--overwrite``
+    under the CLI and ``overwrite=True`` in Python; ``option("output")`` is ``--output`` / ``output``;
+    ``option("backbone", "DIR")`` is ``--backbone DIR`` / ``backbone='DIR'``; ``option("metrics", False)`` is
+    ``--no-metrics`` / ``metrics=False``. ``cli`` gives the flag where its name differs from the keyword
+    (``option("overrides", cli="--set")``)."""
+    if _CLI_WORDING.get():
+        flag = cli or "--" + ("no-" if value is False else "") + name.rsplit(".", 1)[-1].replace("_", "-")
+        return flag if value is None or isinstance(value, bool) else f"{flag} {value or chr(34) * 2}"  # '' -> ""
+    if value is None:
+        return name
+    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from .bundles.bundle import BundleInfo
 from .config import deep_merge, parse_set, validate_section
 from .data.records import source_name
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, option
 from .tasks.base import Evaluation, TaskType
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
@@ -31,17 +31,18 @@ def data_overrides(overrides: Overrides) -> dict[str, Any]:
         layered = {}
         for assignment in overrides or []:
             layered = deep_merge(layered, parse_set(assignment))
+    given = option("overrides", cli="--set")
     for section in layered:
         if section != "data":
-            raise ConfigError(f"--set {section}.*: only data.* options (column names, format, encoding) can be set "
-                              f"on a trained bundle; {section} options were fixed when it was trained")
+            raise ConfigError(f"{given} {section}.*: only data.* options (column names, format, encoding) can be "
+                              f"set on a trained bundle; {section} options were fixed when it was trained")
     data = layered.get("data") or {}
     if not isinstance(data, Mapping):
-        raise ConfigError("--set data: expected data.OPTION=VALUE, e.g. data.text_column=utterance")
+        raise ConfigError(f"{given} data: expected data.OPTION=VALUE, e.g. data.text_column=utterance")
     for key in data:
         if not (str(key).endswith("_column") or key in _SETTABLE):
-            raise ConfigError(f"--set data.{key}: fixed when the bundle was trained; only data.*_column (one column "
-                              f"name each), data.format, data.encoding and data.max_record_bytes can change "
+            raise ConfigError(f"{given} data.{key}: fixed when the bundle was trained; only data.*_column (one "
+                              f"column name each), data.format, data.encoding and data.max_record_bytes can change "
                               f"(rename the columns of your data instead)")
     return dict(data)
 

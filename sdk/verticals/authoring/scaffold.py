@@ -15,7 +15,7 @@ from string import Template
 
 from .._version import __version__
 from ..bundles.bundle import atomic_directory
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from .templates import pack as templates
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -76,13 +76,18 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
                           f"choose another name")
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
-        raise ConfigError(f"{output} already exists and is not empty; choose another --output or pass --overwrite")
+        raise ConfigError(f"{output} already exists and is not empty; choose another {option('output')} or pass "
+                          f"{option('overwrite', True)}")
     if output.is_dir() and not any(output.iterdir()):
         output.rmdir()  # an empty directory may be replaced without --overwrite
 
     task_cls = get_catalog().task_types.get(task_type)
     declared = bio_labels({f"B-{t}" for t in labels}) if task_type == "token-classification" else labels
     module = f"verticals_{name}"
+    # The pack's only task is what the pack is about: a given description says what both do (`verticals packs`
+    # lists the task's, `verticals config` and the README the pack's).
+    task_description = (description.strip() if description and description.strip() else
+                        f"{task.replace('_', ' ').capitalize()} ({task_type}) for the {name} domain.")
     description = description or f"{name.replace('_', ' ').capitalize()} pack for Verticals."
     example = "'John Smith visited Paris'" if task_type == "token-classification" else "'some text to classify'"
     values = {
@@ -90,7 +95,7 @@ def scaffold_pack(name: str, output: str | Path, *, task: str = "classify", task
         "task_type": task_type, "const": task.upper(), "labels": json.dumps(declared),
         "metrics": json.dumps(list(task_cls.metric_names)), "primary_metric": task_cls.primary_metric,
         "description": description.replace('"', "'"), "core_requirement": core_requirement(), "example": example,
-        "task_description": f"{task.replace('_', ' ').capitalize()} ({task_type}) for the {name} domain.",
+        "task_description": task_description.replace('"', "'"),
     }
     records = _starter_records(task_type, labels, STARTER_PER_LABEL)
     n_val = max(len(labels), len(records) // 4)

@@ -27,7 +27,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from ..config import ENGINES
-from ..errors import ConfigError, VerticalsError
+from ..errors import ConfigError, VerticalsError, option
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-3
@@ -152,7 +152,7 @@ def onnx_backbone(backbone: torch.nn.Module, tokenizer: Any, engine: str, *, num
     parity = float(np.abs((got - expected) * mask).max())
     if parity > PARITY_TOLERANCE:
         raise ParityError(f"the ONNX export of this backbone differs from PyTorch by {parity:.3g} "
-                          f"(tolerance {PARITY_TOLERANCE:g}); use --engine torch")
+                          f"(tolerance {PARITY_TOLERANCE:g}); use {option('engine', 'torch')}")
     if engine == "onnx-int8":
         session = ort.InferenceSession(_quantize(graph), options, providers=["CPUExecutionProvider"])
     return OnnxBackbone(session, names, backbone.config, engine, parity)

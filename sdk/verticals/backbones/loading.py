@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import BundleError, ConfigError
+from ..errors import BundleError, ConfigError, option
 
 # "org/name" as the Hugging Face Hub spells a model id (one slash, no path syntax)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -81,7 +81,7 @@ def hub_snapshot(repo_id: str) -> Path:
     offline = _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
     cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
     fetch = (f"fetch it first with `hf download {repo_id}` (on a machine with internet, then copy "
-             f"{cache}), or pass --backbone DIR with a local model directory")
+             f"{cache}), or pass {option('backbone', 'DIR')} with a local model directory")
     try:
         path = Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=offline,
                                       allow_patterns=HUB_FILES))

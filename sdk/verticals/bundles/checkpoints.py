@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from .outputs import CHECKPOINT, MARKER, TRAINER_STATE, _contains_cwd, _read_marker, ownership_problem, write_marker
 
 
@@ -19,7 +19,8 @@ def check_checkpoint_dir(directory: str | Path, output: str | Path) -> None:
     directory, output = Path(directory), Path(output)
     a, b = directory.resolve(), output.resolve()
     if a == b or a.is_relative_to(b) or b.is_relative_to(a):
-        raise ConfigError(f"training.checkpoint_dir={directory} overlaps --output {output}; use a folder of its own")
+        raise ConfigError(f"training.checkpoint_dir={directory} overlaps {option('output')} {output}; use a folder "
+                          f"of its own")
     if not (directory.exists() or directory.is_symlink()):
         return
     if directory.is_dir() and not directory.is_symlink() and not _contains_cwd(directory) \

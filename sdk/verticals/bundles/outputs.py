@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, OutputWriteError
+from ..errors import ConfigError, OutputWriteError, option
 
 MARKER = ".verticals-output.json"
 CHECKPOINT = re.compile(r"^checkpoint-\d+$")
@@ -137,13 +137,15 @@ def check_replaceable(output: str | Path, kind: str, overwrite: bool) -> None:
     if not (output.exists() or output.is_symlink()):
         return
     if not overwrite:
-        raise ConfigError(f"{output} already exists; choose another --output or pass --overwrite")
+        raise ConfigError(f"{output} already exists; choose another {option('output')} or pass "
+                          f"{option('overwrite', True)}")
     if output.is_dir() and not output.is_symlink() and not any(output.iterdir()) and not _contains_cwd(output):
         return  # an empty directory: nothing to lose
     problem = ownership_problem(output, kind)
     if problem:
-        raise ConfigError(f"{output} exists and --overwrite replaces only a {kind} Verticals wrote, but {problem}; "
-                          f"refusing to delete it (choose another --output, or move it away yourself)")
+        raise ConfigError(f"{output} exists and {option('overwrite', True)} replaces only a {kind} Verticals wrote, "
+                          f"but {problem}; refusing to delete it (choose another {option('output')}, or move it "
+                          f"away yourself)")
 
 
 def _leftover_pattern(name: str) -> re.Pattern[str]:
@@ -269,7 +271,7 @@ def write_failure(exc: BaseException, path: str | Path) -> OutputWriteError | No
     if code not in _WRITE_ERRNOS:
         return None
     return OutputWriteError(f"cannot write {path}: {os.strerror(code)}; the partial output was removed: free "
-                            f"some space (or raise the limit) and run again, or choose another --output")
+                            f"some space (or raise the limit) and run again, or choose another {option('output')}")
 
 
 def refuse_same_file(input: str | Path, output: str | Path) -> None:
@@ -279,8 +281,8 @@ def refuse_same_file(input: str | Path, output: str | Path) -> None:
     if not same and a.exists() and b.exists():
         same = os.path.samefile(a, b)  # hard links and bind mounts
     if same:
-        raise ConfigError(f"--output {output} is the --input file; predictions would replace the records they "
-                          f"are made from; choose another --output")
+        raise ConfigError(f"{option('output')} {output} is the {option('input')} file; predictions would replace the "
+                          f"records they are made from; choose another {option('output')}")
 
 
 def check_file_output(path: str | Path) -> None:
@@ -288,8 +290,8 @@ def check_file_output(path: str | Path) -> None:
     never inside a bundle or another output Verticals wrote."""
     path = Path(path)
     if path.exists() and not path.is_file():
-        raise ConfigError(f"--output {path} exists and is not a regular file (a folder, device or pipe), which "
-                          f"writing the predictions would replace; choose a file name")
+        raise ConfigError(f"{option('output')} {path} exists and is not a regular file (a folder, device or pipe), "
+                          f"which writing the predictions would replace; choose a file name")
     check_output_place(path)
 
 
@@ -316,14 +318,14 @@ def check_output_place(output: str | Path) -> None:
     output = Path(os.path.abspath(output))
     for candidate in (output.parent, *output.parent.parents):
         if candidate.exists() and not candidate.is_dir():  # mkdir would fail with FileExistsError
-            raise ConfigError(f"--output {output}: {candidate} is a file, not a folder, so nothing can be written "
-                              f"under it; choose an --output in a folder")
+            raise ConfigError(f"{option('output')} {output}: {candidate} is a file, not a folder, so nothing can be "
+                              f"written under it; choose an output in a folder")
         for where in {candidate, candidate.resolve()}:
             kind = _written_folder(where)
             if kind:
-                raise ConfigError(f"--output {output} is inside {where}, a {kind} Verticals wrote: a file added "
-                                  f"there is not in its manifest and would make it fail verification (or replace "
-                                  f"one of its own files); choose an --output outside it")
+                raise ConfigError(f"{option('output')} {output} is inside {where}, a {kind} Verticals wrote: a file "
+                                  f"added there is not in its manifest and would make it fail verification (or replace "
+                                  f"one of its own files); choose an output outside it")
 
 
 def file_marker(path: str | Path) -> Path:
@@ -373,7 +375,7 @@ def file_problem(path: str | Path, kind: str) -> str | None:
     return None
 
 
-def check_file_replaceable(path: str | Path, kind: str, overwrite: bool, option: str = "--overwrite") -> None:
+def check_file_replaceable(path: str | Path, kind: str, overwrite: bool) -> None:
     """The single-file form of :func:`check_replaceable`: a new path is fine; an existing file is replaced only
     with ``overwrite`` and only when Verticals wrote it as ``kind`` and nobody changed it since."""
     path = Path(path)
@@ -381,12 +383,14 @@ def check_file_replaceable(path: str | Path, kind: str, overwrite: bool, option:
     proof = file_marker(path)
     if (proof.exists() or proof.is_symlink()) and not _is_file_marker(proof, path.name):
         raise ConfigError(f"{proof} is in the way: Verticals records beside {path.name} that it wrote it, under that "
-                          f"name, and this file is not such a record; rename it or choose another --output")
+                          f"name, and this file is not such a record; rename it or choose another {option('output')}")
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
-        raise ConfigError(f"{path} already exists; choose another --output or pass {option}")
+        raise ConfigError(f"{path} already exists; choose another {option('output')} or pass "
+                          f"{option('overwrite', True)}")
     problem = file_problem(path, kind)
     if problem:
-        raise ConfigError(f"{path} exists and {option} replaces only a {kind} file Verticals wrote, but {problem}; "
-                          f"refusing to replace it (choose another --output, or move it away yourself)")
+        raise ConfigError(f"{path} exists and {option('overwrite', True)} replaces only a {kind} file Verticals wrote, "
+                          f"but {problem}; refusing to replace it (choose another {option('output')}, or move "
+                          f"it away yourself)")

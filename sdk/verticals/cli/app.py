@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import VerticalsError
+from ..errors import VerticalsError, cli_wording
 from . import (
     backbones,
     check,
@@ -77,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quiet_libraries(args)
     try:
-        return int(args.func(args))
+        with cli_wording():  # messages name --flags, not the Python keywords
+            return int(args.func(args))
     except VerticalsError as exc:
         print(f"verticals: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
                           choices=["text-classification", "token-classification"])
     new_pack.add_argument("--labels", action="append", metavar="A,B,...",
                           help="labels (or entity types for token classification)")
-    new_pack.add_argument("--description", help="one line shown by `verticals packs`")
+    new_pack.add_argument("--description",
+                          help="one line describing the pack and its task (`verticals packs` shows it)")
     new_pack.add_argument("--overwrite", action="store_true",
                           help="replace a pack scaffold Verticals wrote there (unchanged since)")
     new_pack.set_defaults(func=cmd_new_pack)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option
 from .readers import (  # noqa: F401 - re-exported: packs import the reader API from verticals.data
     DEFAULT_MAX_RECORD_BYTES,
     EXTENSION_FORMATS,
@@ -223,7 +223,8 @@ def check_hold_out(labels: Sequence[Any] | None, train_idx: np.ndarray, fraction
     if lost:
         shown = ", ".join(f"'{label}' ({keys.count(label)} record{'s' * (keys.count(label) > 1)})"
                           for label in lost[:8]) + (" ..." if len(lost) > 8 else "")
-        raise DataError(f"the automatic hold-out (no --validation given; data.validation_fraction={fraction:g}) could "
-                        f"not keep every label in training: {shown} ended up only in the held-out validation "
-                        f"records; give --validation FILE, add records (with two or more of every label the hold-out "
-                        f"keeps some of each in training), or change data.validation_fraction", path=source)
+        raise DataError(f"the automatic hold-out (no {option('validation')} given; data.validation_fraction="
+                        f"{fraction:g}) could not keep every label in training: {shown} ended up only in the held-out "
+                        f"validation records; give {option('validation', 'FILE')}, add records (with two or more of "
+                        f"every label the hold-out keeps some of each in training), or change "
+                        f"data.validation_fraction", path=source)

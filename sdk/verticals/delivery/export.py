@@ -112,15 +112,19 @@ def _config(model: Any, labels: list[str], token_level: bool) -> Any:
 
 
 
-def export_onnx(bundle: str | Path, output: str | Path, *, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,
-                overwrite: bool = False) -> ExportResult:
-    """Export the bundle at ``bundle`` to the directory ``output``; raise :class:`ParityError` if ONNX
-    Runtime's outputs differ from PyTorch's by more than ``tolerance``, and a ``ConfigError`` naming the
-    reason for a task type that cannot be exported. Nothing is written unless everything succeeds."""
+def export_onnx(bundle: str | Path | Any, output: str | Path, *, opset: int = 17,
+                tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False) -> ExportResult:
+    """Export the bundle at ``bundle`` (a directory, or the predictor ``verticals.train``/``load`` returned) to
+    the directory ``output``: ``verticals.export``, as ``verticals export BUNDLE --format onnx`` does. Raise
+    :class:`ParityError` if ONNX Runtime's outputs differ from PyTorch's by more than ``tolerance``, and a
+    ``ConfigError`` naming the reason for a task type that cannot be exported. Nothing is written unless
+    everything succeeds."""
     require_onnxruntime()
     from ..api import load
+    from ..predictor import Predictor
 
-    return export_predictor(load(bundle), output, opset=opset, tolerance=tolerance, overwrite=overwrite)
+    predictor = bundle if isinstance(bundle, Predictor) else load(bundle)
+    return export_predictor(predictor, output, opset=opset, tolerance=tolerance, overwrite=overwrite)
 
 
 def export_predictor(predictor: Any, output: str | Path, *, opset: int = 17, tolerance: float = DEFAULT_TOLERANCE,

@@ -97,9 +97,9 @@ def log_config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
     """The ``logging.config.dictConfig`` of the server: uvicorn's and Verticals' loggers to stderr, as text
     or JSON lines; uvicorn's own access log is replaced by ours (it has the request id)."""
     if log_format not in ("text", "json"):
-        from ..errors import ConfigError
+        from ..errors import ConfigError, option
 
-        raise ConfigError(f"--log-format {log_format!r}: expected 'text' or 'json'")
+        raise ConfigError(f"{option('log_format')} {log_format!r}: expected 'text' or 'json'")
     formatter = {"()": JsonFormatter} if log_format == "json" else {
         "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     # the stderr of the moment (console._Stderr), not the one at configuration time: pytest's capture, or a

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from ..errors import ConfigError, VerticalsError
+from ..errors import ConfigError, VerticalsError, option
 
 # Only the page's own files, no inline script or style, no framing by another site: a prediction or FAQ
 # answer that holds markup can then never run as code (the script also inserts all text as text).
@@ -55,7 +55,7 @@ def add_page(app: Any) -> None:
         assets = {name: _read(name) for name in ASSETS}
     except OSError as exc:  # an installation without the package data: say so at start-up, not with a 500
         raise ConfigError(f"the page's files are missing from this installation ({exc}); reinstall verticals, "
-                          f"or serve with --no-page") from None
+                          f"or serve with {option('page', False)}") from None
 
     @app.get("/", include_in_schema=False)
     def page() -> Response:

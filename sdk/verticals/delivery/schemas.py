@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_CHARS = 20_000
@@ -73,3 +73,24 @@ class Health(BaseModel):
     models: list[str]
     pid: int = Field(0, description="Process id of the server process that answered (with --workers N, which "
                                     "worker).")
+
+
+def input_model(task: Any, stem: str) -> type[BaseModel]:
+    """The predict request's record as the server takes it: each field under the column name the bundle was
+    trained with (``ticket_text`` under ``data.text_column=ticket_text``), its own name (``text``) documented as
+    the accepted alias, and no gold label (a prediction input has none). Documentation only: the server
+    validates each record with the task (``TaskType.as_record``), which accepts both names."""
+    mapping = task.field_map()
+    fields: dict[str, Any] = {}
+    for name, field in task.Record.model_fields.items():
+        if name == task.label_field:
+            continue
+        column = mapping.get(name, name)
+        description = field.description or ""
+        if column != name:
+            description = f"{description} Also accepted as '{name}'.".strip()
+        default = ... if field.is_required() else field.get_default(call_default_factory=True)
+        fields[column] = (field.annotation, Field(default, description=description or None))
+    extra = task.Record.model_config.get("extra")  # a record of declared columns (fraud) takes any field
+    return create_model(f"{stem}Input", __config__=ConfigDict(extra="allow" if extra == "allow" else "ignore",
+                                                              title=f"{stem}Input"), **fields)

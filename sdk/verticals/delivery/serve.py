@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field, SkipValidation, create_model
 
 from .._version import __version__
 from ..bundles.bundle import digest
-from ..errors import ConfigError, VerticalsError
+from ..errors import ConfigError, VerticalsError, option
 from ..predictor import Predictor
 from ..tasks.explain import (
     DEFAULT_METHOD,
@@ -72,6 +72,7 @@ from .schemas import (  # noqa: F401 - the limits and answers of the API, import
     Health,
     ModelInfo,
     ServeLimits,
+    input_model,
 )
 
 logger = logging.getLogger("verticals.serve")
@@ -104,11 +105,12 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
     """
     task = predictor.task
     stem = re.sub(r"\W", "_", name).strip("_").title().replace("_", "") or "Model"
-    item_type = SkipValidation[task.Record | str]  # type: ignore[name-defined]
+    record = input_model(task, stem)
+    item_type = SkipValidation[record | str]  # type: ignore[valid-type]
     request = create_model(
         f"{stem}PredictRequest",
         inputs=(list[item_type], Field(min_length=1, description=(  # type: ignore[valid-type]
-            f"Records ({task.Record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
+            f"Records ({record.__name__} objects) or bare texts; at most {limits.max_batch} per request."))),
         explain=(bool, Field(False, description=(
             f"Add each prediction's explanation (the words that drove it; torch engine only); at most "
             f"{MAX_EXPLAIN_BATCH} records per request then (413)"))),
@@ -132,13 +134,13 @@ def _schemas(name: str, predictor: Predictor, limits: ServeLimits) -> tuple[type
     return request, response
 
 
-def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
+def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], limits: ServeLimits | None = None,
                engine: str = "auto", overrides: Sequence[str] | None = None, *, api_key: str | None = None,
                cors_origins: Sequence[str] = (), show_data_info: bool = False,
                feedback_db: str | Path | None = None, log_predictions: bool = False,
                log_retention: str = "30d", page: bool = True) -> Any:
-    """A FastAPI app serving the given bundles (paths, or already loaded predictors). Bundles given as
-    paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
+    """A FastAPI app serving the given bundles (paths, or already loaded predictors; one alone, or a list). Bundles
+    given as paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
@@ -164,8 +166,11 @@ def create_app(bundles: Sequence[str | Path | Predictor], limits: ServeLimits | 
     from .monitoring import Observe, Readiness, add_routes, warm_up
 
     limits = limits or ServeLimits()
+    if isinstance(bundles, (str, Path, Predictor)):  # one bundle (a path is a Sequence of characters)
+        bundles = [bundles]
     if log_predictions and feedback_db is None:
-        raise ConfigError("--log-predictions stores predictions in the feedback database: give --feedback-db FILE")
+        raise ConfigError(f"{option('log_predictions', True)} stores predictions in the feedback database: give "
+                          f"{option('feedback_db', 'FILE')}")
     if not bundles:
         raise ConfigError("nothing to serve: give at least one bundle directory")
     store = None
@@ -327,8 +332,8 @@ def _monitor(models: dict[str, Predictor], digests: dict[str, str | None], limit
     try:
         import prometheus_client  # noqa: F401
     except ImportError:
-        raise ConfigError("serving metrics needs prometheus-client: pip install 'verticals[serve]' (or serve "
-                          "with --no-metrics)") from None
+        raise ConfigError(f"serving metrics needs prometheus-client: pip install 'verticals[serve]' (or serve "
+                          f"with {option('limits=ServeLimits(metrics=False)', cli='--no-metrics')})") from None
     return Monitor(models, digests, window=limits.drift_window, low_confidence=limits.low_confidence)
 
 
@@ -430,8 +435,8 @@ def check_api_key(api_key: str | None) -> None:
     if api_key is None:
         return
     if not api_key.strip():
-        raise ConfigError("the API key is empty (--api-key \"\" or VERTICALS_API_KEY= set to nothing), which would "
-                          "leave the API open; give a key, or unset it to serve without authentication")
+        raise ConfigError(f"the API key is empty ({option('api_key', '')} or VERTICALS_API_KEY= set to nothing), "
+                          f"which would leave the API open; give a key, or unset it to serve without authentication")
     if not api_key.isascii() or not api_key.isprintable() or api_key != api_key.strip():
         raise ConfigError("the API key must be printable ASCII without surrounding spaces: HTTP headers carry "
                           "ASCII, so any other key could never match what a client sends")

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
+from ..predictor import Predictor
 from .serve import ServeLimits, create_app
 
 logger = logging.getLogger("verticals.serve")
@@ -47,26 +48,32 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or "
-                          f"--host") from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another "
+                          f"{option('port')} or {option('host')}") from None
     return sock
 
 
-def run(bundles: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000,
+def run(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], host: str = "127.0.0.1", port: int = 8000,
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
         show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
         log_retention: str = "30d", page: bool = True, log_format: str = "text", workers: int = 1) -> None:
-    """Serve bundles with uvicorn until interrupted (``create_app`` says what the options do); logs go to
-    stderr as text or, with ``log_format="json"``, one JSON object per line. SIGTERM drains, then returns.
-    ``workers``: processes answering on the port (:mod:`verticals.delivery.workers`)."""
+    """Serve bundles (paths or loaded predictors, one or a list) with uvicorn until interrupted: ``verticals.serve``,
+    as ``verticals serve`` does (``create_app`` says what the options do). Logs go to stderr as text or, with
+    ``log_format="json"``, one JSON object per line. SIGTERM (or Ctrl-C) drains, then returns.
+    ``workers``: processes answering on the port (:mod:`verticals.delivery.workers`); they load bundles from
+    their paths, so a loaded predictor stands for the bundle directory it was loaded from."""
     try:
         import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
     if workers < 1:
-        raise ConfigError(f"--workers {workers} is out of range; expected an integer >= 1")
+        raise ConfigError(f"{option('workers', workers)} is out of range; expected an integer >= 1")
     limits = limits or ServeLimits()
+    if isinstance(bundles, (str, Path, Predictor)):
+        bundles = [bundles]
+    if workers > 1:  # each worker process loads its own copy from the bundle's directory
+        bundles = [b.path if isinstance(b, Predictor) else b for b in bundles]
     options = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
                    overrides=list(overrides or []), api_key=api_key, cors_origins=list(cors_origins),
                    show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,

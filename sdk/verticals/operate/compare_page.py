@@ -97,7 +97,7 @@ def check_outputs(changed: str | Path | None, page: str | Path | None, overwrite
     if changed:
         check_file_replaceable(changed, CHANGED_KIND, overwrite)
     if page and _is_file(page):
-        check_file_replaceable(page, PAGE_KIND, overwrite, option="--overwrite")
+        check_file_replaceable(page, PAGE_KIND, overwrite)
     elif page:
         check_replaceable(page, "comparison", overwrite)
 

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, VerticalsError
+from ..errors import ConfigError, VerticalsError, option
 
 APPLICATION_ID = 0x56464442  # "VFDB": Verticals FeedBack database
 SCHEMA_VERSION = 1
@@ -80,7 +80,7 @@ def parse_retention(text: str) -> tuple[str, int]:
     """``--log-retention``: ``N`` keeps the newest N logged predictions, ``Nd`` those of the last N days."""
     match = re.fullmatch(r"\s*(\d+)\s*(d?)\s*", str(text))
     if not match or int(match.group(1)) < 1:
-        raise ConfigError(f"--log-retention {text!r}: expected a number of records (e.g. 100000) or of days "
+        raise ConfigError(f"{option('log_retention')} {text!r}: expected a number of records (e.g. 100000) or of days "
                           f"(e.g. 30d), at least 1")
     return ("days" if match.group(2) else "records"), int(match.group(1))
 
@@ -90,7 +90,7 @@ def check_ours(path: str | Path) -> None:
     header: nothing is opened through SQLite, nothing is written."""
     path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"--feedback-db {path} is a directory; give a database file name, e.g. feedback.db")
+        raise ConfigError(f"{option('feedback_db')} {path} is a directory; give a database file name, e.g. feedback.db")
     try:
         with open(path, "rb") as handle:
             header = handle.read(100)

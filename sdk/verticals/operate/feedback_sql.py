@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from . import feedback as sqlite_store
 from .feedback import (APPLICATION_ID, DEFAULT_RETENTION, FEEDBACK_KEYS, MODEL_KEYS, SCHEMA_VERSION, FeedbackStore,
                        StoreUnavailable, dumps, feedback_item, models_by_name, now, parse_retention, prediction_item,
@@ -80,17 +80,19 @@ def open_url(text_url: str, *, create_missing: bool = True, retention: str = DEF
         url = make_url(text_url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         # make_url failed, so the password's position is unknown: name only the scheme
-        raise ConfigError(f"--feedback-db {text_url.split('://', 1)[0]}://...: not a valid database URL; expected "
-                          f"e.g. postgresql+psycopg://user@host:5432/dbname or sqlite:///feedback.db") from None
+        raise ConfigError(f"{option('feedback_db')} {text_url.split('://', 1)[0]}://...: not a valid database "
+                          f"URL; expected e.g. postgresql+psycopg://user@host:5432/dbname or "
+                          f"sqlite:///feedback.db") from None
     backend = url.get_backend_name()
     if backend == "sqlite":
         if not url.database or url.database == ":memory:" or url.query:
-            raise ConfigError(f"--feedback-db {masked(url)}: give a file, sqlite:///relative/path.db or "
+            raise ConfigError(f"{option('feedback_db', masked(url))}: give a file, sqlite:///relative/path.db or "
                               f"sqlite:////absolute/path.db (no in-memory database, no options)")
         return FeedbackStore(url.database, create_missing=create_missing, retention=retention)
     if backend != "postgresql":
-        raise ConfigError(f"--feedback-db {masked(url)}: {backend} is not supported; the feedback database is a "
-                          f"file (SQLite) or a PostgreSQL URL (postgresql+psycopg://user@host:5432/dbname)")
+        raise ConfigError(f"{option('feedback_db', masked(url))}: {backend} is not supported; the feedback "
+                          f"database is a file (SQLite) or a PostgreSQL URL "
+                          f"(postgresql+psycopg://user@host:5432/dbname)")
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")  # SQLAlchemy's default would be psycopg2, not ours
     return SQLFeedbackStore(url, create_missing=create_missing, retention=retention)
@@ -108,7 +110,7 @@ class SQLFeedbackStore:
         try:
             self._engine = self._create_engine(url)
         except (ImportError, NoSuchModuleError) as exc:
-            raise ConfigError(f"--feedback-db {self.name}: the database driver is not installed ({exc}); "
+            raise ConfigError(f"{option('feedback_db', self.name)}: the database driver is not installed ({exc}); "
                               f"pip install 'verticals[postgres]' (psycopg 3)") from None
         try:
             self._open(create_missing)

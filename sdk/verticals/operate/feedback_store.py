@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from .feedback import DEFAULT_RETENTION, FeedbackStore
 
 URL_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -59,7 +59,7 @@ def open_store(db: str | Path, *, create_missing: bool = True, retention: str = 
         from .feedback_sql import open_url
     except ImportError as exc:  # SQLAlchemy comes with verticals[postgres] (or [workshop]), not with the core
         scheme = str(db).split("://", 1)[0]
-        raise ConfigError(f"--feedback-db {scheme}://...: a database URL needs {exc.name or 'SQLAlchemy'}: pip "
-                          f"install 'verticals[postgres]' (or give a file path: the SQLite store needs "
-                          f"nothing more)") from None
+        raise ConfigError(f"{option('feedback_db')} {scheme}://...: a database URL needs "
+                          f"{exc.name or 'SQLAlchemy'}: pip install 'verticals[postgres]' (or give a file path: "
+                          f"the SQLite store needs nothing more)") from None
     return open_url(str(db), create_missing=create_missing, retention=retention)

@@ -60,7 +60,19 @@ class Catalog:
 
         close = difflib.get_close_matches(full_name, self.task_names(), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"no task '{full_name}'{hint} available: {available}")
+        raise ConfigError(f"no task '{full_name}'{self.not_loaded(full_name.partition('.')[0]) or hint} "
+                          f"available: {available}")
+
+    def not_loaded(self, pack_name: str) -> str:
+        """Why a name may be missing: the plugins that failed to load, each with its reason ('; ...;'), the one
+        named ``pack_name`` alone when it is among them; '' when every plugin loaded. The final error then says
+        it, not only the warning printed when the catalog was built."""
+        named = [item for item in self.broken if item.name == pack_name] or self.broken
+        if not named:
+            return ""
+        shown = "; ".join(f"plugin '{item.name}' ({item.distribution}) failed to load: {item.error}"
+                          for item in named[:3])
+        return f"; {shown}{'; ...' if len(named) > 3 else ''};"
 
     def task_names(self) -> list[str]:
         generic = [name for name in self.task_types.names() if "." not in name]

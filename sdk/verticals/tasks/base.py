@@ -185,7 +185,9 @@ class TaskType(ABC):
     def as_record(self, item: Any, index: int = 0, *, require_labels: bool = False,
                   source: str = "<input>") -> BaseModel:
         """Turn API input (a record, a dict, or a raw text string) into a validated record; errors name
-        ``source`` and the row ``index`` (from 0)."""
+        ``source`` and the row ``index`` (from 0). A dict may name a field by its column (``ticket_text`` under
+        ``data.text_column=ticket_text``) or by the record's own field name (``text``), the alias that
+        ``verticals serve`` documents."""
         if isinstance(item, self.Record):
             return item
         if isinstance(item, str):
@@ -194,8 +196,20 @@ class TaskType(ABC):
             item = item.model_dump()
         if not isinstance(item, dict):
             raise DataError(f"expected a text or an object, got {type(item).__name__}", path=source, line=index)
+        item = self._with_columns(item)
         check_values(item, source, index)  # lone surrogates, deep nesting: a DataError here, not a crash later
         return self.to_record(RawRecord(source, index, item), require_labels=require_labels)
+
+    def _with_columns(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item`` with each field given by its own name moved to its column, where the column is absent (a
+        name that is some other field's column keeps its meaning)."""
+        mapping = self.field_map()
+        columns = set(mapping.values())
+        renamed = {name: column for name, column in mapping.items()
+                   if name != column and name in item and column not in item and name not in columns}
+        if not renamed:
+            return item
+        return {renamed.get(key, key): value for key, value in item.items()}
 
     def record_from_text(self, text: str) -> dict[str, Any]:
         """How a bare string from the CLI/API becomes a record (text tasks: the text field)."""

@@ -16,7 +16,7 @@ from torch import nn
 from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_dir, remove_incomplete_checkpoints
 from ..bundles.outputs import write_failure
 from ..console import TrainingConsole
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..runtime import available_cores, resolve_precision
 from .base import MetricsFn, Trainer
 
@@ -141,10 +141,19 @@ def epoch_budget(cfg: Any, n_train: int, batch_size: int) -> float:
     needed = min(math.ceil(cfg.min_steps / steps_per_epoch), MAX_STRETCHED_EPOCHS)
     if needed <= cfg.epochs:
         return float(cfg.epochs)
-    logger.info("small training set: %d rows make %d steps per epoch, so up to %d epochs are run instead of %g "
-                "(training.min_steps=%d; set training.epochs yourself to have exactly that)",
-                n_train, steps_per_epoch, needed, cfg.epochs, cfg.min_steps)
+    logger.info("%s", stretch_note(n_train, steps_per_epoch, needed, cfg.epochs, cfg.min_steps))
     return float(needed)
+
+
+def stretch_note(n_train: int, steps_per_epoch: int, epochs: int, configured: float, min_steps: int) -> str:
+    """The log line of :func:`epoch_budget`: rows, steps per epoch, the epochs and the steps they make, and
+    whether that reaches ``min_steps`` or stops at :data:`MAX_STRETCHED_EPOCHS` below it."""
+    steps = epochs * steps_per_epoch
+    reach = (f"reaching training.min_steps={min_steps}" if steps >= min_steps else
+             f"capped at {MAX_STRETCHED_EPOCHS} epochs, below training.min_steps={min_steps}")
+    return (f"small training set: {n_train} rows make {steps_per_epoch} step{'s' * (steps_per_epoch != 1)} per "
+            f"epoch, so up to {epochs} epochs ({steps} steps, {reach}) are run instead of {configured:g}; set "
+            f"training.epochs alone to have exactly that many")
 
 
 class TransformersTrainer(Trainer):
@@ -257,7 +266,8 @@ class TransformersTrainer(Trainer):
         if resume and last is None:
             import warnings
 
-            warnings.warn(f"--resume: no complete checkpoint in {checkpoint_dir}; training from the start",
+            warnings.warn(f"{option('resume', True)}: no complete checkpoint in {checkpoint_dir}; training from the "
+                          f"start",
                           UserWarning, stacklevel=2)
         # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))

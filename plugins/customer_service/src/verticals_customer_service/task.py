@@ -20,6 +20,7 @@ from verticals import ConfigError, DataError
 from verticals.backbones.collate import MODEL_KEYS
 from verticals.backbones.embeddings import encode_texts
 from verticals.backbones.retrieval import VectorIndex
+from verticals.console import logger
 from verticals.heads.sequence import pool
 from verticals.metrics import classification_metrics, softmax
 from verticals.runtime import autocast, module_device
@@ -39,6 +40,7 @@ from .calibration import (
     single_score,
 )
 from .knowledge import FaqEntry, read_faq
+from .rule_note import advice_line, rule_line
 from .schema import IntentOptions, IntentPrediction, Match
 from .taxonomy import DEFAULT_INTENTS
 
@@ -112,6 +114,10 @@ class IntentTask(TextClassificationTask):
         super().fit(in_train, in_val)
         self.build_index(in_train, faq)
         self.calibrate(calibration)
+        # with the other end-of-training lines (the best epoch, the baseline): which rule auto chose, and why
+        for line in (rule_line(self.thresholds_, self.options), advice_line(self.thresholds_, self.options)):
+            if line:
+                logger.info("%s", line)
         return self
 
     def build_index(self, train: Sequence[Any], faq: Sequence[FaqEntry] = ()) -> None:

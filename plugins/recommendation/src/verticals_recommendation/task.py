@@ -79,15 +79,6 @@ class RecommendationTask(TaskType):
             if hasattr(self, "histories_") else "USER_ID"
         return {"user": known, "k": self.options.k}
 
-    def as_record(self, item: Any, index: int = 0, **kwargs: Any) -> InteractionRecord:
-        # API/CLI requests may use field names ('user') even when the files use other column names.
-        if isinstance(item, dict):
-            item = dict(item)
-            for name, column in self.field_map().items():
-                if name in item and column not in item:
-                    item[column] = item.pop(name)
-        return super().as_record(item, index, **kwargs)  # type: ignore[return-value]
-
     def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> InteractionRecord:
         record = super().to_record(raw, require_labels=require_labels)
         if require_labels and record.item is None:  # type: ignore[attr-defined]

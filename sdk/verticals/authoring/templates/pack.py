@@ -49,8 +49,12 @@ $const = TaskSpec(
     labels=$labels,
     metrics=$metrics,
     primary_metric="$primary_metric",
-    # Layered under the user's --config and --set; choose them by experiment on your validation data.
-    defaults={"training": {"learning_rate": 5e-5, "epochs": 5, "batch_size": 16, "warmup_ratio": 0.1}},
+    # Layered under the user's --config and --set. These are the core's own defaults, written out to tune by
+    # experiment on your validation data. "epochs" is a budget: with "min_steps" set too, a small data set gets
+    # more epochs (up to 50) until training makes that many optimizer steps, and early stopping ends it when
+    # validation stops improving. Drop "min_steps" and "epochs" is literal (docs/writing-a-pack.md).
+    defaults={"training": {"learning_rate": 1e-4, "batch_size": 32, "epochs": 3, "min_steps": 300,
+                           "warmup_ratio": 0.1}},
 )
 
 
