@@ -58,9 +58,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def thread_budget() -> int | None:
+    """The threads a scheduler gave this process through ``OMP_NUM_THREADS`` (Ray sets it to an actor's
+    ``num_cpus``: a Ray Serve replica of 1 CPU on a 16-core node gets 1, not 16); None when unset or not one
+    positive integer (OpenMP's nested form "4,2" included)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def configure_threads(num_threads: int | None) -> int:
-    """Use every core we are allowed (not more: oversubscription hurts small machines)."""
-    threads = num_threads or available_cores()
+    """Use every core we are allowed (not more: oversubscription hurts small machines): ``num_threads`` when
+    set, else the ``OMP_NUM_THREADS`` budget (as torch itself does), else every core of our affinity mask."""
+    threads = num_threads or min(thread_budget() or available_cores(), available_cores())
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
