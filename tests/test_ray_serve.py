@@ -110,6 +110,37 @@ def test_autoscaling_options_pass_through_to_ray() -> None:
         parse_autoscaling("max")
 
 
+def test_the_kuberay_example_is_a_valid_serve_config_for_app_builder() -> None:
+    """docs/delivery.md's RayService: its serveConfigV2 passes Ray's own schema, names our builder and
+    deployment, and its args are RayServeArgs; the proxy callback it sets exists."""
+    pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'verticals[ray-serve]'")
+    import importlib
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+    from verticals.delivery import ray_serve
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "delivery.md").read_text(encoding="utf-8")
+    block = docs.split("A KubeRay `RayService`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    service = yaml.safe_load(block)
+    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    config = ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
+    (app,) = config.applications
+    module, _, name = app.import_path.partition(":")
+    assert getattr(importlib.import_module(module), name) is ray_serve.app_builder
+    assert [d.name for d in app.deployments] == [ray_serve.DEPLOYMENT_NAME]
+    from ray.serve import Application
+    from verticals.errors import ConfigError
+
+    assert isinstance(ray_serve.app_builder(app.args), Application)
+    with pytest.raises(ConfigError, match="bundles"):
+        ray_serve.app_builder({"bundle": "/models/sentiment"})
+    env = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": ray_serve.PROXY_CALLBACK_ENV, "value": ray_serve.PROXY_CALLBACK} in env
+    module, _, name = ray_serve.PROXY_CALLBACK.partition(":")
+    assert getattr(importlib.import_module(module), name) is ray_serve.proxy_middlewares
+
+
 def test_the_proxy_answers_503_with_retry_after_when_a_replica_never_answered() -> None:
     """What Ray's proxy does when the replica died mid-request (its app returns without an answer): 503,
     Retry-After, the request id; a normal answer passes unchanged, its duplicated request id sent once."""
@@ -128,15 +159,21 @@ def test_the_proxy_answers_503_with_retry_after_when_a_replica_never_answered() 
                     "headers": [(b"x-request-id", b"abc"), (b"x-request-id", b"abc")]})
         await send({"type": "http.response.body", "body": b"{}"})
 
+    async def client_left(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "http.disconnect"
+
     def call(app: Any) -> list[dict[str, Any]]:
         sent: list[dict[str, Any]] = []
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.disconnect"}
+
         scope = {"type": "http", "method": "POST", "path": "/v1/models/m/predict",
                  "headers": [(b"x-request-id", b"abc")]}
-        asyncio.run(RetryableProxyErrors(app)(scope, None, send))
+        asyncio.run(RetryableProxyErrors(app)(scope, receive, send))
         return sent
 
     for app in (died, crashed):
@@ -144,6 +181,7 @@ def test_the_proxy_answers_503_with_retry_after_when_a_replica_never_answered() 
         assert start["status"] == 503
         assert (b"retry-after", b"1") in start["headers"] and (b"x-request-id", b"abc") in start["headers"]
         assert "send it again" in json.loads(body["body"])["detail"]
+    assert call(client_left) == []  # nobody to answer
     start, body = call(answered)
     assert start["status"] == 200 and start["headers"] == [(b"x-request-id", b"abc")] and body["body"] == b"{}"
 

@@ -91,6 +91,9 @@ class VerticalsReplica:
     def __serve_build_asgi_app__(self) -> Any:
         from .serve import create_app
 
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a weight-loading bar per replica start is noise in the cluster's log
         args = self._args
         api_key = args.api_key if args.api_key is not None else os.environ.get("VERTICALS_API_KEY")
         self._app = create_app(args.bundles, args.limits, args.engine, args.overrides, api_key=api_key,
@@ -209,12 +212,20 @@ class RetryableProxyErrors:
                 message = {**message, "headers": headers}
             await send(message)
 
+        gone = False
+
+        async def watched_receive() -> dict[str, Any]:
+            nonlocal gone
+            message: dict[str, Any] = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
+
         failure: BaseException | None = None
         try:
-            await self.app(scope, receive, send_once)
+            await self.app(scope, watched_receive, send_once)
         except Exception as exc:  # noqa: BLE001 - answered below when nothing was sent yet; else re-raised
             failure = exc
-        if started:
+        if started or gone:  # answered, or the client left first (nobody to answer)
             if failure is not None:
                 raise failure
             return
