@@ -23,9 +23,11 @@ with ``Retry-After`` instead, so a client knows to send them again (a prediction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -139,6 +141,25 @@ def parse_autoscaling(text: str) -> dict[str, Any]:
     except (ValidationError, ValueError) as exc:
         raise ConfigError(f"--autoscaling {text}: {_first_error(exc)}") from None
     return config
+
+
+def _replica_error(serve: Any, exc: BaseException) -> str:
+    """Why the replicas failed: our own error (a bad --set, a bundle a node cannot read) from the tracebacks
+    Ray keeps in the deployment's status, else the last line of Ray's."""
+    texts = [str(exc)]
+    with contextlib.suppress(Exception):  # the status is a better message, not a requirement
+        app = serve.status().applications[APP_NAME]
+        texts += [app.message, *(d.message for d in app.deployments.values())]
+    for text in texts:
+        found = re.findall(r"verticals\.errors\.\w+: (.+)", text or "")
+        if found:
+            return str(found[-1]).strip()
+    return _last_line(exc)
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _first_error(exc: Exception) -> str:
@@ -264,11 +285,13 @@ def run(args: RayServeArgs, *, host: str = "127.0.0.1", port: int = 8000, replic
     if address is None:
         # the proxy actor inherits this through the raylet: the 503 middleware on the cluster we start
         os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
-    if ray.is_initialized():
-        started_ray = False
-    else:
-        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
-        started_ray = True
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        try:
+            ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray cluster"
+            raise ConfigError(f"cannot {where}: {_last_line(exc)}") from None
     stop = stop or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -279,7 +302,10 @@ def run(args: RayServeArgs, *, host: str = "127.0.0.1", port: int = 8000, replic
         if address is not None and os.environ.get(PROXY_CALLBACK_ENV) != PROXY_CALLBACK:
             logger.warning("the cluster at %s may answer 500 when a replica dies; start it with %s=%s for a "
                            "503 clients can retry", address, PROXY_CALLBACK_ENV, PROXY_CALLBACK)
-        serve.run(app, name=APP_NAME, route_prefix="/")
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        except RuntimeError as exc:  # Ray gave up on replicas that failed to start
+            raise ConfigError(f"the replicas failed to start: {_replica_error(serve, exc)}") from None
         how = f"autoscaling {dict(autoscaling)}" if autoscaling is not None else f"{replicas or 1} replica(s)"
         logger.info("serving %d bundle(s) on Ray Serve at http://%s:%d with %s", len(args.bundles), host, port, how)
         if ready is not None:
@@ -312,10 +338,11 @@ def bundles_on_this_machine(bundles: Sequence[str]) -> list[str]:
     rather than as a replica that Ray restarts over and over."""
     from pathlib import Path
 
-    from ..bundles.bundle import read_info
+    from ..bundles.bundle import read_info, verify
 
     paths = []
     for bundle in bundles:
-        read_info(bundle)
+        verify(bundle)
+        read_info(bundle, verified=True)
         paths.append(str(Path(bundle).resolve()))
     return paths
