@@ -91,9 +91,9 @@ class VerticalsReplica:
         self._app: Any = None
 
     def __serve_build_asgi_app__(self) -> Any:
-        from .serve import create_app
-
         from transformers.utils import logging as hf_logging
+
+        from .serve import create_app
 
         hf_logging.disable_progress_bar()  # a weight-loading bar per replica start is noise in the cluster's log
         args = self._args
@@ -325,7 +325,8 @@ def run(args: RayServeArgs, *, host: str = "127.0.0.1", port: int = 8000, replic
 
 
 def replica_pids(app_name: str = APP_NAME) -> list[int]:
-    """The process ids of the app's live replicas (Ray's state API; what a test or an operator kills)."""
+    """The process ids of the app's live replicas, from Ray's state API (served by the cluster's dashboard,
+    which a cluster started by :func:`run` leaves out): what a test or an operator kills."""
     from ray.util.state import list_actors
 
     actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
