@@ -65,7 +65,8 @@ def wrk(url: str, connections: int, duration: float, script: Path, close: bool =
     """``close``: a new connection per request (no keep-alive), which shows what Nagle's algorithm costs a
     server whose connections lack TCP_NODELAY (the delayed-ACK wait only hits kept-alive connections)."""
     header = ["-H", "Connection: close"] if close else []
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", *header, "-s",
+    seconds = max(1, round(duration))  # wrk takes whole seconds only ("-d7.5s" is a usage error)
+    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *header, "-s",
                            str(script), url], capture_output=True, text=True, check=True)
     out = done.stdout
 
@@ -104,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, help="bundle to serve (default: train a throw-away one)")
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="backbone of the throw-away bundle, or 'tiny'")
-    parser.add_argument("--duration", type=float, default=15, help="seconds of load per measurement")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--start-timeout", type=float, default=600, help="seconds a server may take to answer")
