@@ -10,7 +10,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
-"${PIP[@]}" install -e ".[test,serve,report,export,ray,tracking,workshop,postgres]"
+"${PIP[@]}" install -e ".[test,serve,report,export,ray,ray-serve,tracking,workshop,postgres]"
 for pack in plugins/*/; do
   if [ -f "$pack/pyproject.toml" ]; then
     "${PIP[@]}" install -e "$pack"

@@ -94,7 +94,8 @@ class TrainingConfig(_Strict):
     lora_dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout (strategy=lora).")
     num_threads: int | None = Field(
         None, ge=1, le=MAX_THREADS,
-        description="CPU threads for torch; default is the number of cores this process may use.",
+        description="CPU threads for torch; default: OMP_NUM_THREADS when set (Ray sets it to an actor's CPUs), "
+                    "else the number of cores this process may use.",
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (measure first).")
     trainer: str = Field("transformers", description="Registered trainer that runs fit/evaluate/predict.")

@@ -69,10 +69,19 @@ def limit_threads(threads: int) -> None:
     torch.set_num_threads(_thread_limit)
 
 
+def thread_budget() -> int | None:
+    """The threads a scheduler gave this process through ``OMP_NUM_THREADS`` (Ray sets it to an actor's
+    ``num_cpus``: a Ray Serve replica of 1 CPU on a 16-core node gets 1, not 16); None when unset or not one
+    positive integer (OpenMP's nested form "4,2" included)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def configure_threads(num_threads: int | None) -> int:
-    """Use every core we are allowed (not more: oversubscription hurts small machines), or the process's
-    ``limit_threads`` share of them."""
-    threads = num_threads or _thread_limit or available_cores()
+    """Use every core we are allowed (not more: oversubscription hurts small machines): ``num_threads`` when
+    set, else the process's ``limit_threads`` share, else the ``OMP_NUM_THREADS`` budget (as torch itself
+    does), else every core of our affinity mask."""
+    threads = num_threads or _thread_limit or min(thread_budget() or available_cores(), available_cores())
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

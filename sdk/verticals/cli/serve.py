@@ -41,6 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(json.dumps({"level": "warning", "logger": "verticals.serve", "message": warning}), file=sys.stderr)
         else:
             print(f"verticals: warning: {warning}", file=sys.stderr)
+    if args.ray or _ray_options_given(args):
+        return _serve_on_ray(args, limits, api_key)
     server.run(args.bundles, host=args.host, port=args.port, limits=limits, engine=args.engine, api_key=api_key,
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
               overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
@@ -93,3 +95,57 @@ def add_parser(sub: Any) -> None:
                        help="server log lines as text or as one JSON object per line (for log shippers)")
     serve.set_defaults(func=cmd_serve)
     add_data_set_option(serve)
+    _add_ray_options(serve)
+
+
+# ---- --ray: the same app as a Ray Serve application (verticals.delivery.ray_serve) ------------------------
+def _add_ray_options(parser: argparse.ArgumentParser) -> None:
+    ray = parser.add_argument_group("Ray Serve (needs verticals[ray-serve]; docs/delivery.md)")
+    ray.add_argument("--ray", action="store_true",
+                     help="serve as a Ray Serve application: replicas on a local Ray cluster, or on the cluster at "
+                          "--ray-address, behind Ray's proxy on --host/--port")
+    ray.add_argument("--replicas", type=int, metavar="N", help="with --ray: this many replicas (default 1)")
+    ray.add_argument("--autoscaling", metavar="min=N,max=N[,target=N,...]",
+                     help="with --ray: let Ray add and remove replicas within these bounds; target = requests in "
+                          "flight per replica; any other key is one of Ray's autoscaling_config options")
+    ray.add_argument("--replica-cpus", type=float, metavar="CPUS",
+                     help="with --ray: CPUs each replica reserves, and its inference threads (default 1; a "
+                          "fraction shares a core)")
+    ray.add_argument("--ray-address", metavar="ADDRESS",
+                     help="with --ray: join this running cluster (default: RAY_ADDRESS, else start a local one)")
+
+
+def _ray_options_given(args: argparse.Namespace) -> list[str]:
+    return [option for option, value in (("--replicas", args.replicas), ("--autoscaling", args.autoscaling),
+                                         ("--replica-cpus", args.replica_cpus), ("--ray-address", args.ray_address))
+            if value is not None]
+
+
+def _serve_on_ray(args: argparse.Namespace, limits: Any, api_key: str | None) -> int:
+    from ..delivery import ray_serve
+    from ..delivery.monitoring import configure_logging
+    from ..delivery.server import listen_socket
+    from ..errors import ConfigError
+
+    if not args.ray:
+        raise ConfigError(f"{', '.join(_ray_options_given(args))} only applies with --ray: add --ray")
+    # SQLite on one replica's disk: feedback and logged predictions would scatter over the machines
+    for option, given in (("--feedback-db", args.feedback_db), ("--log-predictions", args.log_predictions)):
+        if given:
+            raise ConfigError(f"{option} cannot be used with --ray: the feedback database is one SQLite file, "
+                              f"which replicas on several machines cannot share; serve it without --ray")
+    ray_serve.require_serve()
+    autoscaling = ray_serve.parse_autoscaling(args.autoscaling) if args.autoscaling else None
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    # a local cluster reads the bundles here: check them now; a joined one reads them on its nodes
+    bundles = ray_serve.bundles_on_this_machine(args.bundles) if address is None else list(args.bundles)
+    ray_args = ray_serve.RayServeArgs(bundles=bundles, engine=args.engine, overrides=args.set or [], limits=limits,
+                                      api_key=api_key, cors_origins=args.cors_origin or [],
+                                      show_data_info=args.show_data_info, page=not args.no_page)
+    if address is None:
+        listen_socket(args.host, args.port).close()  # a busy port fails now, in one line, not inside Ray
+    configure_logging(args.log_format, "info")
+    ray_serve.run(ray_args, host=args.host, port=args.port, replicas=args.replicas, autoscaling=autoscaling,
+                  replica_cpus=1.0 if args.replica_cpus is None else args.replica_cpus, address=address,
+                  log_format=args.log_format)
+    return 0

@@ -138,9 +138,12 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
     connection for ever. This closes a connection whose next request's headers are not complete within
     ``timeout`` seconds of it opening or of the previous response.
     """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    # h11, never uvicorn's "auto" choice: once httptools is installed (uvicorn[standard], which ray[serve]
+    # brings) auto picks it, and httptools accepts header blocks of any size (10 MB answered 200) where h11
+    # answers 400 and closes.
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderTimeoutProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    class HeaderTimeoutProtocol(H11Protocol):  # type: ignore[misc]
         _header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
