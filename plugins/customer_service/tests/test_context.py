@@ -173,3 +173,36 @@ def test_pair_inputs_cut_the_oldest_turns_never_the_text(tiny_backbone: Path) ->
     assert tok.convert_ids_to_tokens(conversation_features(tok, [text], [turns], 9)[0]["input_ids"]) == \
         ["[CLS]", "and", "for", "the", "second", "one", "?", "[SEP]"]  # no room: the text alone, as without
     assert none == tok.convert_ids_to_tokens(tok(text)["input_ids"]) and alone == long
+
+
+def test_export_predict_py_reads_context_as_the_sdk(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """predict.py (no Verticals) builds the same pair inputs, cut the same way, and retrieves on the text."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    import subprocess
+    import sys
+
+    from verticals.testing import run_export_reference
+
+    out = tmp_path / "onnx"
+    assert main(["export", str(bundles["with"]), "--output", str(out)]) == 0
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["fields"]["context"] == "history" and meta["decision"]["context"]["separator"] == "\n"
+    turns = ["hi, I have two questions", "my refund and the money"]
+    many = [f"my parcel and the courier, message {i} of a long chat about nothing in particular" for i in range(20)]
+    inputs: list[Any] = [{"text": "what about that one", "history": turns},
+                         {"text": "and for the second one?", "history": "\n".join(turns)},
+                         "and the next one?", {"text": "hello, my password and the login please", "history": []},
+                         {"text": "what about that one", "history": many},  # older turns dropped
+                         {"text": "what about that one", "history": [" ".join(many)]}]  # the newest turn cut
+    predictor = api.load(bundles["with"])
+    predictor.task.precision_ = "fp32"  # ONNX runs fp32
+    expected = predictor.predict(inputs)
+    got = run_export_reference(out, inputs)
+    assert [g["intent"] for g in got] == [e.intent for e in expected]
+    for g, e in zip(got, expected):
+        assert g["scores"] == pytest.approx(e.scores, abs=1e-4) and g["reason"].split(" ")[:3] == e.reason.split(" ")[:3]
+        assert [m["similarity"] for m in g["matches"]] == pytest.approx([m.similarity for m in e.matches], abs=1e-4)
+    bad = subprocess.run([sys.executable, str(out / "predict.py"), str(out)], capture_output=True, text=True,
+                         input=json.dumps({"text": "what about that one", "history": {"a": 1}}) + "\n", check=False)
+    assert bad.returncode == 2 and "line 1" in bad.stderr and "'history'" in bad.stderr
