@@ -206,3 +206,16 @@ def test_export_predict_py_reads_context_as_the_sdk(bundles: dict[str, Path], tm
     bad = subprocess.run([sys.executable, str(out / "predict.py"), str(out)], capture_output=True, text=True,
                          input=json.dumps({"text": "what about that one", "history": {"a": 1}}) + "\n", check=False)
     assert bad.returncode == 2 and "line 1" in bad.stderr and "'history'" in bad.stderr
+
+
+def test_context_column_can_be_renamed_not_switched_after_training(bundles: dict[str, Path]) -> None:
+    from verticals import ConfigError
+
+    turns = ["hi, I have two questions", "my password and the login"]
+    renamed = api.load(bundles["with"]).predict([{"text": "what about that one", "turns": turns}],
+                                                overrides=["data.context_column=turns"])
+    assert renamed[0].intent == "reset_password"
+    with pytest.raises(ConfigError, match="trained without data.context_column"):
+        api.load(bundles["without"]).with_overrides(["data.context_column=history"])
+    with pytest.raises(ConfigError, match="trained with data.context_column"):
+        api.load(bundles["with"]).with_overrides({"data": {"context_column": None}})
