@@ -16,7 +16,7 @@ import pytest
 from verticals import api
 from verticals.cli import main
 
-from .data import FAST, INTENTS
+from .data import FAST, INTENTS, write_csv
 
 FOLLOW_UPS = ["and for the second one?", "what about that one", "same question for the other one",
               "and the next one?"]
@@ -95,6 +95,12 @@ def test_predict_reads_context_in_every_form(bundles: dict[str, Path], tmp_path:
     source = write_jsonl(tmp_path / "ask.jsonl", [{"text": "what about that one", "history": turns}])
     assert main(["predict", str(bundles["with"]), "--input", str(source), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["intent"] == "reset_password"
+    # a CSV cell: the turns one per line (data.context_separator)
+    cells = write_csv(tmp_path / "ask.csv", [{"text": "what about that one", "history": "\n".join(turns)},
+                                             {"text": "what about that one", "history": ""}])
+    from_csv = predictor.predict(str(cells))
+    assert from_csv[0].intent == "reset_password"
+    assert from_csv[1].scores == pytest.approx(predictor.predict(["what about that one"])[0].scores)
 
 
 def test_without_the_option_the_task_is_the_plain_one(bundles: dict[str, Path]) -> None:
@@ -127,6 +133,8 @@ def test_serve_takes_and_documents_the_context(bundles: dict[str, Path]) -> None
     assert answer.status_code == 200
     good, bad = answer.json()["results"]
     assert good["prediction"]["intent"] == "refund_status"
+    by_sdk_name = client.post(path, json={"inputs": [{"text": "what about that one", "context": turns}]})
+    assert by_sdk_name.json()["results"][0]["prediction"] == good["prediction"]
     assert not bad["ok"] and bad["error"]["field"] == "history" and "list of strings" in bad["error"]["message"]
     schema = json.dumps(client.get("/openapi.json").json())
     assert "Earlier turns of the conversation" in schema

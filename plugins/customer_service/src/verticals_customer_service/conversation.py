@@ -43,6 +43,9 @@ class ConversationContext(TextClassificationTask):
     def to_record(self, raw: RawRecord, *, require_labels: bool = True) -> Any:
         column = self.context_column
         if column:
+            if column not in raw.data and "context" in raw.data and is_in_memory(raw):
+                # an API/REST record may use the SDK's field name, as the OpenAPI schema shows it
+                raw = RawRecord(raw.path, raw.line, raw.data | {column: raw.data["context"]})
             if column not in raw.data and (require_labels or not is_in_memory(raw)):
                 # a file (or training data) without the column the config names: a misspelt column would
                 # otherwise train or predict silently without context
