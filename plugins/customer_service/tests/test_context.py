@@ -211,6 +211,10 @@ def test_export_predict_py_reads_context_as_the_sdk(bundles: dict[str, Path], tm
     for g, e in zip(got, expected):
         assert g["scores"] == pytest.approx(e.scores, abs=1e-4) and g["reason"].split(" ")[:3] == e.reason.split(" ")[:3]
         assert [m["similarity"] for m in g["matches"]] == pytest.approx([m.similarity for m in e.matches], abs=1e-4)
+    # the SDK's own ONNX engine (what `serve --engine auto` picks) gets the segment ids of the pair too
+    on_onnx = api.load(bundles["with"], engine="onnx").predict(inputs)
+    assert [p.intent for p in on_onnx] == [e.intent for e in expected]
+    assert [p.scores for p in on_onnx] == [pytest.approx(e.scores, abs=1e-4) for e in expected]
     bad = subprocess.run([sys.executable, str(out / "predict.py"), str(out)], capture_output=True, text=True,
                          input=json.dumps({"text": "what about that one", "history": {"a": 1}}) + "\n", check=False)
     assert bad.returncode == 2 and "line 1" in bad.stderr and "'history'" in bad.stderr
