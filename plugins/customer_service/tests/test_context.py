@@ -231,3 +231,5 @@ def test_context_column_can_be_renamed_not_switched_after_training(bundles: dict
         api.load(bundles["without"]).with_overrides(["data.context_column=history"])
     with pytest.raises(ConfigError, match="trained with data.context_column"):
         api.load(bundles["with"]).with_overrides({"data": {"context_column": None}})
+    with pytest.raises(ConfigError, match="earlier turns of a conversation"):  # it would explain the text alone
+        api.load(bundles["with"]).explain([{"text": "what about that one", "history": turns}])
