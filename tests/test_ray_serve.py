@@ -64,9 +64,9 @@ def _request(port: int, method: str, path: str, body: Any = None, raw: bytes | N
 
 
 def _without_ids(value: Any) -> Any:
-    """An answer without what differs per request by design (prediction ids)."""
+    """An answer without what differs per request or per process by design (prediction ids; /health's pid)."""
     if isinstance(value, dict):
-        return {k: _without_ids(v) for k, v in value.items() if k != "prediction_id"}
+        return {k: _without_ids(v) for k, v in value.items() if k not in ("prediction_id", "pid")}
     if isinstance(value, list):
         return [_without_ids(v) for v in value]
     return value

@@ -80,6 +80,15 @@ class Predictor(Generic[PredictionT]):
         data = data_overrides(overrides)
         if not data:
             return self
+        for key, value in data.items():
+            before = getattr(self.task.data_options, str(key), None)
+            if str(key).endswith("_column") and (before is None) != (value is None):
+                # an optional input column (customer service's data.context_column) defines the model's input:
+                # a column option may rename it, never switch it on or off after training
+                raise ConfigError(f"--set data.{key}: the bundle was trained "
+                                  f"{'without' if before is None else 'with'} data.{key}; a column option can "
+                                  f"rename a column, not switch an input {'on' if before is None else 'off'} "
+                                  f"(train another bundle)")
         task = copy.copy(self.task)  # shares the fitted model; only how records are read changes
         task.config = self.task.config.model_copy(update={"data": deep_merge(self.task.config.data, data)})
         task.data_options = validate_section(task.DataOptions, task.config.data, "data")

@@ -33,6 +33,7 @@ TEXT_ROWS = [(f"question {i} about my {word}", label) for i in range(4)
              for word, label in (("invoice", "billing"), ("parcel", "shipping"), ("password", "account"))]
 TEXT = csv_text(TEXT_ROWS)
 INTENT_ROWS = TEXT_ROWS + [(f"tell me a poem {i}", "out_of_scope") for i in range(3)]
+INTENT_CHATS = [{"text": text, "label": label, "history": ["hello"]} for text, label in INTENT_ROWS]
 SENTIMENT = csv_text([(f"profit {i} rose", "positive") for i in range(4)] + [(f"loss {i} widened", "negative")
                                                                            for i in range(4)])
 CONLL = "\n\n".join(f"Alice\tB-PER\nflew\tO\nto\tO\nParis{i}\tB-LOC" for i in range(6)) + "\n"
@@ -222,6 +223,18 @@ CASES = [
          "--set", "task.top_k=0"),
     pack("new:intent-recall-target-nan", "customer_service.intent", {"t.csv": csv_text(INTENT_ROWS)},
          "task.oos_recall_target", "--set", "task.oos_recall_target=NaN"),
+    pack("new:intent-context-number", "customer_service.intent",
+         {"t.jsonl": jsonl(*INTENT_CHATS[:1], {"text": "and the other one?", "label": "billing", "history": 3},
+                           *INTENT_CHATS[1:])}, "t.jsonl:2: field 'history': expected the earlier turns",
+         "--set", "data.context_column=history"),
+    pack("new:intent-context-object", "customer_service.intent",
+         {"t.jsonl": jsonl(*INTENT_CHATS, {"text": "and the other?", "label": "billing", "history": {"a": "b"}})},
+         f"t.jsonl:{len(INTENT_CHATS) + 1}: field 'history'", "--set", "data.context_column=history"),
+    pack("new:intent-context-column-missing", "customer_service.intent", {"t.csv": csv_text(INTENT_ROWS)},
+         "t.csv:2: field 'history': missing column 'history' named by data.context_column",
+         "--set", "data.context_column=history"),
+    pack("new:intent-context-column-is-the-text", "customer_service.intent", {"t.csv": csv_text(INTENT_ROWS)},
+         "data.context_column is 'text'", "--set", "data.context_column=text"),
     # ---- finance.sentiment ---------------------------------------------------------------------------
     pack("new:sentiment-one-class", "finance.sentiment",
          {"t.csv": csv_text([(f"profit {i} rose", "positive") for i in range(6)])}, "one label only ('positive'"),

@@ -122,13 +122,15 @@ class Export:
             self.tokenizer.enable_truncation(self.decision["max_length"])
         return self.tokenizer.encode_batch(inputs, is_pretokenized=words, add_special_tokens=special)
 
-    def run(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
-        """The graph's outputs for token-id rows, padded to the longest (padding is masked out)."""
+    def run(self, rows: list[list[int]], types: list[list[int]] | None = None) -> dict[str, np.ndarray]:
+        """The graph's outputs for token-id rows (and their segment ids: 1 = a pair's second text), padded to
+        the longest (padding is masked out)."""
         ids = np.full((len(rows), max(map(len, rows))), self.meta["pad_token_id"], dtype=np.int64)
-        mask = np.zeros_like(ids)
+        mask, segments = np.zeros_like(ids), np.zeros_like(ids)
         for i, row in enumerate(rows):
             ids[i, : len(row)], mask[i, : len(row)] = row, 1
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            segments[i, : len(row)] = types[i] if types else 0
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": segments}
         values = self.session.run(self.meta["outputs"], {name: feed[name] for name in self.meta["inputs"]})
         return dict(zip(self.meta["outputs"], values))
 
@@ -142,6 +144,10 @@ class Export:
         if kind in ("text-classification", "customer_service.intent"):
             texts = [item if isinstance(item, str) else item["text"] for item in inputs]
             out = self.run([e.ids for e in self.tokenize(texts)])
+            contexts = [[] if isinstance(item, str) else item.get("context", []) for item in inputs]
+            if any(contexts):  # the classifier reads the earlier turns; retrieval keeps the text alone
+                pairs = self.conversation(texts, contexts)
+                out["logits"] = self.run([e.ids for e in pairs], [e.type_ids for e in pairs])["logits"]
             probs = softmax(out["logits"].astype(np.float64))
             if kind == "customer_service.intent":
                 return Fallback(self).decide(probs, out["embeddings"])
@@ -182,10 +188,52 @@ class Export:
                 if not (found[field].strip() if isinstance(found[field], str) else found[field]):
                     raise InputError(f"{name}: field '{key}' is empty; every record needs non-blank "
                                      + ("tokens" if field == "tokens" else "text"))
+        context = self.decision.get("context")
+        if context and found:  # customer_service.intent with data.context_column: the earlier turns
+            key = self.fields.get("context", "context")
+            value = item.get(key, item.get("context"))
+            value = value.split(context["separator"]) if isinstance(value, str) else value or []
+            if not (isinstance(value, list) and all(isinstance(t, str) for t in value)):
+                raise InputError(f"{name}: field '{key}' must be the earlier turns: a list of strings or one "
+                                 f"string separated by {context['separator']!r}")
+            found["context"] = [turn for turn in value if turn.strip()]
         if not found:
             keys = " or ".join(sorted({f"'{self.fields.get(n, n)}'" for n in wanted} | {f"'{n}'" for n in wanted}))
             raise InputError(f"{name}: no {keys} field (keys found: {', '.join(sorted(item)) or 'none'})")
         return found
+
+    def conversation(self, texts: list[str], contexts: list[list[str]]) -> list[Any]:
+        """Pair encodings of the earlier turns and each text, as verticals.tasks.conversation builds them:
+        oldest whole turns dropped until the pair fits, then the newest turn's start cut; else the text alone."""
+        singles, max_length = self.tokenize(texts), self.decision["max_length"]
+        self.tokenizer.no_truncation()
+        specials = self.tokenizer.post_processor.num_special_tokens_to_add(True)
+        pairs = []
+        for text, turns, single in zip(texts, contexts, singles):
+            room = max_length - specials - len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+            pair = self.fitting(turns, text, room) if turns and room > 0 else None
+            pairs.append(single if pair is None else pair)
+        return pairs
+
+    def fitting(self, turns: list[str], text: str, room: int) -> Any:
+        tok, joiner, max_length = self.tokenizer, self.decision["context"]["joiner"], self.decision["max_length"]
+        counts = [len(e.ids) for e in tok.encode_batch(turns, add_special_tokens=False)]
+        n_joiner = len(tok.encode(joiner.strip(), add_special_tokens=False).ids) if joiner.strip() else 0
+        kept, used = 0, 0
+        for count in reversed(counts):
+            if used + count + (n_joiner if kept else 0) > room:
+                break
+            kept, used = kept + 1, used + count + (n_joiner if kept else 0)
+        for keep in range(kept, 0, -1):
+            pair = tok.encode(joiner.join(turns[-keep:]), text)
+            if len(pair.ids) <= max_length:
+                return pair
+        offsets = tok.encode(turns[-1], add_special_tokens=False).offsets
+        for keep in range(min(room, len(offsets)), 0, -1):
+            pair = tok.encode(turns[-1][offsets[-keep][0]:], text)
+            if turns[-1][offsets[-keep][0]:].strip() and len(pair.ids) <= max_length:
+                return pair
+        return None
 
     # ---- token classification ------------------------------------------------------------------
     def tokens(self, words: list[str], word_ids: list[int | None], token_probs: np.ndarray) -> dict[str, Any]:

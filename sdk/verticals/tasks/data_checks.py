@@ -41,7 +41,11 @@ def items_of(model: Any, split: str, records: Sequence[Any]) -> list[Item]:
             text, label = " ".join(record.tokens), " ".join(record.tags or [])
         else:
             text, label = record.text, record.label if record.label is not None else ""
-        items.append(Item(split, where(record, split, i), text, label, normalise(text), record))
+        # a record read with earlier turns (customer service's data.context_column): the same follow-up after
+        # other turns is another input, not a duplicate or a label conflict
+        context = getattr(record, "context", None)
+        key = normalise(" \u241e ".join([*context, text])) if context else normalise(text)
+        items.append(Item(split, where(record, split, i), text, label, key, record))
     return items
 
 

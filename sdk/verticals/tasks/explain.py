@@ -105,6 +105,10 @@ def check_explainable(task: Any, engine: str, method: str) -> None:
         raise ConfigError(f"task '{task.task_name}' cannot be explained: explanations cover text and token "
                           f"classification and the packs built on them")
     task.check_is_fitted("model_")
+    if getattr(task.data_options, "context_column", None):
+        raise ConfigError(f"task '{task.task_name}' reads the earlier turns of a conversation "
+                          f"(data.context_column); explanations attribute the current text alone and would "
+                          f"misstate what drove the prediction, so they are not offered for it")
     check_engine(task.model_.backbone.engine if isinstance(task.model_.backbone, OnnxBackbone) else engine)
     if not getattr(task.tokenizer_, "is_fast", False):
         raise ConfigError("explanations need a fast (Rust) tokenizer for character offsets; this backbone's "

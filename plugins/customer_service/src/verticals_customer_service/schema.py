@@ -3,10 +3,53 @@ the intent prediction (imported by ``task``; kept apart so the task module stays
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
+from verticals import DataConfig
 from verticals.tasks.base import Prediction
+from verticals.tasks.text_classification import TextRecord
+
+
+class IntentDataOptions(DataConfig):
+    """The ``data`` section of ``customer_service.intent``: the core's columns plus the conversation context."""
+
+    context_column: str | None = Field(None, min_length=1, description=(
+        "Column/field holding the earlier turns of the conversation, oldest first and newest last: a list of "
+        "strings (JSON) or one string with the turns separated by data.context_separator (CSV). The classifier "
+        "reads them as the first segment of a pair input before the current text; the oldest turns are dropped "
+        "when the pair is longer than training.max_length, never the current text. Retrieval and the "
+        "out-of-scope rule key on the current text alone. Required in every file when set (an empty value = "
+        "the first turn of a conversation); optional in API/REST records. Unset (default): no context."))
+    context_separator: str = Field("\n", min_length=1, description=(
+        "What separates the turns when data.context_column holds one string (default: a newline, one turn "
+        "per line of the cell)."))
+
+    @model_validator(mode="after")
+    def _context_is_its_own_column(self) -> IntentDataOptions:
+        if self.context_column is not None and self.context_column in (self.text_column, self.label_column):
+            raise ValueError(f"data.context_column is {self.context_column!r}, the column of the "
+                             f"{'text' if self.context_column == self.text_column else 'label'}; the earlier turns "
+                             f"need a column of their own")
+        return self
+
+
+class IntentContextRecord(TextRecord):
+    """An utterance with the earlier turns of its conversation (used when ``data.context_column`` is set)."""
+
+    context: list[str] = Field(default_factory=list, description=(
+        "Earlier turns of the conversation, oldest first, newest last (a list of strings; empty or absent: the "
+        "first turn). In the user's records under data.context_column."))
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _none_is_no_context(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("context", mode="after")
+    @classmethod
+    def _no_blank_turns(cls, value: list[str]) -> list[str]:
+        return [turn for turn in value if turn.strip()]
 
 
 class IntentOptions(BaseModel):

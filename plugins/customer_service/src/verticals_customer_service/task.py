@@ -24,7 +24,6 @@ from verticals.console import logger
 from verticals.heads.sequence import pool
 from verticals.metrics import classification_metrics, softmax
 from verticals.runtime import autocast, module_device
-from verticals.tasks import TextClassificationTask
 from verticals.tasks.base import Evaluation
 from verticals.tasks.transformer import check_labels_known
 
@@ -39,9 +38,10 @@ from .calibration import (
     rejection_threshold,
     single_score,
 )
+from .conversation import ConversationContext
 from .knowledge import FaqEntry, read_faq
 from .rule_note import advice_line, rule_line
-from .schema import IntentOptions, IntentPrediction, Match
+from .schema import IntentDataOptions, IntentOptions, IntentPrediction, Match
 from .taxonomy import DEFAULT_INTENTS
 
 INDEX_NAME = "fallback_index"
@@ -50,13 +50,14 @@ INDEX_NAME = "fallback_index"
 OOS_LOOKALIKES = {"oos", "out_of_scope", "outofscope", "ood", "out_of_domain", "unknown_intent"}
 
 
-class IntentTask(TextClassificationTask):
+class IntentTask(ConversationContext):
     """Customer-service intents with a calibrated two-threshold retrieval fallback."""
 
     name = "customer_service.intent"
     description = "Customer-service intents; calibrated FAISS retrieval fallback and out-of-scope detection."
     Prediction = IntentPrediction
     Options = IntentOptions
+    DataOptions = IntentDataOptions
     metric_names = ("accuracy", "macro_f1", "in_scope_accuracy", "oos_precision", "oos_recall", "oos_f1",
                     "fallback_rate", "classifier_accuracy")
     primary_metric = "accuracy"
@@ -216,14 +217,21 @@ class IntentTask(TextClassificationTask):
     # ---- prediction ------------------------------------------------------------------------------
     def _forward(self, records: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
         """One pass of the fine-tuned backbone gives intent probabilities and the (mean-pooled, unit)
-        query embedding the index was built with, so the fallback costs no second forward pass."""
+        query embedding the index was built with, so the fallback costs no second forward pass -- except for
+        records read with earlier turns: retrieval keys on the current utterance, encoded again alone."""
         self.check_is_fitted("model_")
+        probs, vectors = self._run(self.encode(records, with_labels=False))
+        paired = self.with_context(records)
+        if paired:
+            _, vectors[paired] = self._run(self.utterance_features([records[i] for i in paired]))
+        return probs, vectors
+
+    def _run(self, features: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         hidden_size = int(self.model_.backbone.config.hidden_size)
-        probs = np.zeros((len(records), len(self.labels_)), dtype=np.float64)
-        vectors = np.zeros((len(records), hidden_size), dtype=np.float32)
-        if not records:
+        probs = np.zeros((len(features), len(self.labels_)), dtype=np.float64)
+        vectors = np.zeros((len(features), hidden_size), dtype=np.float32)
+        if not features:
             return probs, vectors
-        features = self.encode(records, with_labels=False)
         collator = self._collator()
         order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
         dev = module_device(self.model_)
@@ -387,7 +395,7 @@ class IntentTask(TextClassificationTask):
                       "embedding_output": "embeddings"},
             "answers": dict(self.answers_),
             "calibration": dict(self.thresholds_),
-        }
+        } | self.context_decision()
 
     # ---- persistence -------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
