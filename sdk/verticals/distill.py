@@ -36,6 +36,7 @@ def distill(
     alpha: float = 0.5,
     overwrite: bool = False,
     resume: bool = False,
+    transfer_multiplier: int = 0,
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
@@ -45,6 +46,9 @@ def distill(
     ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy(gold)`` with ``T =
     temperature``. bundle.json records the teacher's digest under ``model.distilled_from``. ``resume``
     continues an interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
+    ``transfer_multiplier`` (``--transfer-set N``) adds N generated inputs per training record (masking,
+    embedding-neighbour replacement, n-gram sampling: :mod:`verticals.data.augment`) whose only target is the
+    teacher's; they are generated from the training split's texts, never its labels.
     """
     from . import api
 
@@ -52,6 +56,10 @@ def distill(
         raise ConfigError(f"--temperature: expected a positive number, found {temperature}")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--alpha: expected a number from 0 (gold labels only) to 1 (teacher only), found {alpha}")
+    if isinstance(transfer_multiplier, bool) or not isinstance(transfer_multiplier, int) \
+            or not 0 <= transfer_multiplier <= 100:
+        raise ConfigError(f"--transfer-set: expected a whole number of generated inputs per training record from 0 "
+                          f"to 100, found {transfer_multiplier!r}")
     if Path(output).resolve() == Path(teacher).resolve():
         raise ConfigError(f"--output {output} is the teacher bundle; write the student to another directory")
     teacher_predictor = api.load(teacher)
@@ -74,10 +82,12 @@ def distill(
     student.teacher = teacher_task
     student.distill_temperature, student.distill_alpha = float(temperature), float(alpha)
     student.distill_unlabeled = student.read(unlabeled, require_labels=False) if unlabeled is not None else []
+    student.distill_transfer_multiplier = transfer_multiplier
     student.distillation_info_ = {
         "teacher": str(teacher), "teacher_digest": digest(teacher), "teacher_task": task,
         "teacher_backbone": teacher_predictor.info.model.get("backbone", {}).get("source"),
         "temperature": float(temperature), "alpha": float(alpha), "unlabeled_records": len(student.distill_unlabeled),
+        "transfer_multiplier": transfer_multiplier,
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
                           overwrite=overwrite, resume=resume)

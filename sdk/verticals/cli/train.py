@@ -41,7 +41,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     predictor = distill(args.teacher, args.train, output=args.output, unlabeled=args.unlabeled,
                         validation=args.validation, test=args.test, config=args.config, overrides=args.set or [],
                         backbone=args.backbone, temperature=args.temperature, alpha=args.alpha,
-                        overwrite=args.overwrite, resume=args.resume)
+                        overwrite=args.overwrite, resume=args.resume, transfer_multiplier=args.transfer_set)
     result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
               "distilled_from": predictor.info.model.get("distilled_from")}
     if args.json:
@@ -85,4 +85,7 @@ def add_parser(sub: Any) -> None:
     distill.add_argument("--temperature", type=float, default=2.0, help="softens both distributions (default 2)")
     distill.add_argument("--alpha", type=float, default=0.5,
                          help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
+    distill.add_argument("--transfer-set", type=int, default=0, metavar="N",
+                         help="add N generated inputs per training record (masking, embedding-neighbour "
+                              "replacement, n-gram sampling; Tang et al. 2019) labelled by the teacher only")
     distill.set_defaults(func=cmd_distill)
