@@ -233,3 +233,14 @@ def test_token_distill_with_a_transfer_set(tmp_path: Path, tiny_backbone: Path, 
     student = distill(teacher, token_data["train"], output=tmp_path / "student", validation=token_data["validation"],
                       backbone=str(tiny_backbone), overrides=FAST, transfer_multiplier=2)
     assert student.info.model["distilled_from"]["transfer_records"] == 80
+
+
+def test_medical_variants_drop_the_source_text_their_tokens_no_longer_match() -> None:
+    medical = pytest.importorskip("verticals_medical.ner")
+    task = medical.MedicalNERTask(RunConfig(data={"augment": {"copies": 2, "operations": ["mention"], "rate": 1.0}}))
+    sentences, tags = _sentences(6, 2)
+    records = [medical.MedicalRecord(tokens=s, tags=t, text=" ".join(s)) for s, t in zip(sentences, tags)]
+    variants = task.augment_records(records, task.data_options.augment, None)
+    assert variants and all(v.text is None and len(v.tokens) == len(v.tags) for v in variants)
+    # each variant is a valid record of the task as it stands
+    assert all(medical.MedicalRecord.model_validate(v.model_dump()) == v for v in variants)
