@@ -99,6 +99,9 @@ def main() -> int:
     parser.add_argument("--min-steps", type=int, default=300, help="Banking77 training.min_steps")
     parser.add_argument("--ner-epochs", type=float, default=8, help="NCBI training.epochs (pack default 8)")
     parser.add_argument("--threads", type=int, default=None, help="training.num_threads (1 on a crowded machine)")
+    parser.add_argument("--arms", nargs="+", default=["off", "on"], choices=["off", "on", "off-long"],
+                        help="off-long: no augmentation, but (1 + copies) times the epochs of 'on', so as many "
+                             "optimizer steps as the augmented arm (tells more data from more updates)")
     parser.add_argument("--results", type=Path, default=Path("augment-results.jsonl"))
     args = parser.parse_args()
 
@@ -119,7 +122,7 @@ def main() -> int:
             done[(row["data"], row["size"], row["arm"], row["seed"], row["copies"])] = row
     for seed in args.seeds:
         for data, size in settings:
-            for arm in ("off", "on"):
+            for arm in args.arms:
                 key = (data, size, arm, seed, args.copies)
                 if key in done:
                     continue
@@ -139,6 +142,9 @@ def main() -> int:
                         overrides += [f"training.epochs={args.ner_epochs}"]
                     if arm == "on":  # the operations and rate are the task type's defaults
                         overrides += [f"data.augment.copies={args.copies}"]
+                    elif arm == "off-long":  # 'on' runs 3 epochs (Banking77: the core's budget) of 1 + copies sets
+                        epochs = 3 if data == "banking77" else args.ner_epochs
+                        overrides += [f"training.epochs={epochs * (1 + args.copies):g}"]
                     result = run(task, files, overrides, work / "bundle")
                 row = {"data": data, "size": size, "arm": arm, "seed": seed, "copies": args.copies, **result}
                 done[key] = row
@@ -158,21 +164,25 @@ def print_table(rows: list[dict[str, Any]], copies: int) -> None:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f} (n={len(values)})"
 
-    print(f"\n| data | metric (test) | augment off | augment on (copies={copies}) | gain | time on/off |")
-    print("|---|---|---|---|---|---|")
+    long = any(r["arm"] == "off-long" for r in rows)
+    extra = f" | off, {1 + copies}x epochs (same steps as on)" if long else ""
+    print(f"\n| data | metric (test) | augment off | augment on (copies={copies}) | gain | time on/off{extra} |")
+    print("|---|---|---|---|---|---|" + ("---|" if long else ""))
     for data, size in dict.fromkeys((r["data"], r["size"]) for r in rows):
         metric = "accuracy" if data == "banking77" else "f1"
-        arms = {arm: [r for r in rows if (r["data"], r["size"], r["arm"]) == (data, size, arm)] for arm in ("off", "on")}
+        arms = {arm: [r for r in rows if (r["data"], r["size"], r["arm"]) == (data, size, arm)]
+                for arm in ("off", "on", "off-long")}
         values = {arm: [r["test"][metric] for r in arms[arm]] for arm in arms}
         paired = [on["test"][metric] - off["test"][metric] for off in arms["off"] for on in arms["on"]
                   if on["seed"] == off["seed"]]
-        seconds = {arm: sum(r["seconds"] for r in arms[arm]) for arm in arms}
+        both = {r["seed"] for r in arms["off"]} & {r["seed"] for r in arms["on"]}
+        seconds = {arm: sum(r["seconds"] for r in arms[arm] if r["seed"] in both) for arm in arms}
         ratio = f"{seconds['on'] / seconds['off']:.2f}" if seconds["off"] and seconds["on"] else "-"
         name = f"Banking77, {size} per intent" if data == "banking77" else f"NCBI-disease, {100 * size:g} % train"
         gain = f"{100 * statistics.mean(paired):+.2f} ({sum(d > 0 for d in paired)}/{len(paired)} seeds up)" \
             if paired else "-"
         print(f"| {name} | {'accuracy' if metric == 'accuracy' else 'entity F1'} | {stats(values['off'])} | "
-              f"{stats(values['on'])} | {gain} | {ratio} |")
+              f"{stats(values['on'])} | {gain} | {ratio} |" + (f" {stats(values['off-long'])} |" if long else ""))
 
 
 if __name__ == "__main__":
