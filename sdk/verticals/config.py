@@ -155,6 +155,45 @@ class DataConfig(_Strict):
         return self
 
 
+class TextAugmentConfig(_Strict):
+    """``data.augment`` of text classification: EDA (Wei & Zou, 2019) on the training split only."""
+
+    copies: int = Field(0, ge=0, le=50, description=(
+        "Augmented variants added per training record (0 = off); validation and test data are never augmented. "
+        "Each variant applies one of data.augment.operations and keeps its source's label."))
+    operations: list[Literal["swap", "delete", "insert", "neighbour"]] = Field(
+        default_factory=lambda: ["swap", "delete", "insert", "neighbour"], min_length=1, description=(
+            "EDA operations to draw from: swap words, delete words, insert in-domain words (from the training "
+            "texts), replace words by their nearest neighbours in the backbone's input-embedding space."))
+    rate: float = Field(0.1, gt=0, le=0.5, description="Share of a text's words one operation changes (EDA's alpha).")
+
+
+class TokenAugmentConfig(_Strict):
+    """``data.augment`` of token classification: Dai & Adel (2020) on the training split only."""
+
+    copies: int = Field(0, ge=0, le=50, description=(
+        "Augmented variants added per training sentence (0 = off); validation and test data are never augmented. "
+        "Tags stay aligned with the tokens."))
+    operations: list[Literal["mention", "token", "neighbour", "shuffle"]] = Field(
+        default_factory=lambda: ["mention", "token"], min_length=1, description=(
+            "Operations to draw from: replace a mention by a training mention of the same type, replace a token "
+            "by a training token with the same tag, replace a token by an input-embedding neighbour (tag kept), "
+            "shuffle tokens inside a mention or a run of O."))
+    rate: float = Field(0.3, gt=0, le=1, description="Probability that an operation changes each token (mention).")
+
+
+class TextDataConfig(DataConfig):
+    """The data options of text classification and the packs built on it."""
+
+    augment: TextAugmentConfig = Field(default_factory=TextAugmentConfig, description="Training-data augmentation.")
+
+
+class TokenDataConfig(DataConfig):
+    """The data options of token classification and the packs built on it."""
+
+    augment: TokenAugmentConfig = Field(default_factory=TokenAugmentConfig, description="Training-data augmentation.")
+
+
 class RunConfig(BaseModel):
     """The fully layered configuration of one training run, as stored in ``bundle.json``."""
 

@@ -43,6 +43,7 @@ def distill(
     overwrite: bool = False,
     resume: bool = False,
     teacher_cache: str | Path | None = None,
+    transfer_multiplier: int = 0,
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
@@ -67,6 +68,9 @@ def distill(
 
     bundle.json records the teachers' digests under ``model.distilled_from``. ``resume`` continues an
     interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
+    ``transfer_multiplier`` (``--transfer-set N``) adds N generated inputs per training record (masking,
+    embedding-neighbour replacement, n-gram sampling: :mod:`verticals.data.augment`) whose only target is the
+    teacher's; they are generated from the training split's texts, never its labels.
     """
     from . import api
     from .tasks.distillation import LayerOptions, label_order
@@ -74,6 +78,10 @@ def distill(
 
     _check_options(temperature, student_temperature, alpha, epochs, learning_rate, hidden_weight, attention_weight,
                    layer_map)
+    if isinstance(transfer_multiplier, bool) or not isinstance(transfer_multiplier, int) \
+            or not 0 <= transfer_multiplier <= 100:
+        raise ConfigError(f"{option('transfer_multiplier', cli='--transfer-set')}: expected a whole number of "
+                          f"generated inputs per training record from 0 to 100, found {transfer_multiplier!r}")
     paths = [teacher] if isinstance(teacher, (str, Path)) else list(teacher)
     if not paths:
         raise ConfigError("distill: give at least one teacher bundle")
@@ -119,6 +127,7 @@ def distill(
     student.distill_student_temperature = float(student_temperature) if student_temperature else None
     student.distill_layers = LayerOptions(layer_map, float(hidden_weight), float(attention_weight))
     student.distill_unlabeled = student.read(unlabeled, require_labels=False) if unlabeled is not None else []
+    student.distill_transfer_multiplier = transfer_multiplier
     student.distillation_info_ = {
         "teacher": str(paths[0]), "teacher_digest": digests[0], "teacher_task": task,
         "teacher_backbone": predictors[0].info.model.get("backbone", {}).get("source"),
@@ -128,7 +137,7 @@ def distill(
         "student_temperature": float(student_temperature or temperature),
         "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [list(p) for p in layer_map],
         "hidden_weight": float(hidden_weight), "attention_weight": float(attention_weight),
-        "unlabeled_records": len(student.distill_unlabeled),
+        "unlabeled_records": len(student.distill_unlabeled), "transfer_multiplier": transfer_multiplier,
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
                           overwrite=overwrite, resume=resume)

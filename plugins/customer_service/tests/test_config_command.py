@@ -6,13 +6,13 @@ import json
 
 import pytest
 from verticals import cli, get_catalog
-from verticals.config import HeadConfig, TrainingConfig
+from verticals.config import HeadConfig, TextAugmentConfig, TrainingConfig
 
 
 def _sections() -> list[tuple[str, type]]:
     task_cls = get_catalog().task_types.get("customer_service.intent")
     return [("training", TrainingConfig), ("training.head", HeadConfig), ("data", task_cls.DataOptions),
-            ("task", task_cls.Options)]
+            ("data.augment", TextAugmentConfig), ("task", task_cls.Options)]
 
 
 def test_every_option_is_listed_with_its_description(capsys: pytest.CaptureFixture[str]) -> None:
@@ -22,8 +22,8 @@ def test_every_option_is_listed_with_its_description(capsys: pytest.CaptureFixtu
     checked = 0
     for section, model in _sections():
         for name, info in model.model_fields.items():
-            if name == "head" and section == "training":
-                continue  # a nested section, listed option by option as training.head.*
+            if (section, name) in (("training", "head"), ("data", "augment")):
+                continue  # a nested section, listed option by option as training.head.*, data.augment.*
             assert info.description, f"{section}.{name} has no description"
             index = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{section}.{name} :"))
             assert lines[index + 1].strip() == info.description  # the description right under its option

@@ -48,7 +48,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
                         alpha=args.alpha, student_temperature=args.student_temperature, epochs=args.epochs,
                         learning_rate=args.learning_rate, layer_map=args.layer_map,
                         hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
-                        overwrite=args.overwrite, resume=args.resume)
+                        overwrite=args.overwrite, resume=args.resume, transfer_multiplier=args.transfer_set)
     result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
               "distilled_from": predictor.info.model.get("distilled_from")}
     if args.json:
@@ -113,4 +113,7 @@ def add_parser(sub: Any) -> None:
     distill.add_argument("--attention-weight", type=float, default=0.0,
                          help="weight of the MiniLMv2 self-attention relation loss (teacher and student must "
                               "share a tokenizer); default 0 = off")
+    distill.add_argument("--transfer-set", type=int, default=0, metavar="N",
+                         help="add N generated inputs per training record (masking, embedding-neighbour "
+                              "replacement, n-gram sampling; Tang et al. 2019) labelled by the teacher only")
     distill.set_defaults(func=cmd_distill)

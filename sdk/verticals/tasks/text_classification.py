@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from ..config import TextDataConfig
+from ..data.augment import augment_texts, transfer_texts
 from ..errors import DataError
 from ..metrics import classification_metrics, softmax
 from .base import Evaluation, Prediction, Record
@@ -61,6 +63,7 @@ class TextClassificationTask(TransformerTask):
     Record = TextRecord
     Prediction = TextPrediction
     head_name = "sequence-classification"
+    DataOptions = TextDataConfig
     metric_names = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1")
     primary_metric = "accuracy"
 
@@ -84,6 +87,19 @@ class TextClassificationTask(TransformerTask):
     def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
         check_labels_known(records, self.labels_, split, raw_path, self.data_options.label_column,
                            lambda r: [r.label] if r.label is not None else [])
+
+    def augment_records(self, train, options, neighbours):  # type: ignore[no-untyped-def,override]
+        """EDA variants of the training texts, each with its source's label (the generator sees texts only)."""
+        generated = augment_texts([r.text for r in train], copies=options.copies, operations=options.operations,
+                                  rate=options.rate, seed=self.config.training.seed, neighbours=neighbours)
+        return [train[i].model_copy(update={"text": text}) for i, text in generated]
+
+    def transfer_records(self, train, neighbours):  # type: ignore[no-untyped-def,override]
+        """Unlabelled texts generated from the training texts (Tang et al., 2019) for the teacher to label."""
+        generated = transfer_texts([r.text for r in train], multiplier=self.distill_transfer_multiplier,
+                                   seed=self.config.training.seed, neighbours=neighbours,
+                                   mask_token=self.mask_token())
+        return [train[i].model_copy(update={"text": text, "label": None}) for i, text in generated]
 
     def encode(self, records, *, with_labels):  # type: ignore[no-untyped-def,override]
         encoded = self.tokenizer_([r.text for r in records], truncation=True,

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from ..config import TokenDataConfig
+from ..data.augment import augment_token_sentences, transfer_sentences
 from ..data.records import RawRecord
 from ..errors import ConfigError, DataError
 from ..metrics import entity_metrics, softmax
@@ -108,6 +110,7 @@ class TokenClassificationTask(TransformerTask):
     Record = TokenRecord
     Prediction = TokenPrediction
     head_name = "token-classification"
+    DataOptions = TokenDataConfig
     metric_names = ("precision", "recall", "f1", "token_accuracy")
     primary_metric = "f1"
     label_field = "tags"
@@ -148,6 +151,30 @@ class TokenClassificationTask(TransformerTask):
     def check_split(self, records, split, raw_path):  # type: ignore[no-untyped-def,override]
         check_labels_known(records, self.labels_, split, raw_path, self.data_options.tags_column,
                            lambda r: r.tags or [])
+
+    def words_of(self, records):  # type: ignore[no-untyped-def,override]
+        return [token for record in records for token in record.tokens]
+
+    @staticmethod
+    def _variant(record: TokenRecord, tokens: list[str], tags: list[str] | None) -> TokenRecord:
+        update: dict[str, Any] = {"tokens": tokens, "tags": tags}
+        if "text" in type(record).model_fields:  # a source text (medical.ner) no longer holds the new tokens
+            update["text"] = None
+        return record.model_copy(update=update)
+
+    def augment_records(self, train, options, neighbours):  # type: ignore[no-untyped-def,override]
+        """Dai & Adel (2020) variants of the training sentences, their tags aligned with their tokens."""
+        generated = augment_token_sentences([r.tokens for r in train], [r.tags for r in train],
+                                            copies=options.copies, operations=options.operations, rate=options.rate,
+                                            seed=self.config.training.seed, neighbours=neighbours)
+        return [self._variant(train[i], tokens, tags) for i, tokens, tags in generated]
+
+    def transfer_records(self, train, neighbours):  # type: ignore[no-untyped-def,override]
+        """Untagged token lists generated from the training sentences (masking, neighbours, n-grams)."""
+        generated = transfer_sentences([r.tokens for r in train], multiplier=self.distill_transfer_multiplier,
+                                       seed=self.config.training.seed, neighbours=neighbours,
+                                       mask_token=self.mask_token())
+        return [self._variant(train[i], tokens, None) for i, tokens in generated]
 
     def encode(self, records, *, with_labels):  # type: ignore[no-untyped-def,override]
         encoded = self.tokenizer_([r.tokens for r in records], is_split_into_words=True, truncation=True,

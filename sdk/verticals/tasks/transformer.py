@@ -25,6 +25,7 @@ from ..backbones.loading import (
     resolve_backbone,
 )
 from ..backbones.model import VerticalsModel, apply_strategy, load_model, save_model
+from ..data.augment import EmbeddingNeighbours
 from ..errors import ConfigError, DataError
 from ..runtime import configure_threads, resolve_precision
 from .base import TaskType
@@ -107,6 +108,13 @@ class TransformerTask(TaskType):
                                 **self._head_kwargs(self.class_weights(train)))
         model = apply_strategy(VerticalsModel(backbone, head), training.strategy, r=training.lora_r,
                                alpha=training.lora_alpha, dropout=training.lora_dropout)
+        if self.teacher is not None and self.distill_transfer_multiplier:
+            # from the training split only (after any hold-out), before augmentation adds labelled variants
+            transfer = self.transfer_records(train, self._neighbours(backbone, train))
+            self.distill_unlabeled = [*self.distill_unlabeled, *transfer]
+            if self.distillation_info_ is not None:
+                self.distillation_info_["transfer_records"] = len(transfer)
+        train = self.augmented(train, backbone)  # after prepare (labels) and class_weights: originals only
         train_features = self.encode(train, with_labels=True)
         val_features = self.encode(validation, with_labels=True) if validation else []
         if self.teacher is not None:
@@ -150,10 +158,56 @@ class TransformerTask(TaskType):
     # A teacher's predict_logits goes through this cache (tasks.teacher_outputs) when distill sets it
     logits_cache: Any = None
     distillation_info_: dict[str, Any] | None = None
+    distill_transfer_multiplier: int = 0
+    """Generated inputs per training record for the teacher to label (Tang et al., 2019; verticals.data.augment)."""
+    augmentation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
     epoch_metrics_on: str = "validation"
     epoch_metrics_note: str | None = None
+
+    # ---- augmentation and transfer sets (verticals.data.augment) -------------------------------
+    def words_of(self, records: Sequence[BaseModel]) -> list[str]:
+        """The words of ``records`` whose embedding neighbours augmentation may use (whitespace-split texts)."""
+        return [word for record in records for word in str(getattr(record, "text", "")).split()]
+
+    def augment_records(self, train: Sequence[BaseModel], options: Any,
+                        neighbours: EmbeddingNeighbours | None) -> list[BaseModel]:
+        """Labelled variants of ``train`` as ``data.augment`` (``options``) asks; task types that support it
+        override this."""
+        raise ConfigError(f"task '{self.task_name}' does not support data.augment")
+
+    def transfer_records(self, train: Sequence[BaseModel], neighbours: EmbeddingNeighbours | None) -> list[BaseModel]:
+        """Unlabelled inputs generated from ``train`` for distillation (``distill_transfer_multiplier`` each)."""
+        raise ConfigError(f"task '{self.task_name}' cannot generate a distillation transfer set")
+
+    def _neighbours(self, backbone: Any, records: Sequence[BaseModel]) -> EmbeddingNeighbours | None:
+        """Nearest neighbours of the records' words in the backbone's own input-embedding matrix (no download)."""
+        embeddings = backbone.get_input_embeddings() if hasattr(backbone, "get_input_embeddings") else None
+        if embeddings is None or not hasattr(embeddings, "weight"):
+            return None
+        weights = embeddings.weight.detach().float().cpu().numpy()
+        lowercase = getattr(self.tokenizer_, "do_lower_case", None)
+        return EmbeddingNeighbours.from_embeddings(self.tokenizer_.get_vocab(), weights, self.words_of(records),
+                                                   lowercase=lowercase if isinstance(lowercase, bool) else None)
+
+    def mask_token(self) -> str:
+        """What a transfer set masks words with: the tokenizer's mask token, else its unknown token."""
+        return str(getattr(self.tokenizer_, "mask_token", None) or getattr(self.tokenizer_, "unk_token", None)
+                   or "[MASK]")
+
+    def augmented(self, train: Sequence[BaseModel], backbone: Any) -> list[BaseModel]:
+        """``train`` plus the variants ``data.augment`` asks for (none when ``copies`` is 0 or the task type
+        has no such option); what was added is recorded in bundle.json under ``model.augmentation``."""
+        options = getattr(self.data_options, "augment", None)
+        if options is None or not options.copies:
+            return list(train)
+        neighbours = self._neighbours(backbone, train) if "neighbour" in options.operations else None
+        added = self.augment_records(train, options, neighbours)
+        self.augmentation_info_ = {"records": len(train), "added": len(added), "copies": options.copies,
+                                   "operations": list(options.operations), "rate": options.rate,
+                                   "neighbour_words": len(neighbours.table) if neighbours is not None else 0}
+        return [*train, *added]
 
     def _reporting(self) -> dict[str, Any]:
         """The trainer's reporting arguments that differ from their defaults: a trainer written before they
@@ -265,6 +319,8 @@ class TransformerTask(TaskType):
             summary["backbone"]["digest"] = self.backbone_digest_
         if self.distillation_info_:
             summary["distilled_from"] = dict(self.distillation_info_)
+        if self.augmentation_info_:
+            summary["augmentation"] = dict(self.augmentation_info_)
         return summary
 
     def use_engine(self, engine: str) -> None:

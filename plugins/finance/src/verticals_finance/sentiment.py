@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from verticals import DataConfig, DataError
+from verticals import DataError
+from verticals.config import TextDataConfig
 from verticals.data.records import RawRecord, iter_raw, read_text
 from verticals.tasks import TextClassificationTask
 
 PHRASEBANK = "phrasebank"
 
 
-class SentimentDataOptions(DataConfig):
+class SentimentDataOptions(TextDataConfig):
     """The core data options plus the PhraseBank format."""
 
     format: str = Field(
