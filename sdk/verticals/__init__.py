@@ -10,7 +10,7 @@ from typing import Any as _Any
 from ._version import __version__
 from .api import build_task, load, train
 from .bundles.bundle import BundleInfo, verify
-from .config import DataConfig, HeadConfig, RunConfig, TrainingConfig
+from .config import DataConfig, HeadConfig, RunConfig, TextDataConfig, TokenDataConfig, TrainingConfig
 from .errors import BundleError, ConfigError, DataError, NotFittedError, PluginError, VerticalsError
 from .heads import Head, HeadOutput
 from .plugins.hookspecs import hookimpl
@@ -75,7 +75,9 @@ __all__ = [
     "RunConfig",
     "TaskSpec",
     "TaskType",
+    "TextDataConfig",
     "TextPrediction",
+    "TokenDataConfig",
     "TokenPrediction",
     "Trainer",
     "TrainingConfig",

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
-from verticals import DataConfig
+from verticals import TextDataConfig
 from verticals.tasks.base import Prediction
 from verticals.tasks.text_classification import TextRecord
 
 
-class IntentDataOptions(DataConfig):
-    """The ``data`` section of ``customer_service.intent``: the core's columns plus the conversation context."""
+class IntentDataOptions(TextDataConfig):
+    """The ``data`` section of ``customer_service.intent``: the core's text columns and augmentation, plus the
+    conversation context."""
 
     context_column: str | None = Field(None, min_length=1, description=(
         "Column/field holding the earlier turns of the conversation, oldest first and newest last: a list of "
