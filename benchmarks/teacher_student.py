@@ -139,11 +139,12 @@ def distilled_stage(args: argparse.Namespace) -> str:
               if args.hidden_weight or args.attention_weight else "")
     schedule = (f"-ep{args.student_epochs:g}" if args.student_epochs else "") + \
         (f"-lr{args.student_learning_rate:g}" if args.student_learning_rate else "")
-    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule) == \
-            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", ""):
+    transfer = f"-transfer{args.transfer_set}" if args.transfer_set else ""
+    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule, transfer) == \
+            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", "", ""):
         return "distilled"
     return (f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
-            + layers + schedule).replace(":", "_").replace(",", "+")
+            + layers + schedule + transfer).replace(":", "_").replace(",", "+")
 
 
 def same_settings(work: Path, args: argparse.Namespace) -> bool:
@@ -225,6 +226,8 @@ def main() -> int:
     parser.add_argument("--attention-weight", type=float, default=0.0,
                         help="student: MiniLMv2 attention-relation loss weight (needs one tokenizer for both)")
     parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
+    parser.add_argument("--transfer-set", type=int, default=0, metavar="N",
+                        help="student: N generated inputs per training record (verticals distill --transfer-set)")
     parser.add_argument("--student-seeds", default=None, metavar="0,1",
                         help="train the student once per seed (same teacher) and print mean ± sd over them")
     parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
@@ -295,7 +298,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
             teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
             alpha=args.alpha, resume=resume, overwrite=overwrite, hidden_weight=args.hidden_weight,
             attention_weight=args.attention_weight, layer_map=args.layer_map, epochs=args.student_epochs,
-            learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs", **seeded))))
+            learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs",
+            transfer_multiplier=args.transfer_set, **seeded))))
     results["distilled"] = students[0][1]
 
     primary = MAIN_METRIC[args.dataset]
@@ -318,7 +322,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
                           + (f", +{data['unlabeled_count']} unlabelled texts" if args.unlabeled_rest else "")
                           + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
                              f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
-                          + ")"}
+                          + (f", transfer set x{args.transfer_set}" if args.transfer_set else "") + ")"}
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
     validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"
