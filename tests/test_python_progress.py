@@ -4,22 +4,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 import verticals
+from verticals.testing import fresh_console_logger
 
 from .conftest import FAST
 
 
 @pytest.fixture
-def unconfigured(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+def unconfigured() -> Iterator[logging.Logger]:
     """The 'verticals' logger as a fresh notebook has it: no handler, no level (in-process CLI tests of the
     same session may have set both)."""
-    logger = logging.getLogger("verticals")
-    monkeypatch.setattr(logger, "handlers", [])
-    monkeypatch.setattr(logger, "level", logging.NOTSET)
-    monkeypatch.setattr(logger, "propagate", True)
-    return logger
+    with fresh_console_logger() as logger:
+        yield logger
 
 
 def test_epoch_lines_by_default_and_quiet_silences(tmp_path, tiny_backbone, text_data, capsys, unconfigured):

@@ -6,6 +6,7 @@ MiniLM tokenizer: it trains in seconds, so tests exercise the real code paths wi
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +72,20 @@ def only_plugins(*names: str) -> Iterator[None]:
 
 BLOCKED_IN_REFERENCE = ("verticals", "torch", "transformers")
 """What an export's ``predict.py`` must run without: a partner's machine need not have any of them."""
+
+
+@contextmanager
+def fresh_console_logger() -> Iterator[logging.Logger]:
+    """The 'verticals' logger as a fresh notebook has it (no handler, no level, propagating) for the duration:
+    in-process CLI or server tests earlier in the same session may have set all three, and a test of what
+    training prints must not depend on the order tests ran in. Restored afterwards."""
+    logger = logging.getLogger("verticals")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    logger.handlers, logger.level, logger.propagate = [], logging.NOTSET, True
+    try:
+        yield logger
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved
 
 
 def run_export_reference(export_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:

@@ -3,12 +3,21 @@ per intent than task.min_calibration_per_intent, what would make it stronger (is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from verticals import api
+from verticals.testing import fresh_console_logger
 
 from .data import FAST, intent_rows, write_csv
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_logger() -> Iterator[None]:
+    """What training prints, as a notebook sees it, whatever in-process CLI/server tests ran before."""
+    with fresh_console_logger():
+        yield
 
 
 def _rule_lines(err: str) -> list[str]:

@@ -43,8 +43,10 @@ def _worker(sock: socket.socket, threads: int, serve: Any, kwargs: dict[str, Any
     limit_threads(threads)
     try:
         serve(sock, **kwargs)
-    except VerticalsError as exc:  # the CLI's one line, from the worker that met it
-        print(f"verticals: error: {exc}", file=sys.stderr, flush=True)
+    except VerticalsError as exc:  # the CLI's one line, from the worker that met it: a worker is the CLI's own
+        # process (its entry point), so it answers as the CLI does, whatever the logging configuration
+        sys.stderr.write(f"verticals: error: {exc}\n")
+        sys.stderr.flush()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         pass  # the parent's SIGINT reached the whole process group: the parent drains the workers
