@@ -236,3 +236,15 @@ def test_layer_distillation_resumes_with_cached_teacher_outputs(teachers: dict[s
     backbone = sum(p.numel() for p in load_backbone(str(plain)).parameters())
     assert info["model"]["parameters"] <= backbone + head + 16 * 16 + 16, "no 16 -> 32 projection in the bundle"
     assert len(loaded.predict(["my invoice"])) == 1
+
+
+def test_a_file_we_did_not_write_at_the_cache_path_is_never_replaced(tmp_path: Path) -> None:
+    features = [{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5]}]
+    cache = TeacherLogitsCache(tmp_path / "mine", "a" * 64)
+    cache.logits(features, lambda: [np.zeros(3, np.float32), np.ones(3, np.float32)])
+    name = next((tmp_path / "mine").glob("*.safetensors")).name
+    theirs = TeacherLogitsCache(tmp_path / "theirs", "a" * 64)
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / name).write_text("a user's file", encoding="utf-8")
+    got = theirs.logits(features, lambda: [np.zeros(3, np.float32), np.ones(3, np.float32)])
+    assert len(got) == 2 and (tmp_path / "theirs" / name).read_text(encoding="utf-8") == "a user's file"

@@ -114,9 +114,23 @@ class TeacherLogitsCache:
                 "per_token": "1" if per_token else "0"}
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        if path.exists() and not _ours(path):  # a file we did not write: never replaced, the run goes on uncached
+            logger.warning("%s exists and is not a Verticals teacher-output cache; not caching there", path)
+            return
         try:
             save_file(tensors, str(temporary), metadata=meta)
             os.replace(temporary, path)
         except OSError as exc:  # a cache that cannot be written costs a recomputation next time, not the run
             temporary.unlink(missing_ok=True)
             logger.warning("teacher outputs not cached in %s (%s)", self.directory, exc)
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a cache file of this format (ours to replace when stale), whatever its teacher."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - unreadable as safetensors: not ours
+        return False
