@@ -1,13 +1,18 @@
 """``verticals tune`` with a fixed budget against the pack's hand-chosen defaults.
 
-Financial PhraseBank (50Agree, exact duplicates removed, the seeded stratified 80/10/10 split of
+``--dataset phrasebank`` (default): Financial PhraseBank (50Agree, exact duplicates removed, the seeded stratified 80/10/10 split of
 finance_phrasebank.py), the first ``--max-train`` (1,000) training sentences; the validation split scores
 the trials (and early stopping), the test split is seen only by the final bundles. Per seed: the
 finance.sentiment defaults trained once, and ``tune`` with ``--trials`` (8) trials, median pruning on, the
 core search space, then its best parameters trained into a bundle. ``training.seed`` and the sampler seed are
 the seed; the data split stays fixed.
 
-    flock /work/locks/bench.lock nice python benchmarks/tune_budget.py [--seeds 42 43] [--trials 8] [--timeout S]
+``--dataset banking77``: ``customer_service.intent`` on Banking77 at ``--per-intent`` (16) training utterances
+per intent (the seeded sample and 90/10 split of customer_service_banking77.py, seed 0), the official test
+set for the final bundles.
+
+    flock /tmp/verticals-bench.lock nice -n 10 python benchmarks/tune_budget.py [--dataset banking77] \
+        [--seeds 42 43] [--trials 12] [--timeout S]
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import time
 from pathlib import Path
 
 from _common import data_dir, write_csv
+from customer_service_banking77 import banking77_root, read_rows
+from customer_service_banking77 import split as banking77_split
 from finance_phrasebank import load_rows, split
 
 
@@ -26,7 +33,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--trials", type=int, default=8)
-    parser.add_argument("--max-train", type=int, default=1000)
+    parser.add_argument("--dataset", choices=["phrasebank", "banking77"], default="phrasebank")
+    parser.add_argument("--max-train", type=int, default=1000, help="PhraseBank training sentences kept")
+    parser.add_argument("--per-intent", type=int, default=16, help="Banking77 training utterances per intent")
     parser.add_argument("--timeout", type=float, help="seconds after which tune starts no new trial")
     parser.add_argument("--json", metavar="FILE", help="also write the rows (and every trial) here")
     args = parser.parse_args()
@@ -37,12 +46,21 @@ def main() -> int:
     log_to_stderr("info")  # one line per epoch and per trial on stderr: progress of a long run
     from verticals.workshop.tune import tune
 
-    rows = load_rows("50Agree")
-    if rows is None:
-        print(f"skipped: {data_dir() / 'financial_phrasebank'} not found (set VERTICALS_DATA)")
-        return 0
-    train, validation, test = split(rows, 42)
-    train = train[: args.max_train]
+    if args.dataset == "banking77":
+        root = banking77_root()
+        if root is None:
+            return 0
+        task = "customer_service.intent"
+        train, validation = banking77_split(read_rows(root / "train.csv"), 0, args.per_intent)
+        test = read_rows(root / "test.csv")
+    else:
+        rows = load_rows("50Agree")
+        if rows is None:
+            print(f"skipped: {data_dir() / 'financial_phrasebank'} not found (set VERTICALS_DATA)")
+            return 0
+        task = "finance.sentiment"
+        train, validation, test = split(rows, 42)
+        train = train[: args.max_train]
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -50,14 +68,14 @@ def main() -> int:
                  for name, part in (("train", train), ("validation", validation), ("test", test))}
         for seed in args.seeds:
             start = time.perf_counter()
-            pred = verticals.train("finance.sentiment", paths["train"], validation=paths["validation"],
+            pred = verticals.train(task, paths["train"], validation=paths["validation"],
                                    test=paths["test"], output=work / f"defaults-{seed}",
                                    overrides=[f"training.seed={seed}"])
             table.append({"run": "pack defaults", "seed": seed, "metrics": pred.info.metrics,
                           "seconds": time.perf_counter() - start, "params": {}})
             print(json.dumps(table[-1]), flush=True)
             start = time.perf_counter()
-            pred = tune("finance.sentiment", paths["train"], validation=paths["validation"], test=paths["test"],
+            pred = tune(task, paths["train"], validation=paths["validation"], test=paths["test"],
                         output=work / f"tuned-{seed}", trials=args.trials, timeout=args.timeout,
                         overrides=[f"training.seed={seed}"],
                         config={"tune": {"seed": seed}})
@@ -68,7 +86,7 @@ def main() -> int:
             print(json.dumps(table[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1), encoding="utf-8")
-    print(f"\ntrain/validation/test = {len(train)}/{len(validation)}/{len(test)} sentences")
+    print(f"\n{task} on {args.dataset}: train/validation/test = {len(train)}/{len(validation)}/{len(test)}")
     print("| run | seed | val acc | val macro-F1 | test acc | test macro-F1 | time | pruned | chosen |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in table:
