@@ -83,6 +83,26 @@ def test_drift_of_windows_added_up_is_the_drift_of_one_window(bundle: Path) -> N
     assert merged["records"] == 150 and "label" in merged and merged == whole.drift("bundle")
 
 
+def test_the_shared_directory_is_ours_to_remove_or_the_users_to_keep(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from verticals.delivery.shared_metrics import ENV, shared_directory
+    from verticals.errors import ConfigError
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv(ENV.lower(), raising=False)
+    with shared_directory() as made:
+        assert os.environ[ENV] == str(made) and made.name.startswith("verticals-metrics-")
+        (made / "counter_1.db").write_bytes(b"")
+    assert not made.exists() and ENV not in os.environ
+    monkeypatch.setenv(ENV, str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="is not a directory"), shared_directory():
+        pass
+    monkeypatch.setenv(ENV, str(tmp_path))
+    with shared_directory() as given:
+        assert given == tmp_path
+    assert tmp_path.is_dir() and os.environ[ENV] == str(tmp_path)
+
+
 # ---- a real server with 2 workers ---------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as probe:
