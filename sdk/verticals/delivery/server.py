@@ -76,7 +76,7 @@ def run(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], host
     workers = resolve_workers(workers, bundles)
     if workers > 1:  # each worker process loads its own copy from the bundle's directory
         bundles = [b.path if isinstance(b, Predictor) else b for b in bundles]
-    options = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
+    options: dict[str, Any] = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
                    overrides=list(overrides or []), api_key=api_key, cors_origins=list(cors_origins),
                    show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
                    log_retention=log_retention, page=page, log_format=log_format)
