@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -256,3 +257,30 @@ def test_a_metrics_directory_the_user_set_is_used_and_kept(bundle: Path, tmp_pat
     assert (mine / "keep.txt").read_text(encoding="utf-8") == "not the server's"
     assert any(mine.glob("counter_*.db"))  # the user's directory, as prometheus_client leaves it
     assert not any(mine.glob("verticals-drift-*")) and not any(mine.glob(".verticals-drift-*"))  # ours: removed
+
+
+def test_workers_of_a_killed_parent_drain_and_exit(bundle: Path, tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "server.log"
+    process = start(bundle, port, log)
+    pids: set[int] = set()
+    try:
+        pids = both_ready(f"http://127.0.0.1:{port}", process, log)
+        directory = metrics_dir_of(next(iter(pids)))
+        process.kill()  # SIGKILL: the parent cannot stop its workers
+        process.wait(10)
+        deadline = time.monotonic() + 30
+
+        def serving(pid: int) -> bool:
+            try:
+                return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+            except OSError:
+                return False
+        while any(serving(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(serving(pid) for pid in pids), log.read_text(errors="replace")[-3000:]
+    finally:
+        if process.poll() is None:
+            stop(process, pids)
+    # the parent could not remove what it created: this test removes it (a SIGKILL leaves it, as any temp file)
+    assert directory.name.startswith("verticals-metrics-")
+    shutil.rmtree(directory)

@@ -11,7 +11,7 @@ process's forward pass. Each worker keeps its own queue and warm-up: ``/ready`` 
 took the connection (``/health`` names its ``pid``), while ``/metrics``, whichever worker takes the scrape,
 answers for all of them (:mod:`.shared_metrics`). SIGTERM or SIGINT on the parent drains every worker, then
 the parent exits 0; a worker that dies while serving is replaced, one that fails while starting stops the
-server with its error.
+server with its error; a worker whose parent was killed (SIGKILL) drains and exits rather than serve on.
 
 ``--workers auto`` (the CLI's default, :func:`auto_workers`): one worker per core, at most ``AUTO_MAX``.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -56,6 +57,8 @@ def _worker(sock: socket.socket, threads: int, serve: Any, kwargs: dict[str, Any
     from ..runtime import limit_threads
 
     limit_threads(threads)
+    threading.Thread(target=_drain_if_orphaned, args=(os.getppid(),), name="verticals-parent-watch",
+                     daemon=True).start()
     try:
         serve(sock, **kwargs)
     except VerticalsError as exc:  # the CLI's one line, from the worker that met it: a worker is the CLI's own
@@ -65,6 +68,14 @@ def _worker(sock: socket.socket, threads: int, serve: Any, kwargs: dict[str, Any
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         pass  # the parent's SIGINT reached the whole process group: the parent drains the workers
+
+
+def _drain_if_orphaned(parent: int) -> None:
+    """A parent killed without draining its workers (SIGKILL, OOM) would leave them serving the port for ever:
+    a worker whose parent is gone drains and exits as on SIGTERM."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(sock: socket.socket, workers: int, serve: Any, kwargs: dict[str, Any],
