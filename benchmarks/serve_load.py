@@ -174,9 +174,12 @@ def metrics_cost(serve: list[str], route: str, connections: int, rounds: int, sc
             wait_ready(port, process, tmp / f"pair-{port}.log")
             measure(f"http://127.0.0.1:{port}{route}", connections, 2.0, script)  # warm-up
         results: tuple[list[float], list[float]] = ([], [])
-        for _ in range(rounds):
-            for side, port in enumerate(ports):
-                results[side].append(measure(f"http://127.0.0.1:{port}{route}", connections, 5.0, script)["rps"])
+        for round_ in range(rounds):
+            # the order alternates: on a shared 2-core machine the server measured second in a round got up to
+            # 1.2x more (README "--workers auto"), whichever it was
+            for side in (0, 1) if round_ % 2 == 0 else (1, 0):
+                url = f"http://127.0.0.1:{ports[side]}{route}"
+                results[side].append(measure(url, connections, 5.0, script)["rps"])
         return results
     finally:
         for process in processes:

@@ -247,7 +247,7 @@ def test_sigterm_drains_requests_in_flight_then_exits_0(bundle: Path) -> None:
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, "2.0", "serve", str(bundle), "--port", str(port),
-                                "--log-format", "json"], env=dict(os.environ, VERTICALS_PLUGINS=""),
+                                "--workers", "1", "--log-format", "json"], env=dict(os.environ, VERTICALS_PLUGINS=""),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answers: dict[int, httpx.Response | Exception] = {}
     try:

@@ -149,7 +149,7 @@ def start_server(bundles: list[Path], *args: str) -> tuple[subprocess.Popen, str
     port = free_port()
     env = {**os.environ, "VERTICALS_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "verticals", "serve", *map(str, bundles), "--port", str(port),
-                                *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--workers", "1", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -176,7 +176,8 @@ def test_cli_serve_subprocess(bundles) -> None:  # type: ignore[no-untyped-def]
         port = probe.getsockname()[1]
     env = dict(os.environ, VERTICALS_PLUGINS="")
     process = subprocess.Popen([sys.executable, "-m", "verticals", "serve", str(bundles["sentiment"]),
-                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
     try:
         deadline, answer = time.monotonic() + 60, None
         while time.monotonic() < deadline and process.poll() is None:

@@ -122,7 +122,10 @@ def test_workers_out_of_range_is_one_line(bundle: Path, capsys: pytest.CaptureFi
     from verticals.cli import main
 
     assert main(["serve", str(bundle), "--workers", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "verticals: error: --workers 0 is out of range; expected an integer >= 1"
+    assert capsys.readouterr().err.strip() == ("verticals: error: --workers 0 is out of range; expected 'auto' or an "
+                                               "integer >= 1")
+    assert main(["serve", str(bundle), "--workers", "two"]) == 2
+    assert capsys.readouterr().err.strip() == "verticals: error: --workers two: expected 'auto' or an integer >= 1"
 
 
 def free_port() -> int:

@@ -116,7 +116,7 @@ def start_server(bundle: Path, db: Path, port: int, log: Path) -> subprocess.Pop
     env = {**os.environ, "VERTICALS_PLUGINS": "", "PYTHONPATH": os.pathsep.join(sys.path)}
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "verticals", "serve", str(bundle), "--port", str(port),
-                                    "--engine", "torch", "--feedback-db", str(db)],
+                                    "--workers", "1", "--engine", "torch", "--feedback-db", str(db)],
                                    stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -207,7 +207,7 @@ def test_a_file_that_is_not_ours_is_refused_and_unchanged(kind: str, tmp_path: P
     before = hashlib.sha256(path.read_bytes()).hexdigest(), os.stat(path).st_mtime_ns
     with pytest.raises(ConfigError, match=message):
         FeedbackStore(path)
-    code = main(["serve", str(bundle), "--port", str(free_port()), "--feedback-db", str(path)])
+    code = main(["serve", str(bundle), "--port", str(free_port()), "--workers", "1", "--feedback-db", str(path)])
     assert code == 2 and message in capsys.readouterr().err
     code = main(["feedback", "export", str(path), "--model", "sentiment", "--output", str(tmp_path / "out.jsonl")])
     assert code == 2 and message in capsys.readouterr().err

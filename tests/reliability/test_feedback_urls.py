@@ -78,7 +78,8 @@ def test_a_postgres_database_not_ours_is_refused_and_unchanged(kind: str, postgr
     with pytest.raises(ConfigError, match=re.escape(message)):
         open_store(url)
     # refused before any bundle is loaded, so this one need not exist
-    code = main(["serve", str(tmp_path / "bundle"), "--port", str(free_port()), "--feedback-db", url])
+    code = main(["serve", str(tmp_path / "bundle"), "--port", str(free_port()), "--workers", "1", "--feedback-db",
+                 url])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert postgres.password not in err and ":***@" in err
@@ -150,7 +151,8 @@ def test_two_servers_starting_on_one_empty_database_create_it_once(postgres: Any
 def test_an_unusable_url_is_one_line_exit_2_and_no_password(url: str, message: str, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("psycopg")
-    code = main(["serve", str(tmp_path / "bundle"), "--port", str(free_port()), "--feedback-db", url])
+    code = main(["serve", str(tmp_path / "bundle"), "--port", str(free_port()), "--workers", "1", "--feedback-db",
+                 url])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "hunter2secret" not in err

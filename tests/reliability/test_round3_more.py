@@ -107,7 +107,7 @@ def test_the_loser_of_a_race_for_a_port_gets_one_line(bundle: Path, monkeypatch,
 
     monkeypatch.setattr(socket.socket, "bind", bind_then_lose_the_race)
     try:
-        code, _, err = run(["serve", str(bundle), "--port", str(port)], capsys)
+        code, _, err = run(["serve", str(bundle), "--port", str(port), "--workers", "1"], capsys)
     finally:
         rival.close()
     assert code in (1, 2) and f"127.0.0.1:{port}" in err and "internal error" not in err, err

@@ -113,7 +113,7 @@ def test_serve_refuses_an_empty_or_non_ascii_api_key(bundle: Path, how: tuple[st
         port = probe.getsockname()[1]
     env = {**os.environ, "VERTICALS_PLUGINS": ""}
     env.pop("VERTICALS_API_KEY", None)
-    command = [sys.executable, "-m", "verticals", "serve", str(bundle), "--port", str(port)]
+    command = [sys.executable, "-m", "verticals", "serve", str(bundle), "--port", str(port), "--workers", "1"]
     if how[0] == "env":
         env["VERTICALS_API_KEY"] = how[1]
     else:

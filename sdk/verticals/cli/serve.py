@@ -21,11 +21,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     for option, value, low, high in (("--port", args.port, 1, 65535), ("--max-batch", args.max_batch, 1, None),
-                                     ("--max-chars", args.max_chars, 1, None),
-                                     ("--workers", args.workers, 1, None)):
+                                     ("--max-chars", args.max_chars, 1, None)):
         if value < low or (high is not None and value > high):
             expected = f"{low}-{high}" if high is not None else f"an integer >= {low}"
             raise ConfigError(f"{option} {value} is out of range; expected {expected}")
+    workers: int | str = args.workers
+    if workers != "auto":
+        try:
+            workers = int(workers)
+        except ValueError:
+            raise ConfigError(f"--workers {args.workers}: expected 'auto' or an integer >= 1") from None
+        if workers < 1:
+            raise ConfigError(f"--workers {workers} is out of range; expected 'auto' or an integer >= 1")
     limits = serve.ServeLimits(max_batch=args.max_batch, max_chars=args.max_chars, batching=args.batching,
                                metrics=not args.no_metrics)
     api_key = args.api_key if args.api_key is not None else os.environ.get("VERTICALS_API_KEY")
@@ -47,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               cors_origins=args.cors_origin or [], show_data_info=args.show_data_info,
               overrides=args.set, feedback_db=args.feedback_db, log_predictions=args.log_predictions,
               log_retention=args.log_retention, page=not args.no_page, log_format=args.log_format,
-              workers=args.workers)
+              workers=workers)
     return 0
 
 
@@ -65,9 +72,9 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
                        help="predict the records of requests that queue while a forward pass runs together in the "
                             "next pass (no added wait at low load; at most --max-batch records); default: on")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="processes answering on the port, each with cores/N threads (default: 1; each worker "
-                            "loads the models and keeps its own /metrics)")
+    serve.add_argument("--workers", default="auto", metavar="N|auto",
+                       help="processes answering on the port, each loading the models with cores/N threads; "
+                            "/metrics answers for all of them (default: auto = one per core, at most 4)")
     serve.add_argument("--api-key", metavar="KEY",
                        help="require 'Authorization: Bearer KEY' or 'X-API-Key: KEY' on /v1 routes (default: the "
                             "VERTICALS_API_KEY environment variable; prefer it, a command line is visible to others)")

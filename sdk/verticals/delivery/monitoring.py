@@ -1,7 +1,8 @@
 """What ``verticals serve`` tells operations: Prometheus ``/metrics``, ``/ready``, request ids, JSON logs.
 
-Metrics (one ``CollectorRegistry`` per app, so several apps in one process never collide), every one
-labelled by ``model`` (a name not loaded is counted as ``(unknown)``, so no request can add series):
+Metrics (one ``CollectorRegistry`` per app, so several apps in one process never collide; with ``--workers``,
+one scrape answers for all the workers: :mod:`.shared_metrics`), every one labelled by ``model`` (a name
+not loaded is counted as ``(unknown)``, so no request can add series):
 
 - ``verticals_requests_total{model,code}``: predict requests by HTTP status (200, 400, 401, 404, 408,
   413, 422, 500); ``verticals_requests_in_flight``; ``verticals_request_duration_seconds`` (histogram).
@@ -40,20 +41,12 @@ import time
 import uuid
 from collections import Counter as Tally
 from collections import deque
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..metrics.drift import (
-    INVESTIGATE,
-    NO_ENTITY,
-    decision_fields,
-    expected_psi,
-    histogram,
-    label_psi,
-    psi,
-    read_outcome,
-)
+from ..metrics.drift import INVESTIGATE, NO_ENTITY, decision_fields, histogram, read_outcome
 
 WINDOW = 500  # records: ~ the traffic of a few minutes on a busy model, and enough for 10 score bins
 MIN_WINDOW = 100  # fewer records: PSI is mostly noise, so the gauges are not shown yet
@@ -126,10 +119,19 @@ def configure_logging(log_format: str = "text", level: str = "info") -> None:
 # ---- readiness --------------------------------------------------------------------------------------------
 @dataclass
 class Readiness:
-    """``/ready``: 503 until every model answered a warm-up pass, and again once a shutdown began."""
+    """``/ready``: 503 until every model answered a warm-up pass, and again once a shutdown began.
+    ``on_change(ready)`` is called whenever ``warmed`` or ``draining`` is set."""
 
     warmed: bool = False
     draining: bool = False
+    on_change: Callable[[bool], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # with workers, a scrape reads every worker's verticals_ready, so each sets its own as it changes
+        callback = self.__dict__.get("on_change")
+        if callback is not None and name in ("warmed", "draining"):
+            callback(self.ready)
 
     @property
     def ready(self) -> bool:
@@ -171,7 +173,9 @@ class Monitor:
         self.names = set(models)
         m, r = ["model"], self.registry
         self.requests = Counter("verticals_requests", "Predict requests by HTTP status.", ["model", "code"], registry=r)
-        self.in_flight = Gauge("verticals_requests_in_flight", "Predict requests being answered.", m, registry=r)
+        # multiprocess_mode: how `--workers` combine (delivery/shared_metrics.py); one process ignores it
+        self.in_flight = Gauge("verticals_requests_in_flight", "Predict requests being answered.", m, registry=r,
+                               multiprocess_mode="livesum")
         self.duration = Histogram("verticals_request_duration_seconds", "Predict request time, body to answer.",
                                   m, registry=r)
         self.records = Counter("verticals_records", "Records received in predict requests.", m, registry=r)
@@ -192,10 +196,10 @@ class Monitor:
                  "low_confidence": f"Decisions whose probability is below {low_confidence:g}."}
         self.flags = {kind: Counter(f"verticals_{kind}", text, m, registry=r) for kind, text in flags.items()}
         info = Gauge("verticals_model_info", "Loaded models (value 1).", ["model", "task", "engine", "digest"],
-                     registry=r)
-        self.ready = Gauge("verticals_ready", "1 when /ready answers 200.", registry=r)
+                     registry=r, multiprocess_mode="livemax")
+        self.ready = Gauge("verticals_ready", "1 when /ready answers 200.", registry=r, multiprocess_mode="livemin")
         Gauge("verticals_drift_investigate_threshold", "PSI above which drift is worth investigating.",
-              registry=r).set(INVESTIGATE)
+              registry=r, multiprocess_mode="livemax").set(INVESTIGATE)
         self.states: dict[str, _ModelState] = {}
         self.kinds: dict[str, tuple[str, ...]] = {}
         for name, predictor in models.items():
@@ -219,7 +223,27 @@ class Monitor:
             if fields and profile is None:
                 logger.info("model %s: its bundle has no validation profile (trained before Verticals kept one): "
                             "served without drift gauges; retrain to get them", name)
-        self.registry.register(_DriftCollector(self))
+        from .drift_gauges import DriftCollector
+
+        self.drift_collector = DriftCollector(self)
+        self.registry.register(self.drift_collector)
+        self.shared: Any = None  # a DriftShare once share() was called
+
+    def share(self, directory: str | Path) -> None:
+        """Answer ``/metrics`` for all the workers sharing ``directory`` (:mod:`.shared_metrics`); this
+        process's metrics must already be written there (``PROMETHEUS_MULTIPROC_DIR`` set before import)."""
+        from .shared_metrics import DriftShare, check_multiprocess_mode
+
+        check_multiprocess_mode()
+        self.shared = DriftShare(Path(directory), lambda: {name: self.tallies(name) for name in self.states})
+
+    def exposition(self) -> Any:
+        """The registry a scrape reads: this app's, or with :meth:`share` every worker's."""
+        if self.shared is None:
+            return self.registry
+        from .shared_metrics import exposition
+
+        return exposition(self.shared.directory, self.drift_collector)
 
     def model(self, name: str) -> str:
         return name if name in self.names else UNKNOWN_MODEL
@@ -265,54 +289,27 @@ class Monitor:
             with state.lock:
                 state.window.extend(window)
 
-    def drift(self, name: str) -> dict[str, Any]:
-        """PSI of the current window against the profile: ``records`` in the window, and per statistic
-        (``label``, ``score``) its ``psi`` and ``expected`` noise floor; no statistic below ``MIN_WINDOW``."""
+    def tallies(self, name: str) -> dict[str, Any]:
+        """What drift needs of this process's window: ``records``, decisions per label, and with a score
+        profile the window's ``scores`` histogram on its bins and how many were ``scored``."""
         state = self.states[name]
         with state.lock:
             window = list(state.window)
-        result: dict[str, Any] = {"records": len(window)}
-        profile = state.profile
-        if profile is None or len(window) < MIN_WINDOW:
-            return result
         decisions = [d for record in window for d in record]
-        reference = profile["labels"]
-        value, bins = label_psi(reference, Tally(label for label, _ in decisions))
-        result["label"] = {"psi": value, "expected": expected_psi(bins, len(decisions), sum(reference.values()))}
-        score = profile.get("score")
+        result: dict[str, Any] = {"records": len(window), "labels": dict(Tally(label for label, _ in decisions))}
+        score = (state.profile or {}).get("score")
         scores = [s for _, s in decisions if s is not None]
         if score and scores:
-            counts = histogram(scores, score["edges"])
-            result["score"] = {"psi": psi(score["counts"], counts),
-                               "expected": expected_psi(len(counts), len(scores), sum(score["counts"]))}
+            result["scores"], result["scored"] = histogram(scores, score["edges"]), len(scores)
         return result
 
+    def drift(self, name: str, others: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+        """PSI of the current window (with ``others``: other workers' :meth:`tallies` added) against the
+        profile: ``records`` in the window, and per statistic (``label``, ``score``) its ``psi`` and
+        ``expected`` noise floor; no statistic below ``MIN_WINDOW``."""
+        from .drift_gauges import merge, window_drift
 
-class _DriftCollector:
-    """Computes the drift gauges when Prometheus scrapes (never on the request path)."""
-
-    def __init__(self, monitor: Monitor) -> None:
-        self.monitor = monitor
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        psi_family = GaugeMetricFamily("verticals_drift_psi", "Population stability index of the last records' "
-                                       "decisions against the validation profile (> 0.2: investigate).",
-                                       labels=["model", "statistic"])
-        floor = GaugeMetricFamily("verticals_drift_psi_expected", "PSI two samples of one distribution of these "
-                                  "sizes give on average (the noise floor).", labels=["model", "statistic"])
-        size = GaugeMetricFamily("verticals_drift_window_records", "Records in the drift window.", labels=["model"])
-        for name, state in self.monitor.states.items():
-            if state.profile is None:
-                continue
-            drift = self.monitor.drift(name)
-            size.add_metric([name], drift["records"])
-            for statistic in ("label", "score"):
-                if statistic in drift:
-                    psi_family.add_metric([name, statistic], drift[statistic]["psi"])
-                    floor.add_metric([name, statistic], drift[statistic]["expected"])
-        yield from (psi_family, floor, size)
+        return window_drift(self.states[name].profile, merge([self.tallies(name), *others]), MIN_WINDOW)
 
 
 # ---- ASGI: request ids, access log, request counts ---------------------------------------------------------
@@ -384,7 +381,7 @@ def add_routes(app: Any, readiness: Readiness, monitor: Monitor | None, names: l
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         monitor.ready.set(1 if readiness.ready else 0)
-        return Response(generate_latest(monitor.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(monitor.exposition()), media_type=CONTENT_TYPE_LATEST)
 
 
 def warm_up(readiness: Readiness, passes: Mapping[str, Any]) -> None:

@@ -201,7 +201,7 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         for name, p in models.items():
             store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
                                  model_columns(p.task))
-    readiness = Readiness()
+    readiness = Readiness(on_change=(lambda ready: monitor.ready.set(int(ready))) if monitor is not None else None)
 
     def warm_pass(name: str) -> Any:
         example = request_examples(models[name].task)["record"]["value"]["inputs"][0]

@@ -57,24 +57,26 @@ def run(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], host
         limits: ServeLimits | None = None, log_level: str = "info", engine: str = "auto",
         overrides: Sequence[str] | None = None, *, api_key: str | None = None, cors_origins: Sequence[str] = (),
         show_data_info: bool = False, feedback_db: str | Path | None = None, log_predictions: bool = False,
-        log_retention: str = "30d", page: bool = True, log_format: str = "text", workers: int = 1) -> None:
+        log_retention: str = "30d", page: bool = True, log_format: str = "text", workers: int | str = 1) -> None:
     """Serve bundles (paths or loaded predictors, one or a list) with uvicorn until interrupted: ``verticals.serve``,
     as ``verticals serve`` does (``create_app`` says what the options do). Logs go to stderr as text or, with
     ``log_format="json"``, one JSON object per line. SIGTERM (or Ctrl-C) drains, then returns.
     ``workers``: processes answering on the port (:mod:`verticals.delivery.workers`); they load bundles from
-    their paths, so a loaded predictor stands for the bundle directory it was loaded from."""
+    their paths, so a loaded predictor stands for the bundle directory it was loaded from. ``"auto"`` (the
+    CLI's default): one per core, at most 4, and 1 when a bundle is given as a loaded predictor (served as
+    it is). The default here stays 1: workers are spawned processes, which import the calling script again
+    (it then needs an ``if __name__ == "__main__":`` guard)."""
     try:
         import uvicorn  # noqa: F401
     except ImportError:
         raise ConfigError("serving needs uvicorn: pip install 'verticals[serve]'") from None
-    if workers < 1:
-        raise ConfigError(f"{option('workers', workers)} is out of range; expected an integer >= 1")
     limits = limits or ServeLimits()
     if isinstance(bundles, (str, Path, Predictor)):
         bundles = [bundles]
+    workers = resolve_workers(workers, bundles)
     if workers > 1:  # each worker process loads its own copy from the bundle's directory
         bundles = [b.path if isinstance(b, Predictor) else b for b in bundles]
-    options = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
+    options: dict[str, Any] = dict(bundles=list(bundles), limits=limits, log_level=log_level, engine=engine,
                    overrides=list(overrides or []), api_key=api_key, cors_origins=list(cors_origins),
                    show_data_info=show_data_info, feedback_db=feedback_db, log_predictions=log_predictions,
                    log_retention=log_retention, page=page, log_format=log_format)
@@ -96,16 +98,30 @@ def run(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], host
         configure_logging(log_format, log_level)
         logger.info("serving %d bundle(s) on http://%s:%d with %d workers", len(bundles), host,
                     sock.getsockname()[1], workers)
-        run_workers(sock, workers, serve_on, options, drain_timeout=limits.drain_timeout)
+        run_workers(sock, workers, serve_on, options, drain_timeout=limits.drain_timeout, metrics=limits.metrics)
+
+
+def resolve_workers(workers: int | str, bundles: Sequence[str | Path | Predictor]) -> int:
+    """The number of worker processes ``workers`` (an integer >= 1 or ``"auto"``) stands for."""
+    from .workers import auto_workers
+
+    if workers == "auto":
+        return 1 if any(isinstance(b, Predictor) for b in bundles) else auto_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"{option('workers', workers)} is out of range; expected 'auto' or an integer >= 1")
+    return workers
 
 
 def serve_on(sock: socket.socket, bundles: Sequence[str | Path], limits: ServeLimits, log_level: str = "info",
-             log_format: str = "text", **options: Any) -> None:
-    """Load the bundles and serve them on the bound ``sock`` (one process; ``run`` says what the options do)."""
+             log_format: str = "text", metrics_dir: str | None = None, **options: Any) -> None:
+    """Load the bundles and serve them on the bound ``sock`` (one process; ``run`` says what the options do).
+    ``metrics_dir``: a worker's, where the server's workers share their metrics (:mod:`.shared_metrics`)."""
     from .monitoring import configure_logging, serve_draining
 
     configure_logging(log_format, log_level)  # before loading: its notes and warnings in the same format
     app = create_app(bundles, limits, **options)
+    if metrics_dir is not None and app.state.monitor is not None:
+        app.state.monitor.share(metrics_dir)
     host, port = sock.getsockname()[:2]
     logger.info("serving %d bundle(s) on http://%s:%d (%sdocs at /docs)", len(bundles), host, port,
                 "page at /, " if options.get("page", True) else "")
