@@ -87,6 +87,16 @@ def token_data(tmp_path: Path) -> dict[str, Path]:
 FAST = ["training.epochs=2", "training.batch_size=8", "training.learning_rate=0.001"]
 
 
+def train_text_bundle(root: Path, backbone: Path, per_label: int, validation_per_label: int) -> Path:
+    """A tiny text-classification bundle at ``root/bundle`` with a validation split (so a drift profile)."""
+    import verticals
+
+    verticals.train("text-classification", write_csv(root / "train.csv", text_rows(per_label, 0)),
+                    validation=write_csv(root / "validation.csv", text_rows(validation_per_label, 1)),
+                    output=root / "bundle", backbone=str(backbone), overrides=FAST)
+    return root / "bundle"
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real console script in a subprocess (no installed packs unless env says otherwise)."""
     exe = shutil.which("verticals") or str(Path(sys.executable).parent / "verticals")

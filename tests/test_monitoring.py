@@ -28,7 +28,7 @@ from verticals.bundles.bundle import BUNDLE_FILE, write_manifest  # noqa: E402
 from verticals.delivery.serve import ServeLimits, create_app  # noqa: E402
 from verticals.metrics.drift import INVESTIGATE  # noqa: E402
 
-from .conftest import FAST, text_rows, write_csv  # noqa: E402
+from .conftest import text_rows, train_text_bundle  # noqa: E402
 
 URL = "/v1/models/bundle/predict"
 WINDOW = 300
@@ -38,10 +38,7 @@ WINDOW = 300
 def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
     """Three intents, 300 validation rows: enough for a profile whose sampling noise is far below 0.2."""
     root = tmp_path_factory.mktemp("monitoring")
-    verticals.train("text-classification", write_csv(root / "train.csv", text_rows(24, 0)),
-                    validation=write_csv(root / "validation.csv", text_rows(100, 1)), output=root / "bundle",
-                    backbone=str(tiny_backbone), overrides=FAST)
-    return root / "bundle"
+    return train_text_bundle(root, tiny_backbone, 24, 100)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

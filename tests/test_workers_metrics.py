@@ -30,7 +30,7 @@ from verticals.delivery.server import resolve_workers  # noqa: E402
 from verticals.delivery.workers import AUTO_MAX, auto_workers  # noqa: E402
 from verticals.predictor import Predictor  # noqa: E402
 
-from .conftest import FAST, text_rows, write_csv  # noqa: E402
+from .conftest import text_rows, train_text_bundle  # noqa: E402
 
 URL = "/v1/models/bundle/predict"
 TEXTS = [r["text"] for r in text_rows(10, 5)]
@@ -40,10 +40,7 @@ TEXTS = [r["text"] for r in text_rows(10, 5)]
 def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: Path) -> Path:
     """A tiny bundle with a validation profile, so it has drift gauges."""
     root = tmp_path_factory.mktemp("workers")
-    verticals.train("text-classification", write_csv(root / "train.csv", text_rows(12, 0)),
-                    validation=write_csv(root / "validation.csv", text_rows(20, 1)), output=root / "bundle",
-                    backbone=str(tiny_backbone), overrides=FAST)
-    return root / "bundle"
+    return train_text_bundle(root, tiny_backbone, 12, 20)
 
 
 def value(text: str, name: str, **labels: str) -> float | None:
