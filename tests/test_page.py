@@ -231,7 +231,7 @@ def answered(wait, result) -> str:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
 
     note = result.find_element(By.CSS_SELECTOR, ".fix .note")
-    wait.until(lambda d: note.text not in ("", "Sending…"))
+    wait.until(lambda d: note.text not in ("", "Sending…", "Fill in the correction first."))
     return str(note.text)
 
 
@@ -256,6 +256,12 @@ def test_browser_query_shows_a_label_and_a_correction_is_stored(browser, served)
     first.find_element(By.CSS_SELECTOR, "button.linkish").send_keys(Keys.ENTER)
     chooser = browser.switch_to.active_element
     assert chooser.tag_name == "select"
+    # nothing is preselected: Enter on "Send correction" before a choice stores nothing (before: the first
+    # other label was preselected and sent)
+    assert Select(chooser).first_selected_option.get_attribute("value") == ""
+    first.find_element(By.CSS_SELECTOR, ".fix button[type=submit]").send_keys(Keys.ENTER)
+    wait.until(lambda d: "Fill in the correction first" in first.find_element(By.CSS_SELECTOR, ".fix").text)
+    assert feedback_rows(db) == []
     right = "neg" if predicted == "pos" else "pos"
     Select(chooser).select_by_value(right)
     first.find_element(By.CSS_SELECTOR, ".fix button[type=submit]").send_keys(Keys.ENTER)
@@ -295,6 +301,7 @@ def test_browser_says_when_the_server_keeps_no_feedback(browser, bundles) -> Non
     import uvicorn
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
     from verticals.delivery.serve import create_app
 
     # in process (the CLI path is tested above): a server without --feedback-db and without a key
@@ -313,6 +320,7 @@ def test_browser_says_when_the_server_keeps_no_feedback(browser, bundles) -> Non
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result .label"))
         result = browser.find_element(By.CSS_SELECTOR, "#results .result")
         result.find_element(By.CSS_SELECTOR, "button.linkish").click()
+        Select(result.find_element(By.CSS_SELECTOR, ".fix select")).select_by_value("pos")
         result.find_element(By.CSS_SELECTOR, ".fix button[type=submit]").click()
         note = answered(wait, result)
         assert "Not saved" in note and "does not collect corrections" in note and "--feedback-db" in note

@@ -293,11 +293,12 @@
       const predicted = kind === "intent" ? p.intent : String(p.label);
       const names = kind === "fraud" ? { 0: "0 – legitimate", 1: "1 – fraud" } : {};
       const labels = model.feedback_labels && model.feedback_labels.length ? model.feedback_labels : model.labels;
-      const guess = labels.find((l) => l !== predicted); // the predicted label is wrong: start elsewhere
+      // No label is preselected: a correction is what the person chose, never a default sent by an Enter.
       const choose = el("select", { id: "fix-label-" + n },
-        ...labels.map((l) => el("option", { value: l, text: names[l] || l, selected: l === guess })));
+        el("option", { value: "", text: "choose the right label", selected: true }),
+        ...labels.map((l) => el("option", { value: l, text: (names[l] || l) + (l === predicted ? " (the model's answer)" : "") })));
       panel.append(el("label", { for: choose.id, text: "The right label" }), choose);
-      correction = () => ({ label: choose.value });
+      correction = () => (choose.value ? { label: choose.value } : null);
     }
     panel.append(el("button", { type: "submit", text: "Send correction" }), note);
     panel.addEventListener("submit", async (event) => {
