@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -14,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from verticals.backbones.engines import resolve_engine
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -89,8 +88,8 @@ def test_health_and_models(server, bundles) -> None:  # type: ignore[no-untyped-
     assert models["ner"]["predict_url"] == "/v1/models/ner/predict"
     for name, path in bundles.items():  # the digest `verticals inspect --expect` checks
         assert models[name]["digest"] == hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
-    # serve's default engine 'auto': ONNX Runtime where installed, except on an AMX CPU (PyTorch bf16 there)
-    expected_engine = resolve_engine("auto", transformer=True)
+    # serve's default engine 'auto' runs the encoders on ONNX Runtime where it is installed
+    expected_engine = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
     assert {m["engine"] for m in models.values()} == {expected_engine}
     assert server.get("/v1/models/ner").json()["task_type"] == "token-classification"
     assert server.get("/v1/models/nope").status_code == 404

@@ -29,15 +29,6 @@ def bf16_is_fast(dev: torch.device | None = None) -> bool:
         return False
 
 
-def amx_is_present() -> bool:
-    """True on a CPU with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bf16 matmuls on them."""
-    cpu = getattr(torch, "cpu", None)
-    try:
-        return bool(cpu._is_amx_tile_supported())  # type: ignore[union-attr]
-    except AttributeError:
-        return False
-
-
 MIN_BF16_HIDDEN_SIZE = 256
 """Below this width autocast's casts cost more than the bf16 matmuls save (measured: a 32-wide test BERT ran
 ~12x slower under bf16 autocast on CPU, while 384-wide MiniLM ran ~3x faster)."""

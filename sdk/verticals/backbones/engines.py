@@ -28,7 +28,6 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..config import ENGINES
 from ..errors import ConfigError, VerticalsError, option
-from ..runtime import amx_is_present
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PARITY_TOLERANCE = 1e-3
@@ -56,25 +55,21 @@ def require_onnxruntime() -> Any:
 
 
 def resolve_engine(choice: str, transformer: bool) -> str:
-    """'auto' -> the engine measured best on this kind of CPU (benchmarks/engine_choice.py, one table per kind):
+    """'auto' -> 'onnx' (exact fp32 parity, lower per-query latency) for a transformer task on a machine without
+    CUDA when onnxruntime is installed; 'torch' otherwise. Explicit choices are returned as given.
 
-    - CUDA, or no onnxruntime, or not a transformer task: 'torch'.
-    - A CPU with AMX: 'torch', which runs bf16 autocast on the AMX tiles. Intel Xeon with AMX, 2 cores: 2.1x
-      the batched records/s of PyTorch fp32 and 2.5x ONNX Runtime fp32, while one query took 12.9 ms against
-      11.9 ms on ONNX fp32; 99.7 % of decisions equal to fp32's.
-    - Any other CPU (AVX2, AVX-512 with or without VNNI/BF16): 'onnx' (fp32, exact): one query 3.5x faster
-      than PyTorch on AMD EPYC AVX-512 and on AVX2 (issue 25's 22.2 vs 6.6 ms).
-
-    int8 is never chosen by 'auto': fastest for one query on the AMX machine (8.0 ms) but it changed 2.8 % of
-    the decisions there; ask for 'onnx-int8' after measuring it on your data. Explicit choices are returned
-    as given."""
+    'auto' is what ``serve`` uses, and served traffic decided it on every CPU kind met (README "Serving
+    performance"): on AVX2 and AMD AVX-512 ONNX answered one query ~3.5x faster than PyTorch; on an Intel Xeon
+    with AMX, PyTorch bf16 batched 2.5x ONNX fp32 offline (benchmarks/engine_choice.py), but served by 2 workers
+    of one thread each it matched ONNX at 32 connections (348 vs 364 req/s) and answered one connection 2.7x
+    slower (p50 30.7 vs 11.5 ms). Batch jobs (``predict``, ``evaluate``) default to 'torch', which takes bf16
+    where the CPU runs it fast. int8 is never chosen: it changed 2.8 % of decisions on the AMX machine."""
     if choice not in ENGINES:
         raise ConfigError(f"unknown engine '{choice}'; expected one of {', '.join(ENGINES)}")
     if choice != "auto":
         return choice
-    if not transformer or torch.cuda.is_available() or amx_is_present():
-        return "torch"
-    return "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    usable = transformer and not torch.cuda.is_available()
+    return "onnx" if usable and importlib.util.find_spec("onnxruntime") else "torch"
 
 
 def export_graph(module: torch.nn.Module, inputs: dict[str, torch.Tensor], output: str | Sequence[str],

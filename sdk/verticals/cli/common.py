@@ -72,8 +72,7 @@ def add_engine_option(parser: argparse.ArgumentParser, default: str) -> None:
     from ..config import ENGINES
 
     parser.add_argument("--engine", choices=ENGINES, default=default,
-                        help=f"where the encoder runs (default: {default}; auto = torch with bf16 on a CPU with AMX, "
-                             "onnx on other CPUs, torch on CUDA); onnx = ONNX Runtime fp32, same "
+                        help=f"where the encoder runs (default: {default}); onnx = ONNX Runtime fp32, same "
                              "numbers, lower latency on CPU; onnx-int8 = quantised, check accuracy with evaluate")
 
 

@@ -140,7 +140,7 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
                feedback_db: str | Path | None = None, log_predictions: bool = False,
                log_retention: str = "30d", page: bool = True) -> Any:
     """A FastAPI app serving the given bundles (paths, or already loaded predictors; one alone, or a list). Bundles
-    given as paths are loaded on ``engine`` ('auto': the engine measured best on this CPU kind, see ``resolve_engine``).
+    given as paths are loaded on ``engine`` ('auto': ONNX Runtime where it applies, for lower per-request latency).
 
     ``api_key``: required on every ``/v1`` route (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``);
     ``cors_origins``: browser origins allowed to call the API (none by default); ``show_data_info``:
