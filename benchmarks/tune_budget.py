@@ -80,7 +80,8 @@ def main() -> int:
                         overrides=[f"training.seed={seed}"],
                         config={"tune": {"seed": seed}})
             record = pred.info.model_extra["tune"]
-            table.append({"run": f"tune, {len(record['trials'])} of {args.trials} trials", "seed": seed, "metrics": pred.info.metrics,
+            table.append({"run": f"tune, {len(record['trials'])} of {args.trials} trials", "seed": seed,
+                          "metrics": pred.info.metrics,
                           "seconds": time.perf_counter() - start, "params": record["params"],
                           "trials": record["trials"]})
             print(json.dumps(table[-1]), flush=True)
