@@ -116,7 +116,11 @@ def test_without_the_option_the_task_is_the_plain_one(bundles: dict[str, Path]) 
     assert records[0] == records[1]
     assert task.encode(records, with_labels=False) == TextClassificationTask.encode(task, records, with_labels=False)
     a, b = predictor.predict([{"text": "what about that one", "history": ["my parcel"]}, "what about that one"])
-    assert a == b
+    # Two rows of one batch may differ in the last bits on some CPUs (oneDNN picks kernels per row block), so the
+    # scores are compared to 1e-6; everything else must be identical.
+    assert a.scores == pytest.approx(b.scores, abs=1e-6) and a.confidence == pytest.approx(b.confidence, abs=1e-6)
+    assert (a.intent, a.out_of_scope, a.fallback, a.reason, a.matches) == (b.intent, b.out_of_scope, b.fallback,
+                                                                          b.reason, b.matches)
     assert "context" not in (bundles["without"] / "bundle.json").read_text()
 
 
