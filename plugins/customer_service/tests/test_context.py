@@ -116,11 +116,12 @@ def test_without_the_option_the_task_is_the_plain_one(bundles: dict[str, Path]) 
     assert records[0] == records[1]
     assert task.encode(records, with_labels=False) == TextClassificationTask.encode(task, records, with_labels=False)
     a, b = predictor.predict([{"text": "what about that one", "history": ["my parcel"]}, "what about that one"])
-    # Two rows of one batch may differ in the last bits on some CPUs (oneDNN picks kernels per row block), so the
-    # scores are compared to 1e-6; everything else must be identical.
+    # CI's CPU gave these two rows of one batch scores differing in the 9th decimal (cause not traced), so the
+    # numbers are compared to 1e-6; used context would move them by far more. Everything else must be identical.
     assert a.scores == pytest.approx(b.scores, abs=1e-6) and a.confidence == pytest.approx(b.confidence, abs=1e-6)
-    assert (a.intent, a.out_of_scope, a.fallback, a.reason, a.matches) == (b.intent, b.out_of_scope, b.fallback,
-                                                                          b.reason, b.matches)
+    assert a.score == pytest.approx(b.score, abs=1e-6)
+    assert (a.intent, a.label, a.out_of_scope, a.fallback, a.reason, a.answer, a.matches) == (
+        b.intent, b.label, b.out_of_scope, b.fallback, b.reason, b.answer, b.matches)
     assert "context" not in (bundles["without"] / "bundle.json").read_text()
 
 
