@@ -97,3 +97,28 @@ def test_only_rank_zero_writes_and_reports(tiny_backbone, tmp_path, monkeypatch,
     monkeypatch.setenv("RANK", "0")
     assert main([*args, "--output", str(tmp_path / "rank0")]) == 0
     assert "wrote bundle" in capsys.readouterr().out and (tmp_path / "rank0" / "bundle.json").is_file()
+
+
+def test_training_takes_the_thread_budget_its_launcher_gave(tiny_backbone, tmp_path, monkeypatch) -> None:
+    """training.num_threads documents OMP_NUM_THREADS as its default (a Ray actor's CPUs, torchrun's 1 per
+    process); training used every core regardless (failed before: 2 threads on 2 cores with OMP_NUM_THREADS=1)."""
+    import torch
+    from verticals import runtime
+
+    cores = runtime.available_cores()
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        train = write_csv(tmp_path / "train.csv", text_rows(4, 0))
+        verticals.train("text-classification", train, output=tmp_path / "b", backbone=str(tiny_backbone),
+                        overrides=["training.epochs=1"])
+        assert torch.get_num_threads() == 1
+        training_threads = runtime.training_threads
+        assert training_threads(3) == 3  # training.num_threads set by the user wins
+        monkeypatch.setenv("OMP_NUM_THREADS", "100000")
+        assert training_threads(None) == cores
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert training_threads(None) == cores and training_threads(None, local_processes=cores) == 1
+    finally:
+        torch.set_num_threads(before)

@@ -77,6 +77,14 @@ def thread_budget() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def training_threads(num_threads: int | None, local_processes: int = 1) -> int:
+    """Threads one training process uses: ``num_threads`` when set, else the ``OMP_NUM_THREADS`` budget its
+    launcher gave it (torchrun gives each of several processes 1; Ray an actor's CPUs), else its share of the
+    cores among ``local_processes`` processes on this machine; never more than the cores."""
+    cores = available_cores()
+    return num_threads or min(thread_budget() or max(1, cores // local_processes), cores)
+
+
 def configure_threads(num_threads: int | None) -> int:
     """Use every core we are allowed (not more: oversubscription hurts small machines): ``num_threads`` when
     set, else the process's ``limit_threads`` share, else the ``OMP_NUM_THREADS`` budget (as torch itself

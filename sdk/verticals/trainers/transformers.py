@@ -17,7 +17,7 @@ from ..bundles.checkpoints import last_complete_checkpoint, prepare_checkpoint_d
 from ..bundles.outputs import write_failure
 from ..console import TrainingConsole
 from ..errors import ConfigError, option
-from ..runtime import available_cores, resolve_precision
+from ..runtime import resolve_precision, training_threads
 from .base import MetricsFn, Trainer
 
 logger = logging.getLogger("verticals")
@@ -271,7 +271,7 @@ class TransformersTrainer(Trainer):
                           UserWarning, stacklevel=2)
         # Processes sharing a machine share its cores (torchrun sets LOCAL_WORLD_SIZE).
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(cfg.num_threads or max(1, available_cores() // local_processes))
+        torch.set_num_threads(training_threads(cfg.num_threads, local_processes))
         try:
             trainer.train(resume_from_checkpoint=str(last) if last else None)
         except Exception as exc:  # a full disk while saving a checkpoint: one line, no half-written checkpoint
