@@ -13,7 +13,8 @@ import torch
 import verticals
 from safetensors import safe_open
 from transformers import BertConfig, BertModel
-from verticals.backbones.layer_distill import LayerDistiller, parse_layer_map
+from verticals.backbones.collate import Collator
+from verticals.backbones.layer_distill import LayerDistiller, parse_layer_map, pooled_states
 from verticals.backbones.loading import load_backbone
 from verticals.backbones.model import distillation_loss
 from verticals.bundles.bundle import digest
@@ -190,6 +191,50 @@ def test_layer_losses_with_mismatched_widths_are_finite_and_decrease(hidden_weig
     assert losses[-1] < losses[0], losses
     distiller.close()
     assert not distiller._hooks
+
+
+def test_pooled_teacher_states_give_the_loss_of_a_live_teacher_forward() -> None:
+    """Hidden-state distillation from states computed once (batched, length-sorted, each batch padded to its
+    own longest) equals the loss computed with the teacher running beside the student."""
+    teacher, student = _bert(64, 4, 4, 0), _bert(32, 2, 2, 1)
+    teacher.eval()
+    pairs = parse_layer_map("auto", 2, 4)
+    distiller = LayerDistiller(student, teacher, pairs, hidden_weight=1.0, attention_weight=0.0)
+    generator = torch.Generator().manual_seed(3)
+    lengths = [12, 9, 5, 12]
+    features = [{"input_ids": torch.randint(1, 100, (n,), generator=generator).tolist(), "attention_mask": [1] * n}
+                for n in lengths]
+    pooled = pooled_states(teacher, features, Collator(0), [t for _, t in pairs], batch_size=3)
+    assert [p.shape for p in pooled] == [(2, 64)] * 4
+    batch = Collator(0)(features)
+    hidden = student(**batch, output_hidden_states=True).hidden_states
+    live = distiller.loss(hidden, batch["attention_mask"], dict(batch))
+    cached = distiller.loss(hidden, batch["attention_mask"], None, torch.from_numpy(np.stack(pooled)))
+    assert cached.item() == pytest.approx(live.item(), rel=1e-4) and live.item() > 0
+
+
+def test_hidden_states_alone_run_no_teacher_forward_while_the_student_trains(
+        teachers: dict[str, Path], tmp_path: Path, teacher_calls: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--hidden-weight without --attention-weight: the teacher's pooled states are computed once and cached
+    beside its logits (a rerun computes nothing); training steps read them instead of running the teacher."""
+    steps: list[bool] = []
+    real = LayerDistiller.loss
+
+    def recorded(self, student_hidden, attention_mask, teacher_inputs=None, teacher_pooled=None):  # type: ignore[no-untyped-def]
+        steps.append(teacher_pooled is not None and teacher_inputs is None)
+        return real(self, student_hidden, attention_mask, teacher_inputs, teacher_pooled)
+
+    monkeypatch.setattr(LayerDistiller, "loss", recorded)
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    student_bert = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1, hidden_size=16))
+    run = {"output": tmp_path / "s", "backbone": student_bert, "hidden_weight": 1.0, "overrides": FAST}
+    distill(teachers["a"], train, **run)
+    assert steps and all(steps), "every training step used the precomputed states"
+    assert len(teacher_calls) == 2, "one teacher pass for the logits, one for the pooled states"
+    assert len(list((tmp_path / "s.teacher-outputs").glob("*-pooled-*.safetensors"))) == 1
+    distill(teachers["a"], train, **run, overwrite=True)
+    assert len(teacher_calls) == 2, "a rerun reads both from the cache"
+    assert verticals.load(tmp_path / "s").task.model_.layer_distiller is None
 
 
 def test_layer_map_option_is_checked() -> None:

@@ -49,6 +49,9 @@ class Collator:
                 if key in features[0]:  # padding ids are masked out, so 0 serves every tokenizer
                     rows = [list(f[key]) + [0] * (teacher_length - len(f[key])) for f in features]
                     batch[key] = torch.tensor(rows, dtype=torch.long)
+        if "teacher_pooled" in features[0]:  # the teacher's pooled layer states, computed once (layer_distill)
+            batch["teacher_pooled"] = torch.from_numpy(np.stack([np.asarray(f["teacher_pooled"], dtype=np.float32)
+                                                                 for f in features]))
         if "teacher_probs" in features[0]:  # a distillation's soft targets: per text, or per token (NaN = none)
             rows = [np.asarray(f["teacher_probs"], dtype=np.float32) for f in features]
             if rows[0].ndim == 2:

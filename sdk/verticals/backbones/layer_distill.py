@@ -13,6 +13,11 @@ Two losses, added to the logits loss while a student trains (``verticals distill
   (so different head counts and widths work), teacher -> student KL divergence. Relations are
   [sequence x sequence], so this needs both models to tokenise alike (checked before training).
 
+Hidden states alone (no attention relations) need no teacher forward while the student trains: the
+teacher's pooled states of the mapped layers are computed once per training input (:func:`pooled_states`)
+and kept with the teacher's logits in the distillation's cache, so a student epoch costs what a
+logits-only epoch costs. Attention relations are per token pair and are computed live.
+
 The projection lives on the model only while it trains (it is in the training checkpoints, so ``--resume``
 restores it) and is dropped before the bundle is written: the student bundle is a plain backbone + head.
 The teacher is held outside the module tree (no gradients, not in checkpoints, not in the optimizer).
@@ -148,22 +153,34 @@ class LayerDistiller(nn.Module):
         self._capturing = self.attention_weight > 0
 
     def loss(self, student_hidden: Sequence[torch.Tensor], attention_mask: torch.Tensor,
-             teacher_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        teacher = self._teacher[0]
+             teacher_inputs: dict[str, torch.Tensor] | None = None,
+             teacher_pooled: torch.Tensor | None = None) -> torch.Tensor:
+        """The weighted layer losses of one batch: from ``teacher_pooled`` (``[batch, pairs, teacher width]``,
+        precomputed by :func:`pooled_states`) when given, else from a teacher forward on ``teacher_inputs``."""
         device = attention_mask.device
-        if next(teacher.parameters()).device != device:
-            teacher.to(device)
-        with torch.no_grad():
-            out = teacher(**{k: v.to(device) for k, v in teacher_inputs.items()}, output_hidden_states=True)
+        if teacher_pooled is None:
+            if teacher_inputs is None:
+                raise ValueError("LayerDistiller.loss needs the teacher's inputs or its pooled states")
+            teacher = self._teacher[0]
+            if next(teacher.parameters()).device != device:
+                teacher.to(device)
+            with torch.no_grad():
+                out = teacher(**{k: v.to(device) for k, v in teacher_inputs.items()}, output_hidden_states=True)
+            teacher_mask = teacher_inputs["attention_mask"].to(device)
+            theirs_by_pair = [mean_pool(out.hidden_states[t], teacher_mask).float() for _, t in self.layer_map]
+        else:
+            if self.attention_weight > 0:
+                raise ValueError("attention relations need the teacher's forward, not pooled states")
+            theirs_by_pair = list(teacher_pooled.to(device).float().unbind(dim=1))
         self._capturing = False
-        teacher_mask = teacher_inputs["attention_mask"].to(device)
         total = student_hidden[-1].new_zeros((), dtype=torch.float32)
         if self.hidden_weight > 0:
-            for projection, (s, t) in zip(self.projections, self.layer_map, strict=True):
+            for projection, (s, _), theirs in zip(self.projections, self.layer_map, theirs_by_pair, strict=True):
                 ours = projection(mean_pool(student_hidden[s], attention_mask).float())
-                theirs = mean_pool(out.hidden_states[t], teacher_mask).float()
                 total = total + self.hidden_weight * nn.functional.mse_loss(ours, theirs) / len(self.layer_map)
         if self.attention_weight > 0:
+            assert teacher_inputs is not None
+            teacher_mask = teacher_inputs["attention_mask"].to(device)
             if teacher_mask.shape != attention_mask.shape:
                 raise ConfigError("--attention-weight: teacher and student tokenised a batch differently")
             for s, t in self.layer_map:
@@ -181,3 +198,31 @@ class LayerDistiller(nn.Module):
         self._hooks.clear()
         self._captured.clear()
         self._teacher.clear()
+
+
+def pooled_states(teacher: nn.Module, features: Sequence[dict[str, Any]], collator: Any, layers: Sequence[int], *,
+                  batch_size: int = 64, precision: str = "fp32") -> list[Any]:
+    """The teacher's mean-pooled hidden state of each of ``layers`` (0 = embeddings) for every feature: one
+    float32 ``[len(layers), width]`` array per feature, in input order (batches sorted by length, as
+    ``predict_logits`` does). ``teacher`` is the teacher's backbone."""
+    import numpy as np
+
+    from ..runtime import autocast, module_device
+    from .collate import MODEL_KEYS
+
+    if not features:
+        return []
+    dev = module_device(teacher)
+    teacher.eval()
+    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
+    out: list[Any] = [None] * len(features)
+    with torch.inference_mode(), autocast(precision, dev):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            hidden = teacher(**batch, output_hidden_states=True).hidden_states
+            pooled = torch.stack([mean_pool(hidden[t], batch["attention_mask"]).float() for t in layers], dim=1)
+            for row, i in enumerate(idx):
+                out[i] = pooled[row].cpu().numpy()
+    return out

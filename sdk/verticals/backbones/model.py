@@ -39,13 +39,15 @@ class VerticalsModel(nn.Module):
         teacher_input_ids: torch.Tensor | None = None,
         teacher_attention_mask: torch.Tensor | None = None,
         teacher_token_type_ids: torch.Tensor | None = None,
+        teacher_pooled: torch.Tensor | None = None,
         **_: Any,
     ) -> HeadOutput:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         # intermediate layers are matched in training steps only (evaluation batches carry no teacher inputs)
-        layers = self.layer_distiller if self.training and teacher_input_ids is not None else None
+        layers = self.layer_distiller if self.training and (teacher_input_ids is not None
+                                                            or teacher_pooled is not None) else None
         if layers is not None:
             layers.begin()
         encoded = self.backbone(**kwargs, output_hidden_states=True) if layers is not None else self.backbone(**kwargs)
@@ -57,10 +59,13 @@ class VerticalsModel(nn.Module):
             output.loss = distillation_loss(output.logits.float(), teacher_probs, labels, self.head.loss_fn,
                                             *self.distillation)
         if layers is not None and output.loss is not None:
-            teacher_inputs = {"input_ids": teacher_input_ids, "attention_mask": teacher_attention_mask}
-            if teacher_token_type_ids is not None:
-                teacher_inputs["token_type_ids"] = teacher_token_type_ids
-            output.loss = output.loss + layers.loss(encoded.hidden_states, attention_mask, teacher_inputs)
+            teacher_inputs = None
+            if teacher_input_ids is not None:
+                teacher_inputs = {"input_ids": teacher_input_ids, "attention_mask": teacher_attention_mask}
+                if teacher_token_type_ids is not None:
+                    teacher_inputs["token_type_ids"] = teacher_token_type_ids
+            output.loss = output.loss + layers.loss(encoded.hidden_states, attention_mask, teacher_inputs,
+                                                    teacher_pooled)
         return output
 
     # (teacher temperature, alpha, student temperature) while a student learns from a teacher's probabilities

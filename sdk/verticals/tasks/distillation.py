@@ -62,7 +62,8 @@ def averaged_targets(task: Any, records: Sequence[BaseModel], features: list[dic
 
 def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: list[dict[str, Any]],
                            model: Any, options: LayerOptions) -> None:
-    """Give every training feature the first teacher's tokenisation of its record and attach the
+    """Give every training feature what its layer losses need from the first teacher (its tokenisation of the
+    record for attention relations; else its pooled states of the mapped layers, computed once) and attach the
     intermediate-layer losses (and their training-only projections) to the student ``model``."""
     from ..backbones.layer_distill import LayerDistiller, parse_layer_map
 
@@ -77,18 +78,40 @@ def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: li
             raise ConfigError(f"--attention-weight: teacher and student tokenise {differ} of {len(features)} training "
                               f"inputs differently; self-attention relations need one tokenizer (same vocabulary). "
                               f"Use --hidden-weight, which compares pooled states")
-    for feature, theirs in zip(features, teacher_features, strict=True):
-        feature["teacher_input_ids"] = list(theirs["input_ids"])
-        feature["teacher_attention_mask"] = list(theirs["attention_mask"])
-        if "token_type_ids" in theirs:
-            feature["teacher_token_type_ids"] = list(theirs["token_type_ids"])
     student_backbone = model.backbone
     teacher_backbone = teacher.model_.backbone
     pairs = parse_layer_map(options.layer_map, int(student_backbone.config.num_hidden_layers),
                             int(teacher_backbone.config.num_hidden_layers))
+    if options.attention_weight > 0:  # relations are per token pair: the teacher runs beside the student
+        for feature, theirs in zip(features, teacher_features, strict=True):
+            feature["teacher_input_ids"] = list(theirs["input_ids"])
+            feature["teacher_attention_mask"] = list(theirs["attention_mask"])
+            if "token_type_ids" in theirs:
+                feature["teacher_token_type_ids"] = list(theirs["token_type_ids"])
+    else:  # pooled states only: computed once (and cached with the teacher's logits), no teacher forward per step
+        for feature, pooled in zip(features, teacher_pooled_states(teacher, teacher_features, pairs), strict=True):
+            feature["teacher_pooled"] = pooled
     model.layer_distiller = LayerDistiller(student_backbone, teacher_backbone, pairs,
                                            hidden_weight=options.hidden_weight,
                                            attention_weight=options.attention_weight)
+
+
+def teacher_pooled_states(teacher: Any, teacher_features: list[dict[str, Any]],
+                          pairs: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """The teacher's pooled states of the mapped layers for its own tokenisation of the training inputs,
+    through the teacher's output cache when distill set one (keyed by teacher digest, inputs and layers)."""
+    from ..backbones.layer_distill import pooled_states
+
+    layers = [t for _, t in pairs]
+
+    def compute() -> list[np.ndarray]:
+        return pooled_states(teacher.model_.backbone, teacher_features, teacher._collator(), layers,
+                             batch_size=teacher.config.training.eval_batch_size, precision=teacher.precision_)
+
+    cache = getattr(teacher, "logits_cache", None)
+    if cache is None:
+        return compute()
+    return cache.of_kind("pooled-" + "+".join(map(str, layers))).logits(teacher_features, compute)
 
 
 def detach_layer_distillation(model: Any) -> None:

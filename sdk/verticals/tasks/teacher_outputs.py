@@ -10,6 +10,10 @@ the student's temperature is applied later, in the loss), one file per (teacher 
 * the input digest hashes the token ids the teacher reads, in order (no labels: the same texts with other
   gold labels reuse the outputs, which do not depend on labels).
 
+The same cache keeps the pooled hidden states of a teacher's layers for intermediate-layer distillation
+(``kind="pooled-4+8+12"``: the teacher layers), in files named by the kind too, so logits and states of
+one input set never take each other's place.
+
 Both digests are also written inside the file and checked on reading, so a renamed or truncated file is
 recomputed, never silently reused. Writes are atomic (temporary file, then rename). The folder is the SDK's
 (``<output>.teacher-outputs``); only files named as this module names them are ever written there.
@@ -49,16 +53,23 @@ def inputs_digest(features: Sequence[dict[str, Any]]) -> str:
 
 
 class TeacherLogitsCache:
-    """Caches one teacher's ``predict_logits`` in ``directory``. ``teacher_digest`` names the teacher."""
+    """Caches one teacher's ``predict_logits`` (or, with another ``kind``, other per-input outputs such as
+    pooled layer states) in ``directory``. ``teacher_digest`` names the teacher."""
 
-    def __init__(self, directory: str | Path, teacher_digest: str) -> None:
+    def __init__(self, directory: str | Path, teacher_digest: str, kind: str = "logits") -> None:
         self.directory = Path(directory)
         self.teacher_digest = teacher_digest
+        self.kind = kind
         self.hits = 0
         self.misses = 0
 
+    def of_kind(self, kind: str) -> TeacherLogitsCache:
+        """A cache of the same teacher in the same folder for another kind of output."""
+        return TeacherLogitsCache(self.directory, self.teacher_digest, kind)
+
     def path(self, digest_of_inputs: str) -> Path:
-        return self.directory / f"{self.teacher_digest[:16]}-{digest_of_inputs[:16]}.safetensors"
+        middle = "" if self.kind == "logits" else f"{self.kind}-"  # logits files keep their original names
+        return self.directory / f"{self.teacher_digest[:16]}-{middle}{digest_of_inputs[:16]}.safetensors"
 
     def logits(self, features: Sequence[dict[str, Any]],
                compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
@@ -84,8 +95,8 @@ class TeacherLogitsCache:
         try:
             with safe_open(str(path), framework="np") as handle:
                 meta = handle.metadata() or {}
-                if (meta.get("format"), meta.get("teacher_digest"), meta.get("inputs_digest")) != \
-                        (FORMAT, self.teacher_digest, key):
+                if (meta.get("format"), meta.get("teacher_digest"), meta.get("inputs_digest"),
+                        meta.get("kind", "logits")) != (FORMAT, self.teacher_digest, key, self.kind):
                     logger.warning("%s belongs to another teacher or input set; recomputing", path)
                     return None
                 rows, lengths = handle.get_tensor("logits"), handle.get_tensor("lengths")
@@ -111,7 +122,7 @@ class TeacherLogitsCache:
         tensors: dict[str, np.ndarray] = {"logits": np.concatenate(rows) if rows else np.zeros((0, width), np.float32),
                    "lengths": np.asarray([len(r) for r in rows], dtype=np.int64)}
         meta = {"format": FORMAT, "teacher_digest": self.teacher_digest, "inputs_digest": key,
-                "per_token": "1" if per_token else "0"}
+                "per_token": "1" if per_token else "0", "kind": self.kind}
         self.directory.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         if path.exists() and not _ours(path):  # a file we did not write: never replaced, the run goes on uncached
