@@ -24,6 +24,12 @@ resumes a training that was interrupted from its last complete epoch checkpoint.
 students of the same teacher; they share the teacher's cached outputs (DIR/teacher-outputs). Student
 variants: ``--hidden-weight``, ``--attention-weight``, ``--layer-map`` (intermediate layers),
 ``--student-epochs``, ``--student-learning-rate``.
+
+Each measured bundle's test metrics and onnx latency are kept in DIR/<stage>.result.json with its digest, so a
+later run measures only new bundles, and ``--table`` prints one table of every variant measured in the
+folder (students merged over their seeds, mean ± sd), training nothing:
+
+    python benchmarks/teacher_student.py --dataset phrasebank --work DIR --table
 """
 
 from __future__ import annotations
@@ -182,22 +188,31 @@ def p50_onnx_ms(path: Path, queries: list[str]) -> float | str:
 
 
 def merge_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The student rows of several seeds become one row of means, with their standard deviations beside."""
-    students = [row for row in rows if row["stage"] == "distilled"]
-    if len(students) < 2:
-        return rows
-    merged = dict(students[0])
-    keys = [k for k, v in students[0]["test"].items() if isinstance(v, (int, float))]
-    merged["test"] = {k: statistics.mean(r["test"][k] for r in students) for k in keys}
-    merged["test_sd"] = {k: statistics.stdev(r["test"][k] for r in students) for k in keys}
-    merged["validation"] = statistics.mean(r["validation"] for r in students)
-    merged["validation_sd"] = statistics.stdev(r["validation"] for r in students)
-    merged["seconds"] = None if any(r["seconds"] is None for r in students) else \
-        statistics.mean(r["seconds"] for r in students)
-    latencies = [r["latency"] for r in students if not isinstance(r["latency"], str)]
-    merged["latency"] = statistics.median(latencies) if latencies else students[0]["latency"]
-    merged["seeds"] = len(students)
-    return [row for row in rows if row["stage"] != "distilled"] + [merged]
+    """The student rows of one variant over several seeds become one row of means, with their standard
+    deviations beside; the other rows are kept as they are."""
+    merged_rows = [row for row in rows if row["stage"] != "distilled"]
+    variants: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["stage"] == "distilled":
+            variants.setdefault(row["name"], []).append(row)
+    for students in variants.values():
+        if len(students) < 2:
+            merged_rows += students
+            continue
+        merged = dict(students[0])
+        keys = [k for k, v in students[0]["test"].items() if isinstance(v, (int, float))]
+        merged["test"] = {k: statistics.mean(r["test"][k] for r in students) for k in keys}
+        merged["test_sd"] = {k: statistics.stdev(r["test"][k] for r in students) for k in keys}
+        merged["validation"] = statistics.mean(r["validation"] for r in students)
+        merged["validation_sd"] = statistics.stdev(r["validation"] for r in students)
+        merged["seconds"] = None if any(r["seconds"] is None for r in students) else \
+            statistics.mean(r["seconds"] for r in students)
+        merged["resumed"] = any(r.get("resumed") for r in students)
+        latencies = [r["latency"] for r in students if not isinstance(r["latency"], str)]
+        merged["latency"] = statistics.median(latencies) if latencies else students[0]["latency"]
+        merged["seeds"] = len(students)
+        merged_rows.append(merged)
+    return merged_rows
 
 
 def metric_cells(dataset: str, metrics: dict[str, float], sd: dict[str, float] | None = None) -> list[str]:
@@ -232,6 +247,8 @@ def main() -> int:
                         help="train the student once per seed (same teacher) and print mean ± sd over them")
     parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
     parser.add_argument("--student-learning-rate", type=float, default=None, help="the student's learning rate")
+    parser.add_argument("--table", action="store_true",
+                        help="train nothing: print one table of every variant already measured in --work")
     parser.add_argument("--unlabeled-rest", action="store_true",
                         help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
@@ -249,6 +266,11 @@ def main() -> int:
 
     from verticals.errors import VerticalsError
 
+    if args.table:
+        if args.work is None or not (args.work / "settings.json").is_file():
+            print("--table needs --work DIR, a folder this benchmark has run in", file=sys.stderr)
+            return 2
+        return table_of_work_folder(args.dataset, args.work)
     try:
         with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
             return benchmark(args, Path(tmp))
@@ -302,56 +324,104 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
             transfer_multiplier=args.transfer_set, **seeded))))
     results["distilled"] = students[0][1]
 
-    primary = MAIN_METRIC[args.dataset]
-    rows = []
+    names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
+             "distilled": variant_name(args, data["unlabeled_count"])}
     staged = [("minilm", "minilm", results["minilm"]), ("teacher", "teacher", results["teacher"])]
     staged += [("distilled", name, result) for name, result in students]
-    for stage, folder, result in staged:
-        predictor = result["predictor"]
-        print(f"[{folder}] evaluating on test, then {QUERIES} single queries on onnx", flush=True)
-        test = predictor.evaluate(files["test"], overrides=data["overrides"] or None).metrics
-        rows.append({"stage": stage, "test": test, "validation": predictor.info.metrics["validation"][primary],
-                     "backbone": predictor.info.model.get("backbone", {}).get("source"),
-                     "latency": p50_onnx_ms(work / folder, data["queries"]), **result})
-    rows = merge_seeds(rows)
-
-    heads = (["test accuracy", "test macro-F1"] if args.dataset == "phrasebank"
-             else ["test P", "test R", "test F1"])
-    names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
-             "distilled": f"MiniLM distilled from {args.teacher} (T={args.temperature:g}, alpha={args.alpha:g}"
-                          + (f", +{data['unlabeled_count']} unlabelled texts" if args.unlabeled_rest else "")
-                          + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
-                             f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
-                          + (f", transfer set x{args.transfer_set}" if args.transfer_set else "") + ")"}
+    rows = [evaluated(args, data, work, stage, folder, names[stage], result) for stage, folder, result in staged]
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
-    validation = "validation accuracy" if args.dataset == "phrasebank" else "devel F1"
-    print(f"| model | {' | '.join(heads)} | {validation} | training s | epochs run | p50 onnx ms |")
-    print("|---|" + "---|" * (len(heads) + 4))
-    for row in rows:
-        seconds = "n/a (no timing file)" if row["seconds"] is None else f"{row['seconds']:.0f}"
-        seconds += " (resumed part only)" if row["resumed"] else ""
-        epochs = "n/a" if row["epochs"] is None else f"{row['epochs']:g}"
-        latency = row["latency"] if isinstance(row["latency"], str) else f"{row['latency']:.1f}"
-        name = names[row["stage"]] + (f", mean ± sd of {row['seeds']} seeds" if row.get("seeds") else "")
-        validation_cell = fmt_value(args.dataset, row["validation"]) + (
-            f" ± {fmt_value(args.dataset, row['validation_sd'])}" if "validation_sd" in row else "")
-        print(f"| {name} | {' | '.join(metric_cells(args.dataset, row['test'], row.get('test_sd')))} | "
-              f"{validation_cell} | {seconds} | {epochs} | {latency} |")
-
-    by_stage = {row["stage"]: row["test"][primary] for row in rows}
-    gain = by_stage["teacher"] - by_stage["minilm"]
-    if gain <= 0:
-        print(f"\nthe teacher did not gain over the MiniLM fine-tune on test {primary} "
-              f"({fmt_value(args.dataset, by_stage['teacher'])} vs {fmt_value(args.dataset, by_stage['minilm'])})")
-    else:
-        kept = 100 * (by_stage["distilled"] - by_stage["minilm"]) / gain
-        print(f"\ndistilled keeps {kept:.0f} % of the teacher's gain over the MiniLM fine-tune (test {primary})")
+    print_table(args.dataset, merge_seeds(rows))
     recorded = results["distilled"]["predictor"].info.model.get("distilled_from", {}).get("teacher_digest")
     actual = digest(teacher_path)
     print(f"teacher bundle digest: {actual}"
           + ("" if recorded == actual else f" (the student records another teacher: {recorded})"))
     print("backbones: " + ", ".join(f"{row['stage']}={row['backbone']}" for row in rows))
+    return 0
+
+
+def variant_name(args: argparse.Namespace, unlabeled_count: int) -> str:
+    return (f"MiniLM distilled from {args.teacher} (T={args.temperature:g}, alpha={args.alpha:g}"
+            + (f", +{unlabeled_count} unlabelled texts" if args.unlabeled_rest else "")
+            + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
+               f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
+            + (f", transfer set x{args.transfer_set}" if args.transfer_set else "")
+            + (f", {args.student_epochs:g} epochs" if args.student_epochs else "")
+            + (f", lr {args.student_learning_rate:g}" if args.student_learning_rate else "") + ")")
+
+
+def evaluated(args: argparse.Namespace, data: dict[str, Any], work: Path, stage: str, folder: str, name: str,
+              result: dict[str, Any]) -> dict[str, Any]:
+    """One table row: test metrics and onnx latency of the bundle in DIR/<folder>, kept in DIR/<folder>.result.json
+    (with the bundle's digest) so that a later run, or ``--table``, reuses them instead of measuring again."""
+    from verticals.bundles.bundle import digest
+
+    saved_path, bundle_digest = work / f"{folder}.result.json", digest(work / folder)
+    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
+    if saved.get("digest") == bundle_digest:
+        print(f"[{folder}] test metrics and latency already measured for this bundle", flush=True)
+        return saved
+    predictor = result["predictor"]
+    print(f"[{folder}] evaluating on test, then {QUERIES} single queries on onnx", flush=True)
+    test = predictor.evaluate(data["files"]["test"], overrides=data["overrides"] or None).metrics
+    row = {"stage": stage, "name": name, "folder": folder, "digest": bundle_digest,
+           "test": {k: v for k, v in test.items() if isinstance(v, (int, float))},
+           "validation": predictor.info.metrics["validation"][MAIN_METRIC[args.dataset]],
+           "backbone": predictor.info.model.get("backbone", {}).get("source"),
+           "latency": p50_onnx_ms(work / folder, data["queries"]),
+           **{k: result[k] for k in ("seconds", "epochs", "resumed")}}
+    saved_path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+    return row
+
+
+def print_table(dataset: str, rows: list[dict[str, Any]]) -> None:
+    """The markdown table of ``rows`` (students already merged over seeds), then each student's share of the
+    teacher's gain over the MiniLM fine-tune on the test split's main metric."""
+    primary = MAIN_METRIC[dataset]
+    heads = ["test accuracy", "test macro-F1"] if dataset == "phrasebank" else ["test P", "test R", "test F1"]
+    validation = "validation accuracy" if dataset == "phrasebank" else "devel F1"
+    by_stage = {row["stage"]: row["test"][primary] for row in rows if row["stage"] in ("minilm", "teacher")}
+    gain = by_stage["teacher"] - by_stage["minilm"] if len(by_stage) == 2 else 0.0
+    print(f"| model | {' | '.join(heads)} | {validation} | share of the teacher's gain | training s | epochs run "
+          f"| p50 onnx ms |")
+    print("|---|" + "---|" * (len(heads) + 5))
+    for row in rows:
+        seconds = "n/a (no timing file)" if row["seconds"] is None else f"{row['seconds']:.0f}"
+        seconds += " (resumed part only)" if row.get("resumed") else ""
+        epochs = "n/a" if row["epochs"] is None else f"{row['epochs']:g}"
+        latency = row["latency"] if isinstance(row["latency"], str) else f"{row['latency']:.1f}"
+        name = row["name"] + (f", mean ± sd of {row['seeds']} seeds" if row.get("seeds") else "")
+        validation_cell = fmt_value(dataset, row["validation"]) + (
+            f" ± {fmt_value(dataset, row['validation_sd'])}" if "validation_sd" in row else "")
+        kept = (f"{100 * (row['test'][primary] - by_stage['minilm']) / gain:.0f} %"
+                if row["stage"] == "distilled" and gain > 0 else "")
+        print(f"| {name} | {' | '.join(metric_cells(dataset, row['test'], row.get('test_sd')))} | "
+              f"{validation_cell} | {kept} | {seconds} | {epochs} | {latency} |")
+    if len(by_stage) == 2 and gain <= 0:
+        print(f"\nthe teacher did not gain over the MiniLM fine-tune on test {primary} "
+              f"({fmt_value(dataset, by_stage['teacher'])} vs {fmt_value(dataset, by_stage['minilm'])})")
+
+
+def table_of_work_folder(dataset: str, work: Path) -> int:
+    """``--table``: every bundle measured in ``work`` (its DIR/<folder>.result.json still matching the bundle's
+    digest), students grouped by variant over their seeds, in one table."""
+    from verticals.bundles.bundle import digest
+
+    rows = []
+    for path in sorted(work.glob("*.result.json")):
+        row = json.loads(path.read_text(encoding="utf-8"))
+        folder = work / row.get("folder", "")
+        if folder.is_dir() and row.get("digest") == digest(folder):
+            rows.append(row)
+    if not any(row["stage"] == "distilled" for row in rows):
+        print(f"error: {work} holds no measured student (run the benchmark with --work {work} first)",
+              file=sys.stderr)
+        return 2
+    order = {"minilm": 0, "teacher": 1, "distilled": 2}
+    rows.sort(key=lambda row: (order[row["stage"]], row["name"], row["folder"]))
+    settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
+    print(f"{dataset}: every variant measured in {work} (settings {settings})")
+    print_table(dataset, merge_seeds(rows))
     return 0
 
 
