@@ -283,6 +283,27 @@ def test_layer_distillation_resumes_with_cached_teacher_outputs(teachers: dict[s
     assert len(loaded.predict(["my invoice"])) == 1
 
 
+def test_resume_with_an_ensemble_a_transfer_set_and_cached_layer_states(teachers: dict[str, Path], tmp_path: Path,
+                                                                         teacher_calls: list[int]) -> None:
+    """Everything at once: two teachers with different label orders, a generated transfer set and hidden-state
+    distillation, interrupted after epoch 1 and resumed to 2: every teacher output (both teachers' logits, the
+    pooled states) comes from the cache, the transfer set is generated again identically, training continues."""
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    student_bert = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1, hidden_size=16))
+    common = {"output": tmp_path / "s", "backbone": student_bert, "hidden_weight": 1.0, "transfer_multiplier": 2,
+              "learning_rate": 0.003, "overrides": ["training.batch_size=8", "training.keep_checkpoints=true"]}
+    distill([teachers["a"], teachers["b"]], train, epochs=1, **common)
+    assert len(teacher_calls) == 3, "logits of each teacher, pooled states of the first, once each"
+    resumed = distill([teachers["a"], teachers["b"]], train, epochs=2, resume=True, overwrite=True, **common)
+    assert len(teacher_calls) == 3, "--resume recomputes no teacher output"
+    assert resumed.task.trainer_.epochs_run_ == pytest.approx(2.0)
+    assert [entry["epoch"] for entry in resumed.info.history] == [2]
+    recorded = resumed.info.model["distilled_from"]
+    assert [t["digest"] for t in recorded["teachers"]] == [digest(teachers["a"]), digest(teachers["b"])]
+    assert recorded["transfer_multiplier"] == 2 and 0 < recorded["transfer_records"] <= 2 * 18  # duplicates dropped
+    assert resumed.task.model_.layer_distiller is None and len(resumed.predict(["my invoice"])) == 1
+
+
 def test_a_file_we_did_not_write_at_the_cache_path_is_never_replaced(tmp_path: Path) -> None:
     features = [{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5]}]
     cache = TeacherLogitsCache(tmp_path / "mine", "a" * 64)
