@@ -146,11 +146,12 @@ def distilled_stage(args: argparse.Namespace) -> str:
     schedule = (f"-ep{args.student_epochs:g}" if args.student_epochs else "") + \
         (f"-lr{args.student_learning_rate:g}" if args.student_learning_rate else "")
     transfer = f"-transfer{args.transfer_set}" if args.transfer_set else ""
-    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule, transfer) == \
-            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", "", ""):
+    ensemble = f"-ens{args.ensemble_seeds}" if args.ensemble_seeds else ""
+    if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule, transfer, ensemble) == \
+            (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", "", "", ""):
         return "distilled"
     return (f"distilled-T{args.temperature:g}-a{args.alpha:g}" + ("-unlabeled" if args.unlabeled_rest else "")
-            + layers + schedule + transfer).replace(":", "_").replace(",", "+")
+            + layers + schedule + transfer + ensemble).replace(":", "_").replace(",", "+")
 
 
 def same_settings(work: Path, args: argparse.Namespace) -> bool:
@@ -247,6 +248,8 @@ def main() -> int:
                         help="train the student once per seed (same teacher) and print mean ± sd over them")
     parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
     parser.add_argument("--student-learning-rate", type=float, default=None, help="the student's learning rate")
+    parser.add_argument("--ensemble-seeds", default=None, metavar="43,44",
+                        help="also train the teacher with these seeds and distil from all of them (an ensemble)")
     parser.add_argument("--table", action="store_true",
                         help="train nothing: print one table of every variant already measured in --work")
     parser.add_argument("--unlabeled-rest", action="store_true",
@@ -305,6 +308,13 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     results["teacher"] = run_stage("teacher", work, lambda out, resume, overwrite: verticals.train(
         task, files["train"], output=out, backbone=args.teacher, resume=resume, overwrite=overwrite, **common))
     teacher_path = work / "teacher"
+    extra_seeds = [int(x) for x in args.ensemble_seeds.split(",")] if args.ensemble_seeds else []
+    for extra_seed in extra_seeds:  # the ensemble's other teachers: the same recipe with another seed
+        extra = {**common, "overrides": [*overrides, f"training.seed={extra_seed}"]}
+        results[f"teacher-seed{extra_seed}"] = run_stage(f"teacher-seed{extra_seed}", work, lambda out, resume,
+                                                         overwrite, extra=extra: verticals.train(
+            task, files["train"], output=out, backbone=args.teacher, resume=resume, overwrite=overwrite, **extra))
+    teachers = [teacher_path, *(work / f"teacher-seed{extra_seed}" for extra_seed in extra_seeds)]
     unlabeled = files["unlabeled"] if args.unlabeled_rest else None
     if args.unlabeled_rest and unlabeled is None:
         print(f"--unlabeled-rest: {args.dataset} has no training texts beyond the first {args.max_train} "
@@ -317,7 +327,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
         name = student if seed is None else f"{student}-seed{seed}"
         seeded = common if seed is None else {**common, "overrides": [*overrides, f"training.seed={seed}"]}
         students.append((name, run_stage(name, work, lambda out, resume, overwrite, seeded=seeded: distill(
-            teacher_path, files["train"], output=out, unlabeled=unlabeled, temperature=args.temperature,
+            teachers if extra_seeds else teacher_path, files["train"], output=out, unlabeled=unlabeled,
+            temperature=args.temperature,
             alpha=args.alpha, resume=resume, overwrite=overwrite, hidden_weight=args.hidden_weight,
             attention_weight=args.attention_weight, layer_map=args.layer_map, epochs=args.student_epochs,
             learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs",
@@ -327,8 +338,13 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
              "distilled": variant_name(args, data["unlabeled_count"])}
     staged = [("minilm", "minilm", results["minilm"]), ("teacher", "teacher", results["teacher"])]
+    staged += [("teacher-extra", f"teacher-seed{seed}", results[f"teacher-seed{seed}"]) for seed in extra_seeds]
     staged += [("distilled", name, result) for name, result in students]
+    names["teacher-extra"] = f"{args.teacher} fine-tuned, another seed (ensemble member)"
     rows = [evaluated(args, data, work, stage, folder, names[stage], result) for stage, folder, result in staged]
+    if extra_seeds and args.dataset == "phrasebank":
+        rows.append(ensemble_row(args, data, work, teachers, [results[f] for f in ("teacher", *(
+            f"teacher-seed{seed}" for seed in extra_seeds))]))
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
           f"--set {' '.join(args.set) or '(none)'}")
     print_table(args.dataset, merge_seeds(rows))
@@ -347,7 +363,9 @@ def variant_name(args: argparse.Namespace, unlabeled_count: int) -> str:
                f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
             + (f", transfer set x{args.transfer_set}" if args.transfer_set else "")
             + (f", {args.student_epochs:g} epochs" if args.student_epochs else "")
-            + (f", lr {args.student_learning_rate:g}" if args.student_learning_rate else "") + ")")
+            + (f", lr {args.student_learning_rate:g}" if args.student_learning_rate else "")
+            + (f", ensemble of {1 + len(args.ensemble_seeds.split(','))} teachers" if args.ensemble_seeds else "")
+            + ")")
 
 
 def evaluated(args: argparse.Namespace, data: dict[str, Any], work: Path, stage: str, folder: str, name: str,
@@ -370,6 +388,46 @@ def evaluated(args: argparse.Namespace, data: dict[str, Any], work: Path, stage:
            "backbone": predictor.info.model.get("backbone", {}).get("source"),
            "latency": p50_onnx_ms(work / folder, data["queries"]),
            **{k: result[k] for k in ("seconds", "epochs", "resumed")}}
+    saved_path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
+    return row
+
+
+def ensemble_row(args: argparse.Namespace, data: dict[str, Any], work: Path, teachers: list[Path],
+                 results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ensemble teacher as a classifier: the argmax of its members' averaged probabilities (what its
+    students learn from), scored on test and validation with the pack's metrics (accuracy, macro-F1)."""
+    import csv
+
+    from sklearn.metrics import accuracy_score, f1_score
+    from verticals.bundles.bundle import digest
+
+    members = {t.name: digest(t) for t in teachers}
+    saved_path = work / f"ensemble-{'+'.join(members)}.result.json"
+    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
+    if saved.get("members") == members:
+        return saved
+    predictors = [result["predictor"] for result in results]
+
+    def scored(path: Path) -> tuple[list[str], list[str]]:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        texts, gold = [row["text"] for row in rows], [row["label"] for row in rows]
+        answers = [predictor.predict(texts) for predictor in predictors]
+        labels = sorted(answers[0][0].scores)
+        mean = [[sum(a[i].scores[label] for a in answers) / len(answers) for label in labels]
+                for i in range(len(texts))]
+        return gold, [labels[max(range(len(labels)), key=row.__getitem__)] for row in mean]
+
+    gold, predicted = scored(data["files"]["test"])
+    val_gold, val_predicted = scored(data["files"]["validation"])
+    seconds = [r["seconds"] for r in results]
+    row = {"stage": "ensemble", "members": members, "name": f"ensemble of the {len(teachers)} {args.teacher} teachers (mean probabilities)",
+            "folder": "+".join(t.name for t in teachers), "digest": None,
+            "test": {"accuracy": accuracy_score(gold, predicted),
+                     "macro_f1": f1_score(gold, predicted, average="macro")},
+            "validation": accuracy_score(val_gold, val_predicted), "backbone": None,
+            "latency": f"{len(teachers)} teacher forwards", "seconds": None if None in seconds else sum(seconds),
+            "epochs": None, "resumed": False}
     saved_path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
     return row
 
@@ -410,6 +468,10 @@ def table_of_work_folder(dataset: str, work: Path) -> int:
     rows = []
     for path in sorted(work.glob("*.result.json")):
         row = json.loads(path.read_text(encoding="utf-8"))
+        if row.get("stage") == "ensemble":  # current only while every member is the bundle it was
+            if all((work / name).is_dir() and digest(work / name) == d for name, d in row["members"].items()):
+                rows.append(row)
+            continue
         folder = work / row.get("folder", "")
         if folder.is_dir() and row.get("digest") == digest(folder):
             rows.append(row)
@@ -417,7 +479,7 @@ def table_of_work_folder(dataset: str, work: Path) -> int:
         print(f"error: {work} holds no measured student (run the benchmark with --work {work} first)",
               file=sys.stderr)
         return 2
-    order = {"minilm": 0, "teacher": 1, "distilled": 2}
+    order = {"minilm": 0, "teacher": 1, "teacher-extra": 2, "ensemble": 3, "distilled": 4}
     rows.sort(key=lambda row: (order[row["stage"]], row["name"], row["folder"]))
     settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
     print(f"{dataset}: every variant measured in {work} (settings {settings})")
