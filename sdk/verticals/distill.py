@@ -61,7 +61,8 @@ def distill(
     * ``hidden_weight`` > 0: pooled hidden states of student layers learn the first teacher's through a
       training-only projection (PKD); ``attention_weight`` > 0: MiniLMv2 self-attention relations (both models
       must share a tokenizer). ``layer_map`` pairs ``"student:teacher,..."`` layers (1-based) or ``"auto"``
-      (default: uniform). Both weights default to 0 (logits only) until a measurement says otherwise.
+      (default: uniform). Both weights default to 0 (logits only): no layer loss beat logits only on
+      validation where measured (docs/backbones.md).
     * ``epochs`` and ``learning_rate`` set the student's ``training.epochs``/``training.learning_rate``
       (default: the task's training defaults); they win over ``overrides``. Selection of the best epoch is on
       validation, as in :func:`verticals.train`; test data is only scored.
