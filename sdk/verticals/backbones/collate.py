@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,22 @@ class Collator:
         return batch
 
 
+def length_sorted_batches(features: Sequence[dict[str, Any]], collator: Collator, batch_size: int, dev: torch.device,
+                          progress: bool = False) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """``(indices, model-input batch on dev)`` over ``features`` sorted by length (each batch pads little);
+    the indices say where each row's result goes back in input order."""
+    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
+    starts: Iterable[int] = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="predict", unit="batch")
+    for start in starts:
+        idx = order[start : start + batch_size]
+        batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
+        yield idx, {k: v.to(dev) for k, v in batch.items()}
+
+
 def predict_logits(
     model: torch.nn.Module,
     features: Sequence[dict[str, Any]],
@@ -76,20 +92,11 @@ def predict_logits(
     if not features:
         return []
     dev = module_device(model)
-    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
     out: list[np.ndarray | None] = [None] * len(features)
     if model.training:
         model.eval()
-    batches = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc="predict", unit="batch")
     with torch.inference_mode(), autocast(precision, dev):
-        for start in batches:
-            idx = order[start : start + batch_size]
-            batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
-            batch = {k: v.to(dev) for k, v in batch.items()}
+        for idx, batch in length_sorted_batches(features, collator, batch_size, dev, progress):
             logits = model(**batch).logits.float().cpu().numpy()
             for row, i in enumerate(idx):
                 out[i] = logits[row, : len(features[i]["input_ids"])] if logits.ndim == 3 else logits[row]

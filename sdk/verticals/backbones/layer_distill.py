@@ -205,22 +205,14 @@ def pooled_states(teacher: nn.Module, features: Sequence[dict[str, Any]], collat
     """The teacher's mean-pooled hidden state of each of ``layers`` (0 = embeddings) for every feature: one
     float32 ``[len(layers), width]`` array per feature, in input order (batches sorted by length, as
     ``predict_logits`` does). ``teacher`` is the teacher's backbone."""
-    import numpy as np
-
     from ..runtime import autocast, module_device
-    from .collate import MODEL_KEYS
+    from .collate import length_sorted_batches
 
-    if not features:
-        return []
     dev = module_device(teacher)
     teacher.eval()
-    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
     out: list[Any] = [None] * len(features)
     with torch.inference_mode(), autocast(precision, dev):
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = collator([{k: features[i][k] for k in MODEL_KEYS if k in features[i]} for i in idx])
-            batch = {k: v.to(dev) for k, v in batch.items()}
+        for idx, batch in length_sorted_batches(features, collator, batch_size, dev):
             hidden = teacher(**batch, output_hidden_states=True).hidden_states
             pooled = torch.stack([mean_pool(hidden[t], batch["attention_mask"]).float() for t in layers], dim=1)
             for row, i in enumerate(idx):
