@@ -30,6 +30,9 @@ later run measures only new bundles, and ``--table`` prints one table of every v
 folder (students merged over their seeds, mean ± sd), training nothing:
 
     python benchmarks/teacher_student.py --dataset phrasebank --work DIR --table
+
+Add ``--latency`` to measure every bundle's onnx p50 again, one after another in that run: students share the
+MiniLM's architecture, so only figures taken side by side say whether they keep its latency.
 """
 
 from __future__ import annotations
@@ -252,6 +255,8 @@ def main() -> int:
                         help="also train the teacher with these seeds and distil from all of them (an ensemble)")
     parser.add_argument("--table", action="store_true",
                         help="train nothing: print one table of every variant already measured in --work")
+    parser.add_argument("--latency", action="store_true",
+                        help="with --table: measure every bundle's onnx p50 again, one after another in this run")
     parser.add_argument("--unlabeled-rest", action="store_true",
                         help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
@@ -269,11 +274,14 @@ def main() -> int:
 
     from verticals.errors import VerticalsError
 
+    if args.latency and not args.table:
+        print("--latency goes with --table (a training run measures each new bundle as it lands)", file=sys.stderr)
+        return 2
     if args.table:
         if args.work is None or not (args.work / "settings.json").is_file():
             print("--table needs --work DIR, a folder this benchmark has run in", file=sys.stderr)
             return 2
-        return table_of_work_folder(args.dataset, args.work)
+        return table_of_work_folder(args.dataset, args.work, latency=args.latency)
     try:
         with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
             return benchmark(args, Path(tmp))
@@ -460,9 +468,11 @@ def print_table(dataset: str, rows: list[dict[str, Any]]) -> None:
               f"({fmt_value(dataset, by_stage['teacher'])} vs {fmt_value(dataset, by_stage['minilm'])})")
 
 
-def table_of_work_folder(dataset: str, work: Path) -> int:
+def table_of_work_folder(dataset: str, work: Path, latency: bool = False) -> int:
     """``--table``: every bundle measured in ``work`` (its DIR/<folder>.result.json still matching the bundle's
-    digest), students grouped by variant over their seeds, in one table."""
+    digest), students grouped by variant over their seeds, in one table. With ``latency``, every bundle's onnx
+    p50 is measured again, one bundle after another in this run, so that the column compares like with like
+    (the stored figures come from runs hours apart, on a machine whose other load changed)."""
     from verticals.bundles.bundle import digest
 
     rows = []
@@ -482,7 +492,20 @@ def table_of_work_folder(dataset: str, work: Path) -> int:
     order = {"minilm": 0, "teacher": 1, "teacher-extra": 2, "ensemble": 3, "distilled": 4}
     rows.sort(key=lambda row: (order[row["stage"]], row["name"], row["folder"]))
     settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
-    print(f"{dataset}: every variant measured in {work} (settings {settings})")
+    if latency:
+        with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
+            data = (prepare_phrasebank(Path(tmp), settings["seed"], settings["max_train"]) if dataset == "phrasebank"
+                    else prepare_ncbi(Path(tmp), settings["max_train"]))
+        if data is None:
+            print(f"error: --latency needs the {dataset} data set for its queries (set VERTICALS_DATA)",
+                  file=sys.stderr)
+            return 2
+        for row in rows:
+            if row["stage"] != "ensemble":
+                print(f"[{row['folder']}] {QUERIES} single queries on onnx", flush=True)
+                row["latency"] = p50_onnx_ms(work / row["folder"], data["queries"])
+    print(f"{dataset}: every variant measured in {work} (settings {settings})"
+          + ("; p50 measured again for every bundle in this run" if latency else ""))
     print_table(dataset, merge_seeds(rows))
     return 0
 
