@@ -95,6 +95,11 @@ def prepare_ncbi(tmp: Path, max_train: int | None) -> dict[str, Any] | None:
             "unlabeled_count": len(files["unlabeled"] or [])}
 
 
+def prepare(dataset: str, tmp: Path, seed: int, max_train: int | None) -> dict[str, Any] | None:
+    """The data set's files in ``tmp`` and its latency queries; None when the data set is absent."""
+    return prepare_phrasebank(tmp, seed, max_train) if dataset == "phrasebank" else prepare_ncbi(tmp, max_train)
+
+
 def loads(path: Path) -> Any | None:
     """The predictor of an existing bundle that verifies, else None (absent, or unusable: retrained)."""
     import verticals
@@ -295,8 +300,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     from verticals.bundles.bundle import digest
     from verticals.distill import distill
 
-    data = (prepare_phrasebank(tmp, args.seed, args.max_train) if args.dataset == "phrasebank"
-            else prepare_ncbi(tmp, args.max_train))
+    data = prepare(args.dataset, tmp, args.seed, args.max_train)
     if data is None:
         where = data_dir() / ("financial_phrasebank" if args.dataset == "phrasebank" else "ncbi_disease")
         print(f"skipped: {where} not found (set VERTICALS_DATA)")
@@ -494,8 +498,7 @@ def table_of_work_folder(dataset: str, work: Path, latency: bool = False) -> int
     settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
     if latency:
         with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
-            data = (prepare_phrasebank(Path(tmp), settings["seed"], settings["max_train"]) if dataset == "phrasebank"
-                    else prepare_ncbi(Path(tmp), settings["max_train"]))
+            data = prepare(dataset, Path(tmp), settings["seed"], settings["max_train"])
         if data is None:
             print(f"error: --latency needs the {dataset} data set for its queries (set VERTICALS_DATA)",
                   file=sys.stderr)
