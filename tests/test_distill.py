@@ -38,6 +38,7 @@ def test_student_learns_from_teacher_and_records_its_digest(teacher: Path, tmp_p
     recorded = info["model"]["distilled_from"]
     assert recorded["teacher_digest"] == digest(teacher)
     assert (recorded["temperature"], recorded["alpha"], recorded["unlabeled_records"]) == (2.0, 0.7, 24)
+    assert recorded["transfer_multiplier"] == 0  # sentence labels: logits only was the best student measured
     assert info["model"]["backbone"]["source"] == str(student_backbone)
     loaded = verticals.load(tmp_path / "student")
     assert loaded.labels == verticals.load(teacher).labels

@@ -160,6 +160,9 @@ class TransformerTask(TaskType):
     distillation_info_: dict[str, Any] | None = None
     distill_transfer_multiplier: int = 0
     """Generated inputs per training record for the teacher to label (Tang et al., 2019; verticals.data.augment)."""
+    # What `verticals distill` generates when no --transfer-set is given: the best student measured for this kind
+    # of task (issue 30, docs/backbones.md). Sentence labels: logits only won on validation (PhraseBank).
+    default_transfer_multiplier: ClassVar[int] = 0
     augmentation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
