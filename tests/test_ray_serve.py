@@ -254,7 +254,11 @@ def cluster(bundle: Path) -> Any:
         pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
     port = _free_port()
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # Ray gives the proxy 60 s to start (serve/_private/constants.py); on 2 cores busy with the rest of the
+        # suite and a benchmark its worker process took longer and the whole module errored at setup
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("ray.serve._private.api.HTTP_PROXY_TIMEOUT", 300)
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
         args = ray_serve.RayServeArgs(bundles=[str(bundle)], engine="torch", limits=_limits())
         serve.run(ray_serve.build(args, replicas=2, replica_cpus=0.5), name=ray_serve.APP_NAME, route_prefix="/")
         yield port, bundle
