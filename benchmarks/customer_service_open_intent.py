@@ -18,6 +18,11 @@ alone, with the fallback, and what the fallback costs; plus the generic ``text-c
 
     flock /tmp/verticals-cpu.lock nice python benchmarks/customer_service_open_intent.py \\
         [--ratios 0.25 0.5 0.75] [--seeds 0 1 2] [--shots 8 16] [--skip-open] [--skip-fewshot] [--skip-baseline]
+
+**Train big, serve small** (issue 30): ``--teacher mpnet-base`` adds, per open-intent draw, the pack trained on
+that base-size backbone (the teacher) and the embedded MiniLM distilled from it (``verticals.distill``, the
+task's defaults unless ``--transfer-set N``), scored by the same protocol. ``--work DIR`` keeps their bundles so
+that a rerun reuses a teacher instead of training it again; with ``--results`` each finished row is kept.
 """
 
 from __future__ import annotations
@@ -86,16 +91,8 @@ def plain_with_threshold(train: list, validation: list, test: list, work: Path, 
     return open_scores([r["label"] for r in test], predicted, known)
 
 
-def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path,
-                baseline: bool) -> dict[str, dict[str, float]]:
-    known = draw_known(sorted({r["label"] for r in rows}), ratio, seed)
-    known_set = set(known)
-    train, validation = stratified_split([r for r in rows if r["label"] in known_set], seed)
-    test = [r if r["label"] in known_set else {"text": r["text"], "label": OPEN} for r in test_rows]
-    print(f"[open {ratio:.0%} seed {seed}] {len(known)} known intents; train/validation/test = "
-          f"{len(train)}/{len(validation)}/{len(test)} ({sum(r['label'] == OPEN for r in test)} open)", flush=True)
-    start = time.perf_counter()
-    predictor = train_pack(TASK, train, validation, work, f"open-{ratio}-{seed}", seed)
+def open_scores_of(predictor, test: list, work: Path, known: list[str]) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """The bundle's open-intent scores with its out-of-scope fallback on and off."""
     task = predictor.task
     records = task.read(write_csv([{"text": r["text"]} for r in test], work / "test.csv", ("text",)),
                         require_labels=False)
@@ -103,13 +100,83 @@ def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path
     oos = task.options.oos_label
     on = [OPEN if p.out_of_scope else p.intent for p in task.predict(records)]
     off = [p.intent if p.intent != oos else OPEN for p in task.predict(records, fallback=False)]
-    result = {"ours": open_scores(gold, on, known), "ours, fallback off": open_scores(gold, off, known)}
-    print(f"  ours ({time.perf_counter() - start:.0f}s; rule {task.thresholds_.get('score')}, "
-          f"threshold {task.thresholds_.get('threshold')}): {result['ours']}", flush=True)
-    if baseline:
-        result[BASELINE] = plain_with_threshold(train, validation, test, work, seed, known)
-        print(f"  plain: {result[BASELINE]}", flush=True)
-    return result
+    print(f"  rule {task.thresholds_.get('score')}, threshold {task.thresholds_.get('threshold')}", flush=True)
+    return {"on": open_scores(gold, on, known), "off": open_scores(gold, off, known)}
+
+
+def open_draw(rows: list, test_rows: list, ratio: float, seed: int) -> tuple[list[str], list, list, list]:
+    known = draw_known(sorted({r["label"] for r in rows}), ratio, seed)
+    known_set = set(known)
+    train, validation = stratified_split([r for r in rows if r["label"] in known_set], seed)
+    test = [r if r["label"] in known_set else {"text": r["text"], "label": OPEN} for r in test_rows]
+    return known, train, validation, test
+
+
+def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path, baseline: bool,
+                done: dict[str, dict[str, float]], teacher: str | None = None,
+                transfer_set: int | None = None) -> dict[str, dict[str, float]]:
+    """The draw's rows missing from ``done`` (ours, the baseline, and with ``teacher`` a base-size teacher and
+    the MiniLM distilled from it); ``done`` is updated and returned after each row, so a stopped run keeps them."""
+    known, train, validation, test = open_draw(rows, test_rows, ratio, seed)
+    print(f"[open {ratio:.0%} seed {seed}] {len(known)} known intents; train/validation/test = "
+          f"{len(train)}/{len(validation)}/{len(test)} ({sum(r['label'] == OPEN for r in test)} open)", flush=True)
+    if "ours" not in done:
+        start = time.perf_counter()
+        predictor = train_pack(TASK, train, validation, work, f"open-{ratio}-{seed}", seed)
+        seconds = time.perf_counter() - start
+        scores = open_scores_of(predictor, test, work, known)
+        done.update({"ours": {**scores["on"], "seconds": seconds}, "ours, fallback off": scores["off"]})
+        print(f"  ours ({seconds:.0f}s): {done['ours']}", flush=True)
+        yield done
+    if baseline and BASELINE not in done:
+        done[BASELINE] = plain_with_threshold(train, validation, test, work, seed, known)
+        print(f"  plain: {done[BASELINE]}", flush=True)
+        yield done
+    if teacher is None:
+        return
+    yield from teacher_rows(train, validation, test, known, ratio, seed, work, done, teacher, transfer_set)
+
+
+def teacher_rows(train: list, validation: list, test: list, known: list[str], ratio: float, seed: int, work: Path,
+                 done: dict[str, dict[str, float]], teacher: str, transfer_set: int | None):  # type: ignore[no-untyped-def]
+    """Issue 30: the pack on a base-size ``teacher`` backbone, and the embedded MiniLM distilled from it.
+
+    Bundles are kept in ``work`` (``--work``) and reused when they load, as in teacher_student.py: a teacher
+    takes the better part of an hour on 2 cores."""
+    import verticals
+    from teacher_student import run_stage
+    from verticals.distill import distill
+
+    name = f"open-{ratio}-{seed}"
+    files = {"train": write_csv(train, work / f"{name}-train.csv"),
+             "validation": write_csv(validation, work / f"{name}-validation.csv")}
+    overrides = [f"training.seed={seed}"]
+    teacher_row, student_row = teacher_names(teacher, transfer_set)
+    teacher_path = work / f"{name}-teacher-{Path(teacher).name}"
+    stage = run_stage(teacher_path.name, work, lambda out, resume, overwrite: verticals.train(
+        TASK, files["train"], validation=files["validation"], output=out, backbone=teacher, overrides=overrides,
+        resume=resume, overwrite=overwrite))
+    if teacher_row not in done:
+        done[teacher_row] = {**open_scores_of(stage["predictor"], test, work, known)["on"],
+                             "seconds": stage["seconds"]}
+        print(f"  {teacher_row} ({stage['seconds'] or 0:.0f}s): {done[teacher_row]}", flush=True)
+        yield done
+    if student_row not in done:
+        student = f"{name}-distilled" + (f"-transfer{transfer_set}" if transfer_set is not None else "")
+        result = run_stage(student, work, lambda out, resume, overwrite: distill(
+            teacher_path, files["train"], validation=files["validation"], output=out, overrides=overrides,
+            resume=resume, overwrite=overwrite, teacher_cache=work / f"{name}-teacher-outputs",
+            transfer_multiplier=transfer_set))
+        done[student_row] = {**open_scores_of(result["predictor"], test, work, known)["on"],
+                             "seconds": result["seconds"]}
+        print(f"  {student_row} ({result['seconds'] or 0:.0f}s): {done[student_row]}", flush=True)
+        yield done
+
+
+def teacher_names(teacher: str, transfer_set: int | None) -> tuple[str, str]:
+    teacher = Path(teacher).name  # a backbone name, or the folder of a local model
+    suffix = "" if transfer_set is None else (f", transfer set x{transfer_set}" if transfer_set else ", logits only")
+    return f"{teacher} teacher (pack defaults)", f"MiniLM distilled from {teacher}{suffix}"
 
 
 def few_shot(rows: list, test_rows: list, shots: int, seed: int, work: Path) -> dict[str, float]:
@@ -167,6 +234,13 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=None,
                         help="JSON Lines file each finished draw is appended to; draws already in it are not rerun "
                              "(a long run can be stopped and continued)")
+    parser.add_argument("--teacher", default=None, metavar="BACKBONE",
+                        help="issue 30: also train the pack on this base-size backbone (e.g. mpnet-base, fetched with "
+                             "`verticals backbones fetch mpnet-base`) and distil the embedded MiniLM from it")
+    parser.add_argument("--transfer-set", type=int, default=None, metavar="N",
+                        help="the student's transfer set (verticals distill --transfer-set; default: the task's)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep bundles here; a rerun reuses the teachers and students that load")
     args = parser.parse_args()
     root = banking77_root()
     if root is None:
@@ -175,14 +249,15 @@ def main() -> int:
     open_results: dict[float, dict[str, list[dict[str, float]]]] = {}
     shot_results: dict[int, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="cs-open-intent-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         done = finished_runs(args.results)
         for ratio in [] if args.skip_open else args.ratios:
             for seed in args.seeds:
                 key = f"open {ratio} {seed}"
-                if key not in done or (not args.skip_baseline and BASELINE not in done[key]):
-                    done[key] = open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline)
-                    record_run(args.results, key, done[key])
+                for result in open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline,
+                                          done.setdefault(key, {}), args.teacher, args.transfer_set):
+                    record_run(args.results, key, result)
                 for name, scores in done[key].items():
                     open_results.setdefault(ratio, {}).setdefault(name, []).append(scores)
         for shots in [] if args.skip_fewshot else args.shots:
@@ -195,15 +270,17 @@ def main() -> int:
 
     if open_results:
         print(f"\n| Banking77 open intent (seeds {', '.join(map(str, args.seeds))}) | known | accuracy | macro-F1 "
-              f"| F1 known | F1 open |")
-        print("|---|---|---|---|---|---|")
+              f"| F1 known | F1 open | training s |")
+        print("|---|---|---|---|---|---|---|")
         for ratio, by_name in open_results.items():
             for name, runs in by_name.items():
                 cells = [mean_spread([r[k] for r in runs]) for k in ("accuracy", "macro_f1", "f1_known", "f1_open")]
+                seconds = [r["seconds"] for r in runs if r.get("seconds") is not None]
+                cells.append(f"{statistics.mean(seconds):.0f}" if seconds else "-")
                 print(f"| {name} | {ratio:.0%} | " + " | ".join(cells) + " |")
             if ratio in ADB_PUBLISHED:
                 acc, f1 = ADB_PUBLISHED[ratio]
-                print(f"| ADB, BERT-base (published) | {ratio:.0%} | {acc:.2f} | {f1:.2f} | - | - |")
+                print(f"| ADB, BERT-base (published) | {ratio:.0%} | {acc:.2f} | {f1:.2f} | - | - | - |")
     if shot_results:
         print(f"\n| Banking77 few-shot, all-in-scope test (seeds {', '.join(map(str, args.seeds))}) | classifier "
               f"alone | with fallback | fallback cost (points) | fallback rate | generic text-classification |")
