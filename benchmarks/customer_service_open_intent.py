@@ -156,6 +156,8 @@ def teacher_rows(train: list, validation: list, test: list, known: list[str], ra
              "validation": write_csv(validation, work / f"{name}-validation.csv")}
     overrides = [f"training.seed={seed}"]
     teacher_row, student_row = teacher_names(teacher, transfer_set, hidden_weight)
+    if teacher_row in done and student_row in done:
+        return  # both rows scored: loading a 110M teacher to skip it would only cost time
     teacher_path = work / f"{name}-teacher-{Path(teacher).name}"
     stage = run_stage(teacher_path.name, work, lambda out, resume, overwrite: verticals.train(
         TASK, files["train"], validation=files["validation"], output=out, backbone=teacher, overrides=overrides,
@@ -238,7 +240,7 @@ def main() -> int:
     parser.add_argument("--skip-fewshot", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true", help="no plain Trainer rows (open intent)")
     parser.add_argument("--results", type=Path, default=None,
-                        help="JSON Lines file each finished draw is appended to; draws already in it are not rerun "
+                        help="JSON Lines file each finished row is appended to; rows already in it are not rerun "
                              "(a long run can be stopped and continued)")
     parser.add_argument("--teacher", default=None, metavar="BACKBONE",
                         help="issue 30: also train the pack on this base-size backbone (e.g. mpnet-base, fetched with "
