@@ -21,6 +21,7 @@ from verticals.bundles.bundle import digest
 from verticals.distill import distill
 from verticals.errors import ConfigError
 from verticals.tasks.distillation import label_order
+from verticals.tasks.text_classification import TextClassificationTask
 from verticals.tasks.teacher_outputs import TeacherLogitsCache
 from verticals.testing import make_tiny_backbone
 
@@ -191,6 +192,59 @@ def test_layer_losses_with_mismatched_widths_are_finite_and_decrease(hidden_weig
     assert losses[-1] < losses[0], losses
     distiller.close()
     assert not distiller._hooks
+
+
+def _backbone_with_vocabulary(directory: Path, vocabulary: list[str], seed: int, mask_token: str = "[MASK]") -> Path:
+    """A tiny random BERT whose fast WordPiece tokenizer has ``vocabulary`` (ids are list positions)."""
+    from transformers import BertTokenizerFast
+
+    BertTokenizerFast(vocab={piece: i for i, piece in enumerate(vocabulary)},
+                      mask_token=mask_token).save_pretrained(directory)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(directory)
+    return directory
+
+
+def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pieces_otherwise(
+        tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mpnet-base numbers BERT's uncased wordpieces otherwise ([CLS] = 0, not 101) and masks with ``<mask>``,
+    yet splits every text as MiniLM does, so attention relations line up position by position: comparing ids
+    refused that pair, and the transfer set's ``[MASK]`` reached the teacher as the three words ``[ mask ]``
+    (misaligned, and not what the teacher was asked to read). A tokenizer that splits the training texts
+    otherwise is still refused before training, with exit 2."""
+    pieces = [token for token, _ in sorted(verticals.backbones.loading.load_tokenizer(tiny_backbone).get_vocab()
+                                           .items(), key=lambda item: item[1])]
+    train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
+    mpnet_like = ["<s>", "<pad>", "</s>", "<unk>", *("<mask>" if p == "[MASK]" else p for p in pieces)]
+    shifted = _backbone_with_vocabulary(tmp_path / "shifted", mpnet_like, seed=3, mask_token="<mask>")
+    verticals.train("text-classification", train, output=tmp_path / "teacher", overrides=FAST, backbone=str(shifted))
+    read: dict[str, list[str]] = {"[MASK]": [], "<mask>": []}  # texts each tokenizer encoded, by its mask token
+    encode = TextClassificationTask.encode
+
+    def spied(self, records, *, with_labels):  # type: ignore[no-untyped-def]
+        read[self.tokenizer_.mask_token] += [record.text for record in records]
+        return encode(self, records, with_labels=with_labels)
+
+    monkeypatch.setattr(TextClassificationTask, "encode", spied)
+    student = distill(tmp_path / "teacher", train, output=tmp_path / "s", backbone=str(tiny_backbone),
+                      attention_weight=1.0, transfer_multiplier=2, epochs=1, overrides=["training.batch_size=8"])
+    recorded = student.info.model["distilled_from"]
+    assert recorded["attention_weight"] == 1.0 and recorded["transfer_records"] > 0, recorded
+    assert any("[MASK]" in text for text in read["[MASK]"]), "the student reads its transfer set's masks"
+    teacher_read = read["<mask>"]
+    assert any("<mask>" in text for text in teacher_read) and not any("[MASK]" in text for text in teacher_read)
+    monkeypatch.undo()
+    assert len(verticals.load(tmp_path / "s").predict(["my invoice"])) == 1
+
+    other = [piece for piece in pieces if piece not in ("bill", "price")]  # these words now split otherwise
+    split = _backbone_with_vocabulary(tmp_path / "split", other, seed=3)
+    verticals.train("text-classification", train, output=tmp_path / "teacher2", overrides=FAST, backbone=str(split))
+    result = run_cli("distill", str(tmp_path / "teacher2"), "--train", str(train), "--output", str(tmp_path / "s2"),
+                     "--backbone", str(tiny_backbone), "--attention-weight", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--attention-weight" in result.stderr and "into different tokens" in result.stderr, result.stderr
+    assert not (tmp_path / "s2").exists()
 
 
 def test_pooled_teacher_states_give_the_loss_of_a_live_teacher_forward() -> None:

@@ -5,13 +5,14 @@ Two losses, added to the logits loss while a student trains (``verticals distill
 
 * **hidden states** (PKD, Sun et al. 2019; TinyBERT): the student's layer output goes through a learned
   linear projection to the teacher's width (e.g. 384 -> 768) and is compared with the teacher's by MSE. We
-  compare the *mean-pooled* sentence vector of each layer, not every token: a base-size teacher usually has
-  another tokenizer than the MiniLM student (mpnet's vocabulary is not BERT's), so token positions do not
-  line up, while the pooled vector exists for both and is what the (mean-pooling) classification head reads.
+  compare the *mean-pooled* sentence vector of each layer, not every token: a teacher may split words
+  otherwise than the MiniLM student (a BPE vocabulary), so token positions need not line up, while the
+  pooled vector exists for both and is what the (mean-pooling) classification head reads.
 * **self-attention relations** (MiniLMv2, Wang et al. 2021): per layer, the query-query, key-key and
   value-value scaled dot-product relations, split into the same number of relation heads for both models
   (so different head counts and widths work), teacher -> student KL divergence. Relations are
-  [sequence x sequence], so this needs both models to tokenise alike (checked before training).
+  [sequence x sequence], so both tokenizers must split each input into the same tokens (checked before
+  training; the ids may differ, as mpnet's and MiniLM's do).
 
 Hidden states alone (no attention relations) need no teacher forward while the student trains: the
 teacher's pooled states of the mapped layers are computed once per training input (:func:`pooled_states`)

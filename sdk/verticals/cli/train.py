@@ -111,8 +111,8 @@ def add_parser(sub: Any) -> None:
                          help="weight of the pooled hidden-state MSE through a learned projection (PKD); "
                               "default 0 = off")
     distill.add_argument("--attention-weight", type=float, default=0.0,
-                         help="weight of the MiniLMv2 self-attention relation loss (teacher and student must "
-                              "share a tokenizer); default 0 = off")
+                         help="weight of the MiniLMv2 self-attention relation loss (both tokenizers must split "
+                              "every input into the same tokens; ids may differ); default 0 = off")
     distill.add_argument("--transfer-set", type=int, default=None, metavar="N",
                          help="add N generated inputs per training record (masking, embedding-neighbour "
                               "replacement, n-gram sampling; Tang et al. 2019) labelled by the teacher only "

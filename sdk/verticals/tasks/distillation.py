@@ -47,6 +47,24 @@ def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) ->
     return [position[label] for label in student_labels]
 
 
+def as_teacher_reads(task: Any, teacher: Any, records: Sequence[BaseModel]) -> list[BaseModel]:
+    """``records`` with the student's mask token (what a generated transfer set masks words with) written as
+    the teacher's: mpnet's is ``<mask>``, and it reads MiniLM's ``[MASK]`` as the three words ``[ mask ]``."""
+    ours, theirs = task.mask_token(), teacher.mask_token()
+    if ours == theirs:
+        return list(records)
+    out: list[BaseModel] = []
+    for record in records:
+        update: dict[str, Any] = {}
+        text, tokens = getattr(record, "text", None), getattr(record, "tokens", None)
+        if isinstance(text, str) and ours in text:
+            update["text"] = text.replace(ours, theirs)
+        if isinstance(tokens, list) and ours in tokens:
+            update["tokens"] = [theirs if token == ours else token for token in tokens]
+        out.append(record.model_copy(update=update) if update else record)
+    return out
+
+
 def averaged_targets(task: Any, records: Sequence[BaseModel], features: list[dict[str, Any]]) -> list[np.ndarray]:
     """Each teacher's soft targets for the student's ``features``, columns in the student's label order,
     averaged over the teachers (NaN rows, which carry no target, are NaN for every teacher)."""
@@ -54,7 +72,8 @@ def averaged_targets(task: Any, records: Sequence[BaseModel], features: list[dic
     teachers = teachers_of(task)
     for teacher in teachers:
         order = label_order(list(teacher.labels_), list(task.labels_))
-        targets = [np.asarray(t, dtype=np.float64)[..., order] for t in task.soft_targets(teacher, records, features)]
+        targets = [np.asarray(t, dtype=np.float64)[..., order]
+                   for t in task.soft_targets(teacher, as_teacher_reads(task, teacher, records), features)]
         total = targets if total is None else [a + b for a, b in zip(total, targets, strict=True)]
     assert total is not None
     return [(t / len(teachers)).astype(np.float32) for t in total]
@@ -68,16 +87,17 @@ def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: li
     from ..backbones.layer_distill import LayerDistiller, parse_layer_map
 
     teacher = teachers_of(task)[0]
-    teacher_features = teacher.encode(list(records), with_labels=False)
+    teacher_features = teacher.encode(as_teacher_reads(task, teacher, records), with_labels=False)
     if len(teacher_features) != len(features):
         raise ConfigError(f"{task.task_name}: intermediate-layer distillation needs one model input per record for "
                           f"teacher and student; this task splits records into windows")
     if options.attention_weight > 0:
-        differ = sum(list(t["input_ids"]) != list(s["input_ids"]) for t, s in zip(teacher_features, features))
+        differ = misaligned_inputs(teacher.tokenizer_, task.tokenizer_, teacher_features, features)
         if differ:
-            raise ConfigError(f"--attention-weight: teacher and student tokenise {differ} of {len(features)} training "
-                              f"inputs differently; self-attention relations need one tokenizer (same vocabulary). "
-                              f"Use --hidden-weight, which compares pooled states")
+            raise ConfigError(f"--attention-weight: teacher and student split {differ} of {len(features)} training "
+                              f"inputs into different tokens; self-attention relations compare token positions, so "
+                              f"both tokenizers must split every input alike. Use --hidden-weight, which compares "
+                              f"pooled states")
     student_backbone = model.backbone
     teacher_backbone = teacher.model_.backbone
     pairs = parse_layer_map(options.layer_map, int(student_backbone.config.num_hidden_layers),
@@ -94,6 +114,20 @@ def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: li
     model.layer_distiller = LayerDistiller(student_backbone, teacher_backbone, pairs,
                                            hidden_weight=options.hidden_weight,
                                            attention_weight=options.attention_weight)
+
+
+def misaligned_inputs(teacher_tokenizer: Any, student_tokenizer: Any, teacher_features: Sequence[dict[str, Any]],
+                      features: Sequence[dict[str, Any]]) -> int:
+    """How many inputs the two tokenizers split into different token sequences. Equal ids are not required:
+    mpnet's vocabulary numbers BERT's uncased wordpieces differently ([CLS] is 0 there, 101 here) yet splits
+    every text alike, and attention relations only need the positions to line up (special tokens by place)."""
+    def pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+        special = set(tokenizer.all_special_ids)
+        return ["\0special" if i in special else token
+                for i, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids)), strict=True)]
+
+    return sum(pieces(teacher_tokenizer, t["input_ids"]) != pieces(student_tokenizer, s["input_ids"])
+               for t, s in zip(teacher_features, features, strict=True))
 
 
 def teacher_pooled_states(teacher: Any, teacher_features: list[dict[str, Any]],
