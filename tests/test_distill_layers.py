@@ -247,6 +247,26 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     assert not (tmp_path / "s2").exists()
 
 
+def test_token_and_text_records_reach_the_teacher_with_its_mask_token() -> None:
+    """A tagger's transfer set masks whole words: the teacher gets its own mask word, tags stay as they were,
+    and records without the student's mask token are passed through as they are."""
+    from types import SimpleNamespace
+
+    from verticals.tasks.distillation import as_teacher_reads
+    from verticals.tasks.text_classification import TextRecord
+    from verticals.tasks.token_classification import TokenRecord
+
+    student, teacher = SimpleNamespace(mask_token=lambda: "[MASK]"), SimpleNamespace(mask_token=lambda: "<mask>")
+    plain = TextRecord(text="my invoice")
+    records = [TokenRecord(tokens=["the", "[MASK]", "disease"], tags=["O", "B-Disease", "I-Disease"]),
+               TextRecord(text="my [MASK] and the [MASK]"), plain]
+    tokens, text, same = as_teacher_reads(student, teacher, records)
+    assert tokens.tokens == ["the", "<mask>", "disease"] and tokens.tags == ["O", "B-Disease", "I-Disease"]
+    assert text.text == "my <mask> and the <mask>" and same is plain
+    assert records[0].tokens[1] == "[MASK]", "the student's own records are left alone"
+    assert as_teacher_reads(student, student, records) == records
+
+
 def test_pooled_teacher_states_give_the_loss_of_a_live_teacher_forward() -> None:
     """Hidden-state distillation from states computed once (batched, length-sorted, each batch padded to its
     own longest) equals the loss computed with the teacher running beside the student."""
