@@ -32,3 +32,20 @@ def test_intent_student_is_a_calibrated_bundle(tmp_path: Path, tiny_backbone: Pa
     assert len(loaded.predict(["where is my parcel"])) == 1
 
 
+
+
+def test_intent_student_defaults_to_the_measured_x2_transfer_set(tmp_path: Path, tiny_backbone: Path,
+                                                                 intent_data: dict[str, Path]) -> None:
+    """Issue 30: on Banking77's open-intent protocol (3 draws) the x2 transfer set validated above logits only,
+    so intent students get it unless told otherwise (``--transfer-set 0``)."""
+    teacher = tmp_path / "teacher"
+    common = {"validation": intent_data["validation"], "overrides": [*FAST, "training.epochs=1",
+                                                                     f"task.faq={intent_data['faq']}"]}
+    api.train("customer_service.intent", intent_data["train"], output=teacher, backbone=str(tiny_backbone), **common)
+    student = distill(teacher, intent_data["train"], output=tmp_path / "student", backbone=str(tiny_backbone),
+                      **common)
+    recorded = student.info.model["distilled_from"]
+    assert recorded["transfer_multiplier"] == 2 and recorded["transfer_records"] > 0, recorded
+    plain = distill(teacher, intent_data["train"], output=tmp_path / "plain", backbone=str(tiny_backbone),
+                    transfer_multiplier=0, **common)
+    assert plain.info.model["distilled_from"]["transfer_multiplier"] == 0

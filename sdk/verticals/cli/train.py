@@ -116,7 +116,7 @@ def add_parser(sub: Any) -> None:
     distill.add_argument("--transfer-set", type=int, default=None, metavar="N",
                          help="add N generated inputs per training record (masking, embedding-neighbour "
                               "replacement, n-gram sampling; Tang et al. 2019) labelled by the teacher only "
-                              "(default: the task's best measured, 2 for token tasks such as NER and for "
-                              "finance.sentiment, 0 for other text classification; 0 = the training records "
+                              "(default: the task's best measured, 2 for token tasks such as NER, "
+                              "finance.sentiment and customer_service.intent, 0 for other text classification; 0 = the training records "
                               "only)")
     distill.set_defaults(func=cmd_distill)
