@@ -198,8 +198,9 @@ def _backbone_with_vocabulary(directory: Path, vocabulary: list[str], seed: int,
     """A tiny random BERT whose fast WordPiece tokenizer has ``vocabulary`` (ids are list positions)."""
     from transformers import BertTokenizerFast
 
-    BertTokenizerFast(vocab={piece: i for i, piece in enumerate(vocabulary)},
-                      mask_token=mask_token).save_pretrained(directory)
+    directory.mkdir(parents=True)
+    (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    BertTokenizerFast(str(directory / "vocab.txt"), mask_token=mask_token).save_pretrained(directory)
     torch.manual_seed(seed)
     BertModel(BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=512)).save_pretrained(directory)
@@ -216,8 +217,7 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     pieces = [token for token, _ in sorted(verticals.backbones.loading.load_tokenizer(tiny_backbone).get_vocab()
                                            .items(), key=lambda item: item[1])]
     train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
-    mpnet_like = ["<s>", "<pad>", "</s>", "<unk>", *("<mask>" if p == "[MASK]" else p for p in pieces)]
-    shifted = _backbone_with_vocabulary(tmp_path / "shifted", mpnet_like, seed=3, mask_token="<mask>")
+    shifted = make_tiny_backbone(tmp_path / "shifted", seed=3, mpnet_like=True)
     verticals.train("text-classification", train, output=tmp_path / "teacher", overrides=FAST, backbone=str(shifted))
     read: dict[str, list[str]] = {"[MASK]": [], "<mask>": []}  # texts each tokenizer encoded, by its mask token
     encode = TextClassificationTask.encode

@@ -26,10 +26,13 @@ def make_base_width_config(directory: str | Path) -> Path:
     return directory
 
 
-def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2) -> Path:
-    """Write a tiny random-weight BERT model + tokenizer to ``directory`` and return it."""
+def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
+                       mpnet_like: bool = False) -> Path:
+    """Write a tiny random-weight BERT model + tokenizer to ``directory`` and return it. ``mpnet_like``: the
+    tokenizer numbers MiniLM's wordpieces otherwise (4 tokens first) and masks with ``<mask>``, as mpnet-base's
+    does, so it splits every text alike but with other ids and another mask token."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from .backbones.loading import embedded_minilm_path, load_tokenizer
 
@@ -37,6 +40,12 @@ def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int
     if (directory / "config.json").exists():
         return directory
     tokenizer = load_tokenizer(embedded_minilm_path())
+    if mpnet_like:
+        pieces = [piece for piece, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+        directory.mkdir(parents=True, exist_ok=True)
+        vocabulary = ["<s>", "<pad>", "</s>", "<unk>", *("<mask>" if p == "[MASK]" else p for p in pieces)]
+        (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        tokenizer = BertTokenizerFast(str(directory / "vocab.txt"), mask_token="<mask>")
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=hidden_size,

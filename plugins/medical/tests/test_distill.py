@@ -77,3 +77,26 @@ def test_cli_distills_medical_ner(tmp_path: Path, tiny_backbone: Path, capsys) -
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err
     assert verticals.load(tmp_path / "student").task_name == "medical.ner"
+
+
+def test_a_teacher_with_another_mask_token_reads_its_own_in_the_transfer_set(
+        tmp_path: Path, tiny_backbone: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The x2 transfer set (the token tasks' default) masks words with the student's [MASK]; a teacher whose
+    mask token is <mask> (as mpnet-base's) reads <mask> there, while the student's windows keep [MASK]."""
+    write_conll(tmp_path / "train.conll", LONG, repeat=2)
+    teacher_bert = make_tiny_backbone(tmp_path / "teacher-bert", mpnet_like=True)
+    api.train("medical.ner", tmp_path / "train.conll", output=tmp_path / "teacher", backbone=str(teacher_bert),
+              overrides=["training.epochs=1", *WINDOWS])
+    read: list[list[str]] = []
+    real = verticals.tasks.TokenClassificationTask.predict_logits
+
+    def spied(self, records, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.tokenizer_.mask_token == "<mask>":
+            read.extend(record.tokens for record in records)
+        return real(self, records, *args, **kwargs)
+
+    monkeypatch.setattr(verticals.tasks.TokenClassificationTask, "predict_logits", spied)
+    student = distill(tmp_path / "teacher", tmp_path / "train.conll", output=tmp_path / "student",
+                      backbone=str(tiny_backbone), overrides=["training.epochs=1", *WINDOWS])
+    assert student.info.model["distilled_from"]["transfer_records"] > 0
+    assert any("<mask>" in tokens for tokens in read) and not any("[MASK]" in tokens for tokens in read)

@@ -117,6 +117,6 @@ def add_parser(sub: Any) -> None:
                          help="add N generated inputs per training record (masking, embedding-neighbour "
                               "replacement, n-gram sampling; Tang et al. 2019) labelled by the teacher only "
                               "(default: the task's best measured, 2 for token tasks such as NER, "
-                              "finance.sentiment and customer_service.intent, 0 for other text classification; 0 = the training records "
-                              "only)")
+                              "finance.sentiment and customer_service.intent, 0 for other text "
+                              "classification; 0 = the training records only)")
     distill.set_defaults(func=cmd_distill)

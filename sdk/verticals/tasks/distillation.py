@@ -49,7 +49,8 @@ def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) ->
 
 def as_teacher_reads(task: Any, teacher: Any, records: Sequence[BaseModel]) -> list[BaseModel]:
     """``records`` with the student's mask token (what a generated transfer set masks words with) written as
-    the teacher's: mpnet's is ``<mask>``, and it reads MiniLM's ``[MASK]`` as the three words ``[ mask ]``."""
+    the teacher's: mpnet's is ``<mask>``, and it reads MiniLM's ``[MASK]`` as the three words ``[ mask ]``.
+    For what the teacher reads only (``soft_targets`` implementations call it): the student keeps its own."""
     ours, theirs = task.mask_token(), teacher.mask_token()
     if ours == theirs:
         return list(records)
@@ -72,8 +73,7 @@ def averaged_targets(task: Any, records: Sequence[BaseModel], features: list[dic
     teachers = teachers_of(task)
     for teacher in teachers:
         order = label_order(list(teacher.labels_), list(task.labels_))
-        targets = [np.asarray(t, dtype=np.float64)[..., order]
-                   for t in task.soft_targets(teacher, as_teacher_reads(task, teacher, records), features)]
+        targets = [np.asarray(t, dtype=np.float64)[..., order] for t in task.soft_targets(teacher, records, features)]
         total = targets if total is None else [a + b for a, b in zip(total, targets, strict=True)]
     assert total is not None
     return [(t / len(teachers)).astype(np.float32) for t in total]

@@ -205,13 +205,16 @@ class TokenClassificationTask(TransformerTask):
             raise ConfigError(f"{self.task_name}: distillation needs one model input per record with word "
                               f"alignment (word_ids); this task encodes records its own way (windows), which "
                               f"distillation does not support yet")
-        teacher_features, teacher_logits = teacher.predict_logits(records)
+        from .distillation import as_teacher_reads
+
+        teacher_records = as_teacher_reads(self, teacher, records)  # its own mask token; the same words
+        teacher_features, teacher_logits = teacher.predict_logits(teacher_records)
         if len(teacher_features) != len(records) or any("word_ids" not in f for f in teacher_features):
             raise ConfigError(f"the teacher ({teacher.task_name}) splits records into several inputs; "
                               f"distillation needs one per record")
         targets = []
-        for record, feature, teacher_feature, logits in zip(records, features, teacher_features, teacher_logits,
-                                                            strict=True):
+        for record, feature, teacher_feature, logits in zip(teacher_records, features, teacher_features,
+                                                            teacher_logits, strict=True):
             words = teacher.word_probabilities(record, teacher_feature, logits)
             rows = np.full((len(feature["input_ids"]), len(self.labels_)), np.nan, dtype=np.float32)
             previous = None

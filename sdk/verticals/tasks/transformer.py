@@ -248,7 +248,9 @@ class TransformerTask(TaskType):
         if len(features) != len(records):
             raise ConfigError(f"{self.task_name}: distillation needs one model input per record; this task "
                               f"splits records into {len(features)} inputs for {len(records)} records")
-        _, logits = teacher.predict_logits(records)
+        from .distillation import as_teacher_reads
+
+        _, logits = teacher.predict_logits(as_teacher_reads(self, teacher, records))
         rows = softmax(np.stack(logits).astype(np.float64))
         if rows.ndim != 2:
             raise ConfigError(f"{self.task_name}: the teacher gives no single distribution per text")

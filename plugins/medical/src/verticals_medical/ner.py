@@ -13,6 +13,7 @@ from verticals import ConfigError, DataError
 from verticals.data import RawRecord, iter_lines, iter_raw, require_regular_file
 from verticals.metrics import softmax
 from verticals.tasks import Entity, TokenClassificationTask, TokenPrediction, TokenRecord
+from verticals.tasks.distillation import as_teacher_reads
 from verticals.tasks.token_classification import BIO_TAG, bio_labels
 
 from .text import WORD_PATTERN, align_tokens, joined_offsets, pretokenize
@@ -219,7 +220,8 @@ class MedicalNERTask(TokenClassificationTask):
         windows = self.encode(list(records), with_labels=False)
         if [w["words"] for w in windows] != [f.get("words") for f in features]:
             raise ConfigError(f"{self.task_name}: the student's windows changed between encoding and distillation")
-        words = teacher.merged_word_probabilities(list(records), *teacher.predict_logits(list(records)))
+        teacher_records = as_teacher_reads(self, teacher, records)  # the teacher's own mask token, same words
+        words = teacher.merged_word_probabilities(teacher_records, *teacher.predict_logits(teacher_records))
         targets = []
         for window in windows:
             rows = np.full((len(window["input_ids"]), len(self.labels_)), np.nan, dtype=np.float32)
