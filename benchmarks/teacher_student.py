@@ -191,7 +191,8 @@ def main() -> int:
     parser.add_argument("--hidden-weight", type=float, default=0.0,
                         help="student: pooled hidden-state loss weight (verticals distill --hidden-weight)")
     parser.add_argument("--attention-weight", type=float, default=0.0,
-                        help="student: MiniLMv2 attention-relation loss weight (both tokenizers must split inputs alike)")
+                        help="student: MiniLMv2 attention-relation loss weight (both tokenizers must split "
+                             "inputs alike)")
     parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
     parser.add_argument("--transfer-set", type=int, default=0, metavar="N",
                         help="student: N generated inputs per training record (verticals distill --transfer-set)")
