@@ -194,19 +194,6 @@ def test_layer_losses_with_mismatched_widths_are_finite_and_decrease(hidden_weig
     assert not distiller._hooks
 
 
-def _backbone_with_vocabulary(directory: Path, vocabulary: list[str], seed: int, mask_token: str = "[MASK]") -> Path:
-    """A tiny random BERT whose fast WordPiece tokenizer has ``vocabulary`` (ids are list positions)."""
-    from transformers import BertTokenizerFast
-
-    directory.mkdir(parents=True)
-    (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-    BertTokenizerFast(str(directory / "vocab.txt"), mask_token=mask_token).save_pretrained(directory)
-    torch.manual_seed(seed)
-    BertModel(BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=512)).save_pretrained(directory)
-    return directory
-
-
 def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pieces_otherwise(
         tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mpnet-base numbers BERT's uncased wordpieces otherwise ([CLS] = 0, not 101) and masks with ``<mask>``,
@@ -214,8 +201,6 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     refused that pair, and the transfer set's ``[MASK]`` reached the teacher as the three words ``[ mask ]``
     (misaligned, and not what the teacher was asked to read). A tokenizer that splits the training texts
     otherwise is still refused before training, with exit 2."""
-    pieces = [token for token, _ in sorted(verticals.backbones.loading.load_tokenizer(tiny_backbone).get_vocab()
-                                           .items(), key=lambda item: item[1])]
     train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
     shifted = make_tiny_backbone(tmp_path / "shifted", seed=3, mpnet_like=True)
     verticals.train("text-classification", train, output=tmp_path / "teacher", overrides=FAST, backbone=str(shifted))
@@ -237,8 +222,7 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     monkeypatch.undo()
     assert len(verticals.load(tmp_path / "s").predict(["my invoice"])) == 1
 
-    other = [piece for piece in pieces if piece not in ("bill", "price")]  # these words now split otherwise
-    split = _backbone_with_vocabulary(tmp_path / "split", other, seed=3)
+    split = make_tiny_backbone(tmp_path / "split", seed=3, without_pieces=("bill", "price"))  # split otherwise
     verticals.train("text-classification", train, output=tmp_path / "teacher2", overrides=FAST, backbone=str(split))
     result = run_cli("distill", str(tmp_path / "teacher2"), "--train", str(train), "--output", str(tmp_path / "s2"),
                      "--backbone", str(tiny_backbone), "--attention-weight", "1")

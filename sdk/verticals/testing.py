@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,11 @@ def make_base_width_config(directory: str | Path) -> Path:
 
 
 def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int = 32, layers: int = 2,
-                       mpnet_like: bool = False) -> Path:
+                       mpnet_like: bool = False, without_pieces: Sequence[str] = ()) -> Path:
     """Write a tiny random-weight BERT model + tokenizer to ``directory`` and return it. ``mpnet_like``: the
     tokenizer numbers MiniLM's wordpieces otherwise (4 tokens first) and masks with ``<mask>``, as mpnet-base's
-    does, so it splits every text alike but with other ids and another mask token."""
+    does, so it splits every text alike but with other ids and another mask token. ``without_pieces``: those
+    vocabulary entries are left out, so words made of them split otherwise than MiniLM splits them."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -40,12 +41,15 @@ def make_tiny_backbone(directory: str | Path, *, seed: int = 0, hidden_size: int
     if (directory / "config.json").exists():
         return directory
     tokenizer = load_tokenizer(embedded_minilm_path())
-    if mpnet_like:
-        pieces = [piece for piece, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
+    if mpnet_like or without_pieces:
+        pieces = [piece for piece, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+                  if piece not in without_pieces]
+        mask = "<mask>" if mpnet_like else "[MASK]"
+        vocabulary = [*(("<s>", "<pad>", "</s>", "<unk>") if mpnet_like else ()),
+                      *(mask if p == "[MASK]" else p for p in pieces)]
         directory.mkdir(parents=True, exist_ok=True)
-        vocabulary = ["<s>", "<pad>", "</s>", "<unk>", *("<mask>" if p == "[MASK]" else p for p in pieces)]
         (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-        tokenizer = BertTokenizerFast(str(directory / "vocab.txt"), mask_token="<mask>")
+        tokenizer = BertTokenizerFast(str(directory / "vocab.txt"), mask_token=mask)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=hidden_size,

@@ -32,8 +32,6 @@ def test_intent_student_is_a_calibrated_bundle(tmp_path: Path, tiny_backbone: Pa
     assert len(loaded.predict(["where is my parcel"])) == 1
 
 
-
-
 def test_intent_student_defaults_to_the_measured_x2_transfer_set(tmp_path: Path, tiny_backbone: Path,
                                                                  intent_data: dict[str, Path]) -> None:
     """Issue 30: on Banking77's open-intent protocol (3 draws) the x2 transfer set validated above logits only,

@@ -121,12 +121,12 @@ def misaligned_inputs(teacher_tokenizer: Any, student_tokenizer: Any, teacher_fe
     """How many inputs the two tokenizers split into different token sequences. Equal ids are not required:
     mpnet's vocabulary numbers BERT's uncased wordpieces differently ([CLS] is 0 there, 101 here) yet splits
     every text alike, and attention relations only need the positions to line up (special tokens by place)."""
-    def pieces(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-        special = set(tokenizer.all_special_ids)
+    def pieces(tokenizer: Any, special: set[int], ids: Sequence[int]) -> list[str]:
         return ["\0special" if i in special else token
                 for i, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids)), strict=True)]
 
-    return sum(pieces(teacher_tokenizer, t["input_ids"]) != pieces(student_tokenizer, s["input_ids"])
+    theirs, ours = set(teacher_tokenizer.all_special_ids), set(student_tokenizer.all_special_ids)
+    return sum(pieces(teacher_tokenizer, theirs, t["input_ids"]) != pieces(student_tokenizer, ours, s["input_ids"])
                for t, s in zip(teacher_features, features, strict=True))
 
 
