@@ -153,6 +153,7 @@ def distilled_stage(args: argparse.Namespace) -> str:
         (f"-lr{args.student_learning_rate:g}" if args.student_learning_rate else "")
     transfer = f"-transfer{args.transfer_set}" if args.transfer_set else ""
     ensemble = f"-ens{args.ensemble_seeds}" if args.ensemble_seeds else ""
+    transfer += "-maskown" if args.teacher_mask == "own" else ""
     if (args.temperature, args.alpha, args.unlabeled_rest, layers, schedule, transfer, ensemble) == \
             (DEFAULT_TEMPERATURE, DEFAULT_ALPHA, False, "", "", "", ""):
         return "distilled"
@@ -196,6 +197,8 @@ def main() -> int:
     parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
     parser.add_argument("--transfer-set", type=int, default=0, metavar="N",
                         help="student: N generated inputs per training record (verticals distill --transfer-set)")
+    parser.add_argument("--teacher-mask", choices=("student", "own"), default="student",
+                        help="the mask token the teacher reads in the transfer set (verticals distill --teacher-mask)")
     parser.add_argument("--student-seeds", default=None, metavar="0,1",
                         help="train the student once per seed (same teacher) and print mean ± sd over them")
     parser.add_argument("--student-epochs", type=float, default=None, help="the student's epoch budget")
@@ -288,7 +291,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
             alpha=args.alpha, resume=resume, overwrite=overwrite, hidden_weight=args.hidden_weight,
             attention_weight=args.attention_weight, layer_map=args.layer_map, epochs=args.student_epochs,
             learning_rate=args.student_learning_rate, teacher_cache=work / "teacher-outputs",
-            transfer_multiplier=args.transfer_set, **seeded))))
+            transfer_multiplier=args.transfer_set, teacher_mask=args.teacher_mask, **seeded))))
     results["distilled"] = students[0][1]
 
     names = {"minilm": f"MiniLM fine-tuned ({task} defaults)", "teacher": f"{args.teacher} fine-tuned (teacher)",
@@ -318,6 +321,7 @@ def variant_name(args: argparse.Namespace, unlabeled_count: int) -> str:
             + (f", hidden {args.hidden_weight:g} / attention {args.attention_weight:g} layers "
                f"{args.layer_map or 'auto'}" if args.hidden_weight or args.attention_weight else "")
             + (f", transfer set x{args.transfer_set}" if args.transfer_set else "")
+            + (", teacher reads its own mask token" if args.teacher_mask == "own" else "")
             + (f", {args.student_epochs:g} epochs" if args.student_epochs else "")
             + (f", lr {args.student_learning_rate:g}" if args.student_learning_rate else "")
             + (f", ensemble of {1 + len(args.ensemble_seeds.split(','))} teachers" if args.ensemble_seeds else "")

@@ -82,6 +82,12 @@ def test_cli_refuses_bad_options_and_non_bundles(tmp_path: Path, text_data) -> N
                      "--output", str(tmp_path / "s"), "--alpha", "1.5")
     assert result.returncode == 2 and "--alpha" in result.stderr, result.stderr
     assert not (tmp_path / "s").exists()
+    result = run_cli("distill", str(tmp_path / "nothing"), "--train", str(text_data["train"]),
+                     "--output", str(tmp_path / "s"), "--teacher-mask", "theirs")
+    assert result.returncode == 2 and "--teacher-mask" in result.stderr, result.stderr
+    with pytest.raises(verticals.ConfigError, match="teacher_mask"):
+        distill(tmp_path / "nothing", text_data["train"], output=tmp_path / "s", teacher_mask="theirs")
+    assert not (tmp_path / "s").exists()
 
 
 def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbone: Path, token_data) -> None:  # type: ignore[no-untyped-def]

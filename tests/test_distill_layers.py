@@ -198,9 +198,9 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
         tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mpnet-base numbers BERT's uncased wordpieces otherwise ([CLS] = 0, not 101) and masks with ``<mask>``,
     yet splits every text as MiniLM does, so attention relations line up position by position: comparing ids
-    refused that pair, and the transfer set's ``[MASK]`` reached the teacher as the three words ``[ mask ]``
-    (misaligned, and not what the teacher was asked to read). A tokenizer that splits the training texts
-    otherwise is still refused before training, with exit 2."""
+    refused that pair, and the transfer set's ``[MASK]`` reached the relations' teacher as the three words
+    ``[ mask ]`` (misaligned). Soft targets keep the default ``--teacher-mask student``. A tokenizer that splits
+    the training texts otherwise is still refused before training, with exit 2."""
     train = write_csv(tmp_path / "train.csv", text_rows(6, 2))
     shifted = make_tiny_backbone(tmp_path / "shifted", seed=3, mpnet_like=True)
     verticals.train("text-classification", train, output=tmp_path / "teacher", overrides=FAST, backbone=str(shifted))
@@ -218,7 +218,8 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     assert recorded["attention_weight"] == 1.0 and recorded["transfer_records"] > 0, recorded
     assert any("[MASK]" in text for text in read["[MASK]"]), "the student reads its transfer set's masks"
     teacher_read = read["<mask>"]
-    assert any("<mask>" in text for text in teacher_read) and not any("[MASK]" in text for text in teacher_read)
+    assert any("<mask>" in text for text in teacher_read), "relations: the teacher reads its own mask token"
+    assert any("[MASK]" in text for text in teacher_read), "soft targets: as the student reads (--teacher-mask)"
     monkeypatch.undo()
     assert len(verticals.load(tmp_path / "s").predict(["my invoice"])) == 1
 
@@ -231,16 +232,20 @@ def test_attention_relations_from_a_teacher_whose_vocabulary_numbers_the_same_pi
     assert not (tmp_path / "s2").exists()
 
 
-def test_token_and_text_records_reach_the_teacher_with_its_mask_token() -> None:
-    """A tagger's transfer set masks whole words: the teacher gets its own mask word, tags stay as they were,
-    and records without the student's mask token are passed through as they are."""
+def test_token_and_text_records_reach_the_teacher_with_the_mask_token_teacher_mask_names() -> None:
+    """A tagger's transfer set masks whole words. With teacher_mask "own" the teacher gets its own mask word,
+    tags stay as they were, and records without the student's mask token are passed through as they are; by
+    default ("student", the measured better student) it reads the records as the student does."""
     from types import SimpleNamespace
 
-    from verticals.tasks.distillation import as_teacher_reads
+    from verticals.tasks.distillation import as_teacher_reads, with_teachers_mask
     from verticals.tasks.text_classification import TextRecord
     from verticals.tasks.token_classification import TokenRecord
+    from verticals.tasks.transformer import TransformerTask
 
-    student, teacher = SimpleNamespace(mask_token=lambda: "[MASK]"), SimpleNamespace(mask_token=lambda: "<mask>")
+    assert TransformerTask.distill_teacher_mask == "student"
+    student = SimpleNamespace(mask_token=lambda: "[MASK]", distill_teacher_mask="own")
+    teacher = SimpleNamespace(mask_token=lambda: "<mask>")
     plain = TextRecord(text="my invoice")
     records = [TokenRecord(tokens=["the", "[MASK]", "disease"], tags=["O", "B-Disease", "I-Disease"]),
                TextRecord(text="my [MASK] and the [MASK]"), plain]
@@ -249,6 +254,10 @@ def test_token_and_text_records_reach_the_teacher_with_its_mask_token() -> None:
     assert text.text == "my <mask> and the <mask>" and same is plain
     assert records[0].tokens[1] == "[MASK]", "the student's own records are left alone"
     assert as_teacher_reads(student, student, records) == records
+    assert with_teachers_mask(student, teacher, records)[1].text == text.text
+    student.distill_teacher_mask = "student"
+    assert as_teacher_reads(student, teacher, records) == records
+    assert with_teachers_mask(student, teacher, records)[1].text == text.text, "attention relations: always own"
 
 
 def test_pooled_teacher_states_give_the_loss_of_a_live_teacher_forward() -> None:

@@ -44,6 +44,7 @@ def distill(
     resume: bool = False,
     teacher_cache: str | Path | None = None,
     transfer_multiplier: int | None = None,
+    teacher_mask: str = "student",
 ) -> Predictor[Any]:
     """Distil the bundle at ``teacher`` into a student bundle at ``output`` and return the student.
 
@@ -73,9 +74,12 @@ def distill(
     embedding-neighbour replacement, n-gram sampling: :mod:`verticals.data.augment`) whose only target is the
     teacher's; they are generated from the training split's texts, never its labels. ``None`` (the default)
     takes the task's measured default: 2 for token classification (NER), 0 for text classification.
+    ``teacher_mask`` (``--teacher-mask``): where a transfer set masks a word with the student's mask token, the
+    teacher reads that token as the student wrote it (``"student"``, the measured default) or its own
+    (``"own"``); self-attention relations always give the teacher its own (:mod:`verticals.tasks.distillation`).
     """
     from . import api
-    from .tasks.distillation import LayerOptions, label_order
+    from .tasks.distillation import TEACHER_MASKS, LayerOptions, label_order
     from .tasks.teacher_outputs import TeacherLogitsCache
 
     _check_options(temperature, student_temperature, alpha, epochs, learning_rate, hidden_weight, attention_weight,
@@ -85,6 +89,9 @@ def distill(
                                             or not 0 <= transfer_multiplier <= 100):
         raise ConfigError(f"{option('transfer_multiplier', cli='--transfer-set')}: expected a whole number of "
                           f"generated inputs per training record from 0 to 100, found {transfer_multiplier!r}")
+    if teacher_mask not in TEACHER_MASKS:
+        raise ConfigError(f"{option('teacher_mask', cli='--teacher-mask')}: expected one of "
+                          f"{', '.join(TEACHER_MASKS)}, found {teacher_mask!r}")
     paths = [teacher] if isinstance(teacher, (str, Path)) else list(teacher)
     if not paths:
         raise ConfigError("distill: give at least one teacher bundle")
@@ -133,6 +140,7 @@ def distill(
     if transfer_multiplier is None:
         transfer_multiplier = student.default_transfer_multiplier
     student.distill_transfer_multiplier = transfer_multiplier
+    student.distill_teacher_mask = teacher_mask
     student.distillation_info_ = {
         "teacher": str(paths[0]), "teacher_digest": digests[0], "teacher_task": task,
         "teacher_backbone": predictors[0].info.model.get("backbone", {}).get("source"),
@@ -143,6 +151,7 @@ def distill(
         "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [list(p) for p in layer_map],
         "hidden_weight": float(hidden_weight), "attention_weight": float(attention_weight),
         "unlabeled_records": len(student.distill_unlabeled), "transfer_multiplier": transfer_multiplier,
+        "teacher_mask": teacher_mask,
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
                           overwrite=overwrite, resume=resume)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import verticals
 from verticals import api
 from verticals.backbones.loading import load_tokenizer
@@ -79,10 +80,12 @@ def test_cli_distills_medical_ner(tmp_path: Path, tiny_backbone: Path, capsys) -
     assert verticals.load(tmp_path / "student").task_name == "medical.ner"
 
 
-def test_a_teacher_with_another_mask_token_reads_its_own_in_the_transfer_set(
-        tmp_path: Path, tiny_backbone: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("teacher_mask", [None, "own"])
+def test_a_teacher_with_another_mask_token_reads_the_mask_teacher_mask_names(
+        tmp_path: Path, tiny_backbone: Path, monkeypatch: pytest.MonkeyPatch, teacher_mask: str | None) -> None:
     """The x2 transfer set (the token tasks' default) masks words with the student's [MASK]; a teacher whose
-    mask token is <mask> (as mpnet-base's) reads <mask> there, while the student's windows keep [MASK]."""
+    mask token is <mask> (as mpnet-base's) reads [MASK] there by default (the measured better student) and
+    <mask> with teacher_mask="own", while the student's windows keep [MASK] either way."""
     write_conll(tmp_path / "train.conll", LONG, repeat=2)
     teacher_bert = make_tiny_backbone(tmp_path / "teacher-bert", mpnet_like=True)
     api.train("medical.ner", tmp_path / "train.conll", output=tmp_path / "teacher", backbone=str(teacher_bert),
@@ -96,7 +99,10 @@ def test_a_teacher_with_another_mask_token_reads_its_own_in_the_transfer_set(
         return real(self, records, *args, **kwargs)
 
     monkeypatch.setattr(verticals.tasks.TokenClassificationTask, "predict_logits", spied)
+    chosen = {} if teacher_mask is None else {"teacher_mask": teacher_mask}
     student = distill(tmp_path / "teacher", tmp_path / "train.conll", output=tmp_path / "student",
-                      backbone=str(tiny_backbone), overrides=["training.epochs=1", *WINDOWS])
+                      backbone=str(tiny_backbone), overrides=["training.epochs=1", *WINDOWS], **chosen)
     assert student.info.model["distilled_from"]["transfer_records"] > 0
-    assert any("<mask>" in tokens for tokens in read) and not any("[MASK]" in tokens for tokens in read)
+    assert student.info.model["distilled_from"]["teacher_mask"] == (teacher_mask or "student")
+    theirs, ours = ("<mask>", "[MASK]") if teacher_mask == "own" else ("[MASK]", "<mask>")
+    assert any(theirs in tokens for tokens in read) and not any(ours in tokens for tokens in read)

@@ -48,7 +48,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
                         alpha=args.alpha, student_temperature=args.student_temperature, epochs=args.epochs,
                         learning_rate=args.learning_rate, layer_map=args.layer_map,
                         hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
-                        overwrite=args.overwrite, resume=args.resume, transfer_multiplier=args.transfer_set)
+                        overwrite=args.overwrite, resume=args.resume, transfer_multiplier=args.transfer_set,
+                        teacher_mask=args.teacher_mask)
     result = {"bundle": str(args.output), "task": predictor.info.task, "metrics": predictor.info.metrics,
               "distilled_from": predictor.info.model.get("distilled_from")}
     if args.json:
@@ -119,4 +120,8 @@ def add_parser(sub: Any) -> None:
                               "(default: the task's best measured, 2 for token tasks such as NER, "
                               "finance.sentiment and customer_service.intent, 0 for other text "
                               "classification; 0 = the training records only)")
+    distill.add_argument("--teacher-mask", choices=("student", "own"), default="student",
+                         help="a transfer set's masked words reach the teacher as the student's mask token "
+                              "(student, the measured default) or as the teacher's own (own); they differ when "
+                              "the teacher has another tokenizer, e.g. mpnet's <mask> against MiniLM's [MASK]")
     distill.set_defaults(func=cmd_distill)

@@ -47,10 +47,25 @@ def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) ->
     return [position[label] for label in student_labels]
 
 
+TEACHER_MASKS = ("student", "own")  # distill(teacher_mask=...): what a teacher reads where the student reads its mask
+
+
 def as_teacher_reads(task: Any, teacher: Any, records: Sequence[BaseModel]) -> list[BaseModel]:
-    """``records`` with the student's mask token (what a generated transfer set masks words with) written as
-    the teacher's: mpnet's is ``<mask>``, and it reads MiniLM's ``[MASK]`` as the three words ``[ mask ]``.
-    For what the teacher reads only (``soft_targets`` implementations call it): the student keeps its own."""
+    """``records`` as ``teacher`` reads them for its soft targets (``soft_targets`` implementations call this; the
+    student always keeps its own). ``task.distill_teacher_mask`` says how a transfer set's masked words reach it:
+    ``"student"`` (the default), as the student reads them, so a teacher with another mask token reads the
+    student's as ordinary pieces (mpnet reads MiniLM's ``[MASK]`` as ``[ mask ]``); ``"own"``, rewritten as the
+    teacher's own mask token (:func:`with_teachers_mask`). The default is the measured better student: on
+    NCBI-disease and PhraseBank the ``"own"`` targets were more often right on masked words, yet their students
+    scored lower on validation and on test (issue 30; medical and finance READMEs)."""
+    if getattr(task, "distill_teacher_mask", "student") == "own":
+        return with_teachers_mask(task, teacher, records)
+    return list(records)
+
+
+def with_teachers_mask(task: Any, teacher: Any, records: Sequence[BaseModel]) -> list[BaseModel]:
+    """``records`` with the student's mask token written as the teacher's, so that both models split every input
+    into the same pieces (what self-attention relations compare)."""
     ours, theirs = task.mask_token(), teacher.mask_token()
     if ours == theirs:
         return list(records)
@@ -87,7 +102,7 @@ def add_layer_distillation(task: Any, records: Sequence[BaseModel], features: li
     from ..backbones.layer_distill import LayerDistiller, parse_layer_map
 
     teacher = teachers_of(task)[0]
-    teacher_features = teacher.encode(as_teacher_reads(task, teacher, records), with_labels=False)
+    teacher_features = teacher.encode(with_teachers_mask(task, teacher, records), with_labels=False)
     if len(teacher_features) != len(features):
         raise ConfigError(f"{task.task_name}: intermediate-layer distillation needs one model input per record for "
                           f"teacher and student; this task splits records into windows")

@@ -207,7 +207,7 @@ class TokenClassificationTask(TransformerTask):
                               f"distillation does not support yet")
         from .distillation import as_teacher_reads
 
-        teacher_records = as_teacher_reads(self, teacher, records)  # its own mask token; the same words
+        teacher_records = as_teacher_reads(self, teacher, records)  # --teacher-mask; the same words
         teacher_features, teacher_logits = teacher.predict_logits(teacher_records)
         if len(teacher_features) != len(records) or any("word_ids" not in f for f in teacher_features):
             raise ConfigError(f"the teacher ({teacher.task_name}) splits records into several inputs; "

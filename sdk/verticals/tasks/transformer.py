@@ -155,6 +155,7 @@ class TransformerTask(TaskType):
     distill_student_temperature: float | None = None  # None: the teacher's temperature
     distill_alpha: float = 0.5
     distill_layers: Any = None  # tasks.distillation.LayerOptions: intermediate-layer losses
+    distill_teacher_mask: str = "student"  # tasks.distillation.as_teacher_reads: "student" or "own"
     # A teacher's predict_logits goes through this cache (tasks.teacher_outputs) when distill sets it
     logits_cache: Any = None
     distillation_info_: dict[str, Any] | None = None

@@ -220,7 +220,7 @@ class MedicalNERTask(TokenClassificationTask):
         windows = self.encode(list(records), with_labels=False)
         if [w["words"] for w in windows] != [f.get("words") for f in features]:
             raise ConfigError(f"{self.task_name}: the student's windows changed between encoding and distillation")
-        teacher_records = as_teacher_reads(self, teacher, records)  # the teacher's own mask token, same words
+        teacher_records = as_teacher_reads(self, teacher, records)  # --teacher-mask; the same words
         words = teacher.merged_word_probabilities(teacher_records, *teacher.predict_logits(teacher_records))
         targets = []
         for window in windows:
