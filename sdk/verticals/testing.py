@@ -91,14 +91,21 @@ BLOCKED_IN_REFERENCE = ("verticals", "torch", "transformers")
 def fresh_console_logger() -> Iterator[logging.Logger]:
     """The 'verticals' logger as a fresh notebook has it (no handler, no level, propagating) for the duration:
     in-process CLI or server tests earlier in the same session may have set all three, and a test of what
-    training prints must not depend on the order tests ran in. Restored afterwards."""
-    logger = logging.getLogger("verticals")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers, logger.level, logger.propagate = [], logging.NOTSET, True
+    training prints must not depend on the order tests ran in. A library configured earlier in the session
+    may also have disabled the logger (``logging.config.dictConfig`` disables existing loggers by default),
+    lowered the root logger's level or called ``logging.disable``: those are reset too. Restored afterwards."""
+    logger, root = logging.getLogger("verticals"), logging.getLogger()
+    saved = (logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+    saved_root, saved_disable = root.level, logging.root.manager.disable
+    logger.handlers, logger.level, logger.propagate, logger.disabled = [], logging.NOTSET, True, False
+    root.setLevel(logging.WARNING)
+    logging.disable(logging.NOTSET)
     try:
         yield logger
     finally:
-        logger.handlers, logger.level, logger.propagate = saved
+        logger.handlers, logger.level, logger.propagate, logger.disabled = saved
+        root.setLevel(saved_root)
+        logging.disable(saved_disable)
 
 
 def run_export_reference(export_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
