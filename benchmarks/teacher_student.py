@@ -178,6 +178,8 @@ def same_settings(work: Path, args: argparse.Namespace) -> bool:
 
 
 def main() -> int:
+    from verticals.tasks.distillation import TEACHER_MASKS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(TASKS), required=True)
     parser.add_argument("--work", type=Path, default=None,
@@ -197,7 +199,7 @@ def main() -> int:
     parser.add_argument("--layer-map", default=None, help="student:teacher layer pairs, or auto (default)")
     parser.add_argument("--transfer-set", type=int, default=0, metavar="N",
                         help="student: N generated inputs per training record (verticals distill --transfer-set)")
-    parser.add_argument("--teacher-mask", choices=("student", "own"), default="student",
+    parser.add_argument("--teacher-mask", choices=TEACHER_MASKS, default=TEACHER_MASKS[0],
                         help="the mask token the teacher reads in the transfer set (verticals distill --teacher-mask)")
     parser.add_argument("--student-seeds", default=None, metavar="0,1",
                         help="train the student once per seed (same teacher) and print mean ± sd over them")

@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from ..tasks.distillation import TEACHER_MASKS  # the tasks package is loaded with verticals already
 from .common import (
     add_training_options,
     print_json,
@@ -120,7 +121,7 @@ def add_parser(sub: Any) -> None:
                               "(default: the task's best measured, 2 for token tasks such as NER, "
                               "finance.sentiment and customer_service.intent, 0 for other text "
                               "classification; 0 = the training records only)")
-    distill.add_argument("--teacher-mask", choices=("student", "own"), default="student",
+    distill.add_argument("--teacher-mask", choices=TEACHER_MASKS, default=TEACHER_MASKS[0],
                          help="a transfer set's masked words reach the teacher as the student's mask token "
                               "(student, the measured default) or as the teacher's own (own); they differ when "
                               "the teacher has another tokenizer, e.g. mpnet's <mask> against MiniLM's [MASK]")

@@ -47,7 +47,8 @@ def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) ->
     return [position[label] for label in student_labels]
 
 
-TEACHER_MASKS = ("student", "own")  # distill(teacher_mask=...): what a teacher reads where the student reads its mask
+# distill(teacher_mask=...): what a teacher reads where the student reads its mask; the first is the default
+TEACHER_MASKS = ("student", "own")
 
 
 def as_teacher_reads(task: Any, teacher: Any, records: Sequence[BaseModel]) -> list[BaseModel]:
