@@ -21,9 +21,9 @@ alone, with the fallback, and what the fallback costs; plus the generic ``text-c
 
 **Train big, serve small** (issue 30): ``--teacher mpnet-base`` adds, per open-intent draw, the pack trained on
 that base-size backbone (the teacher) and the embedded MiniLM distilled from it (``verticals.distill``, the
-task's defaults unless ``--transfer-set N`` or ``--hidden-weight W``), scored by the same protocol. ``--work
-DIR`` keeps their bundles so that a rerun reuses a teacher instead of training it again; with ``--results``
-each finished row is kept.
+task's defaults unless ``--transfer-set N``, ``--hidden-weight W`` or ``--teacher-mask own``), scored by the same
+protocol. ``--work DIR`` keeps their bundles so that a rerun reuses a teacher instead of training it again; with
+``--results`` each finished row is kept.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def open_draw(rows: list, test_rows: list, ratio: float, seed: int) -> tuple[lis
 
 def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path, baseline: bool,
                 done: dict[str, dict[str, float]], teacher: str | None = None,
-                transfer_set: int | None = None, hidden_weight: float = 0.0) -> Iterator[dict[str, dict[str, float]]]:
+                transfer_set: int | None = None, hidden_weight: float = 0.0,
+                teacher_mask: str = "student") -> Iterator[dict[str, dict[str, float]]]:
     """The draw's rows missing from ``done`` (ours, the baseline, and with ``teacher`` a base-size teacher and
     the MiniLM distilled from it); ``done`` is updated and returned after each row, so a stopped run keeps them."""
     known, train, validation, test = open_draw(rows, test_rows, ratio, seed)
@@ -137,12 +138,12 @@ def open_intent(rows: list, test_rows: list, ratio: float, seed: int, work: Path
     if teacher is None:
         return
     yield from teacher_rows(train, validation, test, known, ratio, seed, work, done, teacher, transfer_set,
-                            hidden_weight)
+                            hidden_weight, teacher_mask)
 
 
 def teacher_rows(train: list, validation: list, test: list, known: list[str], ratio: float, seed: int, work: Path,
                  done: dict[str, dict[str, float]], teacher: str, transfer_set: int | None,
-                 hidden_weight: float) -> Iterator[dict[str, dict[str, float]]]:
+                 hidden_weight: float, teacher_mask: str = "student") -> Iterator[dict[str, dict[str, float]]]:
     """Issue 30: the pack on a base-size ``teacher`` backbone, and the embedded MiniLM distilled from it.
 
     Bundles are kept in ``work`` (``--work``) and reused when they load, as in teacher_student.py: a teacher
@@ -155,7 +156,7 @@ def teacher_rows(train: list, validation: list, test: list, known: list[str], ra
     files = {"train": write_csv(train, work / f"{name}-train.csv"),
              "validation": write_csv(validation, work / f"{name}-validation.csv")}
     overrides = [f"training.seed={seed}"]
-    teacher_row, student_row = teacher_names(teacher, transfer_set, hidden_weight)
+    teacher_row, student_row = teacher_names(teacher, transfer_set, hidden_weight, teacher_mask)
     if teacher_row in done and student_row in done:
         return  # both rows scored: loading a 110M teacher to skip it would only cost time
     teacher_path = work / f"{name}-teacher-{Path(teacher).name}"
@@ -169,21 +170,23 @@ def teacher_rows(train: list, validation: list, test: list, known: list[str], ra
         yield done
     if student_row not in done:
         student = f"{name}-distilled" + (f"-transfer{transfer_set}" if transfer_set is not None else "") + \
-            (f"-h{hidden_weight:g}" if hidden_weight else "")
+            (f"-h{hidden_weight:g}" if hidden_weight else "") + ("-maskown" if teacher_mask == "own" else "")
         result = run_stage(student, work, lambda out, resume, overwrite: distill(
             teacher_path, files["train"], validation=files["validation"], output=out, overrides=overrides,
             resume=resume, overwrite=overwrite, teacher_cache=work / f"{name}-teacher-outputs",
-            transfer_multiplier=transfer_set, hidden_weight=hidden_weight))
+            transfer_multiplier=transfer_set, hidden_weight=hidden_weight, teacher_mask=teacher_mask))
         done[student_row] = {**open_scores_of(result["predictor"], test, work, known)["on"],
                              "seconds": result["seconds"]}
         print(f"  {student_row} ({result['seconds'] or 0:.0f}s): {done[student_row]}", flush=True)
         yield done
 
 
-def teacher_names(teacher: str, transfer_set: int | None, hidden_weight: float) -> tuple[str, str]:
+def teacher_names(teacher: str, transfer_set: int | None, hidden_weight: float,
+                  teacher_mask: str = "student") -> tuple[str, str]:
     teacher = Path(teacher).name  # a backbone name, or the folder of a local model
     suffix = "" if transfer_set is None else (f", transfer set x{transfer_set}" if transfer_set else ", logits only")
     suffix += f", hidden-state loss {hidden_weight:g}" if hidden_weight else ""
+    suffix += ", teacher reads its own mask token" if teacher_mask == "own" else ""
     return f"{teacher} teacher (pack defaults)", f"MiniLM distilled from {teacher}{suffix}"
 
 
@@ -232,6 +235,8 @@ def mean_spread(values: list[float]) -> str:
 
 
 def main() -> int:
+    from verticals.tasks.distillation import TEACHER_MASKS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -249,6 +254,9 @@ def main() -> int:
                         help="the student's transfer set (verticals distill --transfer-set; default: the task's)")
     parser.add_argument("--hidden-weight", type=float, default=0.0, metavar="W",
                         help="the student's pooled hidden-state loss weight (verticals distill --hidden-weight)")
+    parser.add_argument("--teacher-mask", choices=TEACHER_MASKS, default=TEACHER_MASKS[0],
+                        help="what the teacher reads where the transfer set masks a word (verticals distill "
+                             "--teacher-mask); 'own' students are kept in folders ending -maskown")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep bundles here; a rerun reuses the teachers and students that load")
     args = parser.parse_args()
@@ -267,7 +275,7 @@ def main() -> int:
                 key = f"open {ratio} {seed}"
                 for result in open_intent(rows, test_rows, ratio, seed, work, not args.skip_baseline,
                                           done.setdefault(key, {}), args.teacher, args.transfer_set,
-                                          args.hidden_weight):
+                                          args.hidden_weight, args.teacher_mask):
                     record_run(args.results, key, result)
                 for name, scores in done[key].items():
                     open_results.setdefault(ratio, {}).setdefault(name, []).append(scores)
