@@ -126,6 +126,36 @@ def test_an_interrupted_distillation_resumes_from_its_checkpoints(teacher: Path,
     assert resumed.info.model["distilled_from"]["teacher_digest"] == digest(teacher)
 
 
+@pytest.mark.parametrize("changed", [{"temperature": 4.0}, {"alpha": 0.9}, {"teacher_mask": "own"},
+                                     {"transfer_multiplier": 1}, {"unlabeled": ["a question nobody asked"]},
+                                     {"teacher": "other"}], ids=lambda c: next(iter(c)))
+@pytest.mark.filterwarnings("ignore:validation accuracy")  # the one-epoch other teacher learns nothing
+def test_resume_is_refused_when_the_distillation_differs(teacher: Path, tmp_path: Path, tiny_backbone: Path,
+                                                          changed: dict) -> None:
+    """The checkpoints hold weights learnt from one teacher with one temperature, alpha, transfer set...:
+    resuming them under other distillation options (or from another teacher) would write a bundle whose
+    ``distilled_from`` describes a run that never happened, so it is refused as other data or options are."""
+    train = write_csv(tmp_path / "train.csv", text_rows(8, 2))
+    student_backbone = str(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1))
+    kept = TEACHER_SET[1:] + ["training.epochs=1", "training.keep_checkpoints=true"]
+    first = {"temperature": 2.0, "alpha": 0.5, "teacher_mask": "student", "transfer_multiplier": 0}
+    distill(teacher, train, output=tmp_path / "student", backbone=student_backbone, overrides=kept, **first)
+    if "teacher" in changed:  # the same task and labels, other weights: another digest
+        other = tmp_path / "other-teacher"
+        verticals.train("text-classification", train, output=other, backbone=str(tiny_backbone),
+                        overrides=["training.epochs=1", "training.batch_size=8"])
+        changed = {"teacher": other}
+    options = {**first, **changed}
+    with pytest.raises(verticals.ConfigError, match="other data, labels or options") as refused:
+        distill(options.pop("teacher", teacher), train, output=tmp_path / "student", backbone=student_backbone,
+                overrides=TEACHER_SET[1:] + ["training.epochs=2"], resume=True, overwrite=True, **options)
+    assert "distillation." in str(refused.value), str(refused.value)
+    # the same options resume
+    resumed = distill(teacher, train, output=tmp_path / "student", backbone=student_backbone,
+                      overrides=TEACHER_SET[1:] + ["training.epochs=2"], resume=True, overwrite=True, **first)
+    assert [entry["epoch"] for entry in resumed.info.history] == [2]
+
+
 def test_cli_distill_resume_flag(teacher: Path, tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", text_rows(8, 2))
     result = run_cli("distill", str(teacher), "--train", str(train), "--output", str(tmp_path / "s"),

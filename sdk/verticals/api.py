@@ -39,6 +39,7 @@ from .metrics.drift import build_profile, decision_fields
 from .plugins.manager import get_catalog
 from .predictor import Predictor
 from .tasks.base import TaskType
+from .tasks.distillation import resume_identity
 from .tasks.intervals import evaluation_intervals
 from .tasks.transformer import TransformerTask
 
@@ -223,6 +224,8 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
 
     run = {"data": {split: fp.get("sha256", fp) for split, fp in fingerprints.items()},
            "labels": list(getattr(model, "labels_", [])), "config": model.config.model_dump(mode="json")}
+    if getattr(model, "distillation_info_", None):  # a student: weights learnt from these teachers and options
+        run["distillation"] = resume_identity(model.distillation_info_, model.distill_unlabeled)
     if resume:
         differences = resume_differences(checkpoint_dir, run)
         if differences:

@@ -69,7 +69,8 @@ def distill(
       validation, as in :func:`verticals.train`; test data is only scored.
 
     bundle.json records the teachers' digests under ``model.distilled_from``. ``resume`` continues an
-    interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`.
+    interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`, and refuses checkpoints
+    written with other teachers (digests), options or unlabeled records.
     ``transfer_multiplier`` (``--transfer-set N``) adds N generated inputs per training record (masking,
     embedding-neighbour replacement, n-gram sampling: :mod:`verticals.data.augment`) whose only target is the
     teacher's; they are generated from the training split's texts, never its labels. ``None`` (the default)

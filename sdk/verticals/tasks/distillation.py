@@ -8,6 +8,8 @@ Intermediate layers are matched against the first teacher.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,18 @@ def label_order(teacher_labels: Sequence[str], student_labels: Sequence[str]) ->
                           f"beyond the student's labels; distil from teachers of the same task and labels")
     position = {label: i for i, label in enumerate(teacher_labels)}
     return [position[label] for label in student_labels]
+
+
+def resume_identity(info: dict[str, Any], unlabeled: Sequence[BaseModel]) -> dict[str, Any]:
+    """What of ``model.distilled_from`` a ``--resume`` must share with the run that wrote the checkpoints: every
+    option and each teacher's digest, but not where the teachers were read from (a moved teacher is the same
+    teacher), and the unlabeled records' content, not only their count."""
+    where = {"teacher", "teachers", "transfer_records"}
+    identity = {key: value for key, value in info.items() if key not in where}
+    identity["teacher_digests"] = [teacher["digest"] for teacher in info.get("teachers", [])]
+    identity["unlabeled_sha256"] = hashlib.sha256(
+        json.dumps([record.model_dump(mode="json") for record in unlabeled], sort_keys=True).encode()).hexdigest()
+    return identity
 
 
 # distill(teacher_mask=...): what a teacher reads where the student reads its mask; the first is the default
