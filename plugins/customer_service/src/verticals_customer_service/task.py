@@ -63,7 +63,7 @@ class IntentTask(ConversationContext):
     primary_metric = "accuracy"
     # `verticals distill`: 2 generated texts per training text, labelled by the teacher (issue 30: on Banking77's
     # open-intent protocol, 75 % known intents, draws 0-2, the x2 students validated at 94.67 in-scope
-    # classifier accuracy against logits only's 94.54, and kept 37 % of the mpnet-base teacher's test gain
+    # classifier accuracy against logits only's 94.54, and kept 24 % of the mpnet-base teacher's test gain
     # against 15 %; customer-service README)
     default_transfer_multiplier = 2
 
