@@ -53,7 +53,7 @@ def resume_identity(info: dict[str, Any], unlabeled: Sequence[BaseModel]) -> dic
     """What of ``model.distilled_from`` a ``--resume`` must share with the run that wrote the checkpoints: every
     option and each teacher's digest, but not where the teachers were read from (a moved teacher is the same
     teacher), and the unlabeled records' content, not only their count."""
-    where = {"teacher", "teachers", "transfer_records"}
+    where = {"teacher", "teachers", "transfer_records", "teacher_digest"}  # the first of teacher_digests
     identity = {key: value for key, value in info.items() if key not in where}
     identity["teacher_digests"] = [teacher["digest"] for teacher in info.get("teachers", [])]
     identity["unlabeled_sha256"] = hashlib.sha256(
