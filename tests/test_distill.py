@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import verticals
+from verticals import api
 from verticals.backbones.model import distillation_loss
 from verticals.bundles.bundle import digest
 from verticals.distill import distill
@@ -108,6 +109,37 @@ def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbon
     teacher_tags = [p.tags for p in verticals.load(teacher).predict(texts)]
     pairs = [(s, t) for st, tt in zip(student_tags, teacher_tags) for s, t in zip(st, tt)]
     assert sum(s == t for s, t in pairs) / len(pairs) >= 0.8, (student_tags, teacher_tags)
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({}, (6.0, 300)),  # twice the core's 3 epochs; min_steps as a fine-tune resolves it (small-data stretch)
+    ({"overrides": ["training.epochs=2"]}, (2.0, None)),  # the user's epochs are literal
+    ({"overrides": {"training": {"epochs": 2}}}, (2.0, None)),
+    ({"config": {"training": {"epochs": 4}}}, (4.0, None)),
+    ({"epochs": 5.0}, (5.0, None)),
+])
+def test_token_students_get_twice_the_epochs_unless_given(given: dict, expected: tuple, tmp_path: Path,  # type: ignore[type-arg]
+                                                          tiny_backbone: Path, token_data, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """NCBI-disease (issue 30): students with twice the fine-tune's epochs won on devel, so a token task's
+    student gets twice the task's budget unless the user chose one (--epochs, or training.epochs anywhere)."""
+    teacher = tmp_path / "teacher"
+    verticals.train("token-classification", token_data["train"], output=teacher, backbone=str(tiny_backbone),
+                    overrides=["training.epochs=1"])
+    trained = []
+    monkeypatch.setattr(api, "train_task", lambda student, *args, **kwargs: trained.append(student))
+    distill(teacher, token_data["train"], output=tmp_path / "student", backbone=str(tiny_backbone), **given)
+    training = trained[0].config.training
+    assert (training.epochs, training.min_steps) == expected
+
+
+def test_text_students_keep_the_tasks_epochs(teacher: Path, tmp_path: Path, tiny_backbone: Path,
+                                            monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    trained = []
+    monkeypatch.setattr(api, "train_task", lambda student, *args, **kwargs: trained.append(student))
+    distill(teacher, write_csv(tmp_path / "train.csv", text_rows(8, 2)), output=tmp_path / "student",
+            backbone=str(tiny_backbone))
+    fine_tune = api.build_task("text-classification")[0].config.training
+    assert trained[0].config.training.epochs == fine_tune.epochs
 
 
 def test_an_interrupted_distillation_resumes_from_its_checkpoints(teacher: Path, tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ is one. Unlabelled in-domain texts add examples whose only target is the teacher
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .bundles.bundle import digest
-from .config import deep_merge
+from .config import deep_merge, parse_set
 from .errors import ConfigError, option
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
@@ -65,8 +66,10 @@ def distill(
       (default: uniform). Both weights default to 0 (logits only): no layer loss beat logits only on
       validation where measured (docs/backbones.md).
     * ``epochs`` and ``learning_rate`` set the student's ``training.epochs``/``training.learning_rate``
-      (default: the task's training defaults); they win over ``overrides``. Selection of the best epoch is on
-      validation, as in :func:`verticals.train`; test data is only scored.
+      (default: the task's training defaults, the epochs times the task's measured
+      ``default_student_epoch_factor``: 2 for token classification, 1 for text classification); they win over
+      ``overrides``. Selection of the best epoch is on validation, as in :func:`verticals.train`; test data is
+      only scored.
 
     bundle.json records the teachers' digests under ``model.distilled_from``. ``resume`` continues an
     interrupted run from its last complete epoch checkpoint, as in :func:`verticals.train`, and refuses checkpoints
@@ -125,10 +128,16 @@ def distill(
         from .config import read_config_file
 
         merged_config = deep_merge(labels, read_config_file(config))
-    student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, epochs, learning_rate),
-                                              backbone)
+    own = {key: value for key, value in (("epochs", epochs), ("learning_rate", learning_rate)) if value is not None}
+    student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, own), backbone)
     if not isinstance(student, TransformerTask):  # a pack may register its own subclass for the task name
         raise ConfigError(f"task '{task}' does not build a transformer task here; it cannot learn from a teacher")
+    if student.default_student_epoch_factor != 1.0 and not _epochs_given(epochs, merged_config, overrides):
+        # The task's measured factor times the pack's budget; min_steps as resolved, since epochs set alone
+        # would turn the small-data stretch off (config.resolve_config)
+        training = student.config.training
+        own |= {"epochs": training.epochs * student.default_student_epoch_factor, "min_steps": training.min_steps}
+        student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, own), backbone)
     digests = [digest(path) for path in paths]
     cache_dir = Path(teacher_cache) if teacher_cache is not None else Path(f"{output}.teacher-outputs")
     for task_, teacher_digest in zip(tasks, digests, strict=True):
@@ -180,13 +189,21 @@ def _check_options(temperature: float, student_temperature: float | None, alpha:
                           "--attention-weight > 0 as well")
 
 
-def _schedule(overrides: Sequence[str] | dict[str, Any] | None, epochs: float | None,
-              learning_rate: float | None) -> Sequence[str] | dict[str, Any] | None:
-    """The student's own schedule options, after (so over) the user's overrides."""
-    extra = {**({"training.epochs": epochs} if epochs is not None else {}),
-             **({"training.learning_rate": learning_rate} if learning_rate is not None else {})}
-    if not extra:
+def _epochs_given(epochs: float | None, config: dict[str, Any] | Any,
+                  overrides: Sequence[str] | dict[str, Any] | None) -> bool:
+    """Whether the user chose the student's epochs: ``--epochs``, or ``training.epochs`` in a config or ``--set``
+    (taken literally, as everywhere else)."""
+    user = config if isinstance(config, dict) else {}
+    for layer in [overrides] if isinstance(overrides, dict) else [parse_set(item) for item in overrides or []]:
+        user = deep_merge(user, layer)
+    return epochs is not None or "epochs" in (user.get("training") or {})
+
+
+def _schedule(overrides: Sequence[str] | dict[str, Any] | None,
+              own: dict[str, Any]) -> Sequence[str] | dict[str, Any] | None:
+    """The student's own ``training`` options (``own``), after (so over) the user's overrides."""
+    if not own:
         return overrides
     if isinstance(overrides, dict):  # nested, as resolve_config merges it
-        return deep_merge(overrides, {"training": {k.split(".", 1)[1]: v for k, v in extra.items()}})
-    return [*(overrides or []), *(f"{k}={v}" for k, v in extra.items())]
+        return deep_merge(overrides, {"training": own})
+    return [*(overrides or []), *(f"training.{key}={json.dumps(value)}" for key, value in own.items())]

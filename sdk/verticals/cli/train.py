@@ -102,8 +102,8 @@ def add_parser(sub: Any) -> None:
     distill.add_argument("--alpha", type=float, default=0.5,
                          help="weight of the teacher term; 1 - alpha weighs the gold labels (default 0.5)")
     distill.add_argument("--epochs", type=float, default=None,
-                         help="the student's epoch budget (default: the task's training.epochs); best epoch "
-                              "chosen on validation")
+                         help="the student's epoch budget (default: the task's training.epochs; twice that for "
+                              "token classification); best epoch chosen on validation")
     distill.add_argument("--learning-rate", type=float, default=None,
                          help="the student's learning rate (default: the task's training.learning_rate)")
     distill.add_argument("--layer-map", default=None, metavar="S:T,...",

@@ -164,6 +164,9 @@ class TransformerTask(TaskType):
     # What `verticals distill` generates when no --transfer-set is given: the best student measured for this kind
     # of task (issue 30, docs/backbones.md). Sentence labels: logits only won on validation (PhraseBank).
     default_transfer_multiplier: ClassVar[int] = 0
+    # The student's epoch budget when `verticals distill` gets no --epochs: this many times the task's own
+    # training.epochs (issue 30's "schedule of its own"; measured per kind of task, docs/backbones.md).
+    default_student_epoch_factor: ClassVar[float] = 1.0
     augmentation_info_: dict[str, Any] | None = None
     # What the per-epoch metrics are computed on: the final summary's validation metrics unless a subclass
     # selects on something else (it then says what, so the console never passes one number for another).
