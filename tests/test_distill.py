@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -118,23 +119,39 @@ def test_token_student_follows_the_teacher_per_word(tmp_path: Path, tiny_backbon
     ({"config": {"training": {"epochs": 4}}}, (4.0, None)),
     ({"epochs": 5.0}, (5.0, None)),
 ])
-def test_token_students_get_twice_the_epochs_unless_given(given: dict, expected: tuple, tmp_path: Path,  # type: ignore[type-arg]
-                                                          tiny_backbone: Path, token_data, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_token_students_get_twice_the_epochs_unless_given(given: dict[str, Any], expected: tuple[float, int | None],
+                                                          tmp_path: Path, tiny_backbone: Path,
+                                                          token_data: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """NCBI-disease (issue 30): students with twice the fine-tune's epochs won on devel, so a token task's
     student gets twice the task's budget unless the user chose one (--epochs, or training.epochs anywhere)."""
     teacher = tmp_path / "teacher"
     verticals.train("token-classification", token_data["train"], output=teacher, backbone=str(tiny_backbone),
                     overrides=["training.epochs=1"])
-    trained = []
+    trained: list[Any] = []
     monkeypatch.setattr(api, "train_task", lambda student, *args, **kwargs: trained.append(student))
     distill(teacher, token_data["train"], output=tmp_path / "student", backbone=str(tiny_backbone), **given)
     training = trained[0].config.training
     assert (training.epochs, training.min_steps) == expected
+    assert trained[0].distillation_info_["epoch_factor"] == (1.0 if given else 2.0)
+
+
+def test_cli_says_the_epoch_budget_it_chose(tmp_path: Path, tiny_backbone: Path, token_data: dict[str, Path]) -> None:
+    teacher = tmp_path / "teacher"
+    verticals.train("token-classification", token_data["train"], output=teacher, backbone=str(tiny_backbone),
+                    overrides=["training.epochs=1"])
+    common = [str(teacher), "--train", str(token_data["train"]), "--backbone", str(tiny_backbone)]
+    # min_steps off (not the epochs): the budget is the task's 3 epochs, twice
+    chosen = run_cli("distill", *common, "--output", str(tmp_path / "a"), "--set", "training.min_steps=null")
+    assert chosen.returncode == 0, chosen.stderr
+    assert "epoch budget 6: 2x the task's" in chosen.stdout
+    given = run_cli("distill", *common, "--output", str(tmp_path / "b"), "--epochs", "1")
+    assert given.returncode == 0 and "epoch budget" not in given.stdout, given.stderr
 
 
 def test_text_students_keep_the_tasks_epochs(teacher: Path, tmp_path: Path, tiny_backbone: Path,
-                                            monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    trained = []
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    trained: list[Any] = []
     monkeypatch.setattr(api, "train_task", lambda student, *args, **kwargs: trained.append(student))
     distill(teacher, write_csv(tmp_path / "train.csv", text_rows(8, 2)), output=tmp_path / "student",
             backbone=str(tiny_backbone))

@@ -132,11 +132,13 @@ def distill(
     student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, own), backbone)
     if not isinstance(student, TransformerTask):  # a pack may register its own subclass for the task name
         raise ConfigError(f"task '{task}' does not build a transformer task here; it cannot learn from a teacher")
+    epoch_factor = 1.0  # what multiplied the task's epochs: recorded, and said by the CLI
     if student.default_student_epoch_factor != 1.0 and not _epochs_given(epochs, merged_config, overrides):
         # The task's measured factor times the pack's budget; min_steps as resolved, since epochs set alone
         # would turn the small-data stretch off (config.resolve_config)
         training = student.config.training
-        own |= {"epochs": training.epochs * student.default_student_epoch_factor, "min_steps": training.min_steps}
+        epoch_factor = student.default_student_epoch_factor
+        own |= {"epochs": training.epochs * epoch_factor, "min_steps": training.min_steps}
         student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, own), backbone)
     digests = [digest(path) for path in paths]
     cache_dir = Path(teacher_cache) if teacher_cache is not None else Path(f"{output}.teacher-outputs")
@@ -161,7 +163,7 @@ def distill(
         "layer_map": layer_map if isinstance(layer_map, str) or layer_map is None else [list(p) for p in layer_map],
         "hidden_weight": float(hidden_weight), "attention_weight": float(attention_weight),
         "unlabeled_records": len(student.distill_unlabeled), "transfer_multiplier": transfer_multiplier,
-        "teacher_mask": teacher_mask,
+        "teacher_mask": teacher_mask, "epoch_factor": epoch_factor,
     }
     return api.train_task(student, spec, pack_name, task, train, output=output, validation=validation, test=test,
                           overwrite=overwrite, resume=resume)

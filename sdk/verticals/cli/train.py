@@ -59,6 +59,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
         teacher = result["distilled_from"] or {}
         print(f"wrote student bundle {args.output} ({predictor.info.task}) distilled from {args.teacher} "
               f"(digest {str(teacher.get('teacher_digest'))[:12]}...)")
+        if teacher.get("epoch_factor", 1.0) != 1.0:
+            print(f"  epoch budget {predictor.task.config.training.epochs:g}: {teacher['epoch_factor']:g}x the "
+                  f"task's, the best measured for its students (--epochs N sets it)")
         for split, metrics in predictor.info.metrics.items():
             print(f"  {split}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                              if isinstance(v, (int, float))))

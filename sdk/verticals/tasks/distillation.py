@@ -53,8 +53,9 @@ def resume_identity(info: dict[str, Any], unlabeled: Sequence[BaseModel]) -> dic
     """What of ``model.distilled_from`` a ``--resume`` must share with the run that wrote the checkpoints: every
     option and each teacher's digest, but not where the teachers were read from (a moved teacher is the same
     teacher), and the unlabeled records' content, not only their count."""
-    where = {"teacher", "teachers", "transfer_records", "teacher_digest"}  # the first of teacher_digests
-    identity = {key: value for key, value in info.items() if key not in where}
+    # where the teachers lie, and copies: teacher_digest is teacher_digests' first, epoch_factor is in the config
+    left_out = {"teacher", "teachers", "transfer_records", "teacher_digest", "epoch_factor"}
+    identity = {key: value for key, value in info.items() if key not in left_out}
     identity["teacher_digests"] = [teacher["digest"] for teacher in info.get("teachers", [])]
     identity["unlabeled_sha256"] = hashlib.sha256(
         json.dumps([record.model_dump(mode="json") for record in unlabeled], sort_keys=True).encode()).hexdigest()
