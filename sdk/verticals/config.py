@@ -395,6 +395,21 @@ def format_validation_error(exc: ValidationError, where: str, model: type[BaseMo
     return message
 
 
+def user_options(config_file: str | Path | dict[str, Any] | None,
+                 overrides: Sequence[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """What the user chose, unvalidated: a config file (or its dict) < overrides (``--set`` strings or a dict)."""
+    user: dict[str, Any] = {}
+    if isinstance(config_file, dict):
+        user = copy.deepcopy(config_file)
+    elif config_file is not None:
+        user = read_config_file(config_file)
+    if isinstance(overrides, dict):
+        return deep_merge(user, overrides)
+    for assignment in overrides or []:
+        user = deep_merge(user, parse_set(assignment))
+    return user
+
+
 def resolve_config(
     defaults: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
@@ -402,14 +417,7 @@ def resolve_config(
     task: str | None = None,
 ) -> RunConfig:
     """Layer pack defaults < config file < overrides into a validated :class:`RunConfig`."""
-    user: dict[str, Any] = {}
-    if config_file is not None:
-        user = deep_merge(user, read_config_file(config_file))
-    if isinstance(overrides, dict):
-        user = deep_merge(user, overrides)
-    else:
-        for assignment in overrides or []:
-            user = deep_merge(user, parse_set(assignment))
+    user = user_options(config_file, overrides)
     layered = deep_merge(copy.deepcopy(defaults or {}), user)
     # An epoch count a pack or the user chose is meant literally: the small-data rule (training.min_steps)
     # only stretches the core's generic default, unless whoever set the epochs also set min_steps.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundles.bundle import digest
-from .config import deep_merge, parse_set
+from .config import deep_merge, user_options
 from .errors import ConfigError, option
 from .predictor import Predictor
 from .tasks.text_classification import TextClassificationTask
@@ -191,13 +191,11 @@ def _check_options(temperature: float, student_temperature: float | None, alpha:
                           "--attention-weight > 0 as well")
 
 
-def _epochs_given(epochs: float | None, config: dict[str, Any] | Any,
+def _epochs_given(epochs: float | None, config: str | Path | dict[str, Any],
                   overrides: Sequence[str] | dict[str, Any] | None) -> bool:
     """Whether the user chose the student's epochs: ``--epochs``, or ``training.epochs`` in a config or ``--set``
     (taken literally, as everywhere else)."""
-    user = config if isinstance(config, dict) else {}
-    for layer in [overrides] if isinstance(overrides, dict) else [parse_set(item) for item in overrides or []]:
-        user = deep_merge(user, layer)
+    user = user_options(config, overrides)
     return epochs is not None or "epochs" in (user.get("training") or {})
 
 
