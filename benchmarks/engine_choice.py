@@ -70,7 +70,6 @@ def main() -> int:
         print(f"skipped: Banking77 not found under {root} (set VERTICALS_DATA)")
         return 0
     import torch
-
     import verticals
 
     if args.threads:

@@ -13,7 +13,6 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
-
 from verticals.backbones.loading import embedded_minilm_path
 
 

@@ -383,7 +383,8 @@ def ensemble_row(args: argparse.Namespace, data: dict[str, Any], work: Path, tea
     gold, predicted = scored(data["files"]["test"])
     val_gold, val_predicted = scored(data["files"]["validation"])
     seconds = [r["seconds"] for r in results]
-    row = {"stage": "ensemble", "members": members, "name": f"ensemble of the {len(teachers)} {args.teacher} teachers (mean probabilities)",
+    row = {"stage": "ensemble", "members": members,
+           "name": f"ensemble of the {len(teachers)} {args.teacher} teachers (mean probabilities)",
             "folder": "+".join(t.name for t in teachers), "digest": None,
             "test": {"accuracy": accuracy_score(gold, predicted),
                      "macro_f1": f1_score(gold, predicted, average="macro")},

@@ -1,8 +1,8 @@
 """``verticals tune`` with a fixed budget against the pack's hand-chosen defaults.
 
-``--dataset phrasebank`` (default): Financial PhraseBank (50Agree, exact duplicates removed, the seeded stratified 80/10/10 split of
-finance_phrasebank.py), the first ``--max-train`` (1,000) training sentences; the validation split scores
-the trials (and early stopping), the test split is seen only by the final bundles. Per seed: the
+``--dataset phrasebank`` (default): Financial PhraseBank (50Agree, exact duplicates removed, the seeded stratified
+80/10/10 split of finance_phrasebank.py), the first ``--max-train`` (1,000) training sentences; the validation
+split scores the trials (and early stopping), the test split is seen only by the final bundles. Per seed: the
 finance.sentiment defaults trained once, and ``tune`` with ``--trials`` (8) trials, median pruning on, the
 core search space, then its best parameters trained into a bundle. ``training.seed`` and the sampler seed are
 the seed; the data split stays fixed.

@@ -224,7 +224,8 @@ def test_distill_with_a_transfer_set_records_it(tmp_path: Path, tiny_backbone: P
     assert bad.returncode == 2 and "--transfer-set" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_token_distill_defaults_to_the_measured_x2_transfer_set(tmp_path: Path, tiny_backbone: Path, token_data) -> None:  # type: ignore[no-untyped-def]
+def test_token_distill_defaults_to_the_measured_x2_transfer_set(  # type: ignore[no-untyped-def]
+        tmp_path: Path, tiny_backbone: Path, token_data) -> None:
     # issue 30: on NCBI-disease two generated sentences per record beat logits only on devel, so a token task's
     # student gets them unless told otherwise; --transfer-set 0 still trains on the records alone
     from verticals.distill import distill

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 import verticals
 from verticals.bundles.bundle import digest, write_manifest
 from verticals.cli import main

@@ -21,8 +21,8 @@ from verticals.bundles.bundle import digest
 from verticals.distill import distill
 from verticals.errors import ConfigError
 from verticals.tasks.distillation import label_order
-from verticals.tasks.text_classification import TextClassificationTask
 from verticals.tasks.teacher_outputs import TeacherLogitsCache
+from verticals.tasks.text_classification import TextClassificationTask
 from verticals.testing import make_tiny_backbone
 
 from .conftest import WORDS, run_cli, text_rows, write_csv

@@ -136,8 +136,8 @@ def free_port() -> int:
 
 def test_workers_refuse_a_bad_bundle_before_starting(tmp_path: Path) -> None:
     process = subprocess.run([sys.executable, "-m", "verticals", "serve", str(tmp_path / "missing"), "--workers",
-                              "2", "--port", str(free_port())], env=dict(os.environ, VERTICALS_PLUGINS=""), capture_output=True,
-                             text=True, timeout=120)
+                              "2", "--port", str(free_port())], env=dict(os.environ, VERTICALS_PLUGINS=""),
+                             capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     errors = [line for line in process.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "missing" in errors[0], process.stderr

@@ -21,7 +21,6 @@ pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
-import verticals  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from verticals.delivery.monitoring import Readiness  # noqa: E402

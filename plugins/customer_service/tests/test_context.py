@@ -214,7 +214,8 @@ def test_export_predict_py_reads_context_as_the_sdk(bundles: dict[str, Path], tm
     got = run_export_reference(out, inputs)
     assert [g["intent"] for g in got] == [e.intent for e in expected]
     for g, e in zip(got, expected):
-        assert g["scores"] == pytest.approx(e.scores, abs=1e-4) and g["reason"].split(" ")[:3] == e.reason.split(" ")[:3]
+        assert g["scores"] == pytest.approx(e.scores, abs=1e-4)
+        assert g["reason"].split(" ")[:3] == e.reason.split(" ")[:3]
         assert [m["similarity"] for m in g["matches"]] == pytest.approx([m.similarity for m in e.matches], abs=1e-4)
     # the SDK's own ONNX engine (what `serve --engine auto` picks) gets the segment ids of the pair too
     on_onnx = api.load(bundles["with"], engine="onnx").predict(inputs)

@@ -77,7 +77,8 @@ def _encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def _qkv(layer: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module]:
-    linear = {name.rsplit(".", 1)[-1]: module for name, module in layer.named_modules() if isinstance(module, nn.Linear)}
+    linear = {name.rsplit(".", 1)[-1]: module
+              for name, module in layer.named_modules() if isinstance(module, nn.Linear)}
     for names in RELATION_NAMES:
         if all(name in linear for name in names):
             return linear[names[0]], linear[names[1]], linear[names[2]]

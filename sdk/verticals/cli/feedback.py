@@ -41,7 +41,8 @@ def add_parser(sub: Any) -> None:
         "export", help="write a model's corrections as training records",
         description="Write the corrections stored by `serve --feedback-db` as training records in the task's "
                     "format; duplicates merged, conflicting corrections listed and left out.")
-    feedback_export.add_argument("db", metavar="DB", help="the --feedback-db of verticals serve: a file or a database URL")
+    feedback_export.add_argument("db", metavar="DB",
+                                 help="the --feedback-db of verticals serve: a file or a database URL")
     feedback_export.add_argument("--model", required=True, metavar="NAME", help="model name as served (/v1/models)")
     feedback_export.add_argument("--output", required=True, metavar="FILE", help="training file: .csv, .jsonl, .conll")
     feedback_export.add_argument("--since", metavar="DATE", help="only feedback from DATE on (2026-12-01 or ISO time)")

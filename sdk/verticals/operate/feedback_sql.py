@@ -29,17 +29,44 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text, delete,
-                        event, insert, inspect, select, text)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    delete,
+    event,
+    insert,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ..errors import ConfigError, option
 from . import feedback as sqlite_store
-from .feedback import (APPLICATION_ID, DEFAULT_RETENTION, FEEDBACK_KEYS, MODEL_KEYS, SCHEMA_VERSION, FeedbackStore,
-                       StoreUnavailable, dumps, feedback_item, models_by_name, now, parse_retention, prediction_item,
-                       retention_cutoff)
+from .feedback import (
+    APPLICATION_ID,
+    DEFAULT_RETENTION,
+    FEEDBACK_KEYS,
+    MODEL_KEYS,
+    SCHEMA_VERSION,
+    FeedbackStore,
+    StoreUnavailable,
+    dumps,
+    feedback_item,
+    models_by_name,
+    now,
+    parse_retention,
+    prediction_item,
+    retention_cutoff,
+)
 
 MARKER = "verticals_feedback_schema"
 CONNECT_TIMEOUT_S = 10  # an unreachable host fails the start within this, not after the OS's minutes
