@@ -303,7 +303,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> int:
     staged += [("distilled", name, result) for name, result in students]
     names["teacher-extra"] = f"{args.teacher} fine-tuned, another seed (ensemble member)"
     rows = [evaluated(args, data, work, stage, folder, names[stage], result) for stage, folder, result in staged]
-    if extra_seeds and args.dataset == "phrasebank":
+    if extra_seeds:
         rows.append(ensemble_row(args, data, work, teachers, [results[f] for f in ("teacher", *(
             f"teacher-seed{seed}" for seed in extra_seeds))]))
     print(f"\n{args.dataset}: train/validation/test = {'/'.join(map(str, data['sizes']))}, seed {args.seed}, "
@@ -356,11 +356,9 @@ def evaluated(args: argparse.Namespace, data: dict[str, Any], work: Path, stage:
 
 def ensemble_row(args: argparse.Namespace, data: dict[str, Any], work: Path, teachers: list[Path],
                  results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ensemble teacher as a classifier: the argmax of its members' averaged probabilities (what its
-    students learn from), scored on test and validation with the pack's metrics (accuracy, macro-F1)."""
-    import csv
-
-    from sklearn.metrics import accuracy_score, f1_score
+    """The ensemble teacher as a model (``_ensemble``: the argmax of its members' averaged probabilities, what
+    its students learn from), scored on test and validation with the pack's metrics."""
+    from _ensemble import SCORERS
     from verticals.bundles.bundle import digest
 
     members = {t.name: digest(t) for t in teachers}
@@ -368,29 +366,18 @@ def ensemble_row(args: argparse.Namespace, data: dict[str, Any], work: Path, tea
     saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else {}
     if saved.get("members") == members:
         return saved
-    predictors = [result["predictor"] for result in results]
-
-    def scored(path: Path) -> tuple[list[str], list[str]]:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        texts, gold = [row["text"] for row in rows], [row["label"] for row in rows]
-        answers = [predictor.predict(texts) for predictor in predictors]
-        labels = sorted(answers[0][0].scores)
-        mean = [[sum(a[i].scores[label] for a in answers) / len(answers) for label in labels]
-                for i in range(len(texts))]
-        return gold, [labels[max(range(len(labels)), key=row.__getitem__)] for row in mean]
-
-    gold, predicted = scored(data["files"]["test"])
-    val_gold, val_predicted = scored(data["files"]["validation"])
+    predictors, score = [result["predictor"] for result in results], SCORERS[args.dataset]
+    print(f"[ensemble] scoring the {len(teachers)} teachers' averaged probabilities on test and validation",
+          flush=True)
+    test = score(predictors, data["files"]["test"], data["overrides"])
+    validation = score(predictors, data["files"]["validation"], data["overrides"])
     seconds = [r["seconds"] for r in results]
     row = {"stage": "ensemble", "members": members,
            "name": f"ensemble of the {len(teachers)} {args.teacher} teachers (mean probabilities)",
-            "folder": "+".join(t.name for t in teachers), "digest": None,
-            "test": {"accuracy": accuracy_score(gold, predicted),
-                     "macro_f1": f1_score(gold, predicted, average="macro")},
-            "validation": accuracy_score(val_gold, val_predicted), "backbone": None,
-            "latency": f"{len(teachers)} teacher forwards", "seconds": None if None in seconds else sum(seconds),
-            "epochs": None, "resumed": False}
+           "folder": "+".join(t.name for t in teachers), "digest": None,
+           "test": test, "validation": validation[MAIN_METRIC[args.dataset]], "backbone": None,
+           "latency": f"{len(teachers)} teacher forwards", "seconds": None if None in seconds else sum(seconds),
+           "epochs": None, "resumed": False}
     saved_path.write_text(json.dumps(row, indent=1) + "\n", encoding="utf-8")
     return row
 
