@@ -106,3 +106,31 @@ def test_a_teacher_with_another_mask_token_reads_the_mask_teacher_mask_names(
     assert student.info.model["distilled_from"]["teacher_mask"] == (teacher_mask or "student")
     theirs, ours = ("<mask>", "[MASK]") if teacher_mask == "own" else ("[MASK]", "<mask>")
     assert any(theirs in tokens for tokens in read) and not any(ours in tokens for tokens in read)
+
+
+def test_an_ensemble_of_taggers_averages_their_merged_word_probabilities(tmp_path: Path, tiny_backbone: Path) -> None:
+    """Two medical.ner teachers (other seeds, other windows): every student window's target is the mean of the
+    two teachers' per-word probabilities, each merged over its own windows; distil() records both."""
+    from verticals.tasks.distillation import averaged_targets
+
+    write_conll(tmp_path / "train.conll", LONG, repeat=2)
+    paths = [tmp_path / "teacher-a", tmp_path / "teacher-b"]
+    teachers = [api.train("medical.ner", tmp_path / "train.conll", output=path, backbone=str(tiny_backbone),
+                          overrides=["training.epochs=1", f"training.seed={seed}", *window]).task
+                for path, seed, window in zip(paths, (1, 2), (WINDOWS, ["training.max_length=14", "task.stride=3"]))]
+    student, _, _ = api.build_task("medical.ner", overrides=["training.max_length=10", "task.stride=2"])
+    student.labels_ = list(teachers[0].labels_)
+    student.tokenizer_ = load_tokenizer(make_tiny_backbone(tmp_path / "student-bert", seed=1, layers=1))
+    student.teacher = teachers
+    records = teachers[0].read(tmp_path / "train.conll")
+    features = student.encode(records, with_labels=True)
+    words = [t.merged_word_probabilities(records, *t.predict_logits(records)) for t in teachers]
+    assert not np.allclose(words[0][0], words[1][0]), "two identical teachers would not test the average"
+    for feature, rows in zip(features, averaged_targets(student, records, features), strict=True):
+        for position, word, _ in feature["words"]:
+            np.testing.assert_allclose(rows[position], (words[0][feature["record"]][word]
+                                                        + words[1][feature["record"]][word]) / 2, rtol=1e-5)
+    distilled = distill(paths, tmp_path / "train.conll", output=tmp_path / "student", transfer_multiplier=0,
+                        backbone=str(tiny_backbone), overrides=["training.epochs=1", *WINDOWS])
+    recorded = distilled.info.model["distilled_from"]["teachers"]
+    assert [t["digest"] for t in recorded] == [digest(path) for path in paths]
