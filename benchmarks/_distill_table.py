@@ -75,6 +75,8 @@ def print_table(dataset: str, rows: list[dict[str, Any]]) -> None:
     validation = "validation accuracy" if dataset == "phrasebank" else "devel F1"
     by_stage = {row["stage"]: row["test"][primary] for row in rows if row["stage"] in ("minilm", "teacher")}
     gain = by_stage["teacher"] - by_stage["minilm"] if len(by_stage) == 2 else 0.0
+    ensembles = [row["test"][primary] for row in rows if row["stage"] == "ensemble"]
+    ensemble_gain = ensembles[0] - by_stage["minilm"] if ensembles and "minilm" in by_stage else 0.0
     print(f"| model | {' | '.join(heads)} | {validation} | share of the teacher's gain | training s | epochs run "
           f"| p50 onnx ms |")
     print("|---|" + "---|" * (len(heads) + 5))
@@ -88,6 +90,8 @@ def print_table(dataset: str, rows: list[dict[str, Any]]) -> None:
             f" ± {fmt_value(dataset, row['validation_sd'])}" if "validation_sd" in row else "")
         kept = (f"{100 * (row['test'][primary] - by_stage['minilm']) / gain:.0f} %"
                 if row["stage"] == "distilled" and gain > 0 else "")
+        if kept and ensemble_gain > 0 and "ensemble of" in row["name"]:  # a student of the ensemble
+            kept += f" ({100 * (row['test'][primary] - by_stage['minilm']) / ensemble_gain:.0f} % of the ensemble's)"
         print(f"| {name} | {' | '.join(metric_cells(dataset, row['test'], row.get('test_sd')))} | "
               f"{validation_cell} | {kept} | {seconds} | {epochs} | {latency} |")
     if len(by_stage) == 2 and gain <= 0:
