@@ -12,7 +12,8 @@ import numpy as np
 
 
 def sentence_metrics(predictors: list[Any], path: Path, overrides: list[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 of the averaged class probabilities (finance.sentiment's CSV files)."""
+    """Accuracy and macro-F1 of the averaged class probabilities (finance.sentiment's CSV files, which need no
+    ``overrides``; the argument keeps one signature for both scorers)."""
     from sklearn.metrics import accuracy_score, f1_score
 
     with open(path, newline="", encoding="utf-8") as handle:

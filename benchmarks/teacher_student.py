@@ -23,7 +23,9 @@ resumes a training that was interrupted from its last complete epoch checkpoint.
 (temperature, alpha, unlabelled text) get their own stage folder, so one work folder compares several
 students of the same teacher; they share the teacher's cached outputs (DIR/teacher-outputs). Student
 variants: ``--hidden-weight``, ``--attention-weight``, ``--layer-map`` (intermediate layers),
-``--student-epochs``, ``--student-learning-rate``.
+``--student-epochs``, ``--student-learning-rate``; ``--ensemble-seeds 43,44`` trains the teacher again with those
+seeds and distils from all of them, and adds the ensemble's own row (its members' averaged probabilities, scored
+by ``_ensemble``: accuracy for PhraseBank, strict entity F1 for NCBI).
 
 Each measured bundle's test metrics and onnx latency are kept in DIR/<stage>.result.json with its digest, so a
 later run measures only new bundles, and ``--table`` prints one table of every variant measured in the
