@@ -30,12 +30,14 @@ def sentence_metrics(predictors: list[Any], path: Path, overrides: list[str]) ->
 def entity_metrics(predictors: list[Any], path: Path, overrides: list[str]) -> dict[str, float]:
     """Strict entity precision/recall/F1 of the averaged per-word probabilities (medical.ner: each member's
     probabilities merged over its own sliding windows, then averaged, argmax, BIO repair, spans)."""
+    from verticals.tasks.distillation import label_order
+
     tasks = [(predictor.with_overrides(overrides) if overrides else predictor).task for predictor in predictors]
     first = tasks[0]
     records = first.read(path)
     total: list[np.ndarray] | None = None
     for task in tasks:
-        order = [list(task.labels_).index(label) for label in first.labels_]
+        order = label_order(list(task.labels_), list(first.labels_))  # distill's alignment; other sets refused
         words = task.merged_word_probabilities(records, *task.predict_logits(records))
         aligned = [probs[:, order] for probs in words]
         total = aligned if total is None else [t + a for t, a in zip(total, aligned, strict=True)]
