@@ -34,7 +34,9 @@ folder (students merged over their seeds, mean ± sd), training nothing:
     python benchmarks/teacher_student.py --dataset phrasebank --work DIR --table
 
 Add ``--latency`` to measure every bundle's onnx p50 again, one after another in that run: students share the
-MiniLM's architecture, so only figures taken side by side say whether they keep its latency.
+MiniLM's architecture, so only figures taken side by side say whether they keep its latency. Add
+``--intervals`` to score every bundle on each test record and print, per variant, its share of the teacher's gain
+with a 95 % interval over the test records (paired bootstrap, ``_intervals``): what one test split can tell.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any
 
 from _common import data_dir, write_csv
 from _distill_table import MAIN_METRIC, QUERIES, merge_seeds, p50_onnx_ms, print_table
+from _intervals import print_intervals
 
 STAGES = ("minilm", "teacher", "distilled")
 DEFAULT_TEMPERATURE, DEFAULT_ALPHA = 2.0, 0.5  # verticals.distill's defaults
@@ -213,6 +216,9 @@ def main() -> int:
                         help="train nothing: print one table of every variant already measured in --work")
     parser.add_argument("--latency", action="store_true",
                         help="with --table: measure every bundle's onnx p50 again, one after another in this run")
+    parser.add_argument("--intervals", action="store_true",
+                        help="with --table: score every bundle on each test record and print 95%% intervals of each "
+                             "variant's share of the teacher's gain (paired bootstrap; benchmarks/_intervals.py)")
     parser.add_argument("--unlabeled-rest", action="store_true",
                         help="with --max-train N: the training texts beyond N go to the student unlabelled")
     args = parser.parse_args()
@@ -230,14 +236,15 @@ def main() -> int:
 
     from verticals.errors import VerticalsError
 
-    if args.latency and not args.table:
-        print("--latency goes with --table (a training run measures each new bundle as it lands)", file=sys.stderr)
+    if (args.latency or args.intervals) and not args.table:
+        print("--latency and --intervals go with --table (a training run measures each new bundle as it lands)",
+              file=sys.stderr)
         return 2
     if args.table:
         if args.work is None or not (args.work / "settings.json").is_file():
             print("--table needs --work DIR, a folder this benchmark has run in", file=sys.stderr)
             return 2
-        return table_of_work_folder(args.dataset, args.work, latency=args.latency)
+        return table_of_work_folder(args.dataset, args.work, latency=args.latency, intervals=args.intervals)
     try:
         with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
             return benchmark(args, Path(tmp))
@@ -384,11 +391,12 @@ def ensemble_row(args: argparse.Namespace, data: dict[str, Any], work: Path, tea
     return row
 
 
-def table_of_work_folder(dataset: str, work: Path, latency: bool = False) -> int:
+def table_of_work_folder(dataset: str, work: Path, latency: bool = False, intervals: bool = False) -> int:
     """``--table``: every bundle measured in ``work`` (its DIR/<folder>.result.json still matching the bundle's
     digest), students grouped by variant over their seeds, in one table. With ``latency``, every bundle's onnx
     p50 is measured again, one bundle after another in this run, so that the column compares like with like
-    (the stored figures come from runs hours apart, on a machine whose other load changed)."""
+    (the stored figures come from runs hours apart, on a machine whose other load changed). With ``intervals``,
+    a second table gives each variant's share of the teacher's gain with its 95 % interval over the test records."""
     from verticals.bundles.bundle import digest
 
     rows = []
@@ -408,20 +416,21 @@ def table_of_work_folder(dataset: str, work: Path, latency: bool = False) -> int
     order = {"minilm": 0, "teacher": 1, "teacher-extra": 2, "ensemble": 3, "distilled": 4}
     rows.sort(key=lambda row: (order[row["stage"]], row["name"], row["folder"]))
     settings = json.loads((work / "settings.json").read_text(encoding="utf-8"))
-    if latency:
-        with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
-            data = prepare(dataset, Path(tmp), settings["seed"], settings["max_train"])
+    with tempfile.TemporaryDirectory(prefix="teacher-student-") as tmp:
+        data = prepare(dataset, Path(tmp), settings["seed"], settings["max_train"]) if latency or intervals else {}
         if data is None:
-            print(f"error: --latency needs the {dataset} data set for its queries (set VERTICALS_DATA)",
+            print(f"error: --latency and --intervals need the {dataset} data set (set VERTICALS_DATA)",
                   file=sys.stderr)
             return 2
-        for row in rows:
+        for row in rows if latency else ():
             if row["stage"] != "ensemble":
                 print(f"[{row['folder']}] {QUERIES} single queries on onnx", flush=True)
                 row["latency"] = p50_onnx_ms(work / row["folder"], data["queries"])
-    print(f"{dataset}: every variant measured in {work} (settings {settings})"
-          + ("; p50 measured again for every bundle in this run" if latency else ""))
-    print_table(dataset, merge_seeds(rows))
+        print(f"{dataset}: every variant measured in {work} (settings {settings})"
+              + ("; p50 measured again for every bundle in this run" if latency else ""))
+        print_table(dataset, merge_seeds(rows))
+        if intervals:
+            print_intervals(dataset, work, rows, data["files"]["test"], data["overrides"])
     return 0
 
 
