@@ -10,6 +10,7 @@ metric's own units. The intervals are about the test records only: seed-to-seed 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,15 @@ def record_outcomes(dataset: str, bundle: Path, test: Path, overrides: list[str]
     """Per test record: ``[n, 5]`` entity counts (right, predicted, gold, tokens right, tokens) for NCBI, as
     ``entity_scores`` reads them; ``[n, 1]`` right (1) or wrong (0) for PhraseBank."""
     import verticals
-    from seqeval.metrics.sequence_labeling import get_entities
+    from verticals.operate.compare import entity_counts
 
     task = verticals.load(bundle, overrides=overrides or None).task
     records = task.read(test)
     predictions = task.predict(records)
     if dataset == "phrasebank":
         return np.array([[float(p.label == r.label)] for r, p in zip(records, predictions, strict=True)])
-    rows = []
-    for record, prediction in zip(records, predictions, strict=True):
-        gold, found = set(get_entities(list(record.tags))), set(get_entities(list(prediction.tags)))
-        right = sum(t == p for t, p in zip(record.tags, prediction.tags, strict=True))
-        rows.append((len(gold & found), len(found), len(gold), right, len(record.tags)))
-    return np.array(rows, dtype=np.int64)
+    return np.array([entity_counts(r.tags, p.tags) for r, p in zip(records, predictions, strict=True)],
+                    dtype=np.int64)
 
 
 def main_metric(dataset: str, outcomes: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -77,7 +74,7 @@ def share_intervals(dataset: str, minilm: np.ndarray, teacher: np.ndarray, stude
 
 def print_intervals(dataset: str, work: Path, rows: list[dict[str, Any]], test: Path, overrides: list[str]) -> None:
     """The table of :func:`share_intervals` for every student variant in ``rows`` (unmerged, one per seed
-    folder), against the work folder's MiniLM and (first) teacher."""
+    folder; ``--table`` has refused a folder without one), against the work folder's MiniLM and (first) teacher."""
     scale = 1.0 if dataset == "phrasebank" else 100.0
     unit = "accuracy" if dataset == "phrasebank" else "F1 points"
     cache: dict[str, np.ndarray] = {}
@@ -93,7 +90,10 @@ def print_intervals(dataset: str, work: Path, rows: list[dict[str, Any]], test: 
             else:
                 print(f"[{folder}] scoring every test record", flush=True)
                 cache[folder] = record_outcomes(dataset, work / folder, test, overrides)
-                np.save(saved, cache[folder], allow_pickle=False)
+                partial = saved.with_name(saved.name + ".partial")  # a killed run leaves no truncated .npy
+                with open(partial, "wb") as handle:
+                    np.save(handle, cache[folder], allow_pickle=False)
+                os.replace(partial, saved)
         return cache[folder]
 
     variants: dict[str, list[str]] = {}
@@ -101,21 +101,19 @@ def print_intervals(dataset: str, work: Path, rows: list[dict[str, Any]], test: 
         if row["stage"] == "distilled":
             variants.setdefault(row["name"], []).append(row["folder"])
     minilm, teacher = outcomes("minilm"), outcomes("teacher")
-    lines = []
-    for name, folders in variants.items():
-        result = share_intervals(dataset, minilm, teacher, [outcomes(f) for f in folders])
-        low, high = result["share_ci"]
-        to_low, to_high = (scale * v for v in result["to_target_ci"])
-        lines.append(f"| {name} | {len(folders)} | {100 * result['share']:.0f} % | [{100 * low:.0f} %, "
-                     f"{100 * high:.0f} %] | {scale * result['to_target']:+.2f} [{to_low:+.2f}, {to_high:+.2f}] |")
-    gain = scale * result["gain"] if variants else float("nan")
-    gain_low, gain_high = (scale * v for v in result["gain_ci"]) if variants else (float("nan"),) * 2
+    results = {name: share_intervals(dataset, minilm, teacher, [outcomes(f) for f in folders])
+               for name, folders in variants.items()}
+    first = next(iter(results.values()))  # the gain is the same resamples of the same two bundles in every result
+    gain, (gain_low, gain_high) = scale * first["gain"], (scale * v for v in first["gain_ci"])
     print(f"\n95 % intervals over the {len(minilm)} test records (paired bootstrap, {RESAMPLES} resamples, seed {SEED};"
           f" seeds' spread not included): the teacher's gain over the MiniLM {gain:+.2f} [{gain_low:+.2f}, "
-          f"{gain_high:+.2f}] {unit}" + (f"; {result['no_gain']} resamples without a gain have no share"
-                                         if variants and result["no_gain"] else ""))
+          f"{gain_high:+.2f}] {unit}" + (f"; {first['no_gain']} resamples without a gain have no share"
+                                         if first["no_gain"] else ""))
     print(f"| student variant | seeds | share of the teacher's gain | 95 % interval | mean minus 70 % of the gain, "
           f"{unit} [95 %] |")
     print("|---|---|---|---|---|")
-    for line in lines:
-        print(line)
+    for name, result in results.items():
+        low, high = result["share_ci"]
+        to_low, to_high = (scale * v for v in result["to_target_ci"])
+        print(f"| {name} | {len(variants[name])} | {100 * result['share']:.0f} % | [{100 * low:.0f} %, "
+              f"{100 * high:.0f} %] | {scale * result['to_target']:+.2f} [{to_low:+.2f}, {to_high:+.2f}] |")

@@ -47,6 +47,7 @@ def test_entity_f1_and_resamples_without_a_gain(intervals) -> None:  # type: ign
     minilm = np.array([[1, 2, 2, 9, 10], [0, 1, 1, 9, 10], [1, 1, 1, 10, 10]])
     teacher = np.array([[2, 2, 2, 10, 10], [0, 1, 1, 9, 10], [1, 1, 1, 10, 10]])
     result = intervals.share_intervals("ncbi", minilm, teacher, [teacher], resamples=300)
+
     def f1(right: int, predicted: int, gold: int) -> float:
         return 2 * right / (predicted + gold)
 

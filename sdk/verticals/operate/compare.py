@@ -181,6 +181,18 @@ def _entity_names(tokens: Sequence[str], spans: set[tuple[str, int, int]]) -> li
     return [f"{t}: {' '.join(tokens[s:e + 1])}" for t, s, e in sorted(spans, key=lambda x: (x[1], x[0]))]
 
 
+def entity_counts(gold_tags: Sequence[str], predicted_tags: Sequence[str],
+                  gold: set[tuple[str, int, int]] | None = None,
+                  found: set[tuple[str, int, int]] | None = None) -> tuple[int, int, int, int, int]:
+    """One sentence's row of :func:`verticals.metrics.significance.entity_scores`' counts: entities right,
+    predicted, gold (exact spans, as seqeval reads BIO tags); tokens tagged right, tokens. ``gold``/``found``:
+    the spans when the caller has them already."""
+    gold = _entities((), gold_tags) if gold is None else gold
+    found = _entities((), predicted_tags) if found is None else found
+    right = sum(t == p for t, p in zip(gold_tags, predicted_tags))
+    return len(gold & found), len(found), len(gold), right, len(gold_tags)
+
+
 @dataclass
 class _Outcomes:
     """Per-record decisions of both bundles and how the vectorised statistics read them."""
@@ -232,8 +244,7 @@ def _entity_outcomes(a: _Side, b: _Side) -> _Outcomes:
         spans = []
         for side, prediction in enumerate((a.predictions[i], b.predictions[i])):
             found = _entities(record.tokens, prediction.tags)
-            right = sum(t == p for t, p in zip(record.tags, prediction.tags))
-            counts[side, i] = (len(gold & found), len(found), len(gold), right, len(record.tags))
+            counts[side, i] = entity_counts(record.tags, prediction.tags, gold, found)
             correct[side, i] = found == gold
             spans.append(found)
         if spans[0] != spans[1]:
