@@ -179,3 +179,39 @@ def test_bad_tune_section_is_one_line(tmp_path, data, tiny_backbone, capsys, tun
     assert _tune_cli(data, tiny_backbone, tmp_path / "o", "--config", str(config)) == 2
     _one_line_error(capsys, fragment)
     assert not (tmp_path / "o.tune").exists()
+
+
+def test_worker_waits_for_another_to_finish_creating_the_study_tables(tmp_path):
+    """CI stop 47: a second worker read the tables while the first was still creating them (only `studies`
+    so far) and refused the file as another application's; the check must wait for the creator's lock."""
+    import fcntl
+    import threading
+
+    from optuna.storages import RDBStorage
+    from verticals.workshop.tune import open_storage
+
+    scratch = tmp_path / "scratch.db"
+    RDBStorage(f"sqlite:///{scratch}")
+    with sqlite3.connect(scratch) as con:
+        studies_ddl = con.execute("SELECT sql FROM sqlite_master WHERE name = 'studies'").fetchone()[0]
+    shared = tmp_path / "shared.db"
+    with sqlite3.connect(shared) as con:  # where the first worker is, half-way through creating its tables
+        con.execute(studies_ddl)
+    outcome: dict[str, object] = {}
+
+    def second_worker() -> None:
+        try:
+            outcome["storage"] = open_storage(f"sqlite:///{shared}", tmp_path / "unused.db", heartbeat=30)[0]
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            outcome["error"] = exc
+
+    with open(shared, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # the first worker's initialisation lock
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        worker.join(timeout=1.5)
+        RDBStorage(f"sqlite:///{shared}")  # the first worker finishes its tables
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    worker.join(timeout=60)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["storage"].get_all_studies() == []

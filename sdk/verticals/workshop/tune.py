@@ -68,16 +68,21 @@ def open_storage(url: str | None, default_file: Path, heartbeat: int) -> tuple[A
                           f"machines") from None
     shown = parsed.render_as_string(hide_password=True)
     engine_kwargs: dict[str, Any] = {}
+    sqlite_path: Path | None = None
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise ConfigError(f"--storage {shown}: an in-memory database cannot be resumed or shared; give a file, "
                               f"sqlite:///PATH")
-        _check_sqlite_file(Path(parsed.database), shown)
+        sqlite_path = Path(parsed.database)
+        _check_sqlite_file(sqlite_path, shown)
         # several local workers write the same file: wait for the lock instead of failing at once
         engine_kwargs = {"connect_args": {"timeout": 120}}
     for attempt in range(3):
         try:
-            with _initialising(parsed.database if parsed.get_backend_name() == "sqlite" else None):
+            with _initialising(sqlite_path):
+                if sqlite_path is not None:
+                    # under the lock: a worker still creating Optuna's tables has shown only some of them
+                    _refuse_foreign_tables(sqlite_path, shown)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # heartbeat arguments are "experimental" in Optuna
                     return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
@@ -94,7 +99,7 @@ def open_storage(url: str | None, default_file: Path, heartbeat: int) -> tuple[A
 
 
 @contextmanager
-def _initialising(sqlite_path: str | None) -> Iterator[None]:
+def _initialising(sqlite_path: Path | None) -> Iterator[None]:
     """Serialise Optuna's table creation between local workers starting on one new SQLite file (they would
     race on it): an flock on the database file itself, independent of SQLite's own fcntl locks."""
     if sqlite_path is None:
@@ -109,8 +114,8 @@ def _initialising(sqlite_path: str | None) -> Iterator[None]:
 
 
 def _check_sqlite_file(path: Path, shown: str) -> None:
-    """Refuse a file that is not SQLite, or a SQLite database of another application (Optuna would add its
-    tables to it); create a new file in WAL mode (concurrent workers, durable commits)."""
+    """Refuse a path that is not a file, or a file that is not SQLite; create a new file in WAL mode
+    (concurrent workers, durable commits). Its tables are checked later, under the initialisation lock."""
     if path.exists():
         if not path.is_file():
             raise ConfigError(f"--storage {shown}: {path} is not a file")
@@ -119,16 +124,6 @@ def _check_sqlite_file(path: Path, shown: str) -> None:
         if head and head != SQLITE_HEADER:
             raise ConfigError(f"--storage {shown}: {path} is not a SQLite database; give a new file name (it is "
                               f"created) or an existing study database")
-        if head:
-            try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-                    tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            except sqlite3.DatabaseError as exc:
-                raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
-            if tables and not {"studies", "trials"} <= tables:
-                raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
-                                  f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a "
-                                  f"new file name")
         return
     if not path.parent.is_dir():
         raise ConfigError(f"--storage {shown}: folder {path.parent} does not exist")
@@ -137,6 +132,20 @@ def _check_sqlite_file(path: Path, shown: str) -> None:
             con.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as exc:
         raise ConfigError(f"--storage {shown}: cannot create {path} ({exc})") from None
+
+
+def _refuse_foreign_tables(path: Path, shown: str) -> None:
+    """Refuse a SQLite database holding tables but not Optuna's (Optuna would add its tables to it). Called
+    under ``_initialising``: a worker creating the tables commits them one at a time."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
+    if tables and not {"studies", "trials"} <= tables:
+        raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
+                          f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a new "
+                          f"file name")
 
 
 def per_trial_sampler(seed: int, startup_trials: int) -> Any:
