@@ -215,3 +215,29 @@ def test_worker_waits_for_another_to_finish_creating_the_study_tables(tmp_path):
     worker.join(timeout=60)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["storage"].get_all_studies() == []
+
+
+def test_study_file_left_half_created_by_a_killed_worker_is_completed(tmp_path):
+    """A worker killed -9 while Optuna created its tables leaves some of them: the next run completes them
+    instead of calling the file another application's; a table of anything else still refuses it."""
+    from optuna.storages import RDBStorage
+    from verticals.errors import ConfigError
+    from verticals.workshop.tune import open_storage
+
+    scratch = tmp_path / "scratch.db"
+    RDBStorage(f"sqlite:///{scratch}")
+    with sqlite3.connect(scratch) as con:
+        studies_ddl = con.execute("SELECT sql FROM sqlite_master WHERE name = 'studies'").fetchone()[0]
+    half = tmp_path / "half.db"
+    with sqlite3.connect(half) as con:
+        con.execute(studies_ddl)
+    storage, _ = open_storage(f"sqlite:///{half}", tmp_path / "unused.db", heartbeat=30)
+    assert storage.get_all_studies() == []
+    mixed = tmp_path / "mixed.db"
+    with sqlite3.connect(mixed) as con:
+        con.execute(studies_ddl)
+        con.execute("CREATE TABLE customers (id INTEGER)")
+    before = mixed.read_bytes()
+    with pytest.raises(ConfigError, match="database of another application"):
+        open_storage(f"sqlite:///{mixed}", tmp_path / "unused.db", heartbeat=30)
+    assert mixed.read_bytes() == before

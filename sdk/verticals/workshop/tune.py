@@ -136,16 +136,24 @@ def _check_sqlite_file(path: Path, shown: str) -> None:
 
 def _refuse_foreign_tables(path: Path, shown: str) -> None:
     """Refuse a SQLite database holding tables but not Optuna's (Optuna would add its tables to it). Called
-    under ``_initialising``: a worker creating the tables commits them one at a time."""
+    under ``_initialising``: a worker creating the tables commits them one at a time. Some of Optuna's tables
+    and nothing else is what a worker killed while creating them leaves: Optuna completes them."""
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
-    if tables and not {"studies", "trials"} <= tables:
+    if tables and not {"studies", "trials"} <= tables and not tables <= _optuna_tables():
         raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
                           f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a new "
                           f"file name")
+
+
+def _optuna_tables() -> set[str]:
+    """The tables this Optuna creates (its models' metadata), plus the schema stamp of its migrations."""
+    from optuna.storages._rdb import models
+
+    return set(models.BaseModel.metadata.tables) | {"alembic_version"}
 
 
 def per_trial_sampler(seed: int, startup_trials: int) -> Any:
