@@ -241,3 +241,68 @@ def test_study_file_left_half_created_by_a_killed_worker_is_completed(tmp_path):
     with pytest.raises(ConfigError, match="database of another application"):
         open_storage(f"sqlite:///{mixed}", tmp_path / "unused.db", heartbeat=30)
     assert mixed.read_bytes() == before
+
+
+class _Interleaved:
+    """A study whose chosen read first lets another worker write (``other``), then answers as it was."""
+
+    def __init__(self, study, attribute: str, other) -> None:
+        self._study, self._attribute, self._other = study, attribute, other
+
+    def __getattr__(self, name):
+        value = getattr(self._study, name)
+        if name != self._attribute:
+            return value
+        if callable(value):
+            def read_then_other(*args, **kwargs):
+                answer = value(*args, **kwargs)
+                self._other()
+                return answer
+            return read_then_other
+        self._other()
+        return value  # read before the other worker wrote
+
+
+def test_a_worker_does_not_refuse_the_study_another_just_claimed(monkeypatch):
+    """Review of CI stop 47: worker A sets the owner, then starts trial 0; worker B read the owner (none yet)
+    and then the trials (one) and refused the study as not made by verticals tune."""
+    import verticals.workshop.tune as tune_module
+
+    storage = optuna.storages.InMemoryStorage()
+    real = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+
+    def worker_a_claims_and_starts() -> None:
+        real.set_user_attr("verticals_task", "text-classification")
+        real.set_user_attr("verticals_metric", "accuracy")
+        real.ask()
+
+    monkeypatch.setattr(optuna, "create_study", lambda **kwargs: _Interleaved(real, "user_attrs",
+                                                                              worker_a_claims_and_starts))
+    study = tune_module._open_study(storage, "memory", "s", "text-classification", "accuracy", "maximize",
+                                    None, None)
+    assert study.user_attrs["verticals_task"] == "text-classification"
+
+
+def test_sweep_keeps_the_folder_of_a_trial_started_meanwhile(tmp_path):
+    """Review of CI stop 47: a worker read the running trials, another started trial N and made its folder,
+    then the first listed the folders and removed N's as finished."""
+    from verticals.workshop.tune import TRIAL_MARK, _sweep
+
+    real = optuna.create_study(study_name="s", direction="maximize")
+    finished = real.ask()
+    real.tell(finished, 1.0)
+    old = tmp_path / f"trial-{finished.number}-aaaa"
+    old.mkdir()
+    (old / TRIAL_MARK).write_text(json.dumps({"study": "s", "trial": finished.number}))
+    started: list[Path] = []
+
+    def other_worker_starts_a_trial() -> None:
+        trial = real.ask()
+        folder = tmp_path / f"trial-{trial.number}-bbbb"
+        folder.mkdir()
+        (folder / TRIAL_MARK).write_text(json.dumps({"study": "s", "trial": trial.number}))
+        started.append(folder)
+
+    _sweep(tmp_path, _Interleaved(real, "get_trials", other_worker_starts_a_trial))
+    assert not old.exists()  # finished: its folder is swept
+    assert started and started[0].is_dir()  # running: kept

@@ -217,8 +217,11 @@ def _open_study(storage: Any, shown: str, name: str, task: str, metric: str,
 
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
+    # the trials before the owner: a worker sets the owner before its first trial, so a study read the other
+    # way round can show another worker's new trial and not yet its owner
+    has_trials = bool(study.get_trials(deepcopy=False))
     owner = study.user_attrs.get("verticals_task")
-    if owner is None and study.get_trials(deepcopy=False):
+    if owner is None and has_trials:
         raise ConfigError(f"study '{name}' in {shown} was not made by verticals tune (it has trials but no task); "
                           f"choose another --study")
     if owner is not None and owner != task:
@@ -237,8 +240,11 @@ def _sweep(work: Path, study: Any) -> None:
     """Remove the scratch folders of trials that are no longer running (a killed worker leaves its own)."""
     from optuna.trial import TrialState
 
+    # the folders before the running trials: a trial is RUNNING before its folder exists, so a folder listed
+    # first whose trial is not running afterwards has finished (the other order can catch a new trial's folder)
+    entries = sorted(work.glob("trial-*"))
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    for entry in sorted(work.glob("trial-*")):
+    for entry in entries:
         try:
             mark = json.loads((entry / TRIAL_MARK).read_text(encoding="utf-8"))
         except (OSError, ValueError):
