@@ -243,7 +243,7 @@ def test_sigterm_drains_requests_in_flight_then_exits_0(bundle: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, "2.0", "serve", str(bundle), "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SERVE, "5.0", "serve", str(bundle), "--port", str(port),
                                 "--workers", "1", "--log-format", "json"], env=dict(os.environ, VERTICALS_PLUGINS=""),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answers: dict[int, httpx.Response | Exception] = {}

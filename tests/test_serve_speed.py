@@ -55,7 +55,9 @@ def test_batching_adds_no_wait_to_a_lone_request() -> None:
     for i in range(20):  # one request at a time, as on one keep-alive connection
         assert batcher([i]) == [i]
     batcher.close()
-    assert len(waits) == 20 and sorted(waits)[10] < 0.005  # no batching window: it runs at once
+    # no batching window: it runs at once. A window would delay every request; a loaded machine only some,
+    # so the fastest few are what tells
+    assert len(waits) == 20 and sorted(waits)[2] < 0.005, [f"{w * 1000:.1f} ms" for w in sorted(waits)]
 
 
 def test_a_pass_never_holds_more_than_max_records() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import statistics
 import time
 from collections.abc import Iterator
 
@@ -58,5 +57,7 @@ def test_keep_alive_requests_do_not_wait_for_delayed_acks(server: int) -> None:
         assert response.status == 200
         assert not response.will_close  # one connection throughout
     connection.close()
-    # ~40 ms per request with Nagle on; a tiny model answers in a few ms (generous bound for a loaded CI machine)
-    assert statistics.median(timings[5:]) < 0.025, f"median {statistics.median(timings[5:]) * 1000:.1f} ms"
+    # ~40 ms for every request with Nagle on; a tiny model answers in a few ms. A loaded CI machine delays
+    # some requests, not all: the fifth fastest of twenty tells (a median could be pushed over by load)
+    fast = sorted(timings[5:])[4]
+    assert fast < 0.025, f"fifth fastest {fast * 1000:.1f} ms; all: {[round(t * 1000, 1) for t in timings]}"

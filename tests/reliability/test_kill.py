@@ -60,6 +60,20 @@ elif point == "swap":  # the old bundle was renamed away, the new one not yet re
     verticals.bundles.bundle.os = type(sys)("os_patched")
     verticals.bundles.bundle.os.__dict__.update(os.__dict__)
     verticals.bundles.bundle.os.replace = replace_then_maybe_die
+elif point == "hold-claim":  # the run that takes the output's lock holds it until the test says RELEASE
+    from contextlib import contextmanager
+    import verticals.api
+    claim = verticals.api.claim
+    @contextmanager
+    def claim_and_hold(path, what="writing to"):
+        with claim(path, what):
+            deadline = time.monotonic() + 300
+            while what == "training into" and not os.path.exists(os.environ["RELEASE"]):
+                if time.monotonic() > deadline:
+                    sys.exit("RELEASE never came")
+                time.sleep(0.05)
+            yield
+    verticals.api.claim = claim_and_hold
 from verticals.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
@@ -164,11 +178,15 @@ def test_kill_while_replacing_a_bundle_loses_neither(tmp_path, tiny_backbone, da
 
 
 def test_two_trainings_to_one_output(tmp_path, tiny_backbone, data):
-    """Started together, with --overwrite: exactly one trains; the other exits 2 before reading any data."""
-    out = tmp_path / "model"
-    env = {**os.environ, "VERTICALS_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
-    exe = Path(sys.executable).parent / "verticals"
-    args = [str(exe), *train_args(data, tiny_backbone, out, "--overwrite")]
+    """Started together, with --overwrite: exactly one trains; the other exits 2 before reading any data.
+    The one holding the lock waits (driver point hold-claim) until the other has exited: however far apart
+    the two start on a loaded machine, the first cannot finish before the second tries."""
+    out, release = tmp_path / "model", tmp_path / "release"
+    env = {**os.environ, "VERTICALS_PLUGINS": "", "HF_HUB_OFFLINE": "1", "KILL_AT": "hold-claim",
+           "RELEASE": str(release)}
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    args = [sys.executable, str(driver), *train_args(data, tiny_backbone, out, "--overwrite")]
     began = time.monotonic()
     processes = [subprocess.Popen(args, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for _ in range(2)]
@@ -178,6 +196,7 @@ def test_two_trainings_to_one_output(tmp_path, tiny_backbone, data):
         for i, p in enumerate(processes):
             if i not in ended and p.poll() is not None:
                 ended[i] = time.monotonic() - began
+                release.touch()
         time.sleep(0.05)
     errors = [p.communicate(timeout=60)[1] for p in processes]
     codes = [p.returncode for p in processes]

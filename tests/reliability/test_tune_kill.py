@@ -32,6 +32,20 @@ if hang:
             time.sleep(600)
         return train_task(*args, **kwargs)
     tune_module.train_task = train_or_hang
+meet = os.environ.get("MEET")
+if meet:
+    # workers sharing a study: each holds its first trial until every worker has one, so that all run
+    # trials however far apart they start (a late one would find the study finished)
+    import verticals.workshop.tune as tune_module
+    train_first = tune_module.train_task
+    def train_after_meeting(*args, **kwargs):
+        open(os.path.join(meet, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + 240
+        while len(os.listdir(meet)) < int(os.environ["MEET_COUNT"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        tune_module.train_task = train_first
+        return train_first(*args, **kwargs)
+    tune_module.train_task = train_after_meeting
 from verticals.cli import main
 sys.exit(main(sys.argv[1:]))
 '''
@@ -55,13 +69,16 @@ def _driver(tmp_path: Path) -> Path:
     return path
 
 
-def start(setup: dict[str, Path], output: Path, trials: int, *extra: str, hang: int | None = None) -> subprocess.Popen:
+def start(setup: dict[str, Path], output: Path, trials: int, *extra: str, hang: int | None = None,
+          meet: tuple[Path, int] | None = None) -> subprocess.Popen:
     args = ["tune", "text-classification", "--train", str(setup["train"]), "--validation", str(setup["validation"]),
             "--output", str(output), "--trials", str(trials), "--backbone", str(setup["backbone"]),
             "--config", str(setup["config"]), "--quiet", *[x for s in SETS for x in ("--set", s)], *extra]
     env = {**os.environ, "VERTICALS_PLUGINS": "", "HF_HUB_OFFLINE": "1"}
     if hang is not None:
         env["HANG_TRIAL"] = str(hang)
+    if meet is not None:
+        env["MEET"], env["MEET_COUNT"] = str(meet[0]), str(meet[1])
     return subprocess.Popen([sys.executable, str(setup["driver"]), *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -115,7 +132,10 @@ def test_two_workers_share_one_study(tmp_path, setup):
     config = json.loads(setup["config"].read_text())
     del config["tune"]["heartbeat_seconds"]
     setup["config"].write_text(json.dumps(config))
-    workers = [start(setup, tmp_path / f"out-{i}", 4, "--storage", url, "--study", "shared") for i in range(2)]
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    workers = [start(setup, tmp_path / f"out-{i}", 4, "--storage", url, "--study", "shared", meet=(meeting, 2))
+               for i in range(2)]
     for worker in workers:
         _, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr
