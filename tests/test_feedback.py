@@ -280,3 +280,32 @@ def test_append_to_copies_the_training_file_and_adds_only_new_corrections(
         retrained = verticals.train("text-classification", output, validation=output, output=tmp_path / "v2",
                                     backbone=str(bundles["root"] / "tiny"), overrides=["training.epochs=1", *COLUMNS])
     assert f"sha256 {retrained.info.data['train']['sha256']}" in out  # the bundle names the export it used
+
+
+def test_export_log_records_the_digest_of_what_this_export_wrote(tmp_path, monkeypatch):
+    """Found reviewing CI stop 47: the digest was read back from the file after its lock was released, so an
+    export replacing it meanwhile (--overwrite) put its own digest in this export's log line."""
+    import hashlib
+    from contextlib import contextmanager
+
+    import verticals.bundles.bundle as bundle_module
+    from verticals.operate.feedback_export import _write_owned
+
+    real_atomic_file = bundle_module.atomic_file
+
+    @contextmanager
+    def then_another_export_replaces_it(path, *args, **kwargs):
+        with real_atomic_file(path, *args, **kwargs) as handle:
+            yield handle
+        path.write_text("another export's records\n", encoding="utf-8")
+
+    monkeypatch.setattr(bundle_module, "atomic_file", then_another_export_replaces_it)
+    logged: list[str] = []
+
+    class Log:
+        def record_export(self, sha256, path, model, records):
+            logged.append(sha256)
+
+    text = "text,label\nmy parcel,delivery\n"
+    digest = _write_owned(tmp_path / "out.csv", text, "feedback-export", Log(), "m", 1, overwrite=False)
+    assert logged == [digest] == [hashlib.sha256(text.encode("utf-8")).hexdigest()]

@@ -20,6 +20,7 @@ contradicts a TRAIN row is a conflict too (the row stays, the correction is left
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from datetime import datetime, timezone
@@ -28,7 +29,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..bundles.outputs import file_sha256
 from ..errors import ConfigError
 from .feedback_store import Store, open_store
 
@@ -123,7 +123,8 @@ def _write_owned(path: Path, text: str, kind: str, store: Store, model: str, rec
 
     with atomic_file(path, kind=kind, overwrite=overwrite) as handle:
         handle.write(text)
-    digest = file_sha256(path)
+    # of the text, not read back: once the lock is released another export may replace the file
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     store.record_export(digest, path, model, records)
     return digest
 
