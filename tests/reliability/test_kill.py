@@ -205,3 +205,35 @@ def test_two_trainings_to_one_output(tmp_path, tiny_backbone, data):
     assert "another Verticals process is training into" in errors[loser], errors[loser]
     assert ended[loser] < ended[winner]  # it did not train first and fail after
     clean(out)
+
+
+def test_two_threads_writing_one_output_are_refused_like_two_processes(tmp_path):
+    """Found reviewing CI stop 47: the lock was re-entrant per process, so a second thread (an integration
+    training from two request handlers) shared the first's output and checkpoints; re-entry is per thread."""
+    import threading
+
+    from verticals.bundles.outputs import claim
+    from verticals.errors import ConfigError
+
+    out = tmp_path / "model"
+    holding, done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with claim(out, "training into"):
+            with claim(out, "training into"):  # its own nested claim (train, then the bundle write) re-enters
+                holding.set()
+                done.wait(30)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with pytest.raises(ConfigError, match="another Verticals process is training into"):
+            with claim(out, "training into"):
+                pass
+    finally:
+        done.set()
+        thread.join(30)
+    with claim(out, "training into"):  # released: free again
+        pass
+    assert not list(tmp_path.glob(".model.lock"))

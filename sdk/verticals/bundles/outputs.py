@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +36,9 @@ CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 TRAINER_STATE = "trainer_state.json"
 # errno values that say the machine could not store what was written (not that the input was wrong)
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-_HELD: dict[str, tuple[int, int]] = {}  # lock path -> (fd, depth): a process may re-enter its own lock
+# (lock path, thread) -> (fd, depth): a thread may re-enter its own lock (training, then writing its bundle);
+# another thread of the same process is refused like another process
+_HELD: dict[tuple[str, int], tuple[int, int]] = {}
 
 
 def file_sha256(path: Path) -> str:
@@ -214,12 +217,12 @@ def _open_lock(lock: Path) -> int:
 def claim(path: str | Path, what: str = "writing to") -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (via ``.NAME.lock`` beside it) and clean a killed run's leftovers.
 
-    Non-blocking: a second writer fails at once with exit 2. Re-entrant within one process."""
+    Non-blocking: a second writer fails at once with exit 2. Re-entrant within one thread."""
     path = Path(os.path.abspath(path))
     if not path.name or path.parent == path:
         raise ConfigError(f"{path}: give a named file or folder as output")
     lock = path.parent / f".{path.name}.lock"
-    key = str(lock)
+    key = (str(lock), threading.get_ident())
     if key in _HELD:
         fd, depth = _HELD[key]
         _HELD[key] = (fd, depth + 1)
