@@ -237,3 +237,40 @@ def test_two_threads_writing_one_output_are_refused_like_two_processes(tmp_path)
     with claim(out, "training into"):  # released: free again
         pass
     assert not list(tmp_path.glob(".model.lock"))
+
+
+FILE_DRIVER = r'''
+import os, signal, sys
+from verticals.bundles.bundle import atomic_file
+path = sys.argv[1]
+with atomic_file(path, kind="card") as handle:
+    handle.write("first\n")
+replace = os.replace
+def replace_then_die(src, dst):
+    replace(src, dst)
+    if str(dst) == path:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace_then_die
+with atomic_file(path, kind="card", overwrite=True) as handle:
+    handle.write("second\n")
+'''
+
+
+def test_kill_right_after_a_file_output_is_renamed_into_place(tmp_path):
+    """Found reviewing CI stop 47: the file was renamed into place before its marker was rewritten, so a kill
+    in between left the new file beside the old file's marker, and every later --overwrite refused it as
+    changed by someone else. The marker now vouches for both while the rename is under way."""
+    from verticals.bundles.bundle import atomic_file
+
+    card = tmp_path / "card.md"
+    process = subprocess.run([sys.executable, "-c", FILE_DRIVER, str(card)], capture_output=True, text=True,
+                             timeout=120)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    assert card.read_text() == "second\n"
+    with atomic_file(card, kind="card", overwrite=True) as handle:
+        handle.write("third\n")
+    assert card.read_text() == "third\n"
+    card.write_text("edited by hand\n")  # and a file changed since is still refused
+    with pytest.raises(verticals.errors.ConfigError, match="changed after Verticals wrote it"):
+        with atomic_file(card, kind="card", overwrite=True) as handle:
+            handle.write("fourth\n")

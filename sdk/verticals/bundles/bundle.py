@@ -29,8 +29,8 @@ from .outputs import (
     check_replaceable,
     claim,
     file_sha256,
+    replace_file,
     write_failure,
-    write_file_marker,
     write_marker,
 )
 
@@ -413,9 +413,7 @@ def atomic_file(path: str | Path, encoding: str = "utf-8", *, kind: str | None =
         try:
             with open(tmp, "w", encoding=encoding) as handle:
                 yield handle
-            os.replace(tmp, path)
-            if kind is not None:
-                write_file_marker(path, kind)
+            replace_file(tmp, path, kind)
         except Exception as exc:  # a full disk (often only when the file is closed): one line naming the path
             failure = write_failure(exc, path)
             if failure is None:

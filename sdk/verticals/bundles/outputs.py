@@ -337,14 +337,30 @@ def file_marker(path: str | Path) -> Path:
     return path.parent / f".{path.name}{MARKER}"
 
 
-def write_file_marker(path: str | Path, kind: str) -> None:
-    """Record ``path`` (just renamed into place) with its sha256, so that ``--overwrite`` may replace it."""
+def write_file_marker(path: str | Path, kind: str, *, content: Path | None = None,
+                      previous: str | None = None) -> None:
+    """Record ``path`` with its sha256 (of ``content``, the file about to be renamed onto it, when given), so
+    that ``--overwrite`` may replace it; ``previous`` also vouches for the file still there until that rename."""
     path = Path(path)
-    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": file_sha256(path)}
+    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": file_sha256(content or path)}
+    if previous is not None and previous != marker["sha256"]:
+        marker["previous_sha256"] = previous
     proof = file_marker(path)
     tmp = proof.parent / f"{proof.name}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, proof)
+
+
+def replace_file(tmp: Path, path: Path, kind: str | None) -> None:
+    """Rename the complete file ``tmp`` onto ``path``; with ``kind``, keep its marker true at every moment: a
+    kill before, during or after the rename leaves a marker vouching for whatever file is at ``path``."""
+    if kind is None:
+        os.replace(tmp, path)
+        return
+    old = file_sha256(path) if path.is_file() and not path.is_symlink() else None
+    write_file_marker(path, kind, content=tmp, previous=old)  # the new file, and the old until the rename
+    os.replace(tmp, path)
+    write_file_marker(path, kind)  # the new file alone
 
 
 def _is_file_marker(proof: Path, name: str) -> bool:
@@ -373,7 +389,8 @@ def file_problem(path: str | Path, kind: str) -> str | None:
         return f"there is no {file_marker(path).name} beside it, so Verticals did not write it"
     if marker.get("kind") != kind:
         return f"{file_marker(path).name} says it holds {marker.get('kind')!r}, not {kind!r}"
-    if marker.get("sha256") != file_sha256(path):
+    # previous_sha256: a run killed while renaming its new file onto this one (replace_file)
+    if file_sha256(path) not in {marker.get("sha256"), marker.get("previous_sha256")}:
         return "it was changed after Verticals wrote it"
     return None
 

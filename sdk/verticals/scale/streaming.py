@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..bundles.outputs import check_file_replaceable, claim, refuse_same_file, write_failure, write_file_marker
+from ..bundles.outputs import check_file_replaceable, claim, refuse_same_file, replace_file, write_failure
 from ..data.readers import EXTENSION_FORMATS, Progress, RawRecord, iter_raw  # noqa: F401 - iter_raw re-exported
 from ..data.readers import pyarrow_parquet as _pyarrow_parquet
 from ..errors import ConfigError, DataError
@@ -125,8 +124,7 @@ class PredictionWriter:
                 if self._parquet is not None:
                     self._parquet.close()
                 if exc_type is None and self.tmp.exists():
-                    os.replace(self.tmp, self.path)
-                    write_file_marker(self.path, "predictions")
+                    replace_file(self.tmp, self.path, "predictions")
             finally:
                 if self.tmp.exists():
                     self.tmp.unlink()  # a failed write or close leaves nothing behind
