@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from ._version import __version__
 from .backbones.engines import resolve_engine
 from .backbones.loading import resolve_backbone
-from .bundles.bundle import BundleInfo, check_output, read_info, verify, write_bundle
+from .bundles.bundle import BundleInfo, check_output, digest, pinned_manifest, read_info, verify, write_bundle
 from .bundles.checkpoints import (
     check_checkpoint_dir,
     last_complete_checkpoint,
@@ -280,11 +280,13 @@ def _train(model: TaskType, spec: Any, pack_name: str | None, task: str, train: 
         **(info_extra or {}),
     )
     _wait_for_all_ranks()  # no rank may still be reading the best checkpoint when rank 0 deletes it
+    written = None
     if _is_main_process():
         write_bundle(output, info, model.save, overwrite=overwrite)
+        written = digest(output)  # still under this run's claim on the output: the bundle just written
         if not model.config.training.keep_checkpoints:
             remove_checkpoints(checkpoint_dir)
-    return Predictor(model, info, output)
+    return Predictor(model, info, output, digest=written)
 
 
 def _baseline(model: TaskType, train: Sequence[Any], validation: Sequence[Any],
@@ -355,6 +357,13 @@ def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None
     ``prediction`` (e.g. ``TextPrediction``) types the result for a type checker,
     ``Predictor[TextPrediction]``, and is checked: a bundle whose task predicts another model is refused."""
     path = Path(path)
+    # one manifest for the whole load: a bundle replaced on disk meanwhile fails its checks, never mixes in
+    with pinned_manifest(path) as bundle_digest:
+        return _load_pinned(path, engine, overrides, prediction, bundle_digest)
+
+
+def _load_pinned(path: Path, engine: str, overrides: Overrides, prediction: type[BaseModel] | None,
+                 bundle_digest: str | None) -> Predictor[Any]:
     verify(path)
     info = read_info(path, verified=True)
     catalog = get_catalog()
@@ -374,5 +383,5 @@ def load(path: str | Path, *, engine: str = "torch", overrides: Overrides = None
     task = task_cls.load(path, run_config, info.state | {"labels": info.labels}, task_name=info.task)
     engine = resolve_engine(engine, isinstance(task, TransformerTask))
     task.use_engine(engine)
-    predictor = Predictor(task, info, path, engine=engine)
+    predictor = Predictor(task, info, path, engine=engine, digest=bundle_digest)
     return predictor.with_overrides(overrides) if overrides else predictor

@@ -243,6 +243,40 @@ class PackConformance:
             with pytest.raises(BundleError):
                 api.load(copy)
 
+    def test_files_changed_after_verification_are_refused(self, trained: dict[str, Any], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+        """Each of the task's own files (top level; the backbone's have their own test) changed after the
+        bundle was verified and before the load reads it -- a bundle replaced or tampered with during the
+        load -- is refused by the check of the bytes read (``read_verified``), or never reaches a prediction."""
+        import shutil
+
+        real_verify = api.verify
+        for full, result in trained.items():
+            records = api.load(result["bundle"]).task.read(result["data"]["validation"] or result["data"]["train"])
+            expected = [p.model_dump() for p in result["predictor"].task.predict(records)]
+            for name in [n for n in real_verify(result["bundle"])["files"] if "/" not in n]:
+                copy = tmp_path / f"{full}-{name}"
+                shutil.copytree(result["bundle"], copy)
+
+                def verify_then_change(path: Any, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+                    manifest = real_verify(path, *args, **kwargs)
+                    target = Path(path) / _name
+                    raw = bytearray(target.read_bytes())
+                    raw[len(raw) // 2] ^= 0x01
+                    target.write_bytes(bytes(raw))
+                    return manifest
+
+                monkeypatch.setattr(api, "verify", verify_then_change)
+                try:
+                    loaded = api.load(copy)
+                except BundleError as exc:
+                    assert "does not match the manifest" in str(exc), f"{full}: {name} read unchecked: {exc}"
+                    continue
+                finally:
+                    monkeypatch.setattr(api, "verify", real_verify)
+                got = [p.model_dump() for p in loaded.task.predict(records)]
+                assert _close(expected, got), f"{full}: {name} was read without its check against the manifest"
+
 
 _NUMBER = re.compile(r"-?\d+\.\d+")
 

@@ -59,12 +59,16 @@ class Predictor(Generic[PredictionT]):
     Generic over the prediction model, so a type checker knows its fields:
     ``verticals.load(path, prediction=TextPrediction)`` is a ``Predictor[TextPrediction]``."""
 
-    def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None, engine: str = "torch") -> None:
+    def __init__(self, task: TaskType, info: BundleInfo, path: Path | None = None, engine: str = "torch",
+                 digest: str | None = None) -> None:
         self.task = task
         self.info = info
         self.path = path
         self.engine = engine
         """Where the encoder runs at inference: 'torch', 'onnx' or 'onnx-int8' (see verticals.backbones.engines)."""
+        self.digest = digest
+        """The digest of the bundle this predictor was loaded from (``verticals inspect`` shows the same); None
+        for a predictor built in memory. Read with the load, not from the path later: that may hold another."""
 
     @property
     def labels(self) -> list[str]:
@@ -92,7 +96,8 @@ class Predictor(Generic[PredictionT]):
         task = copy.copy(self.task)  # shares the fitted model; only how records are read changes
         task.config = self.task.config.model_copy(update={"data": deep_merge(self.task.config.data, data)})
         task.data_options = validate_section(task.DataOptions, task.config.data, "data")
-        return Predictor(task, self.info, self.path, engine=self.engine)  # type: ignore[return-value]
+        return Predictor(task, self.info, self.path, engine=self.engine,  # type: ignore[return-value]
+                         digest=self.digest)
 
     def predict(self, inputs: Any, *, overrides: Overrides = None) -> list[PredictionT]:
         """Predict a batch: a list of texts, dicts with the task's fields, or records; a pandas DataFrame; a

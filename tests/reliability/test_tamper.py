@@ -234,3 +234,33 @@ def test_inspect_flags_data_derived_files(bundle, tmp_path, name):
     assert not listing["head.safetensors"]["data"] and not listing["backbone/model.safetensors"]["data"]
     text = run_cli("inspect", str(copy)).stdout
     assert "* " in text and name in text and "holds data" in text
+
+
+def test_a_bundle_replaced_while_it_loads_is_refused_not_mixed(bundle, tmp_path, monkeypatch):
+    """Found reviewing CI stop 47: each file was checked against the manifest on disk at the moment it was
+    read, so a bundle swapped in place (train --overwrite) during a load gave the first bundle's description
+    with the second's weights, each passing its own check. The manifest read first now pins the whole load."""
+    import verticals.api as api
+    from safetensors.torch import load_file, save_file
+    from verticals.bundles.bundle import write_manifest
+
+    served = _copy(bundle, tmp_path, "served")
+    loaded_digest = digest(served)
+    assert verticals.load(served).digest == loaded_digest  # what a server reports is what it loaded
+    other = _copy(bundle, tmp_path, "other")  # another valid bundle: the same with other head weights
+    head = load_file(str(other / "head.safetensors"))
+    save_file({name: tensor + 1.0 for name, tensor in head.items()}, str(other / "head.safetensors"))
+    (other / "manifest.json").unlink()
+    write_manifest(other)
+    verify(other)
+    real_read_info = api.read_info
+
+    def read_info_then_swap(*args, **kwargs):
+        info = real_read_info(*args, **kwargs)
+        os.replace(served, tmp_path / "served.old")  # what train --overwrite does
+        os.replace(other, served)
+        return info
+
+    monkeypatch.setattr(api, "read_info", read_info_then_swap)
+    with pytest.raises(BundleError, match="head.safetensors: sha256 does not match the manifest"):
+        verticals.load(served)

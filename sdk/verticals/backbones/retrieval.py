@@ -65,12 +65,16 @@ class VectorIndex:
 
     @classmethod
     def load(cls, directory: Path, name: str = "index") -> VectorIndex:
+        """The index saved in the bundle ``directory``, from the bytes checked against its manifest."""
         import faiss
 
+        from ..bundles.bundle import read_verified
+
+        meta_bytes, index_bytes = read_verified(directory, f"{name}.json"), read_verified(directory, f"{name}.faiss")
         try:
-            meta = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
+            meta = json.loads(meta_bytes)
             index = cls(int(meta["dim"]))
-            index.index = faiss.read_index(str(directory / f"{name}.faiss"))
+            index.index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
         except (OSError, KeyError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{directory}: cannot read vector index '{name}' ({exc})") from None
         index.metadata = list(meta["metadata"])

@@ -15,6 +15,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -181,12 +182,42 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+_PINNED: ContextVar[tuple[Path, bytes] | None] = ContextVar("verticals_pinned_manifest", default=None)
+
+
+@contextmanager
+def pinned_manifest(directory: str | Path) -> Iterator[str | None]:
+    """Read ``directory``'s manifest once: inside the block every check against it (:func:`verify`,
+    :func:`read_verified`) uses those bytes, so a bundle replaced on disk during a load fails its checks
+    instead of mixing with the first. Yields the digest of the pinned bytes (None when there is no manifest
+    to read: verify then says why)."""
+    directory = Path(directory)
+    try:
+        with os.fdopen(_open(directory / MANIFEST_FILE), "rb") as handle:
+            data = handle.read()
+    except BundleError:
+        yield None
+        return
+    token = _PINNED.set((directory.resolve(), data))
+    try:
+        yield hashlib.sha256(data).hexdigest()
+    finally:
+        _PINNED.reset(token)
+
+
+def _manifest_bytes(manifest_path: Path) -> bytes:
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] == manifest_path.parent.resolve():
+        return pinned[1]
+    with os.fdopen(_open(manifest_path), "rb") as handle:
+        return handle.read()
+
+
 def read_manifest(directory: Path) -> dict[str, Any]:
     """Parse and check ``manifest.json`` (shape, algorithm, entries) without hashing any file."""
     manifest_path = directory / MANIFEST_FILE
     try:
-        with os.fdopen(_open(manifest_path), "rb") as handle:
-            manifest = json.loads(handle.read().decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        manifest = json.loads(_manifest_bytes(manifest_path).decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
         listed = manifest["files"]
         algorithm = manifest.get("algorithm")
     except _DuplicateKey as exc:  # json keeps the last of two: a forged entry could hide behind a real one
@@ -260,16 +291,20 @@ def digest(directory: str | Path) -> str:
     """sha256 of ``manifest.json``: one string that pins every file of the bundle. A consultant sends it with
     the bundle (by another channel); the client compares it with ``verticals inspect``. The manifest alone
     proves a bundle is intact, not that it is the one that was sent: anyone can rewrite a manifest."""
-    return file_sha256(Path(directory) / MANIFEST_FILE)
+    manifest_path = Path(directory) / MANIFEST_FILE
+    pinned = _PINNED.get()
+    if pinned is not None and pinned[0] == manifest_path.parent.resolve():
+        return hashlib.sha256(pinned[1]).hexdigest()  # the manifest this load or check pinned
+    return file_sha256(manifest_path)
 
 
 def read_info(directory: str | Path, *, verified: bool = False) -> BundleInfo:
     directory = Path(directory)
     if not verified:
         verify(directory)
-    try:
-        info = BundleInfo.model_validate_json((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    try:  # the verified bytes (and, inside pinned_manifest, those of the pinned bundle)
+        info = BundleInfo.model_validate_json(read_verified(directory, BUNDLE_FILE))
+    except ValueError as exc:
         raise BundleError(f"{directory / BUNDLE_FILE}: not a valid bundle description ({exc})") from None
     if info.format_version > FORMAT_VERSION:
         warnings.warn(

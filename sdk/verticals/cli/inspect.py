@@ -13,7 +13,7 @@ from .common import (
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Check a received bundle without loading its model (so without its pack installed)."""
-    from ..bundles.bundle import bundle_contents, digest, read_info, verify
+    from ..bundles.bundle import bundle_contents, digest, pinned_manifest, read_info, verify
     from ..errors import BundleError
 
     if args.expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.expect.strip()):
@@ -31,9 +31,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         else:
             print("\n".join(lines))
         return 0
-    manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
-    info = read_info(args.bundle, verified=True)
-    bundle_digest = digest(args.bundle)
+    with pinned_manifest(args.bundle):  # the digest shown is that of the manifest the files were checked against
+        manifest = verify(args.bundle)  # raises naming the first missing, extra or modified file
+        info = read_info(args.bundle, verified=True)
+        bundle_digest = digest(args.bundle)
     if args.expect is not None and args.expect.strip().lower() != bundle_digest:
         raise BundleError(f"{args.bundle}: digest {bundle_digest} is not the expected {args.expect}; "
                           f"this is not the bundle that was sent")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..bundles.bundle import BundleInfo, atomic_file, digest, read_info, verify
+from ..bundles.bundle import BundleInfo, atomic_file, digest, pinned_manifest, read_info, verify
 from ..bundles.outputs import check_file_replaceable
 from ..tasks.base import Evaluation
 
@@ -248,8 +248,9 @@ def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_prin
 
 def bundle_card(bundle: str | Path) -> str:
     """Verify ``bundle`` and return its model card (the digest is the one ``inspect --expect`` checks)."""
-    verify(bundle)  # a card describes the bundle that was checked, not whatever bundle.json claims
-    return model_card(read_info(bundle, verified=True), bundle_digest=digest(bundle))
+    with pinned_manifest(bundle):  # a card describes the bundle that was checked, not whatever bundle.json claims
+        verify(bundle)
+        return model_card(read_info(bundle, verified=True), bundle_digest=digest(bundle))
 
 
 def write_card(bundle: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:

@@ -188,8 +188,8 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         raise
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
-    # A predictor built in memory has no bundle directory, hence no digest.
-    digests = {name: digest(p.path) if p.path is not None else None for name, p in models.items()}
+    # the digest read with each load (the path may hold another bundle by now); None for one built in memory
+    digests = {name: p.digest or (digest(p.path) if p.path is not None else None) for name, p in models.items()}
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
     monitor = _monitor(models, digests, limits)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load, load_file, save_file
 from verticals.errors import BundleError
 
 FEATURES = ("similarity", "log_popularity", "log_knn", "log_knn_recent")
@@ -131,9 +131,10 @@ def save_neighbours(neighbours: sp.csr_matrix, path: Path) -> None:
                "shape": np.asarray(neighbours.shape, dtype=np.int64)}, str(path))
 
 
-def load_neighbours(path: Path) -> sp.csr_matrix:
+def load_neighbours(path: Path, data: bytes | None = None) -> sp.csr_matrix:
+    """The matrix :func:`save_neighbours` wrote at ``path`` (from ``data``, its verified bytes, when given)."""
     try:
-        t = load_file(str(path))
+        t = load(data) if data is not None else load_file(str(path))
         return sp.csr_matrix((t["data"], t["indices"], t["indptr"]), shape=tuple(int(s) for s in t["shape"]))
     except (OSError, KeyError, ValueError, SafetensorError) as exc:
         raise BundleError(f"{path}: unreadable item neighbours ({exc})") from None

@@ -23,6 +23,7 @@ from verticals.backbones.loading import (
     resolve_backbone,
 )
 from verticals.backbones.retrieval import VectorIndex
+from verticals.bundles.bundle import read_verified
 from verticals.console import TrainingConsole
 from verticals.data.records import RawRecord
 from verticals.errors import BundleError, ConfigError
@@ -376,7 +377,7 @@ class RecommendationTask(TaskType):
         self.catalogue_ = Catalogue(ids, [m["text"] for m in self.index_.metadata])
         self.item_vectors_ = self.index_.index.reconstruct_n(0, len(self.index_))
         try:
-            payload = json.loads((directory / HISTORIES_FILE).read_text(encoding="utf-8"))
+            payload = json.loads(read_verified(directory, HISTORIES_FILE))
             self.histories_ = Histories.from_json(payload["histories"], self.catalogue_)
             self.interaction_counts_ = np.asarray(payload["interaction_counts"], dtype=np.int64)
         except (OSError, KeyError, ValueError) as exc:
@@ -386,7 +387,8 @@ class RecommendationTask(TaskType):
         self.reranker_ = Reranker.from_json(reranker) if reranker else None
         neighbours = directory / NEIGHBOURS_FILE
         # bundles written before the re-ranker existed have neither (and rank by similarity)
-        self.neighbours_ = load_neighbours(neighbours) if neighbours.is_file() else None
+        self.neighbours_ = (load_neighbours(neighbours, read_verified(directory, NEIGHBOURS_FILE))
+                            if neighbours.is_file() else None)
         self.tokenizer_ = load_bundle_tokenizer(directory, BACKBONE_DIR)
         self.backbone_ = load_bundle_backbone(directory, BACKBONE_DIR)
         self.backbone_.eval()

@@ -227,16 +227,18 @@ class FraudTask(TaskType):
         return summary
 
     def load_state(self, directory: Path, state: dict[str, Any]) -> None:
-        from safetensors.torch import load_file
+        from safetensors.torch import load as load_tensors
         from verticals import BundleError
         from verticals.backbones.loading import load_bundle_backbone, load_bundle_tokenizer
+        from verticals.bundles.bundle import read_verified
 
         self.labels_ = list(state["labels"])
         self.threshold_ = float(state["threshold"])
         self.validation_cost_ = float(state.get("validation_expected_cost", float("nan")))
-        data = json.loads((directory / PREPROCESSING_FILE).read_text(encoding="utf-8"))
+        # the bytes checked against the manifest are the bytes loaded
+        data = json.loads(read_verified(directory, PREPROCESSING_FILE))
         self.preprocessor_ = TabularPreprocessor.from_json(data)
-        tensors = load_file(str(directory / WEIGHTS_FILE))
+        tensors = load_tensors(read_verified(directory, WEIGHTS_FILE))
         head_cls, models = self._head_cls(), []
         for k in range(int(state["ensemble"])):
             model = head_cls(int(state["input_dim"]), 2, self.config.training.head,
