@@ -86,7 +86,7 @@ def test_manifest_listing_a_file_twice_is_refused(bundle: Path, tmp_path: Path, 
     text = (copy / "manifest.json").read_text(encoding="utf-8")
     real = json.loads(text)["files"]["bundle.json"]
     (copy / "bundle.json").write_text((copy / "bundle.json").read_text(encoding="utf-8") + " ", encoding="utf-8")
-    from verticals.bundles.bundle import file_sha256
+    from verticals.bundles.outputs import file_sha256
 
     forged = file_sha256(copy / "bundle.json")
     # the forged digest first, the real one second: json keeps the last, so a naive check passes
