@@ -241,6 +241,13 @@ def test_study_file_left_half_created_by_a_killed_worker_is_completed(tmp_path):
     with pytest.raises(ConfigError, match="database of another application"):
         open_storage(f"sqlite:///{mixed}", tmp_path / "unused.db", heartbeat=30)
     assert mixed.read_bytes() == before
+    namesake = tmp_path / "clinic.db"  # another application's table that shares Optuna's name, not its columns
+    with sqlite3.connect(namesake) as con:
+        con.execute("CREATE TABLE studies (id INTEGER, patient TEXT)")
+    before = namesake.read_bytes()
+    with pytest.raises(ConfigError, match="database of another application"):
+        open_storage(f"sqlite:///{namesake}", tmp_path / "unused.db", heartbeat=30)
+    assert namesake.read_bytes() == before
 
 
 class _Interleaved:

@@ -274,3 +274,19 @@ def test_kill_right_after_a_file_output_is_renamed_into_place(tmp_path):
     with pytest.raises(verticals.errors.ConfigError, match="changed after Verticals wrote it"):
         with atomic_file(card, kind="card", overwrite=True) as handle:
             handle.write("fourth\n")
+
+
+def test_a_killed_marker_write_leaves_nothing_for_good(tmp_path):
+    """Second read: the marker's temporary file was named by pid, a pattern no later run removes."""
+    from verticals.bundles.bundle import atomic_file
+
+    card = tmp_path / "card.md"
+    left = tmp_path / "..card.md.verticals-output.json.tmp-0123abcd"  # what a kill inside write_file_marker leaves
+    left.write_text("{")
+    mine = tmp_path / "..card.md.verticals-output.json.tmp-notes"  # not that naming: not ours, kept
+    mine.write_text("keep")
+    with atomic_file(card, kind="card") as handle:
+        handle.write("first\n")
+    assert not left.exists() and mine.read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".card.md.verticals-output.json", "card.md",
+                                                                  mine.name])

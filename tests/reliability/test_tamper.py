@@ -264,3 +264,52 @@ def test_a_bundle_replaced_while_it_loads_is_refused_not_mixed(bundle, tmp_path,
     monkeypatch.setattr(api, "read_info", read_info_then_swap)
     with pytest.raises(BundleError, match="head.safetensors: sha256 does not match the manifest"):
         verticals.load(served)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_manifest_that_is_not_a_regular_file_is_refused_at_once(bundle, tmp_path, kind):
+    """Second read of the pinned load: it opens manifest.json before verify looks at anything, and a FIFO
+    there blocked the open for ever (a directory gave a traceback)."""
+    import subprocess
+    import sys
+
+    copy = _copy(bundle, tmp_path)
+    (copy / "manifest.json").unlink()
+    if kind == "fifo":
+        os.mkfifo(copy / "manifest.json")
+    else:
+        (copy / "manifest.json").mkdir()
+    script = ("import sys, verticals\ntry:\n    verticals.load(sys.argv[1])\nexcept verticals.BundleError as exc:\n"
+              "    print(exc)\n    sys.exit(2)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(copy)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "VERTICALS_PLUGINS": ""})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "manifest.json" in done.stdout
+
+
+def test_a_bundle_link_flipped_while_it_loads_is_refused(bundle, tmp_path, monkeypatch):
+    """Second read of the pinned load: the pin was kept under the resolved path, so after `current` was
+    flipped from v1 to v2 during a load the rest of it found no pin and read v2, checked against v2's manifest."""
+    import verticals.api as api
+    from safetensors.torch import load_file, save_file
+    from verticals.bundles.bundle import write_manifest
+
+    v1, v2 = _copy(bundle, tmp_path, "v1"), _copy(bundle, tmp_path, "v2")
+    head = load_file(str(v2 / "head.safetensors"))
+    save_file({name: tensor + 1.0 for name, tensor in head.items()}, str(v2 / "head.safetensors"))
+    (v2 / "manifest.json").unlink()
+    write_manifest(v2)
+    current = tmp_path / "current"
+    current.symlink_to(v1, target_is_directory=True)
+    real_read_info = api.read_info
+
+    def read_info_then_flip(*args, **kwargs):
+        info = real_read_info(*args, **kwargs)
+        flipped = tmp_path / "current.new"
+        flipped.symlink_to(v2, target_is_directory=True)
+        os.replace(flipped, current)  # how a release flips a link
+        return info
+
+    monkeypatch.setattr(api, "read_info", read_info_then_flip)
+    with pytest.raises(BundleError, match="head.safetensors: sha256 does not match the manifest"):
+        verticals.load(current)

@@ -32,13 +32,15 @@ from .manifest import (  # noqa: F401 - re-exported: they lived here first, and 
     verify,
     write_manifest,
 )
-from .outputs import (
+from .outputs import (  # noqa: F401 - file_sha256 and write_file_marker re-exported: packs imported them from here
     check_file_output,
     check_file_replaceable,
     check_replaceable,
     claim,
+    file_sha256,
     replace_file,
     write_failure,
+    write_file_marker,
     write_marker,
 )
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,11 +27,17 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def _open(path: Path) -> int:
-    # O_NOFOLLOW: a file swapped for a symbolic link after the walk is refused rather than followed
+    """A descriptor of the regular file ``path``. O_NOFOLLOW: a file swapped for a symbolic link after the walk
+    is refused rather than followed; O_NONBLOCK: a FIFO is refused rather than waited on (also one put there
+    before the walk checked anything: a load opens its manifest first)."""
     try:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise BundleError(f"{path}: cannot read ({exc.strerror}); a bundle holds only regular files") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError(f"{path}: not a regular file; a bundle holds only regular files")
+    return fd
 
 
 
@@ -106,7 +113,8 @@ def pinned_manifest(directory: str | Path) -> Iterator[str | None]:
     """Read ``directory``'s manifest once: inside the block every check against it (:func:`verify`,
     :func:`read_verified`) uses those bytes, so a bundle replaced on disk during a load fails its checks
     instead of mixing with the first. Yields the digest of the pinned bytes (None when there is no manifest
-    to read: verify then says why)."""
+    to read: verify then says why). A ContextVar: threads started inside the block do not see the pin unless
+    run in a copy of the context (``contextvars.copy_context().run``)."""
     directory = Path(directory)
     try:
         with os.fdopen(_open(directory / MANIFEST_FILE), "rb") as handle:
@@ -114,7 +122,9 @@ def pinned_manifest(directory: str | Path) -> Iterator[str | None]:
     except BundleError:
         yield None
         return
-    token = _PINNED.set((directory.resolve(), data))
+    # by the path as given, not resolved: a bundle reached through a link flipped to another during the load
+    # must fail the checks, not find the pin under the new target and read that bundle's manifest
+    token = _PINNED.set((Path(os.path.abspath(directory)), data))
     try:
         yield hashlib.sha256(data).hexdigest()
     finally:
@@ -123,7 +133,7 @@ def pinned_manifest(directory: str | Path) -> Iterator[str | None]:
 
 def _manifest_bytes(manifest_path: Path) -> bytes:
     pinned = _PINNED.get()
-    if pinned is not None and pinned[0] == manifest_path.parent.resolve():
+    if pinned is not None and pinned[0] == Path(os.path.abspath(manifest_path.parent)):
         return pinned[1]
     with os.fdopen(_open(manifest_path), "rb") as handle:
         return handle.read()
@@ -209,6 +219,6 @@ def digest(directory: str | Path) -> str:
     proves a bundle is intact, not that it is the one that was sent: anyone can rewrite a manifest."""
     manifest_path = Path(directory) / MANIFEST_FILE
     pinned = _PINNED.get()
-    if pinned is not None and pinned[0] == manifest_path.parent.resolve():
+    if pinned is not None and pinned[0] == Path(os.path.abspath(manifest_path.parent)):
         return hashlib.sha256(pinned[1]).hexdigest()  # the manifest this load or check pinned
     return file_sha256(manifest_path)

@@ -22,6 +22,7 @@ import re
 import shutil
 import stat
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,13 +158,14 @@ def _leftover_pattern(name: str) -> re.Pattern[str]:
 
 def _clean_leftovers(path: Path) -> None:
     """Remove what a killed writer of ``path`` left behind; roll back a replacement killed half-way."""
-    pattern = _leftover_pattern(path.name)
+    # and those of the marker beside a single-file output (write_file_marker writes it the same way)
+    patterns = (_leftover_pattern(path.name), _leftover_pattern(f".{path.name}{MARKER}"))
     try:
         entries = sorted(path.parent.iterdir(), key=lambda p: p.lstat().st_mtime)
     except OSError:
         return
     for entry in entries:
-        match = pattern.match(entry.name)
+        match = patterns[0].match(entry.name) or patterns[1].match(entry.name)
         if not match or entry.is_symlink():
             continue
         if match.group(1) == "old" and entry.is_dir() and not (path.exists() or path.is_symlink()) \
@@ -337,16 +339,16 @@ def file_marker(path: str | Path) -> Path:
     return path.parent / f".{path.name}{MARKER}"
 
 
-def write_file_marker(path: str | Path, kind: str, *, content: Path | None = None,
+def write_file_marker(path: str | Path, kind: str, *, sha256: str | None = None,
                       previous: str | None = None) -> None:
-    """Record ``path`` with its sha256 (of ``content``, the file about to be renamed onto it, when given), so
-    that ``--overwrite`` may replace it; ``previous`` also vouches for the file still there until that rename."""
+    """Record ``path`` with its sha256 (``sha256``: that of the file about to be renamed onto it, when given),
+    so that ``--overwrite`` may replace it; ``previous`` also vouches for the file still there until then."""
     path = Path(path)
-    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": file_sha256(content or path)}
+    marker = {"kind": kind, "algorithm": "sha256", "file": path.name, "sha256": sha256 or file_sha256(path)}
     if previous is not None and previous != marker["sha256"]:
         marker["previous_sha256"] = previous
     proof = file_marker(path)
-    tmp = proof.parent / f"{proof.name}.tmp-{os.getpid()}"
+    tmp = proof.parent / f".{proof.name}.tmp-{uuid.uuid4().hex[:8]}"  # a killed write's: _clean_leftovers
     tmp.write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, proof)
 
@@ -357,10 +359,20 @@ def replace_file(tmp: Path, path: Path, kind: str | None) -> None:
     if kind is None:
         os.replace(tmp, path)
         return
-    old = file_sha256(path) if path.is_file() and not path.is_symlink() else None
-    write_file_marker(path, kind, content=tmp, previous=old)  # the new file, and the old until the rename
+    new = file_sha256(tmp)
+    # the old file's sha256 as its marker records it: the caller checked the two match, under the lock
+    old = _recorded_sha256(path)
+    write_file_marker(path, kind, sha256=new, previous=old)  # the new file, and the old until the rename
     os.replace(tmp, path)
-    write_file_marker(path, kind)  # the new file alone
+    write_file_marker(path, kind, sha256=new)  # the new file alone
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    proof = file_marker(path)
+    if not _is_file_marker(proof, path.name):
+        return None
+    recorded = json.loads(proof.read_text(encoding="utf-8")).get("sha256")
+    return recorded if isinstance(recorded, str) else None
 
 
 def _is_file_marker(proof: Path, name: str) -> bool:

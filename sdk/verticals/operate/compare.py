@@ -404,6 +404,7 @@ def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Se
         notes.insert(0, small)
     return Comparison(
         task=pa.info.task, data=str(data), n=n, primary_metric=primary, metrics=rows, mcnemar=test,
-        old={"path": str(old), "digest": digest(old)}, new={"path": str(new), "digest": digest(new)},
+        old={"path": str(old), "digest": pa.digest or digest(old)},  # the digests of the bundles loaded
+        new={"path": str(new), "digest": pb.digest or digest(new)},
         verdict=verdict, per_label=per_label, changed_count=len(outcomes.changed), changed=outcomes.changed,
         latency=_latency(a, b, latency_records), resamples=resamples, seed=seed, notes=notes)

@@ -136,27 +136,34 @@ def _check_sqlite_file(path: Path, shown: str) -> None:
 
 def _refuse_foreign_tables(path: Path, shown: str) -> None:
     """Refuse a SQLite database holding tables but not Optuna's (Optuna would add its tables to it). Called
-    under ``_initialising``: a worker creating the tables commits them one at a time. Some of Optuna's tables
-    and nothing else is what a worker killed while creating them leaves: Optuna completes them."""
+    under ``_initialising``: a worker creating the tables commits them one at a time. Some of Optuna's tables,
+    column for column, and nothing else is what a worker killed while creating them leaves: Optuna completes
+    them (another application's table that merely shares a name, such as ``studies``, is still refused)."""
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {row[0]: {column[1] for column in con.execute(f"PRAGMA table_info('{row[0]}')")}
+                      for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
-    if tables and not {"studies", "trials"} <= tables and not tables <= _optuna_tables():
-        raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
-                          f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a new "
-                          f"file name")
+    if not tables or {"studies", "trials"} <= set(tables):
+        return
+    optuna_columns = _optuna_columns()
+    if all(optuna_columns.get(name) == columns for name, columns in tables.items()):
+        return
+    raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
+                      f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a new file name")
 
 
-def _optuna_tables() -> set[str]:
-    """The tables this Optuna creates (its models' metadata, a private module: if it moves, only the two
-    tables every Optuna version has), plus the schema stamp of its migrations."""
+def _optuna_columns() -> dict[str, set[str]]:
+    """Each table this Optuna creates, with its columns (its models' metadata, a private module: if it moves,
+    none, and a partly created study is refused like another application's), and its migrations' stamp."""
     try:
         from optuna.storages._rdb import models
     except ImportError:
-        return {"studies", "trials", "alembic_version"}
-    return set(models.BaseModel.metadata.tables) | {"alembic_version"}
+        return {}
+    columns = {name: {column.name for column in table.columns}
+               for name, table in models.BaseModel.metadata.tables.items()}
+    return columns | {"alembic_version": {"version_num"}}
 
 
 def per_trial_sampler(seed: int, startup_trials: int) -> Any:

@@ -23,7 +23,7 @@ from verticals.backbones.loading import (
     resolve_backbone,
 )
 from verticals.backbones.retrieval import VectorIndex
-from verticals.bundles.bundle import read_verified
+from verticals.bundles.bundle import read_manifest, read_verified
 from verticals.console import TrainingConsole
 from verticals.data.records import RawRecord
 from verticals.errors import BundleError, ConfigError
@@ -385,10 +385,10 @@ class RecommendationTask(TaskType):
         self.log_popularity_ = self._log_popularity()
         reranker = state.get("reranker")
         self.reranker_ = Reranker.from_json(reranker) if reranker else None
-        neighbours = directory / NEIGHBOURS_FILE
-        # bundles written before the re-ranker existed have neither (and rank by similarity)
-        self.neighbours_ = (load_neighbours(neighbours, read_verified(directory, NEIGHBOURS_FILE))
-                            if neighbours.is_file() else None)
+        # bundles written before the re-ranker existed have neither (and rank by similarity); whether this one
+        # has them is the (pinned) manifest's to say, not the folder's as it is now
+        self.neighbours_ = (load_neighbours(directory / NEIGHBOURS_FILE, read_verified(directory, NEIGHBOURS_FILE))
+                            if NEIGHBOURS_FILE in read_manifest(directory)["files"] else None)
         self.tokenizer_ = load_bundle_tokenizer(directory, BACKBONE_DIR)
         self.backbone_ = load_bundle_backbone(directory, BACKBONE_DIR)
         self.backbone_.eval()
