@@ -105,8 +105,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, limits: Any = None, log_level: str = "warning") -> Iterator[int]:
-    """Run ``app`` under uvicorn in a thread, on the listening socket `verticals serve` makes; yield its port."""
+def serve_in_thread(app: Any, limits: Any = None, log_level: str = "warning", loop: str | None = None) -> Iterator[int]:
+    """Run ``app`` under uvicorn in a thread, on the listening socket `verticals serve` makes; yield its port.
+    ``loop``: uvicorn's event loop setting (default: as `verticals serve` runs, uvloop where installed)."""
     import threading
     import time
 
@@ -114,7 +115,10 @@ def serve_in_thread(app: Any, limits: Any = None, log_level: str = "warning") ->
     from verticals.delivery.server import listen_socket, uvicorn_config
 
     sock = listen_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(app, limits, log_level=log_level))
+    config = uvicorn_config(app, limits, log_level=log_level)
+    if loop is not None:
+        config.loop = loop
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -35,7 +35,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         verticals.train("text-classification", root / "tc.jsonl", output=root / "bundle",
                         backbone=str(make_tiny_backbone(root / "tiny")), overrides=["training.epochs=1"])
         app = create_app([root / "bundle"], engine="torch")
-    with serve_in_thread(app) as port:
+    # asyncio's own loop: uvloop (which uvicorn picks where installed, e.g. with ray[serve]) sets TCP_NODELAY
+    # itself and would hide the defect; asyncio sets it only on a socket whose proto says TCP
+    with serve_in_thread(app, loop="asyncio") as port:
         yield port
 
 
