@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,3 +311,87 @@ def test_export_log_records_the_digest_of_what_this_export_wrote(tmp_path, monke
     text = "text,label\nmy parcel,delivery\n"
     digest = _write_owned(tmp_path / "out.csv", text, "feedback-export", Log(), "m", 1, overwrite=False)
     assert logged == [digest] == [hashlib.sha256(text.encode("utf-8")).hexdigest()]
+
+
+# ---- edge cases found reviewing the stored-data paths (2026-12-06) -------------------------------------
+def test_a_feedback_db_inside_a_bundle_is_refused_and_the_bundle_stays_loadable(bundles, tmp_path) -> None:
+    copy = tmp_path / "sentiment"
+    shutil.copytree(bundles["sentiment"], copy)
+    with pytest.raises(verticals.errors.ConfigError, match="inside .* a bundle Verticals wrote"):
+        app_for({**bundles, "sentiment": copy}, feedback_db=copy / "feedback.db")
+    assert not (copy / "feedback.db").exists()
+    with only_plugins():
+        verticals.load(copy)
+
+
+def test_a_feedback_db_that_cannot_be_created_is_one_line(bundles, tmp_path) -> None:
+    (tmp_path / "afile.txt").write_text("mine")
+    with pytest.raises(verticals.errors.ConfigError, match="is a file, not a folder"):
+        app_for(bundles, feedback_db=tmp_path / "afile.txt" / "feedback.db")
+    with pytest.raises(verticals.errors.ConfigError, match="cannot create the feedback database"):
+        app_for(bundles, feedback_db="/proc/feedback.db")
+    assert (tmp_path / "afile.txt").read_text() == "mine"
+
+
+def test_workers_given_a_database_url_do_not_write_it_as_a_file(bundles, tmp_path, monkeypatch) -> None:
+    """`serve --workers 2 --feedback-db postgresql+psycopg://...` created a SQLite tree named after the URL,
+    password included, in the working folder."""
+    pytest.importorskip("sqlalchemy")
+    from verticals.delivery.server import run
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(verticals.errors.ConfigError):
+        run([bundles["sentiment"]], port=0, workers=2,
+            feedback_db="postgresql+psycopg://writer:s3cret@127.0.0.1:1/fb")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_text_the_database_or_the_conll_export_cannot_hold_is_a_422(bundles, feedback_db) -> None:
+    with serving(app_for(bundles, feedback_db=feedback_db)) as client:
+        nul = client.post("/v1/models/sentiment/feedback", json={"input": "great film", "label": "pos",
+                                                                   "comment": "a\x00b"})
+        assert nul.status_code == 422 and "NUL" in nul.json()["detail"]
+        for token in ["lives\nhere", "in\there", ""]:
+            broken = client.post("/v1/models/ner/feedback", json={"input": {"tokens": ["John", token, "Paris"]},
+                                                                   "tags": ["B-PER", "O", "B-LOC"]})
+            assert broken.status_code == 422 and "token 2" in broken.json()["detail"], broken.text
+    assert rows(feedback_db) == []
+
+
+def test_retention_holds_while_traffic_pauses_and_is_bounded(bundles, tmp_path) -> None:
+    db = tmp_path / "fb.db"
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True, log_retention="1d")) as client:
+        pid = client.post("/v1/models/sentiment/predict", json={"inputs": ["great film"]}).json()["results"][0][
+            "prediction_id"]
+        with sqlite3.connect(db) as con:  # two days pass without a request
+            con.execute("UPDATE predictions SET created_at = '2020-01-01T00:00:00.000000Z'")
+        expired = client.post("/v1/models/sentiment/feedback", json={"prediction_id": pid, "label": "pos"})
+        assert expired.status_code == 422 and "retention" in expired.json()["detail"]
+    assert len(rows(db, "SELECT id FROM predictions")) == 1  # nothing logged since: not pruned yet ...
+    with serving(app_for(bundles, feedback_db=db, log_predictions=True, log_retention="1d")):
+        assert rows(db, "SELECT id FROM predictions") == []  # ... until a logging server starts
+    for bound in ["1000000d", "10000000000000"]:  # dates and SQLite integers overflow past these
+        with pytest.raises(verticals.errors.ConfigError, match="at most"):
+            app_for(bundles, feedback_db=db, log_predictions=True, log_retention=bound)
+
+
+def test_export_takes_a_bom_header_and_refuses_an_impossible_since(bundles, tmp_path, capsys) -> None:
+    from verticals.operate.feedback_store import open_store
+
+    db = tmp_path / "fb.db"
+    store = open_store(db)
+    store.register_model("sentiment", "d", "text-classification", "text-classification", ["neg", "pos"],
+                         {"kind": "label", "fields": {"text": "utterance", "label": "intent"}, "label_field": "label"})
+    store.add_feedback("sentiment", "d", prediction_id=None, record={"text": "not great"}, predicted=None,
+                       label="neg", tags=None, wrong=None, comment=None)
+    store.close()
+    base = tmp_path / "train.csv"
+    base.write_bytes(b"\xef\xbb\xbfutterance,intent\ngreat film,pos\n")  # as a spreadsheet program saves it
+    output = tmp_path / "train-v2.csv"
+    code, _, err = export(str(db), "--model", "sentiment", "--append-to", str(base), "--output", str(output),
+                          capsys=capsys)
+    assert code == 0, err
+    assert output.read_bytes() == base.read_bytes() + b"not great,neg\n"
+    code, _, err = export(str(db), "--model", "sentiment", "--since", "0001-01-01T00:00:00+01:00", "--output",
+                          str(tmp_path / "x.csv"), capsys=capsys)
+    assert code == 2 and "--since" in err and "Traceback" not in err

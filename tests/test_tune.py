@@ -248,6 +248,12 @@ def test_study_file_left_half_created_by_a_killed_worker_is_completed(tmp_path):
     with pytest.raises(ConfigError, match="database of another application"):
         open_storage(f"sqlite:///{namesake}", tmp_path / "unused.db", heartbeat=30)
     assert namesake.read_bytes() == before
+    with sqlite3.connect(namesake) as con:  # both names, neither Optuna's columns
+        con.execute("CREATE TABLE trials (id INTEGER, arm TEXT)")
+    before = namesake.read_bytes()
+    with pytest.raises(ConfigError, match="database of another application"):
+        open_storage(f"sqlite:///{namesake}", tmp_path / "unused.db", heartbeat=30)
+    assert namesake.read_bytes() == before
 
 
 class _Interleaved:

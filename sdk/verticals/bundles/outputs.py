@@ -314,21 +314,22 @@ def _written_folder(directory: Path) -> str | None:
     return None
 
 
-def check_output_place(output: str | Path) -> None:
+def check_output_place(output: str | Path, name: str | None = None) -> None:
     """Refuse an output that is inside a bundle or another folder Verticals wrote (an export, a report).
 
     Such a folder lists its files in a manifest or marker: one more file makes the bundle unloadable (and a
     file of the same name as one of its own, e.g. ``bundle.json``, destroys it). Checked on the real path, so
-    a link into a bundle is refused too."""
+    a link into a bundle is refused too. ``name``: how messages name the option (default: the output's)."""
     output = Path(os.path.abspath(output))
+    name = name or option("output")
     for candidate in (output.parent, *output.parent.parents):
         if candidate.exists() and not candidate.is_dir():  # mkdir would fail with FileExistsError
-            raise ConfigError(f"{option('output')} {output}: {candidate} is a file, not a folder, so nothing can be "
+            raise ConfigError(f"{name} {output}: {candidate} is a file, not a folder, so nothing can be "
                               f"written under it; choose an output in a folder")
         for where in {candidate, candidate.resolve()}:
             kind = _written_folder(where)
             if kind:
-                raise ConfigError(f"{option('output')} {output} is inside {where}, a {kind} Verticals wrote: a file "
+                raise ConfigError(f"{name} {output} is inside {where}, a {kind} Verticals wrote: a file "
                                   f"added there is not in its manifest and would make it fail verification (or replace "
                                   f"one of its own files); choose an output outside it")
 

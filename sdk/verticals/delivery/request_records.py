@@ -111,6 +111,18 @@ def feedback_input(predictor: Any, item: Any, limits: Any) -> tuple[Any, str | N
 
 
 def feedback_body_problem(data: Any) -> str | None:
-    """Why a feedback body cannot be stored (a lone surrogate, nesting too deep), or None."""
+    """Why a feedback body cannot be stored (a lone surrogate, nesting too deep, a NUL character: PostgreSQL's
+    text refuses it), or None."""
     _, problem = scan_item(data)
-    return None if problem is None else f"{problem.field or 'body'}: {problem.message}"
+    if problem is not None:
+        return f"{problem.field or 'body'}: {problem.message}"
+    stack = [data]  # scan_item bounded the depth
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return "body: text holds a NUL character (\\u0000), which the feedback database cannot store; remove it"
+        if isinstance(value, dict):
+            stack.extend([*value, *value.values()])
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return None

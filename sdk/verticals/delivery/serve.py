@@ -201,6 +201,8 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         for name, p in models.items():
             store.register_model(name, digests[name] or "", p.task_name, p.info.task_type, p.info.labels,
                                  model_columns(p.task))
+        if log_predictions:  # the retention holds also after a pause in traffic, not only at the next request
+            store.prune()
     readiness = Readiness(on_change=(lambda ready: monitor.ready.set(int(ready))) if monitor is not None else None)
 
     def warm_pass(name: str) -> Any:
@@ -396,6 +398,8 @@ def _add_predict_route(app: Any, name: str, predictor: Predictor, batcher: Batch
                 await run_in_threadpool(log.log_predictions, name, model_digest or "", logged)
             except VerticalsError as exc:  # the predictions stand; feedback on them then needs the input
                 logger.warning("predictions not logged: %s", exc)
+            except Exception:  # noqa: BLE001 - a bug in logging must not take the answer (never a 500)
+                logger.exception("predictions not logged")
         # Serialised once, in pydantic's Rust encoder: returning the model would make FastAPI dump it, validate
         # the dump against response_model again, then encode it with json.dumps
         return Response(response_model(model=name, task=predictor.task_name, results=results).model_dump_json(),

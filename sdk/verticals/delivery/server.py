@@ -92,9 +92,9 @@ def run(bundles: str | Path | Predictor | Sequence[str | Path | Predictor], host
         for bundle in bundles:  # a bad bundle: one line from here, not one from each worker
             verify(Path(bundle))
         if feedback_db is not None:  # created (or refused) once here: workers racing to create it could not
-            from ..operate.feedback import FeedbackStore  # agree on one file
+            from ..operate.feedback_store import open_store  # agree on one file; a URL is a database, not a path
 
-            FeedbackStore(feedback_db, retention=log_retention).close()
+            open_store(feedback_db, retention=log_retention).close()
         configure_logging(log_format, log_level)
         logger.info("serving %d bundle(s) on http://%s:%d with %d workers", len(bundles), host,
                     sock.getsockname()[1], workers)

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ..bundles.outputs import check_output_place
 from ..errors import ConfigError, VerticalsError, option
 
 APPLICATION_ID = 0x56464442  # "VFDB": Verticals FeedBack database
@@ -79,9 +80,10 @@ def new_id() -> str:
 def parse_retention(text: str) -> tuple[str, int]:
     """``--log-retention``: ``N`` keeps the newest N logged predictions, ``Nd`` those of the last N days."""
     match = re.fullmatch(r"\s*(\d+)\s*(d?)\s*", str(text))
-    if not match or int(match.group(1)) < 1:
-        raise ConfigError(f"{option('log_retention')} {text!r}: expected a number of records (e.g. 100000) or of days "
-                          f"(e.g. 30d), at least 1")
+    # at most 100 years or 10^12 records: beyond, dates and SQLite's integers overflow (a 500 on every predict)
+    if not match or not 1 <= int(match.group(1)) <= (36_500 if match.group(2) else 10**12):
+        raise ConfigError(f"{option('log_retention')} {text!r}: expected a number of records (e.g. 100000, at most "
+                          f"10^12) or of days (e.g. 30d, at most 36500d), at least 1")
     return ("days" if match.group(2) else "records"), int(match.group(1))
 
 
@@ -122,9 +124,11 @@ def create(path: str | Path) -> bool:
     """Create a complete, empty feedback database at ``path`` unless something is there already (then it is
     left alone; True when this call created it)."""
     path = Path(os.path.abspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # not inside a bundle (one more file there and it no longer loads), not under a file
+    check_output_place(path, option("feedback_db"))
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(tmp, isolation_level=None)
         try:
             con.executescript(f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
@@ -140,8 +144,9 @@ def create(path: str | Path) -> bool:
             return False
         _fsync_dir(path.parent)
         return True
-    except OSError as exc:
-        raise ConfigError(f"cannot create the feedback database {path}: {exc.strerror or exc}") from None
+    except (OSError, sqlite3.Error) as exc:  # a folder that cannot be written, a full disk
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot create the feedback database {path}: {reason}") from None
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
             leftover.unlink(missing_ok=True)
@@ -233,8 +238,15 @@ class FeedbackStore:
             else:
                 con.execute("DELETE FROM predictions WHERE created_at < ?", (retention_cutoff(n),))
 
+    def prune(self) -> None:
+        """Drop the logged predictions past the retention limit (a logging server starts with this)."""
+        self.log_predictions("", "", [])
+
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT model, digest, input, prediction FROM predictions WHERE id = ?", (prediction_id,))
+        kind, n = self.retention  # past the limit and not yet pruned (nothing logged since): not resolved
+        cutoff = retention_cutoff(n) if kind == "days" else ""
+        rows = self._read("SELECT model, digest, input, prediction FROM predictions WHERE id = ? AND created_at >= ?",
+                          (prediction_id, cutoff))
         return prediction_item(rows[0]) if rows else None
 
     def add_feedback(self, model: str, digest: str, *, prediction_id: str | None, record: Any, predicted: Any,

@@ -59,10 +59,10 @@ def parse_since(text: str | None) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: a time zone pushing year 1 or 9999 out of range
         raise ConfigError(f"--since {text!r}: expected a date (2026-12-01) or an ISO datetime "
-                          f"(2026-12-01T09:30:00Z)") from None
-    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+                          f"(2026-12-01T09:30:00Z) between years 1 and 9999") from None
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -165,7 +165,8 @@ def _append(base: Path, fmt: str, records: list[dict[str, Any]], ids: list[list[
     if text and not text.endswith("\n"):
         text += "\n"
     if fmt == "csv":
-        header = next(csv.reader(io.StringIO(text)), [])
+        # a BOM (as spreadsheet programs write) is not part of the first column's name; the bytes stay as they are
+        header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), [])
         missing = sorted({key for record in kept for key in record} - set(header))
         if missing:
             raise ConfigError(f"--append-to {base} has no column {', '.join(map(repr, missing))}, which the "

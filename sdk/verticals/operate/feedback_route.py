@@ -180,6 +180,13 @@ def add_feedback_route(app: Any, models: dict[str, Any], digests: dict[str, str 
                                  f"one of them")
                 record, predicted = logged["input"], logged["prediction"]
         tags: list[str] | str | None = body.tags
+        if kind == "tokens" and record is not None:
+            # exported as CoNLL (a token and its tag per line, a blank line between sentences)
+            bad = next((i for i, t in enumerate(record.get("tokens") or [])
+                        if not str(t).strip(" ") or any(c.isspace() and c != " " for c in str(t))), None)
+            if bad is not None:
+                raise refuse(f"input: token {bad + 1} {record['tokens'][bad]!r} is empty or holds a tab or line "
+                             f"break, which the CoNLL training file cannot hold; send words as tokens")
         if kind == "tokens" and (tags is not None or body.entities is not None):
             tokens = record.get("tokens") or []
             tags = entity_tags(body.entities, len(tokens)) if body.entities is not None else tags

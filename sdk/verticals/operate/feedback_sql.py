@@ -290,9 +290,16 @@ class SQLFeedbackStore:
             else:
                 conn.execute(delete(predictions).where(predictions.c.created_at < retention_cutoff(n)))
 
+    def prune(self) -> None:
+        """Drop the logged predictions past the retention limit (a logging server starts with this)."""
+        self.log_predictions("", "", [])
+
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
+        kind, n = self.retention  # past the limit and not yet pruned (nothing logged since): not resolved
+        cutoff = retention_cutoff(n) if kind == "days" else ""
         rows = self._read(select(predictions.c.model, predictions.c.digest, predictions.c.input,
-                                 predictions.c.prediction).where(predictions.c.id == prediction_id))
+                                 predictions.c.prediction).where(predictions.c.id == prediction_id,
+                                                                 predictions.c.created_at >= cutoff))
         return prediction_item(rows[0]) if rows else None
 
     def add_feedback(self, model: str, digest: str, *, prediction_id: str | None, record: Any, predicted: Any,

@@ -145,10 +145,15 @@ def _refuse_foreign_tables(path: Path, shown: str) -> None:
                       for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
-    if not tables or {"studies", "trials"} <= set(tables):
+    if not tables:
         return
-    optuna_columns = _optuna_columns()
-    if all(optuna_columns.get(name) == columns for name, columns in tables.items()):
+    if {"studies", "trials"} <= set(tables):
+        # a study database, of this Optuna or another version (the core columns have not changed since 2019;
+        # an older schema is then Optuna's to upgrade or refuse)
+        if {"study_id", "study_name"} <= tables["studies"] and \
+                {"trial_id", "number", "study_id", "state"} <= tables["trials"]:
+            return
+    elif all(_optuna_columns().get(name) == columns for name, columns in tables.items()):
         return
     raise ConfigError(f"--storage {shown}: {path} is a database of another application (tables: "
                       f"{', '.join(sorted(tables)[:5])}); Optuna would add its tables to it; give a new file name")
