@@ -167,3 +167,24 @@ def test_entity_intervals_resample_sentences() -> None:
     for name, entry in found["metrics"].items():
         assert entry["value"] == pytest.approx(metrics[name]) and entry["low"] <= entry["value"] <= entry["high"]
         assert entry["method"] == "bootstrap"
+
+
+def test_card_shows_bundle_text_as_written_never_as_markup() -> None:
+    """Review of the HTML outputs: labels, task and file names went into the Markdown card raw, so a label
+    `<img src=x onerror=...>` was live HTML in Markdown viewers that render it, and `a|b` broke the tables."""
+    from verticals.bundles.bundle import BundleInfo
+    from verticals.delivery.card import model_card
+
+    labels = ["<img src=x onerror=alert(1)>", "a|b\n# Heading", "[click](javascript:alert(2))", "card_arrival"]
+    info = BundleInfo(task="text-classification", task_type="text-classification", sdk_version="0", labels=labels,
+                      config={}, metrics={"validation": {"accuracy": 0.5}},
+                      data={"train": {"file": "<b>train</b>|x.csv", "records": 4, "sha256": "0" * 64}},
+                      intervals={"validation": {"per_label_f1": {label: {"value": 0.5, "low": 0.4, "high": 0.6,
+                                                                          "support": 3} for label in labels},
+                                                "resamples": 100, "seed": 0}})
+    card = model_card(info)
+    assert "<img" not in card and "<b>" not in card and "\n# Heading" not in card
+    assert "&lt;img src=x onerror=alert(1)&gt;" in card and "a\\|b # Heading" in card
+    assert "\\[click\\](javascript:alert(2))" in card and "card_arrival" in card
+    rows = [line for line in card.splitlines() if line.startswith("| ") and ("x.csv" in line or "Heading" in line)]
+    assert len(rows) == 2 and all(len(re.findall(r"(?<!\\)\|", row)) == 5 for row in rows), rows  # 4 columns

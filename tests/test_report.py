@@ -282,3 +282,14 @@ def test_learning_curve_has_separate_panels_and_legends_off_the_lines(tmp_path: 
             "the legend covers the plotting area"
     width, height = _png_size(tmp_path / "lc.png")
     assert height > 500 and width > 600
+
+
+def test_labels_with_dollar_signs_are_drawn_as_written(tmp_path):
+    """Review of the HTML outputs: matplotlib read '$x^$' (a label) as a maths formula and `verticals report`
+    failed with an internal error; 'from $5 to $10' was drawn as maths."""
+    from verticals.delivery.report_plots import confusion_matrix_png, per_label_f1_png
+
+    labels = ["$x^$", "from $5 to $10"]
+    confusion_matrix_png(tmp_path / "cm.png", labels * 3, labels[::-1] * 3, labels, "confusion")
+    per_label_f1_png(tmp_path / "f1.png", {label: {"f1": 0.5} for label in labels}, "$F_1$ per label")
+    assert (tmp_path / "cm.png").stat().st_size > 0 and (tmp_path / "f1.png").stat().st_size > 0

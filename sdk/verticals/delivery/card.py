@@ -12,6 +12,7 @@ model's weights; with the bundle's pack installed it also shows the pack's label
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from collections.abc import Mapping
@@ -72,6 +73,18 @@ def small_sample_note(n: int, what: str = "records") -> str | None:
             f"on them.")
 
 
+def _md(text: object) -> str:
+    """Text from a bundle or a data file (labels, task and file names) in Markdown prose or a table cell: shown
+    as written, never as markup (raw HTML, which many Markdown viewers render; a table column; a link)."""
+    flat = html.escape(" ".join(str(text).split()), quote=False)
+    return "".join("\\" + c if c in "|`*[]" else c for c in flat)
+
+
+def _code(text: object) -> str:
+    """``text`` as a Markdown code span (HTML inside one is shown, not rendered); a backtick cannot end it."""
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
+
+
 def _threshold_lines(state: dict[str, Any], prefix: str = "") -> list[str]:
     """Everything under state keys naming thresholds (values, objectives, targets) for the model card."""
     lines = []
@@ -81,30 +94,31 @@ def _threshold_lines(state: dict[str, Any], prefix: str = "") -> list[str]:
             lines += _threshold_lines(value, f"{path}.")
         elif "threshold" in path.lower():
             shown = f"{value:.4f}" if isinstance(value, float) else json.dumps(value, default=str)
-            lines.append(f"- `{path}` = {shown}")
+            lines.append(f"- {_code(path)} = {_md(shown)}")
     return lines
 
 
 def _intended_use(info: BundleInfo, ctx: CardContext) -> str:
     where = f"the '{ctx.pack}' pack" if ctx.pack else "the generic task type"
-    labels = ", ".join(f"{label} = {ctx.name(label)}" for label in info.labels if ctx.name(label) != label)
-    return (f"{ctx.description} Task `{info.task}` ({where}); predicts one of {len(info.labels)} "
+    labels = ", ".join(f"{_md(label)} = {_md(ctx.name(label))}" for label in info.labels if ctx.name(label) != label)
+    return (f"{ctx.description} Task {_code(info.task)} ({where}); predicts one of {len(info.labels)} "
             f"labels for inputs like those it was trained on." + (f" Labels: {labels}." if labels else ""))
 
 
 def _limitations(info: BundleInfo, ctx: CardContext, evaluation: Evaluation | None) -> list[str]:
     train = info.data.get("train", {})
-    names = [ctx.name(label) for label in info.labels]
+    names = [_md(ctx.name(label)) for label in info.labels]
     lines = [f"Training file: {train.get('records', 'an unknown number of')} records; it can only predict the "
              f"labels seen in training ({', '.join(names[:15])}{' ...' if len(names) > 15 else ''})."]
     max_length = info.config.get("training", {}).get("max_length")
     if max_length:
         lines.append(f"Inputs longer than {max_length} tokens are truncated before prediction.")
     if evaluation is not None:
-        weak = [f"{ctx.name(k)} (F1 {v['f1']:.2f})" for k, v in evaluation.per_label.items() if v.get("f1", 1.0) < 0.5]
+        weak = [f"{_md(ctx.name(k))} (F1 {v['f1']:.2f})" for k, v in evaluation.per_label.items()
+                if v.get("f1", 1.0) < 0.5]
         if weak:
             lines.append(f"Weak on this data (F1 < 0.5): {', '.join(weak[:10])}.")
-        rare = [ctx.name(k) for k, v in evaluation.per_label.items() if 0 < v.get("support", 0) < 10]
+        rare = [_md(ctx.name(k)) for k, v in evaluation.per_label.items() if 0 < v.get("support", 0) < 10]
         if rare:
             lines.append(f"Fewer than 10 evaluation examples for: {', '.join(rare[:10])}; their scores are noisy.")
         note = small_sample_note(evaluation.n)
@@ -188,8 +202,8 @@ def _per_label_table(split: str, found: Mapping[str, Any] | None, ctx: CardConte
            f"resamples, seed {found.get('seed')}):", "",
            "| label | F1 | 95% interval | support |", "|---|---|---|---|"]
     for label, entry in sorted(per_label.items(), key=lambda kv: kv[1].get("value", 0.0)):
-        out.append(f"| {ctx.name(label)} | {_fmt(entry.get('value'))} | {_fmt(entry['low'])} – {_fmt(entry['high'])} "
-                   f"| {entry.get('support', '')} |")
+        out.append(f"| {_md(ctx.name(label))} | {_fmt(entry.get('value'))} | {_fmt(entry['low'])} – "
+                   f"{_fmt(entry['high'])} | {entry.get('support', '')} |")
     return out
 
 
@@ -208,7 +222,7 @@ def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_prin
         data.append(("evaluation (this report)", dict(data_print or {})))
         rows.append(("evaluation (this report)", evaluation.metrics | dict(extras or {}), intervals or {}))
     names = list(dict.fromkeys(k for _, metrics, _ in rows for k in metrics))
-    out = [f"# Model card: {info.task}", ""]
+    out = [f"# Model card: {_md(info.task)}", ""]
     if bundle_digest:
         out += [f"Bundle digest (sha256 of manifest.json): `{bundle_digest}`. Check a received copy with "
                 f"`verticals inspect BUNDLE --expect {bundle_digest}`: every statement below is about that bundle.", ""]
@@ -216,9 +230,9 @@ def model_card(info: BundleInfo, evaluation: Evaluation | None = None, data_prin
             "## Data", "", "| split | file | records | sha256 |", "|---|---|---|---|"]
     for split, fp in data:
         if "sha256" in fp:
-            out.append(f"| {split} | {fp.get('file', '')} | {fp.get('records', '')} | `{fp['sha256']}` |")
+            out.append(f"| {split} | {_md(fp.get('file', ''))} | {fp.get('records', '')} | `{fp['sha256']}` |")
         else:
-            out.append(f"| {split} | held out from {fp.get('held_out_from', '?')} | {fp.get('records', '')} | |")
+            out.append(f"| {split} | held out from {_md(fp.get('held_out_from', '?'))} | {fp.get('records', '')} | |")
     out += ["", "## Training", ""] + _training_lines(info)
     out += ["", "## Metrics", ""]
     if names:

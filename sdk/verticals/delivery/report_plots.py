@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+
+Draw = TypeVar("Draw", bound=Callable[..., Any])
+
+
+def literal_text(draw: Draw) -> Draw:
+    """Draw every text as written: labels and titles are data, and matplotlib would read the span between two
+    ``$`` as a maths formula ('$x^$' fails to parse; 'from $5 to $10' turns into maths)."""
+    @functools.wraps(draw)
+    def drawing(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawing  # type: ignore[return-value]
 
 
 def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
@@ -24,6 +41,7 @@ MAX_BARS = 30
 """The per-label F1 chart shows at most this many labels (the worst); the HTML table has every label."""
 
 
+@literal_text
 def confusion_matrix_png(path: Path, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
                          title: str) -> None:
     """Row-normalised confusion matrix (colour = share of the true label). Up to ``LABELLED_MAX`` labels
@@ -60,6 +78,7 @@ def confusion_matrix_png(path: Path, y_true: Sequence[str], y_pred: Sequence[str
     figure.savefig(path)
 
 
+@literal_text
 def per_label_f1_png(path: Path, per_label: dict[str, dict[str, float]], title: str) -> None:
     """Horizontal bars of F1 per label, worst at the top, support in the tick labels; with more than
     ``MAX_BARS`` labels only the worst ``MAX_BARS`` (the title says so)."""
@@ -82,6 +101,7 @@ def per_label_f1_png(path: Path, per_label: dict[str, dict[str, float]], title: 
     figure.savefig(path)
 
 
+@literal_text
 def pr_curve_png(path: Path, y_true: Sequence[int], scores: Sequence[float], positive: str,
                  threshold: float | None) -> float:
     """Precision-recall curve of the positive label; marks the bundle's decision threshold if any.
@@ -114,6 +134,7 @@ def pr_curve_png(path: Path, y_true: Sequence[int], scores: Sequence[float], pos
     return ap
 
 
+@literal_text
 def threshold_tradeoff_png(path: Path, confidence: np.ndarray, correct: np.ndarray, out_of_scope: np.ndarray | None,
                            thresholds: dict[str, float]) -> None:
     """What a confidence threshold below which the model falls back costs and buys: fallback rate,
@@ -146,6 +167,7 @@ def threshold_tradeoff_png(path: Path, confidence: np.ndarray, correct: np.ndarr
     figure.savefig(path)
 
 
+@literal_text
 def learning_curve(path: Path, history: Sequence[dict], primary_metric: str | None) -> bool:
     """Two panels over the same epochs: train (and validation) loss on top, the validation metrics below (their
     scales differ, and one shared panel with two y axes hides which line reads on which), the best epoch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..delivery.report_plots import _figure
+from ..delivery.report_plots import _figure, literal_text
 
 
 def trial_points(record: dict[str, Any]) -> list[tuple[int, float, str]]:
@@ -22,6 +22,7 @@ def trial_points(record: dict[str, Any]) -> list[tuple[int, float, str]]:
     return sorted(points)
 
 
+@literal_text
 def optimisation_history_png(path: Path, record: dict[str, Any]) -> bool:
     """Value per trial (pruned trials marked apart) and the best so far, the chosen trial circled. Returns
     False (and draws nothing) when no trial has a value."""
