@@ -170,6 +170,16 @@ def test_openapi_documents_per_model_schemas(server) -> None:  # type: ignore[no
     assert server.get("/docs").status_code == 200
 
 
+def test_docs_pages_cannot_be_framed(server) -> None:  # type: ignore[no-untyped-def]
+    """Review of the HTML outputs: /docs, /redoc and the OAuth2 redirect page sent no framing or type headers."""
+    for path in ["/docs", "/redoc", "/docs/oauth2-redirect"]:
+        answer = server.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers["x-frame-options"] == "DENY", path
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], path
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+
+
 def test_cli_serve_subprocess(bundles) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

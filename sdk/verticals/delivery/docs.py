@@ -50,22 +50,32 @@ def add_offline_docs(app: Any) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API docs",
+        page = get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API docs",
                                    swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
                                    swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
                                    oauth2_redirect_url=f"{root}{redirect_url}")
+        return _framed_by_no_one(page)
 
     @app.get(redirect_url, include_in_schema=False)
     def swagger_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return _framed_by_no_one(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-                              redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png", with_google_fonts=False)
+        return _framed_by_no_one(get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                                                redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+                                                redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+                                                with_google_fonts=False))
+
+
+def _framed_by_no_one(response: Any) -> Any:
+    """The docs pages start Swagger UI / ReDoc from an inline script, so no script-src policy here (the try-it
+    page has one); but no other site may frame them (clickjacking with a keyed user's session) or sniff types."""
+    response.headers.update({"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY",
+                             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+    return response
 
 
 def request_examples(task: Any, *, keyed: bool = False) -> dict[str, dict[str, Any]]:
