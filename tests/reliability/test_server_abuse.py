@@ -210,6 +210,19 @@ def test_hostile_json_gets_client_errors_and_keeps_the_connection(port: int) -> 
         assert client.get("/health").status_code == 200  # same keep-alive connection still served
 
 
+def test_non_finite_numbers_in_a_refused_body_are_a_422(port: int) -> None:
+    """Review of the server: the 422 echoed the client's NaN back through a JSON response that refuses it,
+    so `{"inputs": ["a"], "explain": NaN}` was a 500 with a traceback in the log."""
+    feedback = URL.replace("/predict", "/feedback")
+    bodies = [(URL, b'{"inputs": ["a"], "explain": NaN}'), (URL, b'{"inputs": -Infinity}'),
+              (feedback, b'{"prediction_id": "x", "label": NaN}'), (feedback, b'{"input": "a", "wrong": Infinity}')]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for url, body in bodies:
+            response = client.post(url, content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 422, (body, response.status_code, response.text[:300])
+            assert "NaN" in response.text or "Infinity" in response.text  # what was refused is named
+
+
 def test_200_concurrent_clients(port: int) -> None:
     """200 clients, each on its own connection, for about 3 seconds: no 5xx, no dropped connection."""
     deadline = time.monotonic() + 3

@@ -289,10 +289,11 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
                 "detail": f"expected a JSON object {shape} with Content-Type: application/json"})
         shown = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in errors[:5])
         # A lone surrogate the client sent comes back in the error's "input" and cannot be encoded as UTF-8:
-        # replaced (U+FFFD) so that the answer is a 422, not a 500.
+        # replaced (U+FFFD) so that the answer is a 422, not a 500; a NaN or Infinity it sent comes back as
+        # the text "NaN" / "Infinity" (JSON has no such numbers, and the response refuses them)
         text = _SURROGATE.sub("\ufffd", json.dumps(errors, default=str, ensure_ascii=False))
         return JSONResponse(status_code=422, content={"detail": _SURROGATE.sub("\ufffd", f"invalid request: {shown}"),
-                                                      "errors": json.loads(text)})
+                                                      "errors": json.loads(text, parse_constant=str)})
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
