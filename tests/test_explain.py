@@ -204,3 +204,20 @@ def test_report_explains_the_most_confident_errors(text_bundle, tmp_path):
     assert "<script>" not in page and "</script>" not in page
     assert ("&lt;</span>" in section) == (">alert</span>" in section)  # escaped wherever it is shown
     assert section.count('<span style="background:rgba(') >= 5 * 2
+
+
+def test_a_record_full_of_entities_explains_the_highest_scored(token_bundle, monkeypatch):
+    """Review of the server: every entity of a record was explained, each listing every word, so one long
+    record of 3,000 words cost entities x words (5 GB and 67 s on the tiny model through the REST route)."""
+    import verticals.tasks.explain as explain_module
+
+    monkeypatch.setattr(explain_module, "MAX_EXPLAINED_ENTITIES", 3)
+    predictor = verticals.load(token_bundle)
+    text = " ".join(["Alice Smith flew to Paris ."] * 4)
+    predicted = predictor.predict([text])[0].entities
+    assert len(predicted) > 3
+    (explanation,) = predictor.explain([text])
+    assert len(explanation.entities) == 3 and explanation.not_explained == len(predicted) - 3
+    top = sorted((e.score for e in predicted), reverse=True)[:3]
+    assert sorted((e.score for e in explanation.entities), reverse=True) == pytest.approx(top)
+    assert [e.start for e in explanation.entities] == sorted(e.start for e in explanation.entities)

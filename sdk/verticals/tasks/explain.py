@@ -42,6 +42,9 @@ N_STEPS = 32
 sentiment models; more steps cost proportionally more time."""
 MAX_EXPLAIN_BATCH = 16
 """Most records one REST request may ask to explain (each costs ~ one forward pass per word)."""
+MAX_EXPLAINED_ENTITIES = 20
+"""Most entities of one record explained (the highest-scored): each costs an attribution run over its window
+and lists every word of the record, so a long record full of entities would cost entities x words."""
 
 # What a person reads as a word: letters/digits, joined through inner dots, commas, apostrophes and hyphens
 # ("10.5", "don't", "state-owned"); any other visible character is a word of its own.
@@ -75,7 +78,10 @@ class EntityExplanation(BaseModel):
 
 class EntitiesExplanation(BaseModel):
     method: str = Field(description="occlusion or integrated-gradients.")
-    entities: list[EntityExplanation] = Field(description="One explanation per predicted entity.")
+    entities: list[EntityExplanation] = Field(description=(
+        "One explanation per predicted entity; the highest-scored ones when a record has more than "
+        "MAX_EXPLAINED_ENTITIES."))
+    not_explained: int = Field(0, description="Predicted entities left out (past MAX_EXPLAINED_ENTITIES).")
 
 
 def check_engine(engine: str) -> None:
@@ -179,7 +185,8 @@ def _explain_entities(task: Any, record: Any, method: str, n_steps: int) -> Enti
     index = {label: i for i, label in enumerate(task.labels_)}
     windows = [_window_words(f, special_ids) for f in features]
     explained = []
-    for entity in prediction.entities:
+    chosen = sorted(prediction.entities, key=lambda e: -e.score)[:MAX_EXPLAINED_ENTITIES]
+    for entity in sorted(chosen, key=lambda e: getattr(e, "token_start", e.start)):  # in reading order
         first = getattr(entity, "token_start", entity.start)
         last = getattr(entity, "token_end", entity.end)
         # the window where the entity's first word has most context, as the prediction was merged
@@ -196,7 +203,8 @@ def _explain_entities(task: Any, record: Any, method: str, n_steps: int) -> Enti
         start, end = spans[first][0], spans[last - 1][1]
         explained.append(EntityExplanation(type=entity.type, text=text[start:end], start=start, end=end,
                                            score=entity.score, words=words))
-    return EntitiesExplanation(method=method, entities=explained)
+    return EntitiesExplanation(method=method, entities=explained,
+                               not_explained=len(prediction.entities) - len(chosen))
 
 
 def _token_offsets(text: str | None, tokens: list[str]) -> tuple[str, list[tuple[int, int]]]:
