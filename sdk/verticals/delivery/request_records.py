@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field
 from ..errors import DataError, VerticalsError
 
 MAX_DEPTH = 32  # records are flat objects of texts, numbers and lists: deeper nesting is never a record
+# values (texts, numbers, list items, keys) in one record: far above any task's record (a user's history, a
+# conversation's turns), and it bounds the checks, which run on the event loop (max_chars counts text only)
+MAX_VALUES = 10_000
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only a lone surrogate survives JSON decoding as one
 logger = logging.getLogger("verticals.serve")
 
@@ -28,9 +31,13 @@ def scan_item(item: Any) -> tuple[int, RecordError | None]:
     """Characters of text in one API input (all strings in it), or why it cannot be a record: nested deeper
     than ``MAX_DEPTH`` or holding a lone surrogate (not Unicode text: tokenizers and JSON encoders fail on
     it). Iterative, so no nesting depth can exhaust the stack."""
-    chars, stack = 0, [(item, 1, None)]
+    chars, values, stack = 0, 0, [(item, 1, None)]
     while stack:
         value, depth, field = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return chars, RecordError(status=422, field=field, message=f"record holds more than {MAX_VALUES} "
+                                                                       f"values (texts, numbers, list items)")
         if depth > MAX_DEPTH:
             return chars, RecordError(status=422, field=field, message=f"record is nested deeper than {MAX_DEPTH} "
                                                                        f"levels; send flat fields of texts and numbers")
