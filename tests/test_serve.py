@@ -170,6 +170,15 @@ def test_openapi_documents_per_model_schemas(server) -> None:  # type: ignore[no
     assert server.get("/docs").status_code == 200
 
 
+def test_health_and_ready_answer_head_for_load_balancers(server) -> None:  # type: ignore[no-untyped-def]
+    """Review of the server: HEAD /health and HEAD /ready were 405, so a load balancer checking with HEAD
+    would have marked a healthy server down."""
+    for path in ["/health", "/ready"]:
+        get, head = server.get(path), server.head(path)
+        assert head.status_code == get.status_code == 200, (path, head.status_code)
+        assert head.content == b""
+
+
 def test_docs_pages_cannot_be_framed(server) -> None:  # type: ignore[no-untyped-def]
     """Review of the HTML outputs: /docs, /redoc and the OAuth2 redirect page sent no framing or type headers."""
     for path in ["/docs", "/redoc", "/docs/oauth2-redirect"]:

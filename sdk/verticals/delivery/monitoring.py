@@ -366,7 +366,9 @@ def add_routes(app: Any, readiness: Readiness, monitor: Monitor | None, names: l
     from fastapi.responses import JSONResponse, Response
 
     # response_model=None: annotations are strings here (postponed), FastAPI must not resolve them
-    @app.get("/ready", response_model=None, responses={503: {"description": "Warming up or shutting down"}})
+    # HEAD too: load balancers' health checks often send it (uvicorn sends no body for a HEAD)
+    @app.api_route("/ready", methods=["GET", "HEAD"], response_model=None,
+                   responses={503: {"description": "Warming up or shutting down"}})
     def ready() -> JSONResponse:
         """200 once every model is loaded and answered a warm-up pass; 503 while warming or draining."""
         return JSONResponse(status_code=200 if readiness.ready else 503,

@@ -295,7 +295,7 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         return JSONResponse(status_code=422, content={"detail": _SURROGATE.sub("\ufffd", f"invalid request: {shown}"),
                                                       "errors": json.loads(text, parse_constant=str)})
 
-    @app.get("/health", response_model=Health)
+    @app.api_route("/health", methods=["GET", "HEAD"], response_model=Health)  # HEAD: load balancers' checks
     def health() -> Health:
         return Health(sdk_version=__version__, models=names, pid=os.getpid())
 
