@@ -366,13 +366,14 @@ def add_routes(app: Any, readiness: Readiness, monitor: Monitor | None, names: l
     from fastapi.responses import JSONResponse, Response
 
     # response_model=None: annotations are strings here (postponed), FastAPI must not resolve them
-    # HEAD too: load balancers' health checks often send it (uvicorn sends no body for a HEAD)
-    @app.api_route("/ready", methods=["GET", "HEAD"], response_model=None,
-                   responses={503: {"description": "Warming up or shutting down"}})
+    @app.get("/ready", response_model=None, responses={503: {"description": "Warming up or shutting down"}})
     def ready() -> JSONResponse:
         """200 once every model is loaded and answered a warm-up pass; 503 while warming or draining."""
         return JSONResponse(status_code=200 if readiness.ready else 503,
                             content={"status": readiness.status(), "models": names})
+
+    # HEAD for load balancers' checks (uvicorn sends no body); not in the schema (one operation id per route)
+    app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False, response_model=None)
 
     if monitor is None:
         return

@@ -295,9 +295,12 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
         return JSONResponse(status_code=422, content={"detail": _SURROGATE.sub("\ufffd", f"invalid request: {shown}"),
                                                       "errors": json.loads(text, parse_constant=str)})
 
-    @app.api_route("/health", methods=["GET", "HEAD"], response_model=Health)  # HEAD: load balancers' checks
+    @app.get("/health", response_model=Health)
     def health() -> Health:
         return Health(sdk_version=__version__, models=names, pid=os.getpid())
+
+    # HEAD for load balancers' checks (uvicorn sends no body); not in the schema (one operation id per route)
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
 
     add_routes(app, readiness, monitor, names)
 
