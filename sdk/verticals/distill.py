@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .bundles.bundle import digest
 from .config import deep_merge, user_options
 from .errors import ConfigError, option
 from .predictor import Predictor
@@ -140,7 +139,7 @@ def distill(
         epoch_factor = student.default_student_epoch_factor
         own |= {"epochs": training.epochs * epoch_factor, "min_steps": training.min_steps}
         student, spec, pack_name = api.build_task(task, merged_config, _schedule(overrides, own), backbone)
-    digests = [p.digest or digest(path) for p, path in zip(predictors, paths)]  # of the teachers loaded
+    digests = [p.digest for p in predictors]  # of the teachers loaded
     cache_dir = Path(teacher_cache) if teacher_cache is not None else Path(f"{output}.teacher-outputs")
     for task_, teacher_digest in zip(tasks, digests, strict=True):
         task_.logits_cache = TeacherLogitsCache(cache_dir, teacher_digest)

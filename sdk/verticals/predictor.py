@@ -66,9 +66,18 @@ class Predictor(Generic[PredictionT]):
         self.path = path
         self.engine = engine
         """Where the encoder runs at inference: 'torch', 'onnx' or 'onnx-int8' (see verticals.backbones.engines)."""
-        self.digest = digest
+        self._digest = digest
+
+    @property
+    def digest(self) -> str | None:
         """The digest of the bundle this predictor was loaded from (``verticals inspect`` shows the same); None
-        for a predictor built in memory. Read with the load, not from the path later: that may hold another."""
+        for a predictor built in memory. ``load`` and ``train`` set it from the manifest they read or wrote (the
+        path may hold another bundle later); a predictor constructed by hand with a path reads it once."""
+        if self._digest is None and self.path is not None:
+            from .bundles.bundle import digest
+
+            self._digest = digest(self.path)
+        return self._digest
 
     @property
     def labels(self) -> list[str]:
@@ -97,7 +106,7 @@ class Predictor(Generic[PredictionT]):
         task.config = self.task.config.model_copy(update={"data": deep_merge(self.task.config.data, data)})
         task.data_options = validate_section(task.DataOptions, task.config.data, "data")
         return Predictor(task, self.info, self.path, engine=self.engine,  # type: ignore[return-value]
-                         digest=self.digest)
+                         digest=self._digest)
 
     def predict(self, inputs: Any, *, overrides: Overrides = None) -> list[PredictionT]:
         """Predict a batch: a list of texts, dicts with the task's fields, or records; a pandas DataFrame; a

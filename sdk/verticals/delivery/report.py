@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .._version import __version__
-from ..bundles.bundle import atomic_directory, check_output, digest
+from ..bundles.bundle import atomic_directory, check_output
 from ..data.records import fingerprint
 from ..errors import ConfigError
 from ..metrics.significance import wilson_interval
@@ -165,7 +165,7 @@ def write_report(bundle: str | Path | Predictor, data: str | Path, output: str |
     evaluation = task.score(records, predictions)
     intervals = evaluation_intervals(task, records, predictions, evaluation) or {}
     # the digest `inspect --expect` checks: the report and its card are about that bundle (none in memory only)
-    bundle_digest = predictor.digest or (digest(predictor.path) if predictor.path is not None else None)
+    bundle_digest = predictor.digest
     ctx = context(predictor.info, task)
     outcomes = _outcomes(predictor, records, predictions)
     if outcomes is not None:  # the pack's names for labels (e.g. 1 -> fraud) from here on

@@ -27,10 +27,11 @@ class RecordError(BaseModel):
     field: str | None = None
 
 
-def scan_item(item: Any) -> tuple[int, RecordError | None]:
+def scan_item(item: Any, *, stored: bool = False) -> tuple[int, RecordError | None]:
     """Characters of text in one API input (all strings in it), or why it cannot be a record: nested deeper
     than ``MAX_DEPTH`` or holding a lone surrogate (not Unicode text: tokenizers and JSON encoders fail on
-    it). Iterative, so no nesting depth can exhaust the stack."""
+    it); ``stored``: text a database stores as such (feedback) may not hold a NUL either. Iterative, so no nesting
+    depth can exhaust the stack."""
     chars, values, stack = 0, 0, [(item, 1, None)]
     while stack:
         value, depth, field = stack.pop()
@@ -52,6 +53,9 @@ def scan_item(item: Any) -> tuple[int, RecordError | None]:
             texts = [value]
         else:
             texts = []
+        if stored and any("\x00" in text for text in texts):
+            return chars, RecordError(status=422, field=field, message=(
+                "text holds a NUL character (\\u0000), which the feedback database cannot store; remove it"))
         if any(_SURROGATE.search(text) for text in texts):
             return chars, RecordError(status=422, field=field, message=(
                 "text holds a lone surrogate (an unpaired \\ud800-\\udfff escape), which is not Unicode "
@@ -120,16 +124,5 @@ def feedback_input(predictor: Any, item: Any, limits: Any) -> tuple[Any, str | N
 def feedback_body_problem(data: Any) -> str | None:
     """Why a feedback body cannot be stored (a lone surrogate, nesting too deep, a NUL character: PostgreSQL's
     text refuses it), or None."""
-    _, problem = scan_item(data)
-    if problem is not None:
-        return f"{problem.field or 'body'}: {problem.message}"
-    stack = [data]  # scan_item bounded the depth
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str) and "\x00" in value:
-            return "body: text holds a NUL character (\\u0000), which the feedback database cannot store; remove it"
-        if isinstance(value, dict):
-            stack.extend([*value, *value.values()])
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return None
+    _, problem = scan_item(data, stored=True)
+    return None if problem is None else f"{problem.field or 'body'}: {problem.message}"

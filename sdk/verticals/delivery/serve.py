@@ -43,7 +43,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, SkipValidation, create_model
 
 from .._version import __version__
-from ..bundles.bundle import digest
 from ..errors import ConfigError, VerticalsError, option
 from ..predictor import Predictor
 from ..tasks.explain import (
@@ -189,7 +188,7 @@ def create_app(bundles: str | Path | Predictor | Sequence[str | Path | Predictor
     names = _model_names(predictors)
     models = dict(zip(names, predictors))
     # the digest read with each load (the path may hold another bundle by now); None for one built in memory
-    digests = {name: p.digest or (digest(p.path) if p.path is not None else None) for name, p in models.items()}
+    digests = {name: p.digest for name, p in models.items()}
     # Inference is compute-bound: one forward pass per model at a time keeps threads from fighting over
     # the same cores (requests queue; with ``batching`` the queued ones share the next pass).
     monitor = _monitor(models, digests, limits)

@@ -337,7 +337,6 @@ def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Se
             engine: str = "torch", resamples: int = sig.DEFAULT_RESAMPLES, seed: int = sig.DEFAULT_SEED,
             alpha: float = 0.05, margin: float = 0.0, latency_records: int = LATENCY_RECORDS) -> Comparison:
     """Compare bundle ``new`` with bundle ``old`` on the labelled ``data`` (see the module docstring)."""
-    from ..bundles.bundle import digest
     from ..delivery.card import small_sample_note
 
     if not 0.0 < alpha < 0.5:
@@ -404,7 +403,6 @@ def compare(old: str | Path, new: str | Path, data: str | Path, *, overrides: Se
         notes.insert(0, small)
     return Comparison(
         task=pa.info.task, data=str(data), n=n, primary_metric=primary, metrics=rows, mcnemar=test,
-        old={"path": str(old), "digest": pa.digest or digest(old)},  # the digests of the bundles loaded
-        new={"path": str(new), "digest": pb.digest or digest(new)},
+        old={"path": str(old), "digest": pa.digest}, new={"path": str(new), "digest": pb.digest},  # as loaded
         verdict=verdict, per_label=per_label, changed_count=len(outcomes.changed), changed=outcomes.changed,
         latency=_latency(a, b, latency_records), resamples=resamples, seed=seed, notes=notes)

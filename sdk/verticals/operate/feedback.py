@@ -73,6 +73,13 @@ def retention_cutoff(days: int) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def kept_since(retention: tuple[str, int]) -> str:
+    """The oldest ``created_at`` a logged prediction may have and still be resolved: a day-based retention's
+    cutoff (also before the prune at the next logged request), "" for a count-based one (pruned exactly)."""
+    kind, n = retention
+    return retention_cutoff(n) if kind == "days" else ""
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -243,10 +250,8 @@ class FeedbackStore:
         self.log_predictions("", "", [])
 
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
-        kind, n = self.retention  # past the limit and not yet pruned (nothing logged since): not resolved
-        cutoff = retention_cutoff(n) if kind == "days" else ""
         rows = self._read("SELECT model, digest, input, prediction FROM predictions WHERE id = ? AND created_at >= ?",
-                          (prediction_id, cutoff))
+                          (prediction_id, kept_since(self.retention)))
         return prediction_item(rows[0]) if rows else None
 
     def add_feedback(self, model: str, digest: str, *, prediction_id: str | None, record: Any, predicted: Any,

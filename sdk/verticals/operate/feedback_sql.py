@@ -61,6 +61,7 @@ from .feedback import (
     StoreUnavailable,
     dumps,
     feedback_item,
+    kept_since,
     models_by_name,
     now,
     parse_retention,
@@ -295,11 +296,9 @@ class SQLFeedbackStore:
         self.log_predictions("", "", [])
 
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
-        kind, n = self.retention  # past the limit and not yet pruned (nothing logged since): not resolved
-        cutoff = retention_cutoff(n) if kind == "days" else ""
+        resolvable = (predictions.c.id == prediction_id, predictions.c.created_at >= kept_since(self.retention))
         rows = self._read(select(predictions.c.model, predictions.c.digest, predictions.c.input,
-                                 predictions.c.prediction).where(predictions.c.id == prediction_id,
-                                                                 predictions.c.created_at >= cutoff))
+                                 predictions.c.prediction).where(*resolvable))
         return prediction_item(rows[0]) if rows else None
 
     def add_feedback(self, model: str, digest: str, *, prediction_id: str | None, record: Any, predicted: Any,

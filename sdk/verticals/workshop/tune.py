@@ -141,8 +141,9 @@ def _refuse_foreign_tables(path: Path, shown: str) -> None:
     them (another application's table that merely shares a name, such as ``studies``, is still refused)."""
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
-            tables = {row[0]: {column[1] for column in con.execute(f"PRAGMA table_info('{row[0]}')")}
-                      for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            names = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            tables = {name: {column[0] for column in con.execute("SELECT name FROM pragma_table_info(?)", (name,))}
+                      for name in names}
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"--storage {shown}: {path} cannot be read as SQLite ({exc})") from None
     if not tables:
